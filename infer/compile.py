@@ -1,0 +1,58 @@
+"""Specialise a graph for concrete inputs: fold, fuse and build the dispatch list. No GPU here.
+
+The result (a Program) is pure data, so it can be checked, printed and golden-tested without
+a device; `runtime.Executable` turns it into pipelines, buffers and bind groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UnsupportedModelError
+from .graph import Graph
+from .ops import lookup
+from .ops.registry import BuildContext, Dispatch, NotSupported, Value
+from .passes import fold_and_infer, fuse
+
+
+@dataclass
+class Program:
+    graph: Graph  # after folding and fusion: the nodes that run on the GPU
+    values: dict[str, Value]
+    dispatches: list[Dispatch]
+    consts: dict[str, np.ndarray]
+    gpu_inputs: list[str]  # graph inputs read by some dispatch
+
+    @property
+    def flops(self) -> float:
+        return sum(d.flops for d in self.dispatches)
+
+
+def specialise(
+    graph: Graph,
+    inputs: dict[str, Value],
+    limits: dict[str, int],
+    precision: str = "fp32",
+) -> Program:
+    g = graph.copy()
+    values = dict(inputs)
+    fold_and_infer(g, values)
+    fuse(g, values)
+    ctx = BuildContext(values, limits, precision)
+    dispatches: list[Dispatch] = []
+    problems: list[tuple[str, str, str]] = []
+    for node in g.nodes:
+        opdef = lookup(node.op_type, g.opset, node.domain)
+        try:
+            if opdef is None or opdef.build is None:
+                raise NotSupported("no GPU kernel")
+            dispatches.extend(opdef.build(node, ctx))
+        except NotSupported as e:
+            problems.append((node.op_type, node.name, str(e)))
+    if problems:
+        raise UnsupportedModelError(problems, g.opset)
+    read = {b.ref for d in dispatches for b in d.bindings if b.kind == "in"}
+    gpu_inputs = [name for name in inputs if name in read]
+    return Program(g, values, dispatches, ctx.consts, gpu_inputs)

@@ -1,0 +1,179 @@
+"""`infer.load` and `Model`: the engine's public face."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .compile import Program, specialise
+from .device import Device, get_device
+from .errors import ModelError, UnsupportedModelError
+from .graph import Graph, from_onnx, load_proto
+from .ops import lookup
+from .ops.registry import Value
+from .runtime import ConstantStore, Executable
+
+log = logging.getLogger(__name__)
+
+_MAX_CACHED_SHAPES = 4
+_gpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framesmith-gpu")
+
+
+def _static_check(graph: Graph) -> None:
+    problems = [
+        (n.op_type, n.name, "")
+        for n in graph.nodes
+        if lookup(n.op_type, graph.opset, n.domain) is None
+    ]
+    if problems:
+        raise UnsupportedModelError(problems, graph.opset)
+
+
+def _const_inputs(graph: Graph) -> set[str]:
+    """Graph inputs whose values (not just shapes) shape the computation."""
+    names = {vi.name for vi in graph.inputs if not np.issubdtype(vi.dtype, np.floating)}
+    for n in graph.nodes:
+        opdef = lookup(n.op_type, graph.opset, n.domain)
+        if opdef is None:
+            continue
+        for k in opdef.const_inputs:
+            if k < len(n.inputs):
+                names.add(n.inputs[k])
+    return names & {vi.name for vi in graph.inputs}
+
+
+class Model:
+    """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
+
+    def __init__(self, graph: Graph, device: Device, precision: str = "fp32"):
+        if precision not in ("fp32", "fp16"):
+            raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
+        if precision == "fp16" and "shader-f16" not in device.features:
+            raise ModelError(f"precision='fp16' needs shader-f16, which {device.name} lacks")
+        self.graph = graph
+        self.device = device
+        self.precision = precision
+        self.inputs = [vi.name for vi in graph.inputs]
+        self.outputs = list(graph.outputs)
+        self._value_inputs = _const_inputs(graph)
+        self._consts = ConstantStore(device)
+        self._cache: OrderedDict[tuple, Executable] = OrderedDict()
+        _static_check(graph)
+        if all(isinstance(d, int) for vi in graph.inputs for d in (vi.shape or [None])) and not (
+            self._value_inputs
+        ):
+            # fully static: find every unsupported op variant now, before any GPU work
+            self.program({vi.name: tuple(vi.shape) for vi in graph.inputs})
+
+    # -- specialisation ---------------------------------------------------------------------
+
+    def _seed(self, shapes: dict[str, tuple[int, ...]], arrays: dict[str, np.ndarray]) -> dict:
+        seed: dict[str, Value] = {}
+        for vi in self.graph.inputs:
+            if vi.name not in shapes:
+                raise ModelError(f"missing input {vi.name!r} (inputs: {self.inputs})")
+            shape = tuple(int(d) for d in shapes[vi.name])
+            if vi.shape is not None:
+                if len(vi.shape) != len(shape):
+                    raise ModelError(
+                        f"input {vi.name!r} must have rank {len(vi.shape)} "
+                        f"(shape {list(vi.shape)}), got shape {list(shape)}"
+                    )
+                for k, (want, got) in enumerate(zip(vi.shape, shape, strict=True)):
+                    if isinstance(want, int) and want > 0 and want != got:
+                        raise ModelError(
+                            f"input {vi.name!r} dimension {k} must be {want}, got {got} "
+                            f"(shape {list(shape)})"
+                        )
+            const = arrays.get(vi.name) if vi.name in self._value_inputs else None
+            seed[vi.name] = Value(shape, const, vi.dtype)
+        return seed
+
+    def program(
+        self, shapes: dict[str, tuple[int, ...]], arrays: dict[str, np.ndarray] | None = None
+    ) -> Program:
+        """The folded, fused dispatch list for these input shapes (no GPU work)."""
+        return specialise(
+            self.graph, self._seed(shapes, arrays or {}), self.device.limits, self.precision
+        )
+
+    def executable(self, arrays: dict[str, np.ndarray]) -> Executable:
+        shapes = {k: v.shape for k, v in arrays.items()}
+        key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
+            (k, arrays[k].tobytes()) for k in sorted(self._value_inputs) if k in arrays
+        )
+        exe = self._cache.get(key)
+        if exe is None:
+            exe = Executable(self.device, self.program(shapes, arrays), self._consts)
+            self._cache[key] = exe
+            while len(self._cache) > _MAX_CACHED_SHAPES:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return exe
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _normalise(self, x: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(x, dict):
+            if len(self.inputs) != 1:
+                raise ModelError(f"model has inputs {self.inputs}: pass a dict")
+            x = {self.inputs[0]: x}
+        unknown = set(x) - set(self.inputs)
+        if unknown:
+            raise ModelError(f"unknown input(s) {sorted(unknown)}; model inputs: {self.inputs}")
+        out = {}
+        for vi in self.graph.inputs:
+            if vi.name not in x:
+                raise ModelError(f"missing input {vi.name!r} (inputs: {self.inputs})")
+            arr = np.asarray(x[vi.name])
+            if vi.name in self._value_inputs:
+                out[vi.name] = arr
+            elif not np.issubdtype(arr.dtype, np.floating):
+                raise ModelError(f"input {vi.name!r} must be a float array, got {arr.dtype}")
+            else:
+                out[vi.name] = np.ascontiguousarray(arr, dtype=np.float32)
+        return out
+
+    def _finish(self, exe: Executable, arrays: dict, results: dict) -> np.ndarray | dict:
+        out = {}
+        for name in self.outputs:
+            if name in results:
+                out[name] = results[name]
+            elif name in arrays:
+                out[name] = arrays[name]
+            else:
+                out[name] = np.asarray(exe.program.graph.constants[name])
+        return out[self.outputs[0]] if len(out) == 1 else out
+
+    def run(self, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+        """Run on an NCHW float32 array (or dict of named inputs); blocks until done."""
+        arrays = self._normalise(x)
+        exe = self.executable(arrays)
+        return self._finish(exe, arrays, exe.run(arrays))
+
+    async def run_async(
+        self, x: np.ndarray | dict[str, np.ndarray]
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Like `run`, but the GPU work and the wait for it happen on the GPU worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(_gpu_thread, self.run, x)
+
+    def __repr__(self) -> str:
+        return f"<Model inputs={self.inputs} outputs={self.outputs} on {self.device.name}>"
+
+
+def load(
+    model: str | Path | onnx.ModelProto,
+    *,
+    precision: str = "fp32",
+    adapter: int | None = None,
+) -> Model:
+    """Load an ONNX model for the GPU. Raises UnsupportedModelError / ModelError, nothing else."""
+    graph = from_onnx(load_proto(model))
+    return Model(graph, get_device(adapter), precision)

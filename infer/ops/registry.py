@@ -1,0 +1,134 @@
+"""Op registry: (domain, op_type, since) -> OpDef, newest `since` not above the model's opset.
+
+An OpDef answers three questions about a node: the shapes of its outputs (`infer`), its
+value when every input is a constant (`evaluate`, numpy, used by constant folding), and the
+GPU dispatches that compute it (`build`). Ops with no `build` are fold-only: exporters emit
+them on shapes (Shape, Gather, Cast...), and they must fold away before the GPU sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..graph import Node
+
+ShapeFn = Callable[[Node, list["Value"], int], list[tuple[int, ...]]]
+EvalFn = Callable[[Node, list[np.ndarray | None], int], list[np.ndarray]]
+BuildFn = Callable[[Node, "BuildContext"], list["Dispatch"]]
+
+
+class NotSupported(Exception):
+    """An op variant the engine cannot run (attribute value, dtype, rank): names the reason."""
+
+
+@dataclass
+class Value:
+    """What is known about a tensor when a node is specialised."""
+
+    shape: tuple[int, ...]
+    const: np.ndarray | None = None
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+
+
+@dataclass
+class Binding:
+    kind: str  # "in" | "out" | "const"
+    ref: str  # tensor name or constant key
+    offset: int = 0  # bytes
+    size: int | None = None  # bytes; None = the whole tensor / constant
+    uniform: bool = False
+
+
+@dataclass
+class Dispatch:
+    template: str
+    variables: dict[str, Any]
+    bindings: list[Binding]
+    grid: tuple[int, int, int]
+    label: str = ""
+    flops: float = 0.0
+
+
+@dataclass
+class OpDef:
+    op_type: str
+    since: int
+    infer: ShapeFn
+    evaluate: EvalFn | None = None
+    build: BuildFn | None = None
+    const_inputs: tuple[int, ...] = ()
+    domain: str = ""
+
+
+_REGISTRY: dict[tuple[str, str], list[OpDef]] = {}
+
+
+def register(
+    op_type: str | list[str],
+    *,
+    infer: ShapeFn,
+    evaluate: EvalFn | None = None,
+    build: BuildFn | None = None,
+    since: int = 1,
+    const_inputs: tuple[int, ...] = (),
+    domain: str = "",
+) -> None:
+    for op in [op_type] if isinstance(op_type, str) else op_type:
+        defs = _REGISTRY.setdefault((domain, op), [])
+        defs.append(OpDef(op, since, infer, evaluate, build, const_inputs, domain))
+        defs.sort(key=lambda d: d.since)
+
+
+def lookup(op_type: str, opset: int, domain: str = "") -> OpDef | None:
+    domain = "" if domain == "ai.onnx" else domain
+    best = None
+    for d in _REGISTRY.get((domain, op_type), []):
+        if d.since <= opset:
+            best = d
+    return best
+
+
+def registered_ops() -> dict[str, list[int]]:
+    return {op: [d.since for d in defs] for (_, op), defs in sorted(_REGISTRY.items())}
+
+
+def gpu_ops() -> list[str]:
+    return sorted(op for (_, op), defs in _REGISTRY.items() if any(d.build for d in defs))
+
+
+class BuildContext:
+    """Shapes, constants and device limits a kernel builder may look at while building."""
+
+    def __init__(self, values: dict[str, Value], limits: dict[str, int], precision: str):
+        self.values = values
+        self.limits = limits
+        self.precision = precision
+        self.consts: dict[str, np.ndarray] = {}
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.values[name].shape
+
+    def const(self, name: str) -> np.ndarray | None:
+        if not name:
+            return None
+        v = self.values.get(name)
+        return None if v is None else v.const
+
+    def add_const(self, key: str, array: np.ndarray) -> str:
+        """Register a packed constant (weights, params) for upload; returns its key."""
+        arr = np.ascontiguousarray(array)
+        if arr.dtype not in (np.float32, np.uint32, np.int32):
+            arr = arr.astype(np.float32)
+        if arr.nbytes % 16:
+            arr = np.concatenate([arr.ravel(), np.zeros((16 - arr.nbytes % 16) // 4, arr.dtype)])
+        self.consts[key] = arr
+        return key
+
+
+def attr_ints(node: Node, key: str, default: list[int] | None = None) -> list[int]:
+    v = node.attrs.get(key, default)
+    return [int(x) for x in v] if v is not None else []

@@ -1,0 +1,74 @@
+"""Shape inference and constant folding in one walk over the graph.
+
+Exporters compute reshape targets and resize sizes from `Shape` at run time
+(Shape -> Gather -> Unsqueeze -> Concat ...). Once the input size is known those chains are
+constants: evaluate them with numpy so that the GPU only sees the real work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError, UnsupportedModelError
+from ..graph import Graph, Node
+from ..ops import lookup
+from ..ops.registry import NotSupported, Value
+
+
+def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
+    """Fill `values` (seeded with graph inputs) for every tensor; drop folded nodes."""
+    for name, arr in graph.constants.items():
+        values.setdefault(name, Value(tuple(arr.shape), arr, arr.dtype))
+    kept: list[Node] = []
+    problems: list[tuple[str, str, str]] = []
+    for node in graph.nodes:
+        opdef = lookup(node.op_type, graph.opset, node.domain)
+        if opdef is None:
+            problems.append((node.op_type, node.name, ""))
+            continue
+        if any(i and i not in values for i in node.inputs):
+            continue  # downstream of an earlier problem
+        ins = [values[i] if i else Value((0,), None) for i in node.inputs]
+        present = [v for i, v in zip(node.inputs, ins, strict=True) if i]
+        if opdef.evaluate is not None and all(v.const is not None for v in present):
+            try:
+                arrays = [v.const if i else None for i, v in zip(node.inputs, ins, strict=True)]
+                outs = opdef.evaluate(node, arrays, graph.opset)
+            except NotSupported as e:
+                problems.append((node.op_type, node.name, str(e)))
+                continue
+            except Exception as e:
+                raise ModelError(f"folding {node.op_type} node {node.name!r} failed: {e}") from e
+            for name, arr in zip(node.outputs, outs, strict=False):
+                if name:
+                    arr = np.asarray(arr)
+                    values[name] = Value(tuple(arr.shape), arr, arr.dtype)
+                    graph.constants[name] = arr
+            continue
+        if opdef.build is None:
+            problems.append((node.op_type, node.name, "needs inputs known before running"))
+            continue
+        missing = [
+            node.inputs[k]
+            for k in opdef.const_inputs
+            if k < len(node.inputs) and node.inputs[k] and values[node.inputs[k]].const is None
+        ]
+        if missing:
+            problems.append((node.op_type, node.name, f"inputs {missing} must be constant"))
+            continue
+        try:
+            shapes = opdef.infer(node, ins, graph.opset)
+        except NotSupported as e:
+            problems.append((node.op_type, node.name, str(e)))
+            continue
+        for name, shape in zip(node.outputs, shapes, strict=False):
+            if name:
+                values[name] = Value(tuple(int(d) for d in shape), None)
+        kept.append(node)
+    if problems:
+        raise UnsupportedModelError(problems, graph.opset)
+    graph.nodes = kept
+    for out in graph.outputs:
+        if out not in values:
+            raise ModelError(f"graph output {out!r} was not computed")
+    return values

@@ -1,0 +1,161 @@
+"""Rewrites that make fewer, bigger kernels: each is a small function over the graph."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, Node
+from ..ops.elementwise import UNARY_ACTIVATIONS, activation_spec
+from ..ops.registry import NotSupported, Value
+
+FUSABLE_PRODUCERS = ("Conv", "ConvTranspose")
+
+
+def fuse(graph: Graph, values: dict[str, Value]) -> None:
+    remove_identities(graph)
+    fold_batchnorm_into_conv(graph, values)
+    fuse_activations(graph, values)
+    recognise_pixel_shuffle(graph, values)
+    remove_dead_nodes(graph)
+
+
+def _rename_input(graph: Graph, old: str, new: str) -> None:
+    for n in graph.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+
+
+def _single_consumer(graph: Graph, name: str) -> Node | None:
+    if name in graph.outputs:
+        return None
+    users = graph.consumers().get(name, [])
+    return users[0] if len(users) == 1 else None
+
+
+def remove_identities(graph: Graph) -> None:
+    for node in list(graph.nodes):
+        if node.op_type not in ("Identity", "Dropout"):
+            continue
+        src, dst = node.inputs[0], node.outputs[0]
+        if dst in graph.outputs:
+            continue  # keep: an output must be its own buffer
+        graph.nodes.remove(node)
+        _rename_input(graph, dst, src)
+
+
+def fold_batchnorm_into_conv(graph: Graph, values: dict[str, Value]) -> None:
+    for bn in list(graph.nodes):
+        if bn.op_type != "BatchNormalization" or len([o for o in bn.outputs if o]) != 1:
+            continue
+        conv = graph.producers().get(bn.inputs[0])
+        if conv is None or conv.op_type != "Conv" or "_activation" in conv.attrs:
+            continue
+        if _single_consumer(graph, conv.outputs[0]) is not bn:
+            continue
+        consts = [values[i].const for i in bn.inputs[1:5]]
+        w = values[conv.inputs[1]].const
+        if w is None or any(c is None for c in consts):
+            continue
+        scale, beta, mean, var = (np.asarray(c, np.float64) for c in consts)
+        inv = scale / np.sqrt(var + float(bn.attr("epsilon", 1e-5)))
+        oc = w.shape[0]
+        b = values[conv.inputs[2]].const if len(conv.inputs) > 2 and conv.inputs[2] else None
+        b = np.zeros(oc) if b is None else np.asarray(b, np.float64)
+        new_w = (w * inv.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        new_b = ((b - mean) * inv + beta).astype(np.float32)
+        wname, bname = f"{conv.name}/bn_w", f"{conv.name}/bn_b"
+        for name, arr in ((wname, new_w), (bname, new_b)):
+            graph.constants[name] = arr
+            values[name] = Value(arr.shape, arr)
+        conv.inputs = [conv.inputs[0], wname, bname]
+        conv.outputs = [bn.outputs[0]]
+        graph.nodes.remove(bn)
+
+
+def _per_channel_slope(slope: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The slope as one value per channel, if it broadcasts along the channel axis only."""
+    if len(x_shape) < 2:
+        return None
+    rank = len(x_shape)
+    s = np.asarray(slope, np.float32)
+    if s.ndim > rank:
+        return None
+    shape = (1,) * (rank - s.ndim) + s.shape
+    if any(d != 1 for k, d in enumerate(shape) if k != 1):
+        return None
+    return np.broadcast_to(s.reshape(-1), (x_shape[1],)).copy()
+
+
+def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
+    for node in list(graph.nodes):
+        if node.op_type not in FUSABLE_PRODUCERS or "_activation" in node.attrs:
+            continue
+        act = _single_consumer(graph, node.outputs[0])
+        if act is None or act.inputs[0] != node.outputs[0]:
+            continue
+        if act.op_type == "PRelu":
+            slope = values[act.inputs[1]].const
+            per_channel = (
+                None if slope is None else _per_channel_slope(slope, values[node.outputs[0]].shape)
+            )
+            if per_channel is None:
+                continue
+            spec = {"kind": "PRelu", "slope": per_channel}
+        elif act.op_type in UNARY_ACTIVATIONS and act.op_type not in ("Identity", "Dropout"):
+            try:
+                spec = activation_spec(act, lambda n: values[n].const if n else None)
+            except NotSupported:
+                continue
+        else:
+            continue
+        node.attrs["_activation"] = spec
+        node.outputs = [act.outputs[0]]
+        graph.nodes.remove(act)
+
+
+def recognise_pixel_shuffle(graph: Graph, values: dict[str, Value]) -> None:
+    """Reshape -> Transpose -> Reshape as exported for PixelShuffle becomes DepthToSpace."""
+    for t in list(graph.nodes):
+        if t.op_type != "Transpose":
+            continue
+        producers = graph.producers()
+        r1 = producers.get(t.inputs[0])
+        r2 = _single_consumer(graph, t.outputs[0])
+        if r1 is None or r2 is None or r1.op_type != "Reshape" or r2.op_type != "Reshape":
+            continue
+        if _single_consumer(graph, r1.outputs[0]) is not t:
+            continue
+        src = values[r1.inputs[0]].shape
+        mid = values[r1.outputs[0]].shape
+        dst = values[r2.outputs[0]].shape
+        perm = list(t.attrs.get("perm", []))
+        if len(src) != 4 or len(mid) != 6 or len(dst) != 4:
+            continue
+        n, c, h, w = src
+        mode = None
+        if perm == [0, 1, 4, 2, 5, 3] and mid[2] == mid[3] and mid[4:] == (h, w):
+            mode, r = "CRD", mid[2]
+        elif perm == [0, 3, 4, 1, 5, 2] and mid[1] == mid[2] and mid[4:] == (h, w):
+            mode, r = "DCR", mid[1]
+        if mode is None or dst != (n, c // (r * r), h * r, w * r):
+            continue
+        d2s = Node(
+            "DepthToSpace",
+            f"{t.name}/pixel_shuffle",
+            [r1.inputs[0]],
+            list(r2.outputs),
+            {"blocksize": r, "mode": mode},
+        )
+        idx = graph.nodes.index(r2)
+        graph.nodes[idx] = d2s
+        graph.nodes.remove(t)
+        graph.nodes.remove(r1)
+
+
+def remove_dead_nodes(graph: Graph) -> None:
+    live = set(graph.outputs)
+    kept: list[Node] = []
+    for node in reversed(graph.nodes):
+        if any(o in live for o in node.outputs if o):
+            kept.append(node)
+            live.update(i for i in node.inputs if i)
+    graph.nodes = kept[::-1]

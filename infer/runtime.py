@@ -1,0 +1,191 @@
+"""Run a Program on a Device: buffers planned by liveness, one command buffer per call."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import wgpu
+
+from . import wgsl
+from .compile import Program
+from .device import Device
+from .errors import ModelError
+from .layout import from_physical, physical_size, to_physical
+
+_U = wgpu.BufferUsage
+_TENSOR_USAGE = _U.STORAGE | _U.COPY_SRC | _U.COPY_DST
+_CONST_USAGE = _U.STORAGE | _U.UNIFORM | _U.COPY_DST
+
+
+def _nbytes(shape: tuple[int, ...]) -> int:
+    return max(16, physical_size(shape) * 4)
+
+
+class ConstantStore:
+    """Weights and parameters uploaded once per model, shared by all its specialisations."""
+
+    def __init__(self, device: Device):
+        self.device = device
+        self._buffers: dict[tuple[str, str], wgpu.GPUBuffer] = {}
+
+    def buffer(self, key: str, array: np.ndarray) -> wgpu.GPUBuffer:
+        digest = hashlib.sha1(array.tobytes()).hexdigest()
+        buf = self._buffers.get((key, digest))
+        if buf is None:
+            buf = self.device.device.create_buffer_with_data(
+                data=array.tobytes(), usage=_CONST_USAGE, label=key
+            )
+            self._buffers[(key, digest)] = buf
+        return buf
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.size for b in self._buffers.values())
+
+
+def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
+    """Assign each GPU tensor a (pool slot, size) so that tensors not alive at once share memory.
+
+    Inputs are live from the start, outputs to the end; a dispatch's outputs are allocated
+    before its inputs are released, so no kernel reads and writes the same memory.
+    """
+    steps = program.dispatches
+    first: dict[str, int] = {n: -1 for n in program.gpu_inputs}
+    last: dict[str, int] = {}
+    for i, d in enumerate(steps):
+        for b in d.bindings:
+            if b.kind == "out":
+                first.setdefault(b.ref, i)
+            if b.kind in ("in", "out"):
+                last[b.ref] = i
+    for name in program.graph.outputs:
+        if name in first:
+            last[name] = len(steps)
+    free: list[tuple[int, int]] = []  # (size, slot)
+    slots: list[int] = []
+    where: dict[str, tuple[int, int]] = {}
+
+    def alloc(name: str) -> None:
+        size = _nbytes(program.values[name].shape)
+        size = (size + 255) // 256 * 256
+        best = None
+        for k, (fsize, slot) in enumerate(free):
+            if fsize >= size and (best is None or fsize < free[best][0]):
+                best = k
+        if best is not None:
+            _, slot = free.pop(best)
+        else:
+            slot = len(slots)
+            slots.append(size)
+        where[name] = (slot, size)
+
+    for name in program.gpu_inputs:
+        alloc(name)
+    for i in range(len(steps)):
+        for name, f in first.items():
+            if f == i:
+                alloc(name)
+        for name, lst in last.items():
+            if lst == i and name in where:
+                slot, _ = where[name]
+                free.append((slots[slot], slot))
+    return where
+
+
+class Executable:
+    """A Program bound to GPU resources: pipelines, pooled buffers, bind groups, readback."""
+
+    def __init__(self, device: Device, program: Program, consts: ConstantStore):
+        self.device = device
+        self.program = program
+        dev = device.device
+        limit = device.limits["max-storage-buffer-binding-size"]
+        self.assignment = plan_buffers(program)
+        sizes: dict[int, int] = {}
+        for slot, size in self.assignment.values():
+            sizes[slot] = max(sizes.get(slot, 0), size)
+        self.pool = {s: dev.create_buffer(size=n, usage=_TENSOR_USAGE) for s, n in sizes.items()}
+        self.pool_bytes = sum(sizes.values())
+        self.steps: list[tuple[wgpu.GPUComputePipeline, wgpu.GPUBindGroup, tuple]] = []
+        for d in program.dispatches:
+            source = wgsl.render(d.template, d.variables)
+            pipeline = device.pipeline(source, d.label)
+            entries = []
+            for k, b in enumerate(d.bindings):
+                if b.kind == "const":
+                    arr = program.consts[b.ref]
+                    buf = consts.buffer(b.ref, arr)
+                    size = b.size if b.size is not None else buf.size - b.offset
+                else:
+                    buf = self.pool[self.assignment[b.ref][0]]
+                    size = b.size if b.size is not None else _nbytes(program.values[b.ref].shape)
+                    if size > limit:
+                        raise ModelError(
+                            f"{d.label}: tensor {b.ref!r} is {size / 2**20:.0f} MiB, over this "
+                            f"device's {limit / 2**20:.0f} MiB storage binding limit, and this "
+                            "kernel cannot split it; use a smaller input or tile the frame"
+                        )
+                entries.append(
+                    {"binding": k, "resource": {"buffer": buf, "offset": b.offset, "size": size}}
+                )
+            group = dev.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+            self.steps.append((pipeline, group, d.grid))
+        self.outputs = [o for o in program.graph.outputs if o in self.assignment]
+        self.out_offsets: dict[str, tuple[int, int]] = {}
+        total = 0
+        for name in self.outputs:
+            size = _nbytes(program.values[name].shape)
+            self.out_offsets[name] = (total, size)
+            total += (size + 255) // 256 * 256
+        self.readback = (
+            dev.create_buffer(size=max(total, 256), usage=_U.MAP_READ | _U.COPY_DST)
+            if self.outputs
+            else None
+        )
+
+    def tensor_buffer(self, name: str) -> wgpu.GPUBuffer:
+        return self.pool[self.assignment[name][0]]
+
+    def upload(self, inputs: dict[str, np.ndarray]) -> None:
+        for name in self.program.gpu_inputs:
+            data = to_physical(inputs[name])
+            self.device.queue.write_buffer(self.tensor_buffer(name), 0, data)
+
+    def encode(self, encoder: wgpu.GPUCommandEncoder) -> None:
+        """Record every dispatch of the model into the caller's command encoder."""
+        cp = encoder.begin_compute_pass()
+        for pipeline, group, grid in self.steps:
+            cp.set_pipeline(pipeline)
+            cp.set_bind_group(0, group)
+            cp.dispatch_workgroups(*grid)
+        cp.end()
+
+    def submit(self, inputs: dict[str, np.ndarray]) -> None:
+        enc = self.device.device.create_command_encoder()
+        self.encode(enc)
+        for name in self.outputs:
+            off, size = self.out_offsets[name]
+            enc.copy_buffer_to_buffer(self.tensor_buffer(name), 0, self.readback, off, size)
+        self.device.queue.submit([enc.finish()])
+
+    def read(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        if self.readback is None:
+            return out
+        self.readback.map_sync(wgpu.MapMode.READ)
+        try:
+            raw = np.frombuffer(self.readback.read_mapped(copy=True), np.float32)
+        finally:
+            self.readback.unmap()
+        for name in self.outputs:
+            off, size = self.out_offsets[name]
+            flat = raw[off // 4 : (off + size) // 4]
+            out[name] = from_physical(flat, self.program.values[name].shape)
+        return out
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.device.lock:
+            self.upload(inputs)
+            self.submit(inputs)
+            return self.read()

@@ -1,0 +1,89 @@
+"""WGSL templates: loaded from the `shaders` package, filled in with jinja2, compiled once.
+
+Templates use WGSL-safe delimiters (`{{ x }}` for values, `{$ ... $}` for blocks) and
+StrictUndefined, so a missing variable is an error rather than an empty string. Compiled
+pipelines are cached by the rendered source: the same kernel with the same constants is
+compiled once per device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+
+import jinja2
+
+
+class _ShaderLoader(jinja2.BaseLoader):
+    def get_source(self, environment, template):  # noqa: ANN001 - jinja2 API
+        path = resources.files("shaders").joinpath(template)
+        if not path.is_file():
+            raise jinja2.TemplateNotFound(template)
+        source = path.read_text(encoding="utf-8")
+        return source, str(path), lambda: True
+
+
+_env = jinja2.Environment(
+    loader=_ShaderLoader(),
+    undefined=jinja2.StrictUndefined,
+    block_start_string="{$",
+    block_end_string="$}",
+    variable_start_string="{{",
+    variable_end_string="}}",
+    comment_start_string="{#",
+    comment_end_string="#}",
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def _wgsl_value(v: object) -> str:
+    """Render a Python constant as a WGSL literal."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return f"{v}"
+    if isinstance(v, float):
+        r = repr(float(v))
+        if r in ("inf", "-inf", "nan"):
+            raise ValueError(f"cannot render {r} as a WGSL literal")
+        return r if ("." in r or "e" in r) else r + ".0"
+    raise TypeError(f"no WGSL literal for {type(v).__name__}")
+
+
+def _f32(v: float) -> str:
+    if v == float("inf"):
+        return "3.4028234663852886e38"
+    if v == float("-inf"):
+        return "-3.4028234663852886e38"
+    return _wgsl_value(float(v))
+
+
+def _u32_array(values) -> str:  # noqa: ANN001 - any iterable of ints
+    values = [int(v) for v in values]
+    if not values:
+        values = [0]
+    return f"array<u32, {len(values)}>(" + ", ".join(f"{v}u" for v in values) + ")"
+
+
+def _i32_array(values) -> str:  # noqa: ANN001
+    values = [int(v) for v in values]
+    if not values:
+        values = [0]
+    return f"array<i32, {len(values)}>(" + ", ".join(f"{v}" for v in values) + ")"
+
+
+_env.filters["f32"] = _f32
+_env.filters["u32s"] = _u32_array
+_env.filters["i32s"] = _i32_array
+
+
+def render(template: str, variables: dict) -> str:
+    return _env.get_template(template).render(**variables)
+
+
+@lru_cache(maxsize=4096)
+def source_key(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()

@@ -1,0 +1,22 @@
+{# Macros shared by the generic (one invocation per physical element) kernels. #}
+{$ macro linear_index(pitch, total) $}
+  let i = gid.x + gid.y * {{ pitch }}u;
+  if (i >= {{ total }}u) { return; }
+{$ endmacro $}
+
+{# Logical coordinates of physical element i: let <p>k = (i / div[k]) % mod[k]. #}
+{$ macro decode(t, p) $}
+{$ for k in range(t.rank) $}
+  let {{ p }}{{ k }} = (i / {{ t.div[k] }}u) % {{ t.mod[k] }}u;
+{$ endfor $}
+{$ endmacro $}
+
+{# Physical offset of coordinates <p>k under the given strides (zero strides dropped). #}
+{$ macro offset(p, strides) $}({$ for s in strides $}{$ if s != 0 $}{{ p }}{{ loop.index0 }} * {{ s }}u + {$ endif $}{$ endfor $}0u){$ endmacro $}
+
+{# Padding lanes of the channel axis are written as zero and skipped. #}
+{$ macro zero_pad_lanes(t, p, out) $}
+{$ if t.channels is not none $}
+  if ({{ p }}1 >= {{ t.channels }}u) { {{ out }}[i] = 0.0; return; }
+{$ endif $}
+{$ endmacro $}

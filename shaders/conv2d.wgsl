@@ -1,0 +1,75 @@
+{# 2-D convolution (groups == 1) on channels-last, pack-4 tensors.
+   Each invocation computes PX horizontally adjacent output pixels for one block of 4 output
+   channels: a vec4 input load (4 input channels) feeds a mat4x4 FMA per pixel, and the
+   weights are indexed only by loop counters and the workgroup's channel block, so every
+   invocation of a workgroup reads the same weight (a uniform-buffer broadcast).
+   Dispatch: x = column groups, y = output rows of this band, z = batch * channel blocks
+   of this weight chunk. params = (first channel block, first output row, input base, output base). #}
+{$ set PX = px $}
+struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+{$ if weights_uniform $}
+@group(0) @binding(1) var<uniform> w: array<mat4x4<f32>, {{ wn }}>;
+{$ else $}
+@group(0) @binding(1) var<storage, read> w: array<mat4x4<f32>>;
+{$ endif $}
+@group(0) @binding(2) var<uniform> bias: array<vec4<f32>, {{ oc4 }}>;
+@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+{$ if act.kind == "PRelu" $}
+@group(0) @binding(5) var<uniform> act_slope: array<vec4<f32>, {{ oc4 }}>;
+{$ endif $}
+{$ include "activation.wgsl" $}
+
+fn load(n: u32, iy: i32, ix: i32, ic4: u32) -> vec4<f32> {
+  let inside = iy >= 0 && iy < {{ ih }} && ix >= 0 && ix < {{ iw }};
+  let cy = u32(clamp(iy, 0, {{ ih - 1 }}));
+  let cx = u32(clamp(ix, 0, {{ iw - 1 }}));
+  let v = x[((n * {{ ih }}u + cy) * {{ iw }}u + cx) * {{ ic4 }}u + ic4 - params.in_base];
+  return select(vec4<f32>(0.0), v, inside);
+}
+
+@compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let n = wid.z / {{ chunk }}u;
+  let oc4 = params.oc4_base + wid.z % {{ chunk }}u;
+  let wbase = (wid.z % {{ chunk }}u) * {{ bstride }}u;
+  let oy = gid.y + params.row0;
+  let ox0 = gid.x * {{ PX }}u;
+  if (oy >= {{ oh }}u || ox0 >= {{ ow }}u || oc4 >= {{ oc4 }}u) { return; }
+  let b = bias[oc4];
+{$ for p in range(PX) $}
+  var acc{{ p }} = b;
+{$ endfor $}
+  let iy0 = i32(oy * {{ sh }}u) - {{ pt }};
+  let ix0 = i32(ox0 * {{ sw }}u) - {{ pl }};
+  for (var ic4 = 0u; ic4 < {{ ic4 }}u; ic4++) {
+{$ for ky in range(kh) $}
+    {
+      let iy = iy0 + {{ ky * dh }};
+{$ for kx in range(kw) $}
+      {
+        let wm = w[wbase + {{ (ky * kw + kx) * ic4 }}u + ic4];
+{$ for p in range(PX) $}
+        acc{{ p }} += wm * load(n, iy, ix0 + {{ p * sw + kx * dw }}, ic4);
+{$ endfor $}
+      }
+{$ endfor $}
+    }
+{$ endfor $}
+  }
+  let obase = ((n * {{ oh }}u + oy) * {{ ow }}u + ox0) * {{ oc4 }}u + oc4 - params.out_base;
+{$ if mask_lanes $}
+  let keep = vec4<u32>(oc4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>({{ oc }}u);
+{$ endif $}
+{$ for p in range(PX) $}
+  if (ox0 + {{ p }}u < {{ ow }}u) {
+{$ if mask_lanes $}
+    y[obase + {{ p * oc4 }}u] = select(vec4<f32>(0.0), activate(acc{{ p }}, oc4), keep);
+{$ else $}
+    y[obase + {{ p * oc4 }}u] = activate(acc{{ p }}, oc4);
+{$ endif $}
+  }
+{$ endfor $}
+}
