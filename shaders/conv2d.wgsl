@@ -1,11 +1,12 @@
 {# 2-D convolution (groups == 1) on channels-last, pack-4 tensors.
-   Each invocation computes PX horizontally adjacent output pixels for one block of 4 output
-   channels: a vec4 input load (4 input channels) feeds a mat4x4 FMA per pixel, and the
-   weights are indexed only by loop counters and the workgroup's channel block, so every
+   Each invocation computes PX horizontally adjacent output pixels for OCB blocks of 4 output
+   channels: one vec4 input load (4 input channels) feeds OCB mat4x4 FMAs per pixel, and the
+   weights are indexed only by loop counters and the workgroup's channel group, so every
    invocation of a workgroup reads the same weight (a uniform-buffer broadcast).
-   Dispatch: x = column groups, y = output rows of this band, z = batch * channel blocks
+   Dispatch: x = column groups, y = output rows of this band, z = batch * channel groups
    of this weight chunk. params = (first channel block, first output row, input base, output base). #}
 {$ set PX = px $}
+{$ set OCB = ocb $}
 struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -32,15 +33,18 @@ fn load(n: u32, iy: i32, ix: i32, ic4: u32) -> vec4<f32> {
 
 @compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let n = wid.z / {{ chunk }}u;
-  let oc4 = params.oc4_base + wid.z % {{ chunk }}u;
-  let wbase = (wid.z % {{ chunk }}u) * {{ bstride }}u;
+  let n = wid.z / {{ groups }}u;
+  let g = wid.z % {{ groups }}u;
+  let oc4 = params.oc4_base + g * {{ OCB }}u;
+  let wbase = g * {{ OCB * bstride }}u;
   let oy = gid.y + params.row0;
   let ox0 = gid.x * {{ PX }}u;
   if (oy >= {{ oh }}u || ox0 >= {{ ow }}u || oc4 >= {{ oc4 }}u) { return; }
-  let b = bias[oc4];
+{$ for o in range(OCB) $}
+  let b{{ o }} = bias[min(oc4 + {{ o }}u, {{ oc4 - 1 }}u)];
 {$ for p in range(PX) $}
-  var acc{{ p }} = b;
+  var acc{{ o }}_{{ p }} = b{{ o }};
+{$ endfor $}
 {$ endfor $}
   let iy0 = i32(oy * {{ sh }}u) - {{ pt }};
   let ix0 = i32(ox0 * {{ sw }}u) - {{ pl }};
@@ -48,11 +52,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {$ for ky in range(kh) $}
     {
       let iy = iy0 + {{ ky * dh }};
+{$ if sw == 1 $}
+{# stride 1: the PX pixels' taps along a row overlap, so load each input once per row #}
+{$ for j in range(PX + (kw - 1) * dw) $}
+      let r{{ j }} = load(n, iy, ix0 + {{ j }}, ic4);
+{$ endfor $}
+{$ endif $}
 {$ for kx in range(kw) $}
       {
-        let wm = w[wbase + {{ (ky * kw + kx) * ic4 }}u + ic4];
 {$ for p in range(PX) $}
-        acc{{ p }} += wm * load(n, iy, ix0 + {{ p * sw + kx * dw }}, ic4);
+{$ if sw == 1 $}
+        let v{{ p }} = r{{ p + kx * dw }};
+{$ else $}
+        let v{{ p }} = load(n, iy, ix0 + {{ p * sw + kx * dw }}, ic4);
+{$ endif $}
+{$ endfor $}
+{$ for o in range(OCB) $}
+        {
+          let wm = w[wbase + {{ o * bstride + (ky * kw + kx) * ic4 }}u + ic4];
+{$ for p in range(PX) $}
+          acc{{ o }}_{{ p }} += wm * v{{ p }};
+{$ endfor $}
+        }
 {$ endfor $}
       }
 {$ endfor $}
@@ -60,16 +81,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {$ endfor $}
   }
   let obase = ((n * {{ oh }}u + oy) * {{ ow }}u + ox0) * {{ oc4 }}u + oc4 - params.out_base;
+{$ for o in range(OCB) $}
+  if (oc4 + {{ o }}u < {{ oc4 }}u) {
 {$ if mask_lanes $}
-  let keep = vec4<u32>(oc4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>({{ oc }}u);
+    let keep = vec4<u32>((oc4 + {{ o }}u) * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>({{ oc }}u);
 {$ endif $}
 {$ for p in range(PX) $}
-  if (ox0 + {{ p }}u < {{ ow }}u) {
+    if (ox0 + {{ p }}u < {{ ow }}u) {
 {$ if mask_lanes $}
-    y[obase + {{ p * oc4 }}u] = select(vec4<f32>(0.0), activate(acc{{ p }}, oc4), keep);
+      y[obase + {{ p * oc4 + o }}u] = select(vec4<f32>(0.0), activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u), keep);
 {$ else $}
-    y[obase + {{ p * oc4 }}u] = activate(acc{{ p }}, oc4);
+      y[obase + {{ p * oc4 + o }}u] = activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u);
 {$ endif $}
+    }
+{$ endfor $}
   }
 {$ endfor $}
 }

@@ -16,7 +16,11 @@ from .common import grid_for, index_vars
 from .elementwise import NO_ACTIVATION
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr_ints, register
 
-PX = 4  # output pixels per invocation (register tile along x)
+# Register tile: PX adjacent output pixels x OCB blocks of 4 output channels per invocation.
+# Every input vec4 load feeds OCB mat4 FMAs per pixel: loads (gathers on lavapipe, memory
+# traffic on a real GPU) are what limit a conv, not the FMAs.
+PX = 4
+OCB = 4
 WG = (16, 4)  # workgroup shape (columns of PX pixels, rows)
 
 
@@ -137,7 +141,7 @@ def pack_conv2d_weights(w: np.ndarray, bstride: int, nblocks: int) -> np.ndarray
     blocks = wp.reshape(oc4, 4, ic4, 4, kh, kw).transpose(0, 4, 5, 2, 3, 1)
     blocks = blocks.reshape(oc4, kh * kw * ic4, 16)
     out = np.zeros((max(nblocks, oc4), bstride, 16), np.float32)
-    out[:, : kh * kw * ic4] = blocks
+    out[:oc4, : kh * kw * ic4] = blocks
     return out
 
 
@@ -151,8 +155,12 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
     bstride = (per_block + 3) // 4 * 4
     block_bytes = bstride * 64
     uniform_limit = ctx.limits["max-uniform-buffer-binding-size"]
-    weights_uniform = block_bytes <= uniform_limit
-    chunk = max(1, min(oc4, uniform_limit // block_bytes)) if weights_uniform else oc4
+    ocb = min(OCB, oc4)
+    weights_uniform = block_bytes * ocb <= uniform_limit
+    if weights_uniform:
+        chunk = max(ocb, min(oc4, uniform_limit // block_bytes) // ocb * ocb)
+    else:
+        ocb, chunk = 1, oc4
     nblocks = math.ceil(oc4 / chunk) * chunk
     wkey = ctx.add_const(f"{node.name}/w4", pack_conv2d_weights(w, bstride, nblocks))
     bkey = ctx.add_const(f"{node.name}/b4", np.pad(bias, (0, oc4 * 4 - oc)))
@@ -176,7 +184,8 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
         "px": PX,
         "wgx": WG[0],
         "wgy": WG[1],
-        "chunk": chunk,
+        "ocb": ocb,
+        "groups": math.ceil(chunk / ocb),
         "bstride": bstride,
         "wn": chunk * bstride,
         "weights_uniform": weights_uniform,
@@ -203,9 +212,7 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
                 Binding("out", y, out_off, out_size),
                 *slope,
             ]
-            grid = (gx, math.ceil((r1 - r0) / WG[1]), n * (chunk if weights_uniform else cn))
-            if not weights_uniform:
-                grid = (gx, grid[1], n * oc4)
+            grid = (gx, math.ceil((r1 - r0) / WG[1]), n * math.ceil(chunk / ocb))
             label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
             share = cn * (r1 - r0) / (oc4 * oh)
             dispatches.append(

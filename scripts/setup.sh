@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything framesmith needs on a fresh Debian machine: a Vulkan driver (Mesa's
+# lavapipe when there is no GPU driver), a virtual environment with the package, its dev and
+# train extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+need_apt=()
+if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  need_apt+=(mesa-vulkan-drivers libvulkan1)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# torch==2.13.0 (the train extra) is the CPU build where a local wheel is provided.
+.venv/bin/python -m pip install -q -e ".[dev,train]"
+echo "setup: done ($(.venv/bin/python -c 'import infer.device as d; print(d.get_device().name)' 2>/dev/null))"
