@@ -1,6 +1,17 @@
 """framesmith's inference engine: ONNX models compiled to WGSL compute passes on wgpu."""
 
+from .device import Device, get_device, list_adapters
 from .errors import ModelError, UnsupportedModelError
 from .model import Model, load
+from .runtime import Executable
 
-__all__ = ["Model", "ModelError", "UnsupportedModelError", "load"]
+__all__ = [
+    "Device",
+    "Executable",
+    "Model",
+    "ModelError",
+    "UnsupportedModelError",
+    "get_device",
+    "list_adapters",
+    "load",
+]

@@ -42,21 +42,24 @@ class Device:
         self.features = set(self.device.features)
         self.queue = self.device.queue
         self.lock = threading.RLock()  # one submitter at a time per device
-        self._pipelines: dict[str, wgpu.GPUComputePipeline] = {}
+        self._pipelines: dict[tuple[str, str], wgpu.GPUComputePipeline] = {}
         info = adapter.info
         self.name = f"{info.get('device', '?')} ({info.get('backend_type', '?')})"
         self.is_cpu = info.get("adapter_type", "") == "CPU"
         log.info("GPU device: %s", self.name)
 
-    def pipeline(self, source: str, label: str = "") -> wgpu.GPUComputePipeline:
-        """Compile a compute pipeline once per distinct WGSL source."""
-        p = self._pipelines.get(source)
+    def pipeline(
+        self, source: str, label: str = "", entry_point: str = "main"
+    ) -> wgpu.GPUComputePipeline:
+        """Compile a compute pipeline once per distinct WGSL source and entry point."""
+        key = (source, entry_point)
+        p = self._pipelines.get(key)
         if p is None:
             module = self.device.create_shader_module(code=source, label=label)
             p = self.device.create_compute_pipeline(
-                layout="auto", compute={"module": module, "entry_point": "main"}, label=label
+                layout="auto", compute={"module": module, "entry_point": entry_point}, label=label
             )
-            self._pipelines[source] = p
+            self._pipelines[key] = p
         return p
 
 

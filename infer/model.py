@@ -48,6 +48,16 @@ def _const_inputs(graph: Graph) -> set[str]:
     return names & {vi.name for vi in graph.inputs}
 
 
+class _ShapeOnly:
+    """Stands in for an input array when only its shape matters (float image inputs)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+
+    def tobytes(self) -> bytes:
+        return b""
+
+
 class Model:
     """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
 
@@ -103,6 +113,22 @@ class Model:
             self.graph, self._seed(shapes, arrays or {}), self.device.limits, self.precision
         )
 
+    def prepare(self, shapes: dict[str, tuple[int, ...]] | tuple[int, ...]) -> Executable:
+        """The model compiled for these input shapes, for callers that drive the GPU themselves.
+
+        The returned Executable exposes `tensor_buffer(name)`, `shape(name)`,
+        `encode_pass(compute_pass)` and `encode(encoder)`: a video pipeline writes the input
+        tensor with its own shader, records the model in its own command buffer and reads
+        the output tensor, with no copy through the CPU.
+        """
+        if not isinstance(shapes, dict):
+            shapes = {self.inputs[0]: tuple(shapes)}
+        if self._value_inputs:
+            raise ModelError(
+                f"inputs {sorted(self._value_inputs)} shape the computation by value: use run()"
+            )
+        return self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()})
+
     def executable(self, arrays: dict[str, np.ndarray]) -> Executable:
         shapes = {k: v.shape for k, v in arrays.items()}
         key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
@@ -138,7 +164,8 @@ class Model:
             elif not np.issubdtype(arr.dtype, np.floating):
                 raise ModelError(f"input {vi.name!r} must be a float array, got {arr.dtype}")
             else:
-                out[vi.name] = np.ascontiguousarray(arr, dtype=np.float32)
+                # asarray, not ascontiguousarray: that one turns a 0-d scalar into shape (1,)
+                out[vi.name] = np.asarray(arr, dtype=np.float32, order="C")
         return out
 
     def _finish(self, exe: Executable, arrays: dict, results: dict) -> np.ndarray | dict:

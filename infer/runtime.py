@@ -70,7 +70,7 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
         size = _nbytes(program.values[name].shape)
         size = (size + 255) // 256 * 256
         best = None
-        for k, (fsize, slot) in enumerate(free):
+        for k, (fsize, _slot) in enumerate(free):
             if fsize >= size and (best is None or fsize < free[best][0]):
                 best = k
         if best is not None:
@@ -152,13 +152,26 @@ class Executable:
             data = to_physical(inputs[name])
             self.device.queue.write_buffer(self.tensor_buffer(name), 0, data)
 
-    def encode(self, encoder: wgpu.GPUCommandEncoder) -> None:
-        """Record every dispatch of the model into the caller's command encoder."""
-        cp = encoder.begin_compute_pass()
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Logical (NCHW) shape of a tensor of this specialisation."""
+        return self.program.values[name].shape
+
+    def encode_pass(self, compute_pass: wgpu.GPUComputePassEncoder) -> None:
+        """Record every dispatch of the model into the caller's compute pass.
+
+        Inputs are read from, and outputs written to, `tensor_buffer(name)` in the engine's
+        layout (infer.layout: channels last, channels padded to 4), so a caller's own passes
+        can fill the input and consume the output in the same command buffer.
+        """
         for pipeline, group, grid in self.steps:
-            cp.set_pipeline(pipeline)
-            cp.set_bind_group(0, group)
-            cp.dispatch_workgroups(*grid)
+            compute_pass.set_pipeline(pipeline)
+            compute_pass.set_bind_group(0, group)
+            compute_pass.dispatch_workgroups(*grid)
+
+    def encode(self, encoder: wgpu.GPUCommandEncoder) -> None:
+        """Record the model as one compute pass of the caller's command encoder."""
+        cp = encoder.begin_compute_pass()
+        self.encode_pass(cp)
         cp.end()
 
     def submit(self, inputs: dict[str, np.ndarray]) -> None:

@@ -15,6 +15,18 @@ from ..ops import lookup
 from ..ops.registry import NotSupported, Value
 
 
+# Ops whose value depends only on their input's shape: they fold even when that input is a
+# tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters).
+SHAPE_ONLY = ("Shape", "Size")
+
+
+def _shape_stand_in(v: Value) -> Value:
+    """A zero-strided array with the tensor's shape and dtype (no memory), if not constant."""
+    if v.const is not None:
+        return v
+    return Value(v.shape, np.broadcast_to(np.zeros((), v.dtype), v.shape), v.dtype)
+
+
 def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
     """Fill `values` (seeded with graph inputs) for every tensor; drop folded nodes."""
     for name, arr in graph.constants.items():
@@ -29,6 +41,8 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
         if any(i and i not in values for i in node.inputs):
             continue  # downstream of an earlier problem
         ins = [values[i] if i else Value((0,), None) for i in node.inputs]
+        if node.op_type in SHAPE_ONLY and node.domain in ("", "ai.onnx") and ins:
+            ins[0] = _shape_stand_in(ins[0])
         present = [v for i, v in zip(node.inputs, ins, strict=True) if i]
         if opdef.evaluate is not None and all(v.const is not None for v in present):
             try:
