@@ -1,0 +1,69 @@
+{# RGB tensor (channels last, padded to 4) -> 8-bit Y'CbCr 4:2:0 planes packed 4 bytes per u32.
+   Entry `luma` writes 4 luma bytes per invocation; entry `chroma` writes 4 Cb and 4 Cr bytes.
+   Chroma is low-passed, not point-sampled: [1, 2, 1] / 4 across columns 2i-1, 2i, 2i+1
+   (co-sited, mirrored at the left edge) and the mean of rows 2j, 2j+1 (centred): the exact
+   inverse of yuv_to_rgb.wgsl's upsampler. #}
+@group(0) @binding(0) var<storage, read> rgb: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> planes: array<u32>;
+
+const W: i32 = {{ width }};
+const H: i32 = {{ height }};
+const CW: i32 = {{ (width + 1) // 2 }};
+const CH: i32 = {{ (height + 1) // 2 }};
+
+fn pix(x: i32, y: i32) -> vec3<f32> {
+  var xx = x;
+  if (xx < 0) { xx = -xx; }
+  return rgb[u32(clamp(y, 0, H - 1) * W + clamp(xx, 0, W - 1))].xyz;
+}
+
+fn luma_code(c: vec3<f32>) -> u32 {
+  let yl = {{ kr|f32 }} * c.x + {{ (1.0 - kr - kb)|f32 }} * c.y + {{ kb|f32 }} * c.z;
+  return u32(clamp(round(yl * {{ y_scale|f32 }} + {{ y_offset|f32 }}), 0.0, 255.0));
+}
+
+fn chroma_of(c: vec3<f32>) -> vec2<f32> {
+  let yl = {{ kr|f32 }} * c.x + {{ (1.0 - kr - kb)|f32 }} * c.y + {{ kb|f32 }} * c.z;
+  return vec2<f32>((c.z - yl) / {{ (2.0 * (1.0 - kb))|f32 }}, (c.x - yl) / {{ (2.0 * (1.0 - kr))|f32 }});
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn luma(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x0 = i32(gid.x) * 4;
+  let y = i32(gid.y);
+  if (x0 >= W || y >= H) { return; }
+  var word = 0u;
+  for (var k = 0; k < 4; k++) {
+    let x = min(x0 + k, W - 1);
+    word = word | (luma_code(pix(x, y)) << (8u * u32(k)));
+  }
+  planes[u32(y) * {{ y_pitch // 4 }}u + u32(x0 / 4)] = word;
+}
+
+fn chroma_sample(i: i32, j: i32) -> vec2<f32> {
+  var acc = vec2<f32>(0.0);
+  for (var r = 0; r < 2; r++) {
+    let y = 2 * j + r;
+    acc += chroma_of(pix(2 * i - 1, y)) + 2.0 * chroma_of(pix(2 * i, y)) + chroma_of(pix(2 * i + 1, y));
+  }
+  return acc / 8.0;
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn chroma(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i0 = i32(gid.x) * 4;
+  let j = i32(gid.y);
+  if (i0 >= CW || j >= CH) { return; }
+  var wb = 0u;
+  var wr = 0u;
+  for (var k = 0; k < 4; k++) {
+    let c = chroma_sample(min(i0 + k, CW - 1), j);
+    let cb = u32(clamp(round(c.x * {{ c_scale|f32 }} + 128.0), 0.0, 255.0));
+    let cr = u32(clamp(round(c.y * {{ c_scale|f32 }} + 128.0), 0.0, 255.0));
+    wb = wb | (cb << (8u * u32(k)));
+    wr = wr | (cr << (8u * u32(k)));
+  }
+  let row = u32(j) * {{ c_pitch // 4 }}u + u32(i0 / 4);
+  planes[{{ cb_offset // 4 }}u + row] = wb;
+  planes[{{ cr_offset // 4 }}u + row] = wr;
+}

@@ -1,0 +1,60 @@
+{# Y'CbCr 4:2:0 planes (textures) -> RGB in [0, 1] written into the model's input tensor
+   (channels last, padded to 4: one vec4 per pixel, .w = 0). Float RGB is not clipped, so an
+   out-of-gamut colour survives the round trip.
+   Chroma is upsampled with a filter matched to rgb_to_yuv.wgsl's downsampler so that
+   down(up(c)) == c exactly: horizontally co-sited (MPEG-2/H.264 "left" siting), vertically
+   centred. Even columns: (-c[i-1] + 6 c[i] - c[i+1]) / 4, odd columns: (c[i] + c[i+1]) / 2,
+   both mirrored at the left edge; rows 2j and 2j+1: c[j] -/+ (c[j+1] - c[j-1]) / 8. #}
+@group(0) @binding(0) var luma: texture_2d<f32>;
+{$ if nv12 $}
+@group(0) @binding(1) var chroma: texture_2d<f32>;
+{$ else $}
+@group(0) @binding(1) var cb_plane: texture_2d<f32>;
+@group(0) @binding(2) var cr_plane: texture_2d<f32>;
+{$ endif $}
+@group(0) @binding(3) var<storage, read_write> rgb: array<vec4<f32>>;
+
+const W: i32 = {{ width }};
+const H: i32 = {{ height }};
+const CW: i32 = {{ (width + 1) // 2 }};
+const CH: i32 = {{ (height + 1) // 2 }};
+
+fn c_at(i: i32, j: i32) -> vec2<f32> {
+  // one chroma sample (Cb, Cr) in code values / 255, columns mirrored, rows clamped
+  var ci = i;
+  if (ci < 0) { ci = -ci; }
+  ci = min(ci, CW - 1);
+  let cj = clamp(j, 0, CH - 1);
+{$ if nv12 $}
+  return textureLoad(chroma, vec2<i32>(ci, cj), 0).rg;
+{$ else $}
+  return vec2<f32>(textureLoad(cb_plane, vec2<i32>(ci, cj), 0).r, textureLoad(cr_plane, vec2<i32>(ci, cj), 0).r);
+{$ endif $}
+}
+
+fn c_row(x: i32, j: i32) -> vec2<f32> {
+  let i = x / 2;
+  if (x % 2 == 0) {
+    return (-c_at(i - 1, j) + 6.0 * c_at(i, j) - c_at(i + 1, j)) * 0.25;
+  }
+  return (c_at(i, j) + c_at(i + 1, j)) * 0.5;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x = i32(gid.x);
+  let y = i32(gid.y);
+  if (x >= W || y >= H) { return; }
+  let j = y / 2;
+  let slope = (c_row(x, j + 1) - c_row(x, j - 1)) * 0.125;
+  var c = c_row(x, j);
+  if (y % 2 == 0) { c -= slope; } else { c += slope; }
+  let yv = textureLoad(luma, vec2<i32>(x, y), 0).r * 255.0;
+  let yl = (yv - {{ y_offset|f32 }}) / {{ y_scale|f32 }};
+  let cb = (c.x * 255.0 - 128.0) / {{ c_scale|f32 }};
+  let cr = (c.y * 255.0 - 128.0) / {{ c_scale|f32 }};
+  let r = yl + {{ (2.0 * (1.0 - kr))|f32 }} * cr;
+  let b = yl + {{ (2.0 * (1.0 - kb))|f32 }} * cb;
+  let g = (yl - {{ kr|f32 }} * r - {{ kb|f32 }} * b) / {{ (1.0 - kr - kb)|f32 }};
+  rgb[u32(y * W + x)] = vec4<f32>(r, g, b, 0.0);
+}

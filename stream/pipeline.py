@@ -1,0 +1,444 @@
+"""The GPU frame pipeline: planes in, colour pass, CNN, colour pass, planes out.
+
+One command buffer per frame. Frames are uploaded into per-slot textures and read back
+through per-slot mapped buffers, so while the GPU computes frame N, frame N+1 is uploaded
+and frame N-1 is read back. Uploads and submits run on one worker thread, map waits on
+another: the asyncio loop never waits on the GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import wgpu
+
+import infer
+from infer import wgsl
+
+from .baseline import baseline_model
+from .colour import Colour, colour_of
+from .stats import FrameTiming, PipelineStats
+
+log = logging.getLogger(__name__)
+
+MODES = ("model", "bypass", "bilinear", "bicubic")
+_U = wgpu.BufferUsage
+_T = wgpu.TextureUsage
+
+
+class PipelineError(Exception):
+    """A frame or model the pipeline cannot handle, with what to do about it."""
+
+
+@dataclass
+class _Slot:
+    textures: list[wgpu.GPUTexture]
+    to_rgb: wgpu.GPUBindGroup
+    readback: wgpu.GPUBuffer
+
+
+class _Plan:
+    """Everything for one (input size, pixel format, colour) combination."""
+
+    def __init__(self, pipe: FramePipeline, width: int, height: int, fmt: str, colour: Colour):
+        dev = pipe.device
+        d = self.d = dev.device
+        self.width, self.height, self.fmt, self.colour = width, height, fmt, colour
+        self.exe = pipe.executable_for(width, height)
+        if self.exe is not None:
+            xin, yout = self.exe.program.gpu_inputs[0], pipe.model.outputs[0]
+            out_shape = self.exe.shape(yout)
+            if self.exe.shape(xin)[1] != 3 or out_shape[1] != 3:
+                raise PipelineError(
+                    f"model must map RGB to RGB (NCHW with 3 channels); it takes "
+                    f"{self.exe.shape(xin)} and gives {out_shape}"
+                )
+            self.rgb_in = self.exe.tensor_buffer(xin)
+            self.rgb_out = self.exe.tensor_buffer(yout)
+            self.out_w, self.out_h = out_shape[3], out_shape[2]
+        else:
+            self.rgb_in = self.rgb_out = d.create_buffer(
+                size=width * height * 16, usage=_U.STORAGE | _U.COPY_SRC
+            )
+            self.out_w, self.out_h = width, height
+        self.rgb_in_bytes = width * height * 16
+        self.rgb_out_bytes = self.out_w * self.out_h * 16
+        # output planes packed with the line sizes PyAV will use, so a plane is one copy
+        probe = av.VideoFrame(self.out_w, self.out_h, "yuv420p")
+        self.pitches = [p.line_size for p in probe.planes]
+        self.plane_rows = [p.height for p in probe.planes]
+        self.plane_offsets = [0]
+        for pitch, rows in zip(self.pitches, self.plane_rows, strict=True):
+            self.plane_offsets.append(self.plane_offsets[-1] + pitch * rows)
+        self.planes_bytes = (self.plane_offsets[-1] + 255) // 256 * 256
+        self.planes = d.create_buffer(size=self.planes_bytes, usage=_U.STORAGE | _U.COPY_SRC)
+        cvars = colour.shader_vars()
+        to_rgb_src = wgsl.render(
+            "yuv_to_rgb.wgsl", {"width": width, "height": height, "nv12": fmt == "nv12", **cvars}
+        )
+        self.to_rgb = dev.pipeline(to_rgb_src, "yuv_to_rgb")
+        to_yuv_src = wgsl.render(
+            "rgb_to_yuv.wgsl",
+            {
+                "width": self.out_w,
+                "height": self.out_h,
+                "y_pitch": self.pitches[0],
+                "c_pitch": self.pitches[1],
+                "cb_offset": self.plane_offsets[1],
+                "cr_offset": self.plane_offsets[2],
+                **cvars,
+            },
+        )
+        self.luma = dev.pipeline(to_yuv_src, "rgb_to_yuv", "luma")
+        self.chroma = dev.pipeline(to_yuv_src, "rgb_to_yuv", "chroma")
+        self.luma_group = self._group(self.luma, [self.rgb_out, self.planes])
+        self.chroma_group = self._group(self.chroma, [self.rgb_out, self.planes])
+        self.timestamps = "timestamp-query" in dev.features
+        self.queries = (
+            d.create_query_set(type="timestamp", count=2 * pipe.slots) if self.timestamps else None
+        )
+        self.resolve = (
+            d.create_buffer(size=256 * pipe.slots, usage=_U.QUERY_RESOLVE | _U.COPY_SRC)
+            if self.timestamps
+            else None
+        )
+        self.debug = pipe.keep_tensors
+        rb_size = self.planes_bytes + 256
+        if self.debug:
+            rb_size += self.rgb_in_bytes + self.rgb_out_bytes
+        self.slots = [self._slot(d, rb_size) for _ in range(pipe.slots)]
+
+    def _group(self, pipeline: wgpu.GPUComputePipeline, buffers: list) -> wgpu.GPUBindGroup:
+        entries = [
+            {"binding": k, "resource": {"buffer": b, "offset": 0, "size": b.size}}
+            for k, b in enumerate(buffers)
+        ]
+        return self.d.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+
+    def _slot(self, d: wgpu.GPUDevice, rb_size: int) -> _Slot:
+        cw, ch = (self.width + 1) // 2, (self.height + 1) // 2
+        usage = _T.TEXTURE_BINDING | _T.COPY_DST
+        textures = [
+            d.create_texture(size=(self.width, self.height, 1), format="r8unorm", usage=usage)
+        ]
+        if self.fmt == "nv12":
+            textures.append(d.create_texture(size=(cw, ch, 1), format="rg8unorm", usage=usage))
+            bindings = [0, 1]
+        else:
+            textures += [
+                d.create_texture(size=(cw, ch, 1), format="r8unorm", usage=usage) for _ in range(2)
+            ]
+            bindings = [0, 1, 2]
+        entries = [
+            {"binding": b, "resource": t.create_view()}
+            for b, t in zip(bindings, textures, strict=True)
+        ]
+        entries.append(
+            {
+                "binding": 3,
+                "resource": {"buffer": self.rgb_in, "offset": 0, "size": self.rgb_in_bytes},
+            }
+        )
+        group = d.create_bind_group(layout=self.to_rgb.get_bind_group_layout(0), entries=entries)
+        readback = d.create_buffer(size=rb_size, usage=_U.MAP_READ | _U.COPY_DST)
+        return _Slot(textures, group, readback)
+
+
+class FramePipeline:
+    """Runs a model (or a baseline) on video frames on the GPU.
+
+    `await process(frame)` handles one frame; `frames(source, live=...)` pipelines a whole
+    async source. Output frames are yuv420p at the model's output size, with the input's
+    pts, time base and colour.
+    """
+
+    def __init__(
+        self,
+        model: infer.Model | None = None,
+        *,
+        mode: str = "model",
+        scale: int = 2,
+        slots: int = 2,
+        keep_tensors: bool = False,
+        adapter: int | None = None,
+    ):
+        if mode not in MODES:
+            raise PipelineError(f"mode must be one of {MODES}, not {mode!r}")
+        if mode == "model" and model is None:
+            raise PipelineError("mode 'model' needs a model (or use mode 'bypass')")
+        if slots < 1:
+            raise PipelineError("slots must be >= 1")
+        self.mode = mode
+        self.scale = scale
+        self.slots = slots
+        self.keep_tensors = keep_tensors
+        self.model = (
+            model
+            if mode == "model"
+            else (None if mode == "bypass" else baseline_model(mode, scale, adapter))
+        )
+        self.device = self.model.device if self.model is not None else infer.get_device(adapter)
+        self.stats = PipelineStats()
+        self.last_tensors: dict[str, np.ndarray] = {}
+        self._plans: dict[tuple, _Plan] = {}
+        self._submit_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-submit")
+        self._readback_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-readback")
+        self._next_slot = 0
+        self._index = 0
+
+    # -- GPU side (worker threads) ----------------------------------------------------------
+
+    def executable_for(self, width: int, height: int):  # noqa: ANN201
+        if self.model is None:
+            return None
+        return self.model.prepare({self.model.inputs[0]: (1, 3, height, width)})
+
+    def _plan(self, frame: av.VideoFrame) -> tuple[_Plan, av.VideoFrame]:
+        fmt = frame.format.name
+        if fmt not in ("yuv420p", "nv12"):
+            frame = frame.reformat(format="yuv420p")
+            fmt = "yuv420p"
+        colour = colour_of(frame)
+        key = (frame.width, frame.height, fmt, colour)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _Plan(self, frame.width, frame.height, fmt, colour)
+            self._plans[key] = plan
+        return plan, frame
+
+    def _upload_and_submit(self, frame: av.VideoFrame, slot: int, timing: FrameTiming) -> _Plan:
+        t0 = time.perf_counter()
+        plan, frame = self._plan(frame)
+        q = self.device.queue
+        s = plan.slots[slot]
+        for tex, plane in zip(s.textures, frame.planes, strict=True):
+            w, h = tex.size[0], tex.size[1]
+            q.write_texture(
+                {"texture": tex},
+                memoryview(plane),
+                {"bytes_per_row": plane.line_size, "rows_per_image": h},
+                (w, h, 1),
+            )
+        t1 = time.perf_counter()
+        d = self.device.device
+        enc = d.create_command_encoder()
+        ts = None
+        if plan.timestamps:
+            ts = {
+                "query_set": plan.queries,
+                "beginning_of_pass_write_index": 2 * slot,
+                "end_of_pass_write_index": 2 * slot + 1,
+            }
+        cp = enc.begin_compute_pass(timestamp_writes=ts)
+        cp.set_pipeline(plan.to_rgb)
+        cp.set_bind_group(0, s.to_rgb)
+        cp.dispatch_workgroups(math.ceil(plan.width / 8), math.ceil(plan.height / 8), 1)
+        if plan.exe is not None:
+            plan.exe.encode_pass(cp)
+        cw, ch = (plan.out_w + 1) // 2, (plan.out_h + 1) // 2
+        cp.set_pipeline(plan.luma)
+        cp.set_bind_group(0, plan.luma_group)
+        cp.dispatch_workgroups(math.ceil(plan.out_w / 64), math.ceil(plan.out_h / 4), 1)
+        cp.set_pipeline(plan.chroma)
+        cp.set_bind_group(0, plan.chroma_group)
+        cp.dispatch_workgroups(math.ceil(cw / 64), math.ceil(ch / 4), 1)
+        cp.end()
+        enc.copy_buffer_to_buffer(plan.planes, 0, s.readback, 0, plan.planes_bytes)
+        if plan.timestamps:
+            enc.resolve_query_set(plan.queries, 2 * slot, 2, plan.resolve, 256 * slot)
+            enc.copy_buffer_to_buffer(plan.resolve, 256 * slot, s.readback, plan.planes_bytes, 16)
+        if plan.debug:
+            off = plan.planes_bytes + 256
+            enc.copy_buffer_to_buffer(plan.rgb_in, 0, s.readback, off, plan.rgb_in_bytes)
+            enc.copy_buffer_to_buffer(
+                plan.rgb_out, 0, s.readback, off + plan.rgb_in_bytes, plan.rgb_out_bytes
+            )
+        q.submit([enc.finish()])
+        t2 = time.perf_counter()
+        timing.upload_ms = (t1 - t0) * 1000
+        timing.submit_ms = (t2 - t1) * 1000
+        timing.t_submitted = t2
+        return plan
+
+    def _readback(
+        self, plan: _Plan, slot: int, src: av.VideoFrame, timing: FrameTiming
+    ) -> av.VideoFrame:
+        t0 = time.perf_counter()
+        rb = plan.slots[slot].readback
+        rb.map_sync(wgpu.MapMode.READ)
+        try:
+            data = np.frombuffer(rb.read_mapped(copy=True), np.uint8)
+        finally:
+            rb.unmap()
+        out = av.VideoFrame(plan.out_w, plan.out_h, "yuv420p")
+        for k, plane in enumerate(out.planes):
+            plane.update(data[plan.plane_offsets[k] : plan.plane_offsets[k + 1]])
+        out.pts = src.pts
+        if src.time_base is not None:
+            out.time_base = src.time_base
+        plan.colour.apply_to(out)
+        if plan.timestamps:
+            t_begin, t_end = np.frombuffer(
+                data[plan.planes_bytes : plan.planes_bytes + 16].tobytes(), np.uint64
+            )
+            timing.gpu_ms = max(0.0, float(np.int64(t_end - t_begin)) / 1e6)
+        if plan.debug:
+            self.last_tensors = _debug_tensors(plan, data)
+        t1 = time.perf_counter()
+        timing.readback_ms = (t1 - t0) * 1000
+        timing.t_done = t1
+        timing.total_ms = (t1 - timing.t_start) * 1000
+        self.stats.record(timing)
+        return out
+
+    # -- asyncio side -----------------------------------------------------------------------
+
+    def _timing(self, frame: av.VideoFrame) -> FrameTiming:
+        self._index += 1
+        self.stats.frames_in += 1
+        return FrameTiming(self._index - 1, frame.pts, t_start=time.perf_counter())
+
+    async def process(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """One frame, start to finish (no overlap with other frames)."""
+        loop = asyncio.get_running_loop()
+        timing = self._timing(frame)
+        plan = await loop.run_in_executor(
+            self._submit_thread, self._upload_and_submit, frame, 0, timing
+        )
+        return await loop.run_in_executor(
+            self._readback_thread, self._readback, plan, 0, frame, timing
+        )
+
+    async def frames(
+        self, source: AsyncIterable[av.VideoFrame], *, live: bool = False
+    ) -> AsyncIterator[av.VideoFrame]:
+        """Pipelined processing of a source, in order.
+
+        Offline (live=False) nothing is dropped: the source is read only as fast as slots
+        free up. Live: when every slot is busy and a newer frame arrives, the older waiting
+        frame is dropped (newest wins) and counted in stats.dropped.
+        """
+        loop = asyncio.get_running_loop()
+        inbox: _Inbox = _LatestBox(self.stats) if live else _Queue(self.slots)
+        inflight: asyncio.Queue = asyncio.Queue()
+        free = asyncio.Semaphore(self.slots)
+
+        async def feed() -> None:
+            try:
+                async for frame in source:
+                    await inbox.put(frame)
+            finally:
+                await inbox.put(None)
+
+        async def dispatch() -> None:
+            try:
+                while (item := await inbox.get()) is not None:
+                    frame, timing = item
+                    t_wait = time.perf_counter()
+                    await free.acquire()
+                    timing.wait_ms = (time.perf_counter() - t_wait) * 1000
+                    slot = self._next_slot
+                    self._next_slot = (slot + 1) % self.slots
+                    plan = await loop.run_in_executor(
+                        self._submit_thread, self._upload_and_submit, frame, slot, timing
+                    )
+                    fut = loop.run_in_executor(
+                        self._readback_thread, self._readback, plan, slot, frame, timing
+                    )
+                    await inflight.put(fut)
+            except BaseException as e:
+                await inflight.put(e)
+                raise
+            await inflight.put(None)
+
+        inbox.timing = self._timing
+        tasks = [asyncio.ensure_future(feed()), asyncio.ensure_future(dispatch())]
+        try:
+            while (fut := await inflight.get()) is not None:
+                if isinstance(fut, BaseException):
+                    raise fut
+                try:
+                    out = await fut
+                finally:
+                    free.release()
+                yield out
+            for t in tasks:
+                if t.done() and t.exception():
+                    raise t.exception()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self) -> None:
+        self._submit_thread.shutdown(wait=True)
+        self._readback_thread.shutdown(wait=True)
+
+
+def _debug_tensors(plan: _Plan, data: np.ndarray) -> dict[str, np.ndarray]:
+    off = plan.planes_bytes + 256
+    rin = np.frombuffer(data[off : off + plan.rgb_in_bytes].tobytes(), np.float32)
+    rout = np.frombuffer(
+        data[off + plan.rgb_in_bytes : off + plan.rgb_in_bytes + plan.rgb_out_bytes].tobytes(),
+        np.float32,
+    )
+    rin = rin.reshape(plan.height, plan.width, 4)[..., :3].transpose(2, 0, 1)[None]
+    rout = rout.reshape(plan.out_h, plan.out_w, 4)[..., :3].transpose(2, 0, 1)[None]
+    return {"rgb_in": np.ascontiguousarray(rin), "rgb_out": np.ascontiguousarray(rout)}
+
+
+class _Inbox:
+    timing = None
+
+    async def put(self, frame: av.VideoFrame | None) -> None:
+        raise NotImplementedError
+
+    async def get(self):  # noqa: ANN201
+        raise NotImplementedError
+
+
+class _Queue(_Inbox):
+    """Offline: a bounded queue, so a fast source waits for the GPU (nothing dropped)."""
+
+    def __init__(self, size: int):
+        self.q: asyncio.Queue = asyncio.Queue(maxsize=size)
+
+    async def put(self, frame: av.VideoFrame | None) -> None:
+        await self.q.put(None if frame is None else (frame, self.timing(frame)))
+
+    async def get(self):  # noqa: ANN201
+        return await self.q.get()
+
+
+class _LatestBox(_Inbox):
+    """Live: holds one waiting frame; a newer one replaces it and the older is counted dropped."""
+
+    def __init__(self, stats: PipelineStats):
+        self.stats = stats
+        self.item = None
+        self.closed = False
+        self.event = asyncio.Event()
+
+    async def put(self, frame: av.VideoFrame | None) -> None:
+        if frame is None:
+            self.closed = True
+        else:
+            if self.item is not None:
+                self.stats.dropped += 1
+            self.item = (frame, self.timing(frame))
+        self.event.set()
+
+    async def get(self):  # noqa: ANN201
+        while self.item is None and not self.closed:
+            self.event.clear()
+            await self.event.wait()
+        item, self.item = self.item, None
+        return item
