@@ -1,8 +1,8 @@
 {# RGB tensor (channels last, padded to 4) -> 8-bit Y'CbCr 4:2:0 planes packed 4 bytes per u32.
    Entry `luma` writes 4 luma bytes per invocation; entry `chroma` writes 4 Cb and 4 Cr bytes.
-   Chroma is low-passed, not point-sampled: [1, 2, 1] / 4 across columns 2i-1, 2i, 2i+1
-   (co-sited, mirrored at the left edge) and the mean of rows 2j, 2j+1 (centred): the exact
-   inverse of yuv_to_rgb.wgsl's upsampler. #}
+   Chroma is low-passed, not point-sampled: the mean of rows 2j, 2j+1 (centred) and of
+   columns 2i, 2i+1 (h_center) or [1, 2, 1] / 4 across columns 2i-1, 2i, 2i+1 (co-sited,
+   mirrored at the left edge): the exact inverse of yuv_to_rgb.wgsl's upsampler. #}
 @group(0) @binding(0) var<storage, read> rgb: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> planes: array<u32>;
 
@@ -44,7 +44,11 @@ fn chroma_sample(i: i32, j: i32) -> vec2<f32> {
   var acc = vec2<f32>(0.0);
   for (var r = 0; r < 2; r++) {
     let y = 2 * j + r;
+{$ if h_center $}
+    acc += 2.0 * (chroma_of(pix(2 * i, y)) + chroma_of(pix(2 * i + 1, y)));
+{$ else $}
     acc += chroma_of(pix(2 * i - 1, y)) + 2.0 * chroma_of(pix(2 * i, y)) + chroma_of(pix(2 * i + 1, y));
+{$ endif $}
   }
   return acc / 8.0;
 }

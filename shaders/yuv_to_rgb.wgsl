@@ -2,9 +2,12 @@
    (channels last, padded to 4: one vec4 per pixel, .w = 0). Float RGB is not clipped, so an
    out-of-gamut colour survives the round trip.
    Chroma is upsampled with a filter matched to rgb_to_yuv.wgsl's downsampler so that
-   down(up(c)) == c exactly: horizontally co-sited (MPEG-2/H.264 "left" siting), vertically
-   centred. Even columns: (-c[i-1] + 6 c[i] - c[i+1]) / 4, odd columns: (c[i] + c[i+1]) / 2,
-   both mirrored at the left edge; rows 2j and 2j+1: c[j] -/+ (c[j+1] - c[j-1]) / 8. #}
+   down(up(c)) == c exactly (a random frame survives the round trip), yet follows gradients:
+   for a centred sample (vertical always; horizontal when h_center, swscale's siting), the
+   two pixels it covers get c[j] -/+ (c[j+1] - c[j-1]) / 8, which the downsampler's mean of
+   the pair undoes. For co-sited "left" siting (H.264's default): even columns
+   (-c[i-1] + 6 c[i] - c[i+1]) / 4, odd columns (c[i] + c[i+1]) / 2, mirrored at the left
+   edge, undone by the downsampler's [1, 2, 1] / 4. #}
 @group(0) @binding(0) var luma: texture_2d<f32>;
 {$ if nv12 $}
 @group(0) @binding(1) var chroma: texture_2d<f32>;
@@ -22,8 +25,12 @@ const CH: i32 = {{ (height + 1) // 2 }};
 fn c_at(i: i32, j: i32) -> vec2<f32> {
   // one chroma sample (Cb, Cr) in code values / 255, columns mirrored, rows clamped
   var ci = i;
+{$ if h_center $}
+  ci = clamp(ci, 0, CW - 1);
+{$ else $}
   if (ci < 0) { ci = -ci; }
   ci = min(ci, CW - 1);
+{$ endif $}
   let cj = clamp(j, 0, CH - 1);
 {$ if nv12 $}
   return textureLoad(chroma, vec2<i32>(ci, cj), 0).rg;
@@ -34,6 +41,11 @@ fn c_at(i: i32, j: i32) -> vec2<f32> {
 
 fn c_row(x: i32, j: i32) -> vec2<f32> {
   let i = x / 2;
+{$ if h_center $}
+  let slope = (c_at(i + 1, j) - c_at(i - 1, j)) * 0.125;
+  if (x % 2 == 0) { return c_at(i, j) - slope; }
+  return c_at(i, j) + slope;
+{$ endif $}
   if (x % 2 == 0) {
     return (-c_at(i - 1, j) + 6.0 * c_at(i, j) - c_at(i + 1, j)) * 0.25;
   }

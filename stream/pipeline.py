@@ -80,7 +80,7 @@ class _Plan:
             self.plane_offsets.append(self.plane_offsets[-1] + pitch * rows)
         self.planes_bytes = (self.plane_offsets[-1] + 255) // 256 * 256
         self.planes = d.create_buffer(size=self.planes_bytes, usage=_U.STORAGE | _U.COPY_SRC)
-        cvars = colour.shader_vars()
+        cvars = {**colour.shader_vars(), "h_center": pipe.chroma_siting == "center"}
         to_rgb_src = wgsl.render(
             "yuv_to_rgb.wgsl", {"width": width, "height": height, "nv12": fmt == "nv12", **cvars}
         )
@@ -157,7 +157,9 @@ class FramePipeline:
 
     `await process(frame)` handles one frame; `frames(source, live=...)` pipelines a whole
     async source. Output frames are yuv420p at the model's output size, with the input's
-    pts, time base and colour.
+    pts, time base and colour. Chroma siting is horizontal "center" by default (what swscale
+    produces and assumes for yuv420p, so PyAV-made frames round-trip and match its RGB) or
+    "left" (the H.264/HEVC default for camera sources); vertical siting is always centred.
     """
 
     def __init__(
@@ -169,17 +171,21 @@ class FramePipeline:
         slots: int = 2,
         keep_tensors: bool = False,
         adapter: int | None = None,
+        chroma_siting: str = "center",
     ):
         if mode not in MODES:
             raise PipelineError(f"mode must be one of {MODES}, not {mode!r}")
         if mode == "model" and model is None:
             raise PipelineError("mode 'model' needs a model (or use mode 'bypass')")
+        if chroma_siting not in ("center", "left"):
+            raise PipelineError(f"chroma_siting must be 'center' or 'left', not {chroma_siting!r}")
         if slots < 1:
             raise PipelineError("slots must be >= 1")
         self.mode = mode
         self.scale = scale
         self.slots = slots
         self.keep_tensors = keep_tensors
+        self.chroma_siting = chroma_siting
         self.model = (
             model
             if mode == "model"

@@ -1,0 +1,26 @@
+"""`python -m stream serve|process|bench-pipeline|devices`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {
+        "serve": "stream.server:main",
+        "process": "stream.process:main",
+        "bench-pipeline": "stream.bench:main",
+        "devices": "stream.devices:main",
+    }
+    if not argv or argv[0] not in commands:
+        print(f"usage: python -m stream {{{','.join(commands)}}} [options]   (-h for help)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module, func = commands[argv[0]].split(":")
+    import importlib
+
+    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
