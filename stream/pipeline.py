@@ -207,6 +207,14 @@ class FramePipeline:
             return None
         return self.model.prepare({self.model.inputs[0]: (1, 3, height, width)})
 
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size of output frames for inputs of this size (before any frame is seen)."""
+        exe = self.executable_for(width, height)
+        if exe is None:
+            return width, height
+        shape = exe.shape(self.model.outputs[0])
+        return shape[3], shape[2]
+
     def _plan(self, frame: av.VideoFrame) -> tuple[_Plan, av.VideoFrame]:
         fmt = frame.format.name
         if fmt not in ("yuv420p", "nv12"):

@@ -90,7 +90,9 @@ async def process_file(
             audio_map[a.index] = output.add_stream_from_template(a)
         except (ValueError, av.error.FFmpegError) as e:
             log.warning("audio stream %d not copied: %s", a.index, e)
-    vout = None
+    width, height = pipeline.output_size(vin.codec_context.width, vin.codec_context.height)
+    # every stream must exist before the first packet is muxed (audio is muxed as it comes)
+    vout = _open_video_encoder(output, codec, crf, vin, width, height)
     total = vin.frames or None
     bar = tqdm(total=total, unit="frame", disable=not progress, desc=Path(src).name)
     decoded = 0
@@ -127,8 +129,6 @@ async def process_file(
 
     try:
         async for out in pipeline.frames(frames(), live=False):
-            if vout is None:
-                vout = _open_video_encoder(output, codec, crf, vin, out.width, out.height)
             output.mux(vout.encode(out))
             result.frames += 1
             bar.update(1)
@@ -142,8 +142,7 @@ async def process_file(
         result.error = str(e)
     finally:
         bar.close()
-        if vout is not None:
-            output.mux(vout.encode(None))
+        output.mux(vout.encode(None))
         output.close()
         inp.close()
     result.seconds = time.perf_counter() - t0

@@ -27,7 +27,8 @@ def make_clip(
     audio: bool = True,
 ) -> Path:
     """An H.264 clip of a moving smooth pattern with a sine AAC track."""
-    with av.open(str(path), "w") as out:
+    # moov atom first, so a truncated copy still opens (like a download cut short)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
         v.options = {"preset": "ultrafast"}
