@@ -1,10 +1,11 @@
 {# 2-D convolution (groups == 1) on channels-last, pack-4 tensors.
    Each invocation computes PX horizontally adjacent output pixels for OCB blocks of 4 output
    channels: one vec4 input load (4 input channels) feeds OCB mat4x4 FMAs per pixel, and the
-   weights are indexed only by loop counters and the workgroup's channel group, so every
-   invocation of a workgroup reads the same weight (a uniform-buffer broadcast).
-   Dispatch: x = column groups, y = output rows of this band, z = batch * channel groups
-   of this weight chunk. params = (first channel block, first output row, input base, output base). #}
+   weights are indexed only by constants and loop counters, so every invocation reads the
+   same weight (a uniform-buffer broadcast).
+   One dispatch per group of OCB channel blocks (and per row band of a large frame):
+   x = column groups, y = output rows of this band, z = batch.
+   params = (first channel block, first output row, input base, output base). #}
 {$ set PX = px $}
 {$ set OCB = ocb $}
 struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
@@ -33,10 +34,10 @@ fn load(n: u32, iy: i32, ix: i32, ic4: u32) -> vec4<f32> {
 
 @compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let n = wid.z / {{ groups }}u;
-  let g = wid.z % {{ groups }}u;
-  let oc4 = params.oc4_base + g * {{ OCB }}u;
-  let wbase = g * {{ OCB * bstride }}u;
+  // The weight window of this dispatch is bound per channel group, so weight indices are
+  // compile-time constants plus the ic4 loop counter: uniform on every GPU and compiler.
+  let n = wid.z;
+  let oc4 = params.oc4_base;
   let oy = gid.y + params.row0;
   let ox0 = gid.x * {{ PX }}u;
   if (oy >= {{ oh }}u || ox0 >= {{ ow }}u || oc4 >= {{ oc4 }}u) { return; }
@@ -69,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {$ endfor $}
 {$ for o in range(OCB) $}
         {
-          let wm = w[wbase + {{ o * bstride + (ky * kw + kx) * ic4 }}u + ic4];
+          let wm = w[{{ o * bstride + (ky * kw + kx) * ic4 }}u + ic4];
 {$ for p in range(PX) $}
           acc{{ o }}_{{ p }} += wm * v{{ p }};
 {$ endfor $}

@@ -157,11 +157,9 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
     uniform_limit = ctx.limits["max-uniform-buffer-binding-size"]
     ocb = min(OCB, oc4)
     weights_uniform = block_bytes * ocb <= uniform_limit
-    if weights_uniform:
-        chunk = max(ocb, min(oc4, uniform_limit // block_bytes) // ocb * ocb)
-    else:
-        ocb, chunk = 1, oc4
-    nblocks = math.ceil(oc4 / chunk) * chunk
+    if not weights_uniform:
+        ocb = 1  # a storage buffer window of one block
+    nblocks = math.ceil(oc4 / ocb) * ocb
     wkey = ctx.add_const(f"{node.name}/w4", pack_conv2d_weights(w, bstride, nblocks))
     bkey = ctx.add_const(f"{node.name}/b4", np.pad(bias, (0, oc4 * 4 - oc)))
     (ih, iw), (oh, ow) = geo["ins"], geo["outs"]
@@ -185,9 +183,8 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
         "wgx": WG[0],
         "wgy": WG[1],
         "ocb": ocb,
-        "groups": math.ceil(chunk / ocb),
         "bstride": bstride,
-        "wn": chunk * bstride,
+        "wn": ocb * bstride,
         "weights_uniform": weights_uniform,
         "mask_lanes": oc % 4 != 0,
         "act": node.attrs.get("_activation", NO_ACTIVATION),
@@ -196,11 +193,9 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
     bands = _row_bands(ctx, n, ih, iw, ic4, oh, ow, oc4, geo)
     dispatches = []
     gx = math.ceil(ow / (PX * WG[0]))
-    for c0 in range(0, oc4, chunk):
-        cn = min(chunk, oc4 - c0)
-        wbind = Binding("const", wkey, c0 * block_bytes, chunk * block_bytes, weights_uniform)
-        if not weights_uniform:
-            wbind = Binding("const", wkey, 0, None, False)
+    for c0 in range(0, oc4, ocb):
+        cn = min(ocb, oc4 - c0)
+        wbind = Binding("const", wkey, c0 * block_bytes, ocb * block_bytes, weights_uniform)
         for r0, r1, in_off, in_size, out_off, out_size in bands:
             params = np.array([c0, r0, in_off // 16, out_off // 16], np.uint32)
             pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
@@ -212,14 +207,10 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
                 Binding("out", y, out_off, out_size),
                 *slope,
             ]
-            grid = (gx, math.ceil((r1 - r0) / WG[1]), n * math.ceil(chunk / ocb))
+            grid = (gx, math.ceil((r1 - r0) / WG[1]), n)
             label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
             share = cn * (r1 - r0) / (oc4 * oh)
-            dispatches.append(
-                Dispatch("conv2d.wgsl", variables, bindings, grid, label, flops * share)
-            )
-        if not weights_uniform:
-            break
+            dispatches.append(Dispatch("conv2d.wgsl", variables, bindings, grid, label, flops * share))
     return dispatches
 
 
