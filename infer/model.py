@@ -203,4 +203,5 @@ def load(
 ) -> Model:
     """Load an ONNX model for the GPU. Raises UnsupportedModelError / ModelError, nothing else."""
     graph = from_onnx(load_proto(model))
+    _static_check(graph)  # unknown op types fail here, before a device is even requested
     return Model(graph, get_device(adapter), precision)

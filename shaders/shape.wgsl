@@ -84,9 +84,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ endif $}
   y[i] = x[o0 * {{ in_strides[0] }}u + ic * {{ in_strides[1] }}u + h * {{ in_strides[2] }}u + w * {{ in_strides[3] }}u];
 {$ elif kind == "s2d" $}
+{$ if mode == "DCR" $}
   let bh = o1 / {{ block * channels_small }}u;
   let bw = (o1 / {{ channels_small }}u) % {{ block }}u;
   let ic = o1 % {{ channels_small }}u;
+{$ else $}
+  let ic = o1 / {{ block * block }}u;
+  let bh = (o1 / {{ block }}u) % {{ block }}u;
+  let bw = o1 % {{ block }}u;
+{$ endif $}
   let h = o2 * {{ block }}u + bh;
   let w = o3 * {{ block }}u + bw;
   y[i] = x[o0 * {{ in_strides[0] }}u + ic * {{ in_strides[1] }}u + h * {{ in_strides[2] }}u + w * {{ in_strides[3] }}u];

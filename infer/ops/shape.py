@@ -571,6 +571,7 @@ def _d2s_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
 def _s2d_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
     _require_float(node, ins)
     shape, b = ins[0].shape, _blocksize(node)
+    _d2s_mode(node)
     if len(shape) != 4 or shape[2] % b or shape[3] % b:
         raise NotSupported(f"input {list(shape)} with blocksize {b}")
     n, c, h, w = shape
@@ -580,7 +581,8 @@ def _s2d_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]
 def _s2d_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
     x, b = a[0], _blocksize(node)
     n, c, h, w = x.shape
-    t = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    perm = (0, 3, 5, 1, 2, 4) if _d2s_mode(node) == "DCR" else (0, 1, 3, 5, 2, 4)
+    t = x.reshape(n, c, h // b, b, w // b, b).transpose(*perm)
     return [np.ascontiguousarray(t.reshape(n, c * b * b, h // b, w // b))]
 
 
@@ -594,7 +596,7 @@ def _block_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
         mode = _d2s_mode(node)
         channels = ctx.shape(node.outputs[0])[1]
     else:
-        kind, mode, channels = "s2d", "DCR", in_shape[1]
+        kind, mode, channels = "s2d", _d2s_mode(node), in_shape[1]
     variables = {
         "kind": kind,
         "mode": mode,

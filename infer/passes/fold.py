@@ -14,7 +14,6 @@ from ..graph import Graph, Node
 from ..ops import lookup
 from ..ops.registry import NotSupported, Value
 
-
 # Ops whose value depends only on their input's shape: they fold even when that input is a
 # tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters).
 SHAPE_ONLY = ("Shape", "Size")
