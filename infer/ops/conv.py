@@ -19,9 +19,11 @@ from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr
 # Register tile: PX adjacent output pixels x OCB blocks of 4 output channels per invocation.
 # Every input vec4 load feeds OCB mat4 FMAs per pixel: loads (gathers on lavapipe, memory
 # traffic on a real GPU) are what limit a conv, not the FMAs.
-PX = 4
-OCB = 4
-WG = (16, 4)  # workgroup shape (columns of PX pixels, rows)
+# Chosen by measuring ESPCN at 640x360 on lavapipe (process CPU time, which other load on the
+# machine does not skew): 8x2 beat 4x4, 4x2, 2x4 and 8x4 (spills) by 10-40%.
+PX = 8
+OCB = 2
+WG = (8, 8)  # workgroup shape (columns of PX pixels, rows)
 
 
 def _conv_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> dict:
@@ -296,7 +298,6 @@ def _convt_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ..
 
 def _convt_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
     x, w = ins[0].shape, ins[1].shape
-    group = int(node.attr("group", 1))
     if x[1] != w[0]:
         raise NotSupported(f"input has {x[1]} channels, weight expects {w[0]}")
     geo = _convt_geometry(node, x, w)
