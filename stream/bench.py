@@ -78,7 +78,7 @@ async def _pipelined(pipe: FramePipeline, frames, size) -> float:  # noqa: ANN00
     return time.perf_counter() - t0
 
 
-async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 2) -> dict:
+async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 3) -> dict:
     size = pipe.output_size(frames[0].width, frames[0].height)
     await pipe.process(frames[0])  # compile everything once
     seq, par = [], []
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="256x144", help="input WxH")
     p.add_argument("--frames", type=int, default=64)
     p.add_argument("--slots", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="write figures (and the per-frame timeline) here")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
