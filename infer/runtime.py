@@ -223,7 +223,9 @@ class Executable:
                     self.device.queue.submit([enc.finish()])
                     self.device.queue.read_buffer(self.pool[0], 0, 4)  # waits for the GPU
                     best = min(best, time.perf_counter() - t0)
-                rows.append({"label": d.label, "kernel": d.template, "ms": best * 1000, "flops": d.flops})
+                rows.append(
+                    {"label": d.label, "kernel": d.template, "ms": best * 1000, "flops": d.flops}
+                )
             return rows
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -175,11 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=2)
     p.add_argument("--adapter", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--config", help="TOML defaults for these options (configs/process.toml)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:  # the file's values become defaults; flags given still win
+        from . import settings
+
+        try:
+            values = settings.as_defaults(settings.load("process", pre.config))
+        except settings.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        values["no_progress"] = not values.pop("progress")
+        parser.set_defaults(**values)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         model = None

@@ -145,7 +145,7 @@ class Scene:
         return img
 
     def _text(self, img: np.ndarray, text: str, pos: tuple[int, int]) -> None:
-        l, t, r, b = self.font.getbbox(text)
+        _, _, r, b = self.font.getbbox(text)
         tw, th = min(r + 2, img.shape[1] - pos[0]), min(b + 2, img.shape[0] - pos[1])
         if tw <= 0 or th <= 0:
             return
@@ -174,8 +174,9 @@ def slate(width: int, height: int, text: str, k: int = 0) -> av.VideoFrame:
     font = ImageFont.load_default(size=max(10, height // 8))
     pil = Image.fromarray(img)
     d = ImageDraw.Draw(pil)
-    l, t, r, b = d.textbbox((0, 0), text, font=font)
-    d.text(((width - (r - l)) // 2, (height - (b - t)) // 2), text, fill=(230, 230, 230), font=font)
+    x0, y0, x1, y1 = d.textbbox((0, 0), text, font=font)
+    d.text(((width - (x1 - x0)) // 2, (height - (y1 - y0)) // 2), text, fill=(230, 230, 230),
+           font=font)
     img = np.array(pil)
     marker.draw_rgb(img, k)
     return to_frame(img)

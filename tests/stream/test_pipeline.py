@@ -1,12 +1,11 @@
 import asyncio
 import time
-
 from fractions import Fraction
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
 import pytest
+from av.video.reformatter import Interpolation
 
 import infer
 from stream.frames import frame_from_planes, planes_of

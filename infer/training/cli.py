@@ -1,0 +1,161 @@
+"""`python -m infer train --config configs/train-upscale.toml [--steps N] [--seconds S]
+[--out DIR] [--resume] [--no-deploy]`: data -> train -> export -> gate -> evaluate.
+
+Writes into the run directory (--out, else output.dir, else artifacts/train/<name>):
+checkpoint.pt, <name>.onnx, report.md, <name>.png (crops) and <name>.md (the model card).
+When output.deploy_dir is set (the bundled-model configs set infer/models) and the gate
+passes, the model, its card and its figure are copied there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config
+
+
+def run_pipeline(
+    cfg: Config,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    deploy: bool = True,
+) -> dict:
+    """The whole pipeline; returns a summary dict. Raises DeployGateError if the gate fails."""
+    import onnx
+    import torch
+
+    from . import evaluate as ev
+    from .dataset import held_out
+    from .export import check_gate, engine_parity, export_onnx
+    from .models import count_flops, count_params
+    from .train import degradation, train
+
+    run_dir = Path(run_dir or cfg.run_dir())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    say = print if progress else (lambda *a, **k: None)
+
+    result = train(cfg, run_dir, resume=resume, progress=progress)
+    onnx_path = export_onnx(result.model, run_dir / f"{cfg.name}.onnx")
+    ops = sorted({n.op_type for n in onnx.load(str(onnx_path)).graph.node})
+    info = {
+        "params": count_params(result.model),
+        "flops": count_flops(result.model),
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "final_loss": result.final_loss,
+        "ops": ops,
+        "torch": torch.__version__.split("+")[0],
+    }
+    say(f"exported {onnx_path} ({info['params']:,} params, ops {', '.join(ops)})")
+
+    frames = held_out(degradation(cfg), cfg.eval.frames, tuple(cfg.eval.size), cfg.eval.seed)
+    scores = ev.score(cfg.task, onnx_path, frames)
+    parity = None
+    if cfg.gate.engine:
+        parity = engine_parity(onnx_path, tuple(cfg.gate.parity_size), cfg.gate.parity_tol)
+        say(f"engine parity on {parity.shape}: rel err {parity.rel:.2e}")
+    say(f"held-out PSNR gain over {scores.baseline}: {scores.gain_db:+.2f} dB")
+    gate_error = None
+    try:
+        check_gate(parity, scores.gain_db, scores.baseline, cfg.gate)
+    except Exception as e:
+        gate_error = e
+
+    speed = ev.timings(onnx_path, tuple(cfg.eval.bench_size), cfg.eval.bench_runs)
+    fig = None
+    if cfg.eval.figure:
+        fig = ev.write_figure(scores, frames, run_dir / f"{cfg.name}.png")
+    fig_name = fig.name if fig else None
+    (run_dir / "report.md").write_text(
+        ev.report_markdown(cfg, scores, info, parity, speed, fig_name)
+    )
+    (run_dir / f"{cfg.name}.md").write_text(
+        ev.model_card(cfg, scores, info, parity, speed, fig_name)
+    )
+    summary = {
+        "name": cfg.name,
+        "run_dir": str(run_dir),
+        "onnx": str(onnx_path),
+        "params": info["params"],
+        "gflops_1080p": info["flops"]["total"] / 1e9,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "final_loss": result.final_loss,
+        "losses": result.losses,
+        "psnr": {m: scores.mean_psnr(m) for m in scores.methods},
+        "ssim": {m: scores.mean_ssim(m) for m in scores.methods},
+        "gain_db": scores.gain_db,
+        "parity_rel": None if parity is None else parity.rel,
+        "speed": speed,
+        "gate": "passed" if gate_error is None else str(gate_error),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    say(f"report: {run_dir / 'report.md'}")
+    if gate_error is not None:
+        raise gate_error
+    if deploy and cfg.output.deploy_dir:
+        dest = Path(cfg.output.deploy_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, dest / onnx_path.name)
+        shutil.copyfile(run_dir / f"{cfg.name}.md", dest / f"{cfg.name}.md")
+        if fig:
+            shutil.copyfile(fig, dest / fig.name)
+        summary["deployed"] = str(dest / onnx_path.name)
+        say(f"deployed {dest / onnx_path.name} with its card")
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m infer train",
+        description="Train a small CNN, export it to ONNX, gate it on the engine and evaluate.",
+    )
+    p.add_argument("--config", required=True, help="training TOML, e.g. configs/train-upscale.toml")
+    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--seconds", type=float, help="override train.seconds (wall-time budget)")
+    p.add_argument("--out", help="run directory (overrides output.dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--no-deploy", action="store_true", help="do not copy into output.deploy_dir")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .export import DeployGateError
+
+    args = build_parser().parse_args(argv)
+    overrides: dict = {}
+    if args.steps is not None:
+        overrides.setdefault("train", {})["steps"] = args.steps
+    if args.seconds is not None:
+        overrides.setdefault("train", {})["seconds"] = args.seconds
+    if args.out:
+        overrides.setdefault("output", {})["dir"] = args.out
+    try:
+        cfg = load_config(args.config, overrides)
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        summary = run_pipeline(
+            cfg, resume=args.resume, progress=not args.quiet, deploy=not args.no_deploy
+        )
+    except DeployGateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    psnr = ", ".join(f"{k} {v:.2f}" for k, v in summary["psnr"].items())
+    print(
+        f"{cfg.name}: PSNR {psnr} dB (gain {summary['gain_db']:+.2f} dB); "
+        f"{summary['params']:,} params, {summary['gflops_1080p']:.1f} GFLOP/1080p; "
+        f"{summary['steps']} steps in {summary['train_seconds']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

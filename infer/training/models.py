@@ -1,0 +1,170 @@
+"""Small CNNs for real-time x2 upscaling and denoising, built from ops the engine runs.
+
+Every model exports to Conv, Relu / PRelu / Tanh, DepthToSpace (PixelShuffle), Resize
+(the upsampled base image) and Add / Sub only.
+
+- `espcn`: conv5x5 -> conv3x3 -> conv3x3 to 3*4 channels -> PixelShuffle(2), added to an
+  upsampled copy of the input (the network predicts the residual over it).
+- `srvgg`: SRVGGNetCompact-style: conv3x3 + PReLU, then `num_conv` conv3x3 + PReLU, conv3x3
+  to 3*4 channels, PixelShuffle(2), plus an upsampled base.
+- `denoise`: DnCNN-style residual denoiser at full resolution, no BatchNorm:
+  output = x - net(x).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ACTIVATIONS, ARCHS, BASES
+
+__all__ = ["ACTIVATIONS", "ARCHS", "BASES", "build_model", "count_flops", "count_params"]
+
+
+def _act(kind: str, channels: int) -> nn.Module:
+    if kind == "relu":
+        return nn.ReLU(inplace=False)
+    if kind == "prelu":
+        return nn.PReLU(channels, init=0.1)
+    if kind == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, not {kind!r}")
+
+
+class _Upscaler(nn.Module):
+    """body(x) -> PixelShuffle(scale), plus an upsampled base of x (if any)."""
+
+    scale = 2
+
+    def __init__(self, body: nn.Sequential, base: str):
+        super().__init__()
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, not {base!r}")
+        self.body = body
+        last = [m for m in body if isinstance(m, nn.Conv2d)][-1]
+        if base != "none":  # start as exactly the base upsampling; learn the residual
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.shuffle = nn.PixelShuffle(self.scale)
+        self.base_mode = base
+        if base == "none":
+            self.base = None
+        else:
+            kw = {} if base == "nearest" else {"align_corners": False}
+            self.base = nn.Upsample(scale_factor=self.scale, mode=base, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.shuffle(self.body(x))
+        return y if self.base is None else y + self.base(x)
+
+
+class ESPCN(_Upscaler):
+    def __init__(
+        self,
+        features: int = 48,
+        mid_features: int = 32,
+        activation: str = "tanh",
+        base: str = "bicubic",
+        **_: object,
+    ):
+        body = nn.Sequential(
+            nn.Conv2d(3, features, 5, padding=2),
+            _act(activation, features),
+            nn.Conv2d(features, mid_features, 3, padding=1),
+            _act(activation, mid_features),
+            nn.Conv2d(mid_features, 3 * self.scale**2, 3, padding=1),
+        )
+        super().__init__(body, base)
+
+
+class SRVGG(_Upscaler):
+    def __init__(
+        self,
+        features: int = 32,
+        num_conv: int = 6,
+        activation: str = "prelu",
+        base: str = "bilinear",
+        **_: object,
+    ):
+        layers: list[nn.Module] = [nn.Conv2d(3, features, 3, padding=1), _act(activation, features)]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(features, features, 3, padding=1), _act(activation, features)]
+        layers.append(nn.Conv2d(features, 3 * self.scale**2, 3, padding=1))
+        super().__init__(nn.Sequential(*layers), base)
+
+
+class DnCNN(nn.Module):
+    """Residual denoiser: predicts the noise and subtracts it. depth counts all convs."""
+
+    scale = 1
+
+    def __init__(
+        self, features: int = 32, num_conv: int = 7, activation: str = "relu", **_: object
+    ):
+        super().__init__()
+        if num_conv < 2:
+            raise ValueError("denoise needs num_conv >= 2")
+        layers: list[nn.Module] = [nn.Conv2d(3, features, 3, padding=1), _act(activation, features)]
+        for _ in range(num_conv - 2):
+            layers += [nn.Conv2d(features, features, 3, padding=1), _act(activation, features)]
+        layers.append(nn.Conv2d(features, 3, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        nn.init.zeros_(layers[-1].weight)  # starts as the identity
+        nn.init.zeros_(layers[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.body(x)
+
+
+def build_model(arch: str, **kw: object) -> nn.Module:
+    if arch == "espcn":
+        return ESPCN(**kw)
+    if arch == "srvgg":
+        return SRVGG(**kw)
+    if arch == "denoise":
+        return DnCNN(**kw)
+    raise ValueError(f"arch must be one of {ARCHS}, not {arch!r}")
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, out_hw: tuple[int, int] = (1080, 1920)) -> dict[str, float]:
+    """FLOPs (multiply and add counted as 2) to produce one output frame of `out_hw`.
+
+    Convolutions are counted exactly (2 * MACs + bias adds, from forward hooks on a real
+    pass); activations, the upsampled base, PixelShuffle's copy and the residual add are
+    counted as one op per output element ("other"). Input size = output / model scale.
+    """
+    scale = getattr(model, "scale", 1)
+    h, w = out_hw[0] // scale, out_hw[1] // scale
+    conv = 0.0
+    other = 0.0
+
+    def on_conv(m: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal conv
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        conv += out.numel() * (2 * k + (1 if m.bias is not None else 0))
+
+    def on_other(_m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal other
+        other += out.numel() * (8 if isinstance(_m, nn.Upsample) else 1)
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(on_conv))
+        elif isinstance(m, nn.ReLU | nn.PReLU | nn.Tanh | nn.Upsample):
+            hooks.append(m.register_forward_hook(on_other))
+    # one probe at a small size, scaled up (conv cost is linear in pixels)
+    ph, pw = 36, 64
+    try:
+        with torch.no_grad():
+            y = model.eval()(torch.zeros(1, 3, ph, pw))
+    finally:
+        for hk in hooks:
+            hk.remove()
+    other += y.numel() * (2 if getattr(model, "base", None) is not None or scale == 1 else 1)
+    ratio = (h * w) / (ph * pw)
+    return {"conv": conv * ratio, "other": other * ratio, "total": (conv + other) * ratio}

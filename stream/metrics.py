@@ -1,0 +1,102 @@
+"""Prometheus metrics of the service (prometheus-client, one registry per service)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .stats import FrameTiming
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_STAGES = ("wait_ms", "upload_ms", "submit_ms", "gpu_ms", "readback_ms", "total_ms")
+
+
+class _Live(Collector):
+    """Gauges read at scrape time from the running service."""
+
+    def __init__(self, collect: Callable[[], dict]):
+        self._collect = collect
+
+    def collect(self):  # noqa: ANN201
+        live = self._collect()
+        g = GaugeMetricFamily("framesmith_viewers", "Connected WHEP viewers")
+        g.add_metric([], live.get("viewers", 0))
+        yield g
+        g = GaugeMetricFamily("framesmith_publishers", "Connected WHIP publishers")
+        g.add_metric([], live.get("publishers", 0))
+        yield g
+        fps = GaugeMetricFamily(
+            "framesmith_encoder_fps", "Frames encoded per second", labels=["stream", "codec"]
+        )
+        enc = GaugeMetricFamily(
+            "framesmith_frames_encoded", "Frames encoded (once per frame, not per viewer)",
+            labels=["stream", "codec"],
+        )
+        subs = GaugeMetricFamily(
+            "framesmith_encoder_subscribers", "Viewers fed by an encoder",
+            labels=["stream", "codec"],
+        )
+        for e in live.get("encoders", []):
+            labels = [e["stream"], e["codec"]]
+            fps.add_metric(labels, e["fps"])
+            enc.add_metric(labels, e["frames_encoded"])
+            subs.add_metric(labels, e["subscribers"])
+        yield fps
+        yield enc
+        yield subs
+        g = GaugeMetricFamily("framesmith_viewer_packets_dropped",
+                              "Packets lost by slow viewers (all sessions so far)")
+        g.add_metric([], live.get("viewer_dropped", 0))
+        yield g
+        g = GaugeMetricFamily("framesmith_source_up", "1 when the source delivers frames")
+        g.add_metric([], 1 if live.get("source_state") == "live" else 0)
+        yield g
+
+
+class Metrics:
+    def __init__(self, live: Callable[[], dict]):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames_in = Counter(
+            "framesmith_source_frames", "Frames produced by the source", registry=r
+        )
+        self.frames_processed = Counter(
+            "framesmith_frames_processed", "Frames processed on the GPU", ["pipeline"], registry=r
+        )
+        self.frames_dropped = Counter(
+            "framesmith_frames_dropped",
+            "Frames dropped by the live pipeline (GPU behind the source)", ["pipeline"],
+            registry=r,
+        )
+        self.stage = Histogram(
+            "framesmith_stage_seconds", "Per-frame time of each pipeline stage",
+            ["pipeline", "stage"], buckets=_BUCKETS_S, registry=r,
+        )
+        self.encode = Histogram(
+            "framesmith_encode_seconds", "Per-frame encode time", ["codec"],
+            buckets=_BUCKETS_S, registry=r,
+        )
+        self.sessions = Counter(
+            "framesmith_sessions", "Sessions started", ["kind"], registry=r
+        )
+        self.bad_requests = Counter(
+            "framesmith_bad_requests", "Requests refused with a 4xx", ["path", "status"],
+            registry=r,
+        )
+        r.register(_Live(live))
+
+    def record_frame(self, pipeline: str, timing: FrameTiming | None) -> None:
+        self.frames_processed.labels(pipeline).inc()
+        if timing is None:
+            return
+        for stage in _STAGES:
+            v = getattr(timing, stage)
+            if v is not None:
+                self.stage.labels(pipeline, stage[:-3]).observe(v / 1000)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)

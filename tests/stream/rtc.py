@@ -1,0 +1,184 @@
+"""Helpers for the server tests: an in-process server, aiortc WHEP viewers, WHIP publishers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import aiohttp
+import av
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from stream import config as config_mod
+from stream.scene import Scene
+from stream.server import Service, make_app
+
+NO_STUN = RTCConfiguration(iceServers=[])
+
+
+def small_config(**over) -> config_mod.Config:  # noqa: ANN003
+    """160x90 @ 15 fps testsrc, bilinear unless a model is given; overrides as "a.b": v."""
+    base = {
+        "source.width": 160, "source.height": 90, "source.fps": 15.0,
+        "server.port": 0, "model.mode": "bilinear", "model.compare": False,
+        "encoder.bitrate": 600_000,
+    }
+    base.update(over)
+    return config_mod.load(None, base)
+
+
+@dataclass
+class Server:
+    service: Service
+    runner: web.AppRunner
+    url: str
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(cfg: config_mod.Config, model=None, model_name: str = "") -> Server:  # noqa: ANN001
+    service = Service(cfg, model, model_name)
+    runner = web.AppRunner(make_app(service))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return Server(service, runner, f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class Viewer:
+    pc: RTCPeerConnection
+    location: str
+    tracks: list = field(default_factory=list)
+    channel: object = None
+    messages: list = field(default_factory=list)
+
+    async def close(self, http: aiohttp.ClientSession | None = None, base: str = "") -> None:
+        if http is not None:
+            with contextlib.suppress(Exception):
+                await http.delete(base + self.location)
+        await self.pc.close()
+
+
+async def whep(http: aiohttp.ClientSession, base: str, videos: int = 1, codec: str | None = None,
+               datachannel: bool = False) -> Viewer:
+    pc = RTCPeerConnection(NO_STUN)
+    tracks: list = []
+    got = asyncio.Event()
+
+    @pc.on("track")
+    def _on(track) -> None:  # noqa: ANN001
+        tracks.append(track)
+        if len(tracks) == videos:
+            got.set()
+
+    for _ in range(videos):
+        pc.addTransceiver("video", direction="recvonly")
+    viewer = Viewer(pc, "", tracks)
+    if datachannel:
+        ch = pc.createDataChannel("control")
+        viewer.channel = ch
+
+        @ch.on("message")
+        def _msg(m) -> None:  # noqa: ANN001
+            viewer.messages.append(m)
+
+    await pc.setLocalDescription(await pc.createOffer())
+    url = base + "/whep" + (f"?codec={codec}" if codec else "")
+    async with http.post(url, data=pc.localDescription.sdp,
+                         headers={"Content-Type": "application/sdp"}) as r:
+        body = await r.text()
+        assert r.status == 201, (r.status, body)
+        assert r.content_type == "application/sdp"
+        viewer.location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    await asyncio.wait_for(got.wait(), 10)
+    return viewer
+
+
+class SceneTrack(MediaStreamTrack):
+    """A publisher's camera: the synthetic scene (with its marker) at a given rate."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 160, height: int = 90, fps: float = 15.0):
+        super().__init__()
+        self.scene = Scene(width, height, seed=3)
+        self.fps = fps
+        self.k = 0
+        self.t0: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        delay = self.t0 + self.k / self.fps - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        frame = self.scene.frame(self.k, self.fps)
+        frame.pts = int(self.k * 90000 / self.fps)
+        frame.time_base = Fraction(1, 90000)
+        self.k += 1
+        return frame
+
+
+async def whip(http: aiohttp.ClientSession, base: str, track: MediaStreamTrack,
+               ) -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(NO_STUN)
+    pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(base + "/whip", data=pc.localDescription.sdp,
+                         headers={"Content-Type": "application/sdp"}) as r:
+        body = await r.text()
+        assert r.status == 201, (r.status, body)
+        location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return pc, location
+
+
+async def recv_frames(track, n: int, timeout: float) -> list[av.VideoFrame]:  # noqa: ANN001
+    frames = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            frames.append(await asyncio.wait_for(track.recv(), left))
+        except TimeoutError:
+            break
+    return frames
+
+
+def nearest_upscaler():  # noqa: ANN201 - onnx.ModelProto
+    """ESPCN-shaped (Conv-Relu-Conv-DepthToSpace) x2 with weights that make it a nearest-
+    neighbour upscaler: a real model through the engine whose output keeps the marker."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = np.zeros((8, 3, 3, 3), np.float32)
+    for c in range(3):
+        w1[c, c, 1, 1] = 1.0
+    w2 = np.zeros((12, 8, 3, 3), np.float32)
+    for c in range(3):
+        for s in range(4):
+            w2[c * 4 + s, c, 1, 1] = 1.0  # DepthToSpace CRD: channel c*4 + (dy*2 + dx)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["h"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["c"], ["output"], blocksize=2, mode="CRD"),
+    ]
+    graph = helper.make_graph(
+        nodes, "nearest_x2",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

