@@ -64,8 +64,9 @@ class Model:
     def __init__(self, graph: Graph, device: Device, precision: str = "fp32"):
         if precision not in ("fp32", "fp16"):
             raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
-        if precision == "fp16" and "shader-f16" not in device.features:
-            raise ModelError(f"precision='fp16' needs shader-f16, which {device.name} lacks")
+        if precision == "fp16":
+            # Refused rather than silently run in fp32: the kernels store fp32 only so far.
+            raise ModelError("precision='fp16' is not implemented yet; use precision='fp32'")
         self.graph = graph
         self.device = device
         self.precision = precision
@@ -184,6 +185,44 @@ class Model:
         arrays = self._normalise(x)
         exe = self.executable(arrays)
         return self._finish(exe, arrays, exe.run(arrays))
+
+    def intermediates(
+        self, x: np.ndarray | dict[str, np.ndarray], names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run once and read back every tensor the GPU computes (or only `names`).
+
+        The tensors are those of the program `run` executes, after folding and fusion: a
+        Conv with a fused Relu is one tensor (the activated one), and tensors that were folded
+        away or fused into another kernel do not exist. Keys come in the order the dispatches
+        write them, so the last key is the model's (first) output.
+
+        The requested tensors become outputs of a separate, uncached Executable: the buffer
+        planner keeps an output alive to the end, so no later dispatch reuses its memory and
+        each read-back value is the one its producer wrote. Costs one buffer per tensor.
+        """
+        import dataclasses
+
+        arrays = self._normalise(x)
+        program = self.program({k: v.shape for k, v in arrays.items()}, arrays)
+        produced: list[str] = []
+        for d in program.dispatches:
+            for b in d.bindings:
+                if b.kind == "out" and b.ref not in produced:
+                    produced.append(b.ref)
+        if names is None:
+            names = produced
+        else:
+            unknown = [n for n in names if n not in produced]
+            if unknown:
+                raise ModelError(
+                    f"no GPU tensor(s) {unknown} in this model after fusion; "
+                    f"computed tensors: {produced}"
+                )
+        graph = program.graph.copy()
+        graph.outputs = list(dict.fromkeys([*program.graph.outputs, *names]))
+        exe = Executable(self.device, dataclasses.replace(program, graph=graph), self._consts)
+        results = exe.run(arrays)
+        return {n: results[n] for n in names}
 
     async def run_async(
         self, x: np.ndarray | dict[str, np.ndarray]
