@@ -1,4 +1,4 @@
-"""`python -m infer run|check|bench|train`: the engine from the command line."""
+"""`python -m infer run|check|bench|plot|viz|train`: the engine from the command line."""
 
 from __future__ import annotations
 
@@ -147,7 +147,44 @@ def _stats(times: list[float]) -> dict:
     return {"median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)), "runs": len(a)}
 
 
+def _matrix_mode(args: argparse.Namespace) -> bool:
+    return bool(args.models or args.zoo or args.sizes or args.precisions)
+
+
+def _write_json(args: argparse.Namespace, result: dict, default_stem: str) -> list[Path]:
+    """Write --json (if given) and, with --plot/--report, the PNGs and report next to it."""
+    pngs: list[Path] = []
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"  wrote {args.json}")
+    if args.plot or args.report:
+        from . import plots
+
+        src = Path(args.json) if args.json else None
+        if src is not None:
+            pngs = plots.plot_result(src)
+        else:
+            pngs = plots.plot_result(result, Path.cwd(), default_stem)
+        for png in pngs:
+            print(f"  wrote {png}")
+        if args.report:
+            sections = [{"title": plots.title_for(p), "pngs": [p], "lines": []} for p in pngs]
+            if sections:
+                sections[-1]["lines"] = plots.figures(result)
+                sections[-1]["table"] = plots.table(result)
+            print(f"  wrote {plots.write_report(Path(args.report), sections)}")
+    return pngs
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.layers:
+        return cmd_bench_layers(args)
+    if _matrix_mode(args):
+        return cmd_bench_matrix(args)
+    if not args.model:
+        print("error: name a MODEL, or pass --models / --zoo", file=sys.stderr)
+        return 2
     import infer
 
     path = resolve_model(args.model)
@@ -191,6 +228,144 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_matrix(args: argparse.Namespace) -> int:
+    from .benchmark import engine_matrix, ort_providers, parse_size
+
+    models = [resolve_model(args.model)] if args.model else []
+    models += [resolve_model(m) for m in (args.models or "").split(",") if m]
+    if args.zoo:
+        from .zoo import zoo_models
+
+        models += zoo_models(args.zoo_dir)
+    if not models:
+        print("error: no models to benchmark (no bundled models, torch missing?)", file=sys.stderr)
+        return 2
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else [args.size]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    precisions = (args.precisions or args.precision).split(",")
+    bad = [p for p in precisions if p not in ("fp32", "fp16")]
+    if bad:
+        print(f"error: precisions must be fp32 and/or fp16, not {bad}", file=sys.stderr)
+        return 2
+    providers = ort_providers()
+    print(
+        f"{len(models)} model(s) x {len(sizes)} size(s) x {precisions}, {args.runs} runs each; "
+        f"references: {', '.join(providers) or 'none (onnxruntime not installed)'}"
+    )
+    result = engine_matrix(
+        models, sizes, precisions, args.runs, providers, args.adapter, progress=print
+    )
+    _write_json(args, result, "engine")
+    return 0
+
+
+def cmd_bench_layers(args: argparse.Namespace) -> int:
+    import infer
+
+    from . import ceilings
+    from .benchmark import layer_profile
+
+    if not args.model:
+        print("error: --layers needs a MODEL", file=sys.stderr)
+        return 2
+    path = resolve_model(args.model)
+    model = infer.load(path, precision=args.precision, adapter=args.adapter)
+    ceil = None if args.no_ceilings else ceilings.measure(model.device)
+    result = layer_profile(model, args.size, repeats=args.repeats, ceilings=ceil, name=path.stem)
+    print(
+        f"{path.name} at {'x'.join(map(str, result['input_shape']))} on {result['device']}: "
+        f"{len(result['layers'])} dispatches, {result['gflop']:.3f} GFLOP, whole run "
+        f"{result['whole_run']['median_ms']:.1f} ms, sum of dispatches run alone "
+        f"{result['sum_of_layers_ms']:.1f} ms"
+    )
+    if ceil:
+        print(
+            f"  ceilings: {ceil['gflops']:.1f} GFLOP/s (FMA), {ceil['gbps']:.1f} GB/s (copy), "
+            f"ridge {ceil['ridge_flop_per_byte']:.1f} flop/byte"
+        )
+    print(f"  {'ms':>8} {'share':>6} {'GFLOP/s':>8} {'MiB':>7} {'flop/B':>7}  kernel / label")
+    total = result["sum_of_layers_ms"] or 1.0
+    for r in result["layers"][: args.top]:
+        print(
+            f"  {r['ms']:8.2f} {100 * r['ms'] / total:5.1f}% {r['gflops']:8.1f} "
+            f"{r['bytes'] / 2**20:7.2f} {r['intensity']:7.1f}  {r['kernel']} / {r['label']}"
+        )
+    _write_json(args, result, "layers")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+
+    sections = []
+    for src in args.results:
+        try:
+            result = json.loads(Path(src).read_text())
+            pngs = plots.plot_result(Path(src), Path(args.out_dir) if args.out_dir else None)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: {src}: {e}", file=sys.stderr)
+            return 2
+        for png in pngs:
+            print(f"wrote {png}")
+        sections.append(
+            {
+                "title": f"{Path(src).stem} ({result.get('kind')})",
+                "pngs": pngs,
+                "lines": plots.figures(result),
+                "table": plots.table(result),
+                "source": Path(src),
+            }
+        )
+    if args.report:
+        print(f"wrote {plots.write_report(Path(args.report), sections)}")
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    import infer
+
+    from . import plots
+    from .images import read_image
+
+    path = resolve_model(args.model)
+    model = infer.load(path, precision=args.precision, adapter=args.adapter)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    channels = _input_shape(model, (8, 8))[1]
+    x = None
+    if args.input:
+        x = read_image(args.input, channels)
+        if args.size and (x.shape[3], x.shape[2]) != tuple(args.size):
+            from PIL import Image
+
+            img = Image.open(args.input).convert("L" if channels == 1 else "RGB")
+            img = img.resize(tuple(args.size), Image.BILINEAR)
+            arr = np.asarray(img, np.float32) / 255.0
+            arr = arr[..., None] if arr.ndim == 2 else arr
+            x = np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
+        shape = x.shape
+    else:
+        shape = _input_shape(model, tuple(args.size or (256, 144)))
+    program = model.program({model.inputs[0]: tuple(shape)})
+    title = f"{path.name} at {'x'.join(map(str, shape))}"
+    png = plots.plot_graph(program, out / f"{path.stem}.graph.png", title=title)
+    print(
+        f"{path.name}: {len(program.graph.nodes)} nodes after folding and fusion "
+        f"({sum(1 for n in program.graph.nodes if n.attrs.get('_activation'))} with a fused "
+        f"activation), {len(program.dispatches)} dispatches; wrote {png}"
+    )
+    if x is not None:
+        tensors = {model.inputs[0]: x} | model.intermediates(x)
+        png = plots.plot_activations(
+            tensors, out / f"{path.stem}.activations.png", channels=args.channels, title=title
+        )
+        print(f"  {len(tensors) - 1} intermediate tensors read back; wrote {png}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         from .training.cli import main as train_main
@@ -208,8 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("model", help="ONNX file, or the name of a bundled model (upscale.onnx)")
+    def common(sp: argparse.ArgumentParser, optional: bool = False) -> None:
+        sp.add_argument(
+            "model",
+            nargs="?" if optional else None,
+            help="ONNX file, or the name of a bundled model (upscale.onnx)",
+        )
         sp.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
         sp.add_argument("--adapter", type=int, default=None, help="GPU adapter index")
 
@@ -221,11 +400,48 @@ def build_parser() -> argparse.ArgumentParser:
     common(c)
     c.add_argument("--size", type=_size, default=(64, 48), help="WxH for dynamic inputs")
     c.add_argument("--tolerance", type=float, default=1e-4)
-    b = sub.add_parser("bench", help="time per frame against onnxruntime CPU, same run")
-    common(b)
+    b = sub.add_parser(
+        "bench",
+        help="time per frame against onnxruntime, same run (or per layer with --layers)",
+        description="One model at one size by default. --models/--zoo/--sizes/--precisions "
+        "run a matrix against every installed onnxruntime provider; --layers times each "
+        "GPU dispatch with its FLOPs and bytes, and measures the device's ceilings.",
+    )
+    common(b, optional=True)
     b.add_argument("--size", type=_size, default=(640, 360))
     b.add_argument("--runs", type=int, default=10)
     b.add_argument("--json", help="write the figures to this JSON file")
+    b.add_argument("--models", help="comma-separated ONNX files or bundled names (matrix mode)")
+    b.add_argument(
+        "--zoo",
+        action="store_true",
+        help="bundled models + reference architectures (exported with torch)",
+    )
+    b.add_argument("--zoo-dir", help="where reference architectures are exported (default: tmp)")
+    b.add_argument("--sizes", help="comma-separated 360p,720p,1080p or WxH (matrix mode)")
+    b.add_argument("--precisions", help="comma-separated fp32,fp16 (matrix mode)")
+    b.add_argument("--layers", action="store_true", help="per-dispatch GPU time, FLOPs, bytes")
+    b.add_argument("--repeats", type=int, default=3, help="--layers: best of this many runs")
+    b.add_argument("--top", type=int, default=15, help="--layers: rows printed")
+    b.add_argument(
+        "--no-ceilings",
+        action="store_true",
+        help="--layers: skip measuring the device's compute/bandwidth ceilings",
+    )
+    b.add_argument("--plot", action="store_true", help="write PNG plots next to --json")
+    b.add_argument("--report", help="also write a one-page Markdown report here")
+    pl = sub.add_parser("plot", help="PNG plots (and a report) from bench JSON results")
+    pl.add_argument("results", nargs="+", help="JSON files from `bench --json`")
+    pl.add_argument("--out-dir", help="where PNGs go (default: next to each JSON)")
+    pl.add_argument("--report", help="write a one-page Markdown report embedding the PNGs")
+    v = sub.add_parser("viz", help="draw the graph after our passes, and activation maps")
+    common(v)
+    v.add_argument(
+        "--size", type=_size, default=None, help="WxH (default: the input's, or 256x144)"
+    )
+    v.add_argument("--input", help="an image: also draw every intermediate activation map")
+    v.add_argument("--channels", type=int, default=8, help="channel maps shown per tensor")
+    v.add_argument("--out", required=True, help="output folder for the PNGs")
     sub.add_parser("train", help="train, export and evaluate a model (train extra)", add_help=False)
     return p
 
@@ -241,7 +457,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return {"run": cmd_run, "check": cmd_check, "bench": cmd_bench}[args.command](args)
+        commands = {
+            "run": cmd_run,
+            "check": cmd_check,
+            "bench": cmd_bench,
+            "plot": cmd_plot,
+            "viz": cmd_viz,
+        }
+        return commands[args.command](args)
     except (ModelError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

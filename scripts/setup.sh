@@ -11,6 +11,11 @@ need_apt=()
 if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
   need_apt+=(mesa-vulkan-drivers libvulkan1)
 fi
+# the viewer-page browser tests drive Debian's Chromium with playwright (never `playwright
+# install`: no downloaded browsers)
+if ! command -v chromium >/dev/null 2>&1; then
+  need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -1,4 +1,4 @@
-"""`python -m stream serve|process|bench-pipeline|devices`."""
+"""`python -m stream serve|process|bench-pipeline|devices|plot`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> int:
         "process": "stream.process:main",
         "bench-pipeline": "stream.bench:main",
         "devices": "stream.devices:main",
+        "soak": "stream.soak:main",
+        "plot": "stream.plots:main",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m stream {{{','.join(commands)}}} [options]   (-h for help)")

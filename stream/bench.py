@@ -82,12 +82,16 @@ async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 
     size = pipe.output_size(frames[0].width, frames[0].height)
     await pipe.process(frames[0])  # compile everything once
     seq, par = [], []
+    seq_rows: list[dict] = []
     for _ in range(rounds):  # interleaved, so both see the same machine load
+        pipe.stats.recent.clear()
         seq.append(await _sequential(pipe, frames, size))
+        seq_rows = pipe.stats.as_rows()
         pipe.stats.recent.clear()
         par.append(await _pipelined(pipe, frames, size))
     n = len(frames)
     return {
+        "kind": "pipeline",
         "frames": n,
         "input": [frames[0].width, frames[0].height],
         "output": list(size),
@@ -96,7 +100,8 @@ async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 
         "pipelined_fps": n / min(par),
         "speedup": min(seq) / min(par),
         "stages": pipe.stats.summary(),
-        "timeline": pipe.stats.as_rows(),
+        "timeline": pipe.stats.as_rows(),  # the last pipelined round
+        "timeline_sequential": seq_rows,  # the last sequential round (stream.plots)
     }
 
 
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slots", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="write figures (and the per-frame timeline) here")
+    p.add_argument("--plot", action="store_true", help="also write the timeline PNG next to --json")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
     model = infer.load(resolve_model(args.model)) if args.mode == "model" else None
@@ -125,4 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"  wrote {args.json}")
+        if args.plot:
+            from .plots import plot_result
+
+            for png in plot_result(Path(args.json)):
+                print(f"  wrote {png}")
     return 0

@@ -61,6 +61,7 @@ class ModelConfig:
     precision: str = "fp32"  # fp32 | fp16
     slots: int = 2
     compare: bool = True  # also run a bilinear pipeline for the viewer's split compare
+    extra: list[str] = field(default_factory=list)  # more models for the viewer's mode switch
 
 
 @dataclass

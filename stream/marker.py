@@ -89,6 +89,18 @@ def _decode(luma: np.ndarray, b: float) -> int | None:
     # a clean read: every block well away from the threshold
     if min(abs(v - thr) for v in values) < (hi - lo) * 0.2:
         return None
+    # structure: the black pad above, below and left of the bit row must be dark too (a
+    # wrong block size on a busy picture can pass the check bits by chance; this it cannot)
+    dark = thr - (hi - lo) * 0.2
+    for yc_pad in (int(0.5 * b), int(2.5 * b)):
+        pad = luma[max(0, yc_pad - half) : yc_pad + half + 1].astype(np.float32)
+        for k in range(-1, BLOCKS + 1):
+            xc = int((k + 1.5) * b)
+            if pad[:, max(0, xc - half) : xc + half + 1].mean() > dark:
+                return None
+    xc = int(0.5 * b)
+    if row[:, max(0, xc - half) : xc + half + 1].mean() > dark:
+        return None
     n = 0
     for bit in bits[2 : 2 + DATA_BITS]:
         n = (n << 1) | bit

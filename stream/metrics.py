@@ -14,6 +14,17 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _STAGES = ("wait_ms", "upload_ms", "submit_ms", "gpu_ms", "readback_ms", "total_ms")
 
+# Service.resources() key -> gauge (what a soak watches for leaks: stream/soak.py)
+_PROCESS = (
+    ("rss_bytes", "framesmith_process_resident_memory_bytes", "Resident memory of the server"),
+    ("open_fds", "framesmith_process_open_fds", "Open file descriptors of the server"),
+    ("gpu_bytes", "framesmith_gpu_memory_bytes", "Bytes in live wgpu buffers and textures"),
+    ("peer_connections", "framesmith_peer_connections", "RTCPeerConnections not closed yet"),
+    ("viewer_queue_packets", "framesmith_viewer_queue_packets",
+     "Packets waiting in all viewers' send queues"),
+    ("pipeline_in_flight", "framesmith_pipeline_in_flight", "Frames on the GPU right now"),
+)
+
 
 class _Live(Collector):
     """Gauges read at scrape time from the running service."""
@@ -55,6 +66,12 @@ class _Live(Collector):
         g = GaugeMetricFamily("framesmith_source_up", "1 when the source delivers frames")
         g.add_metric([], 1 if live.get("source_state") == "live" else 0)
         yield g
+        for key, name, doc in _PROCESS:
+            value = live.get("process", {}).get(key)
+            if value is not None:
+                g = GaugeMetricFamily(name, doc)
+                g.add_metric([], value)
+                yield g
 
 
 class Metrics:

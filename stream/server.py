@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -75,16 +76,20 @@ class Service:
     """Source, pipelines, encoders and sessions of one running server."""
 
     def __init__(self, cfg: config_mod.Config, model: infer.Model | None = None,
-                 model_name: str = ""):
+                 model_name: str = "", extra_models: dict[str, infer.Model] | None = None):
         self.config = cfg
         self.model = model
         self.model_name = model_name if model is not None else ""
+        # mode name -> model: "model" is the main one, "model:<name>" the extra ones
+        self.models: dict[str, infer.Model] = {"model": model} if model is not None else {}
+        for name, m in (extra_models or {}).items():
+            self.models[f"model:{name}"] = m
         self.started = time.time()
         self.source: Source = open_source(
             cfg.source.uri, width=cfg.source.width, height=cfg.source.height,
             fps=cfg.source.fps, loop=cfg.source.loop, marker=cfg.source.marker,
         )
-        self.modes = (["model"] if model is not None else []) + ["bilinear", "bicubic", "bypass"]
+        self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
         mode = cfg.model.mode
         if mode == "model" and model is None:
             mode = "bilinear"
@@ -109,8 +114,9 @@ class Service:
         pipe = self._pipes.get(mode)
         if pipe is None:
             scale = self.config.model.scale
-            if mode == "model":
-                pipe = FramePipeline(self.model, mode="model", slots=self.config.model.slots)
+            if mode in self.models:
+                pipe = FramePipeline(self.models[mode], mode="model",
+                                     slots=self.config.model.slots)
             else:
                 pipe = FramePipeline(mode=mode, scale=scale, slots=self.config.model.slots,
                                      adapter=_adapter(self.config))
@@ -256,6 +262,7 @@ class Service:
             "encoders": [e.stats() for e in self.encoders.values()],
             "viewer_dropped": self.sessions.viewer_dropped(),
             "source_state": self.source.state,
+            "process": self.resources(),
         }
 
     def health(self) -> dict:
@@ -270,9 +277,38 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
         }
 
+    def resources(self) -> dict:
+        """What a soak watches for leaks (stream/soak.py): this process's resident memory
+        and open fds, GPU memory held in wgpu buffers and textures, peer connections still
+        open, and the depth of every queue frames wait in."""
+        out: dict = {"rss_bytes": None, "open_fds": None, "gpu_bytes": None,
+                     "threads": threading.active_count()}
+        with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
+            out["rss_bytes"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with contextlib.suppress(OSError):
+            out["open_fds"] = len(os.listdir("/proc/self/fd"))
+        with contextlib.suppress(Exception):
+            import wgpu
+
+            total = wgpu.diagnostics.object_counts.get_dict()["total"]
+            out["gpu_bytes"] = int(total.get("resource_mem", 0))
+            out["gpu_objects"] = int(total.get("count", 0))
+        queued = [len(t.queue) for s in self.sessions.viewers for t in s.tracks]
+        out["peer_connections"] = self.sessions.open_peer_connections()
+        out["peer_objects"] = self.sessions.peer_objects()
+        out["viewer_queue_packets"] = sum(queued)
+        out["viewer_queue_max"] = max(queued, default=0)
+        out["encoder_pending"] = sum(e._pending is not None for e in self.encoders.values())
+        out["pipeline_in_flight"] = sum(
+            max(0, p.stats.frames_in - p.stats.frames_out - p.stats.dropped)
+            for p in self._pipes.values()
+        )
+        return out
+
     def stats(self) -> dict:
         return {
             **self.health(),
+            "process": self.resources(),
             "pipelines": {m: p.stats.summary() for m, p in self._pipes.items()},
             "encoders": [e.stats() for e in self.encoders.values()],
             "sessions": [s.info() for s in self.sessions.by_id.values()],
@@ -412,6 +448,11 @@ async def index(request: web.Request) -> web.Response:
                             headers={"Cache-Control": "no-cache"})
 
 
+async def publish_page(request: web.Request) -> web.Response:
+    return web.FileResponse(request.app[STATIC_DIR] / "publish.html",
+                            headers={"Cache-Control": "no-cache"})
+
+
 @web.middleware
 async def cors(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
     if request.method == "OPTIONS":
@@ -436,6 +477,7 @@ def make_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app[STATIC_DIR] = Path(cfg.static_dir) if cfg.static_dir else STATIC
     app.router.add_get("/", index)
+    app.router.add_get("/publish", publish_page)
     app.router.add_static("/static/", app[STATIC_DIR], show_index=False)
     app.router.add_post("/whep", whep_post)
     app.router.add_delete("/whep/{id}", _delete("whep"))
@@ -504,7 +546,12 @@ def main(argv: list[str] | None = None) -> int:
             args.config is not None and "path" in _toml_keys(args.config, "model")
         )
         model, name = load_model(cfg, explicit)
-        service = Service(cfg, model, name)
+        extra = {
+            Path(p).stem: infer.load(str(resolve_model(p)), precision=cfg.model.precision,
+                                     adapter=_adapter(cfg))
+            for p in cfg.model.extra
+        }
+        service = Service(cfg, model, name, extra)
     except (config_mod.ConfigError, FileNotFoundError, infer.ModelError, ValueError) as e:
         print(f"error: {e}")
         return 2

@@ -22,8 +22,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIME = {"vp8": "video/VP8", "h264": "video/H264"}
+INPUT_RATE = 250.0  # input events a second a viewer may send (more are dropped)
+INPUT_BURST = 100.0
+CONNECT_TIMEOUT_S = 20.0  # a session that does not connect in this time is closed
 
 
 class SignallingError(Exception):
@@ -99,6 +104,21 @@ class Session:
     channel: Any = None
     report: dict = field(default_factory=dict)
     closed: bool = False
+    input_tokens: float = INPUT_BURST
+    input_t: float = field(default_factory=time.monotonic)
+    input_dropped: int = 0
+    expiry: Any = None
+
+    def allow_input(self) -> bool:
+        """Token bucket: INPUT_RATE events a second, bursts of INPUT_BURST."""
+        now = time.monotonic()
+        self.input_tokens = min(INPUT_BURST, self.input_tokens + (now - self.input_t) * INPUT_RATE)
+        self.input_t = now
+        if self.input_tokens < 1:
+            self.input_dropped += 1
+            return False
+        self.input_tokens -= 1
+        return True
 
     def info(self) -> dict:
         return {
@@ -125,10 +145,32 @@ class Sessions:
         configure_network(cfg.ice_port_min, cfg.ice_port_max, cfg.ice_public_address)
         self.ice_config = cfg
         self.viewer_dropped_closed = 0  # packets dropped by sessions already gone
+        # every peer connection made and not closed by this server yet (aiortc closes one
+        # itself when its DTLS ends, but the server must still drop it): a leak shows here
+        self._peers: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+        self._all_peers: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+        # TEST HOOK (tests/stream/test_soak.py): deliberately never close the peer
+        # connection of a viewer that leaves, so the soak's leak check has a leak to find
+        self.leak_viewer_pcs = os.environ.get("FRAMESMITH_TEST_LEAK_VIEWER_PCS") == "1"
+        self._leaked: list[RTCPeerConnection] = []
+        if self.leak_viewer_pcs:
+            log.warning("FRAMESMITH_TEST_LEAK_VIEWER_PCS=1: leaking every departed viewer's "
+                        "peer connection (a test hook; never set this in production)")
 
     def _pc(self) -> RTCPeerConnection:
         # TURN credentials may be minted per session (server.turn_secret_file)
-        return RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self.ice_config)))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self.ice_config)))
+        self._peers.add(pc)
+        self._all_peers.add(pc)
+        return pc
+
+    def open_peer_connections(self) -> int:
+        """Peer connections alive that this server has not closed (sessions, or leaks)."""
+        return len(self._peers)
+
+    def peer_objects(self) -> int:
+        """RTCPeerConnection objects alive, closed or not (garbage included until the GC)."""
+        return len(self._all_peers)
 
     @property
     def viewers(self) -> list[Session]:
@@ -197,6 +239,7 @@ class Sessions:
             await self._abort(session)
             raise SignallingError(400, f"cannot negotiate this offer: {e}") from None
         self.by_id[sid] = session
+        self._expire_unconnected(session)
         svc.metrics.sessions.labels("whep").inc()
         log.info("viewer %s joined (%s, %d track(s)); %d viewer(s)", sid, chosen,
                  len(streams), len(self.viewers))
@@ -264,7 +307,8 @@ class Sessions:
             session.channel.send(json.dumps({"type": "pong", "t": data.get("t"),
                                              "server": time.time() * 1000}))
         elif kind == "input":
-            self.service.on_input(data, session.id)
+            if session.allow_input():
+                self.service.on_input(data, session.id)
         elif kind == "report":
             data.pop("type", None)
             session.report = {k: v for k, v in list(data.items())[:40]}
@@ -311,15 +355,28 @@ class Sessions:
         for old in self.publishers:  # a new publisher takes over
             await self.close(old.id, reason="replaced by a new publisher")
         self.by_id[sid] = session
+        self._expire_unconnected(session)
         svc.metrics.sessions.labels("whip").inc()
         log.info("publisher %s connected", sid)
         return session, pc.localDescription.sdp
 
     # -- ending ----------------------------------------------------------------------------
 
+    def _expire_unconnected(self, session: Session) -> None:
+        """Close a session whose peer never completes ICE/DTLS (e.g. an offer posted by a
+        client that went away), so such sessions cannot pile up."""
+
+        async def expire() -> None:
+            await asyncio.sleep(CONNECT_TIMEOUT_S)
+            if not session.closed and session.pc.connectionState != "connected":
+                await self.close(session.id, reason="never connected")
+
+        session.expiry = asyncio.ensure_future(expire())
+
     async def _abort(self, session: Session) -> None:
         for t in session.tracks:
             t.stop()
+        self._peers.discard(session.pc)
         with contextlib.suppress(Exception):
             await session.pc.close()
 
@@ -328,6 +385,8 @@ class Sessions:
         if session is None or session.closed:
             return False
         session.closed = True
+        if session.expiry is not None and session.expiry is not asyncio.current_task():
+            session.expiry.cancel()
         for t in session.tracks:
             self.viewer_dropped_closed += t.dropped
             t.stop()
@@ -335,8 +394,12 @@ class Sessions:
             src = self.service.source
             if hasattr(src, "drop_publisher"):
                 src.drop_publisher(sid)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(session.pc.close(), 5)
+        if self.leak_viewer_pcs and session.kind == "whep":
+            self._leaked.append(session.pc)  # the test hook: "forget" to close it
+        else:
+            self._peers.discard(session.pc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.pc.close(), 5)
         log.info("%s %s closed (%s); %d viewer(s)", "viewer" if session.kind == "whep"
                  else "publisher", sid, reason, len(self.viewers))
         return True

@@ -100,12 +100,12 @@ function onMessage(msg) {
     sel.innerHTML = "";
     for (const m of msg.modes || []) {
       const o = document.createElement("option");
-      o.value = o.textContent = m === "model" ? `model (${msg.model || "CNN"})` : m;
+      o.textContent = m === "model" ? `model (${msg.model || "CNN"})` : m.replace(/^model:/, "model ");
       o.value = m;
       sel.appendChild(o);
     }
     sel.value = msg.mode;
-    $("label-left").textContent = msg.mode === "model" ? "CNN" : msg.mode;
+    $("label-left").textContent = msg.mode.startsWith("model") ? "CNN" : msg.mode;
     compareBox.disabled = !msg.compare;
   }
 }
@@ -254,7 +254,7 @@ $("mode").onchange = async (ev) => {
   if (resp.ok) {
     const d = await resp.json();
     state.hello.mode = d.mode;
-    $("label-left").textContent = d.mode === "model" ? "CNN" : d.mode;
+    $("label-left").textContent = d.mode.startsWith("model") ? "CNN" : d.mode;
   }
 };
 const slider = $("slider");

@@ -49,6 +49,26 @@ function decodeWith(img, luma, b) {
   let margin = Infinity;
   for (const v of values) margin = Math.min(margin, Math.abs(v - thr));
   if (margin < (hi - lo) * 0.2) return null;
+  // structure: the black pad above, below and left of the bit row must be dark too (a wrong
+  // block size on a busy picture can pass the check bits by chance; this it cannot)
+  const dark = thr - (hi - lo) * 0.2;
+  const mean = (xc, yc0) => {
+    let sum = 0;
+    let count = 0;
+    for (let y = Math.max(0, yc0 - half); y <= yc0 + half; y++) {
+      for (let x = Math.max(0, xc - half); x <= xc + half; x++) {
+        sum += luma(x, y);
+        count++;
+      }
+    }
+    return sum / count;
+  };
+  for (const ycPad of [Math.floor(0.5 * b), Math.floor(2.5 * b)]) {
+    for (let k = -1; k <= BLOCKS; k++) {
+      if (mean(Math.floor((k + 1.5) * b), ycPad) > dark) return null;
+    }
+  }
+  if (mean(Math.floor(0.5 * b), yc) > dark) return null;
   let n = 0;
   for (let k = 2; k < 2 + DATA_BITS; k++) n = (n << 1) | (values[k] > thr ? 1 : 0);
   let c = 0;

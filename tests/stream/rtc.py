@@ -42,8 +42,9 @@ class Server:
         await self.runner.cleanup()
 
 
-async def start_server(cfg: config_mod.Config, model=None, model_name: str = "") -> Server:  # noqa: ANN001
-    service = Service(cfg, model, model_name)
+async def start_server(cfg: config_mod.Config, model=None, model_name: str = "",  # noqa: ANN001
+                       extra_models: dict | None = None) -> Server:
+    service = Service(cfg, model, model_name, extra_models)
     runner = web.AppRunner(make_app(service))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

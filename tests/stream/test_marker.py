@@ -71,3 +71,16 @@ def test_unwrap():
     assert marker.unwrap(5, 65530) == 65541
     assert marker.unwrap(65530, 65541) == 65530
     assert marker.unwrap(100, 100) == 100
+
+
+def test_busy_pictures_do_not_read_as_markers():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for i in range(200):
+        if i % 2:
+            blocks = (rng.random((18, 32)) > 0.5) * 219 + 16
+            img = np.kron(blocks, np.ones((10, 10))).astype(np.uint8)
+        else:
+            img = rng.integers(0, 256, (180, 320), dtype=np.uint8)
+        hits += marker.read(img) is not None
+    assert hits == 0

@@ -225,7 +225,7 @@ async def test_data_channel_timings_pings_and_input_reach_the_scene():
 async def test_compare_stream_and_mode_switch():
     model = infer.load(tiny_upscaler())
     srv = await start_server(small_config(**{"model.mode": "model", "model.compare": True}),
-                             model, "tiny_x2")
+                             model, "tiny_x2", {"nearest": infer.load(nearest_upscaler())})
     svc = srv.service
     try:
         async with aiohttp.ClientSession() as http:
@@ -240,6 +240,13 @@ async def test_compare_stream_and_mode_switch():
                 assert r.status == 200 and (await r.json())["mode"] == "bicubic"
             await recv_frames(v.tracks[0], 8, 30)
             assert svc.pipeline("bicubic").stats.frames_out > 0
+            assert svc.modes == ["model", "model:nearest", "bilinear", "bicubic", "bypass"]
+            async with http.post(srv.url + "/api/mode", json={"mode": "model:nearest"}) as r:
+                assert r.status == 200
+            await recv_frames(v.tracks[0], 8, 30)  # the second CNN keeps the marker
+            got = await recv_frames(v.tracks[0], 5, 30)
+            assert any(marker.read(planes_of(f)[0]) is not None for f in got)
+            assert svc.pipeline("model:nearest").stats.frames_out > 0
             await v.close(http, srv.url)
     finally:
         await srv.close()

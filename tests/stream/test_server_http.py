@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
@@ -106,6 +108,52 @@ async def test_too_many_viewers_get_503():
             async with http.post(srv.url + "/whep", data=await _offer(),
                                  headers={"Content-Type": "application/sdp"}) as r:
                 assert r.status == 503 and "max_viewers" in await r.text()
+            await v.close(http, srv.url)
+    finally:
+        await srv.close()
+
+
+@pytest.mark.timeout(60)
+async def test_an_offer_that_never_connects_is_dropped(monkeypatch):
+    from stream import webrtc
+
+    monkeypatch.setattr(webrtc, "CONNECT_TIMEOUT_S", 1.5)
+    srv = await start_server(small_config())
+    try:
+        async with aiohttp.ClientSession() as http:
+            pc = RTCPeerConnection(NO_STUN)
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            await pc.close()  # the client goes away before using the answer
+            async with http.post(srv.url + "/whep", data=pc.localDescription.sdp,
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 201
+            assert len(srv.service.sessions.viewers) == 1
+            await asyncio.sleep(3.0)
+            assert srv.service.sessions.viewers == []
+    finally:
+        await srv.close()
+
+
+@pytest.mark.timeout(60)
+async def test_input_floods_are_rate_limited():
+    import json
+
+    srv = await start_server(small_config())
+    try:
+        async with aiohttp.ClientSession() as http:
+            v = await whep(http, srv.url, datachannel=True)
+            await recv_frames(v.tracks[0], 3, 30)
+            while v.channel.readyState != "open":
+                await asyncio.sleep(0.05)
+            for _ in range(1000):
+                v.channel.send(json.dumps({"type": "input", "kind": "mousemove", "x": 0.1,
+                                           "y": 0.1}))
+            await asyncio.sleep(1.0)
+            session = srv.service.sessions.viewers[0]
+            assert session.input_dropped > 0
+            assert srv.service.input_events + session.input_dropped == 1000
+            assert srv.service.input_events < 600
             await v.close(http, srv.url)
     finally:
         await srv.close()

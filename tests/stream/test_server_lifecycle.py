@@ -114,3 +114,36 @@ async def test_a_viewer_that_vanishes_without_delete_is_cleaned_up_in_seconds():
                 await asyncio.wait_for(v.pc.close(), 5)
     finally:
         await srv.close()
+
+
+@pytest.mark.timeout(90)
+async def test_viewers_that_come_and_go_leave_nothing_behind():
+    import gc
+    import weakref
+
+    srv = await start_server(small_config())
+    svc = srv.service
+    try:
+        async with aiohttp.ClientSession() as http:
+            first = await whep(http, srv.url)  # warm: pipeline, encoder, codec context
+            await recv_frames(first.tracks[0], 5, 30)
+            await asyncio.sleep(0.5)
+            tasks_before = len(asyncio.all_tasks())
+            refs = []
+            for _ in range(5):
+                v = await whep(http, srv.url, datachannel=True)
+                await recv_frames(v.tracks[0], 3, 20)
+                session = svc.sessions.viewers[-1]
+                refs += [weakref.ref(session.pc), weakref.ref(session.tracks[0])]
+                del session
+                await v.close(http, srv.url)
+            await asyncio.sleep(2.0)
+            gc.collect()
+            alive = [r() for r in refs if r() is not None]
+            assert not alive, f"{len(alive)} server-side objects of closed sessions still alive"
+            assert len(svc.sessions.viewers) == 1
+            assert len(svc.encoders[("main", "vp8")].subscribers) == 1
+            assert len(asyncio.all_tasks()) <= tasks_before + 2
+            await first.close(http, srv.url)
+    finally:
+        await srv.close()

@@ -145,3 +145,52 @@ async def test_viewer_page_compare_split_and_mode_switch():
             await browser.close()
     finally:
         await srv.close()
+
+
+@pytest.mark.timeout(150)
+async def test_browser_publishes_over_whip_and_a_viewer_gets_it_processed():
+    pw = _playwright()
+    import aiohttp
+
+    from .rtc import recv_frames, whep
+
+    cfg = small_config(**{"source.uri": "webrtc", "source.width": 192, "source.height": 108})
+    srv = await start_server(cfg)
+    svc = srv.service
+    try:
+        async with pw.async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=[*ARGS, "--use-fake-device-for-media-stream",
+                      "--use-fake-ui-for-media-stream"],
+            )
+            page = await browser.new_page()
+            await page.goto(f"{srv.url}/publish")
+            await page.select_option("#size", "320x180")
+            await page.fill("#fps", "15")
+            await page.click("#camera")
+            deadline = time.monotonic() + 30
+            while svc.source.state != "live" and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert svc.source.state == "live", await page.inner_text("#status")
+            async with aiohttp.ClientSession() as http:
+                v = await whep(http, srv.url)
+                frames = []
+                deadline = time.monotonic() + 30
+                while len(frames) < 10 and time.monotonic() < deadline:
+                    got = await recv_frames(v.tracks[0], 1, 5)
+                    if got and (got[0].width, got[0].height) != (384, 216):  # not the slate
+                        frames.append(got[0])
+                assert len(frames) == 10
+                w, h = svc.source.width, svc.source.height
+                assert (frames[-1].width, frames[-1].height) == (2 * w, 2 * h)
+                # the publisher stops: back to "no source"
+                await page.click("#stop")
+                deadline = time.monotonic() + 10
+                while svc.source.state == "live" and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                assert svc.source.state == "no source" and not svc.sessions.publishers
+                await v.close(http, srv.url)
+            await browser.close()
+    finally:
+        await srv.close()
