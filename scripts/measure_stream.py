@@ -57,10 +57,15 @@ async def main() -> int:
             if args.model:
                 raise
             model, name = infer.load(nearest_upscaler()), "espcn-shaped nearest x2 (stand-in)"
-    cfg = small_config(**{
-        "source.width": args.width, "source.height": args.height, "source.fps": args.fps,
-        "model.mode": args.mode, "encoder.bitrate": args.bitrate,
-    })
+    cfg = small_config(
+        **{
+            "source.width": args.width,
+            "source.height": args.height,
+            "source.fps": args.fps,
+            "model.mode": args.mode,
+            "encoder.bitrate": args.bitrate,
+        }
+    )
     srv = await start_server(cfg, model, name)
     try:
         async with async_playwright() as p:
@@ -69,14 +74,16 @@ async def main() -> int:
             t0 = time.monotonic()
             await page.goto(f"{srv.url}/?codec={args.codec}")
             await page.wait_for_function(
-                "() => document.getElementById('main').currentTime > 0", timeout=60_000)
+                "() => document.getElementById('main').currentTime > 0", timeout=60_000
+            )
             first = time.monotonic() - t0
             await asyncio.sleep(args.warmup)
             before = await page.evaluate(
                 "async () => { const s = window.framesmith; s.latencyWindow = 1e6;"
                 " s.latencies = []; const r = await s.session.pc.getStats(); let d = 0;"
                 " r.forEach(x => { if (x.type === 'inbound-rtp') d = x.framesDecoded; });"
-                " return {decoded: d, dropped: 0}; }")
+                " return {decoded: d, dropped: 0}; }"
+            )
             pipe = srv.service.pipeline(srv.service.mode).stats
             gpu0, drop0 = pipe.frames_out, pipe.dropped
             src0 = srv.service.source.frames_out
@@ -88,7 +95,8 @@ async def main() -> int:
                 " let o = {}; r.forEach(x => { if (x.type === 'inbound-rtp') o = {decoded:"
                 " x.framesDecoded, dropped: x.framesDropped, w: x.frameWidth, h: x.frameHeight,"
                 " jb: x.jitterBufferDelay / x.jitterBufferEmittedCount,"
-                " freezes: x.freezeCount}; }); return o; }")
+                " freezes: x.freezeCount}; }); return o; }"
+            )
             lat = await page.evaluate("() => window.framesmith.latencies")
             overlay = await page.inner_text("#overlay")
             shot = REPO / "artifacts" / "measure_stream.png"
@@ -119,8 +127,12 @@ async def main() -> int:
             "overlay": overlay,
         }
         Path(args.out).write_text(json.dumps(result, indent=1))
-        print(json.dumps({k: v for k, v in result.items() if k not in ("server_stages",
-                                                                        "encoders")}, indent=1))
+        print(
+            json.dumps(
+                {k: v for k, v in result.items() if k not in ("server_stages", "encoders")},
+                indent=1,
+            )
+        )
     finally:
         await srv.close()
     return 0

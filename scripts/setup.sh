@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_apt=()
-if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+if ! compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null \
+  && ! compgen -G "/etc/vulkan/icd.d/*.json" >/dev/null; then
   need_apt+=(mesa-vulkan-drivers libvulkan1)
 fi
 # the viewer-page browser tests drive Debian's Chromium with playwright (never `playwright
@@ -26,7 +27,6 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # torch==2.13.0 (the train extra) is the CPU build where a local wheel is provided.
 .venv/bin/python -m pip install -q -e ".[dev,train]"
 echo "setup: done ($(.venv/bin/python -c 'import infer.device as d; print(d.get_device().name)' 2>/dev/null))"

@@ -93,28 +93,35 @@ _CHECKS = {
     "server.max_viewers": lambda v: v >= 1 or "must be >= 1",
     "server.ice_consent_interval_s": lambda v: 0.2 <= v <= 60 or "must be 0.2..60",
     "server.ice_consent_failures": lambda v: 1 <= v <= 100 or "must be 1..100",
-    "server.turn_servers": lambda v: all(u.startswith(("turn:", "turns:")) for u in v)
-    or "must be turn: or turns: URLs",
-    "server.stun_servers": lambda v: all(u.startswith(("stun:", "stuns:")) for u in v)
-    or "must be stun: or stuns: URLs",
+    "server.turn_servers": lambda v: (
+        all(u.startswith(("turn:", "turns:")) for u in v) or "must be turn: or turns: URLs"
+    ),
+    "server.stun_servers": lambda v: (
+        all(u.startswith(("stun:", "stuns:")) for u in v) or "must be stun: or stuns: URLs"
+    ),
     "server.turn_ttl_s": lambda v: 60 <= v <= 7 * 86400 or "must be 60..604800",
     "server.ice_port_min": lambda v: v == 0 or 1024 <= v <= 65535 or "must be 0 or 1024..65535",
     "server.ice_port_max": lambda v: v == 0 or 1024 <= v <= 65535 or "must be 0 or 1024..65535",
     "server.ice_public_address": lambda v: _ipv4_or_empty(v) or "must be an IPv4 address or empty",
-    "server.public_url": lambda v: v == "" or v.startswith(("http://", "https://"))
-    or "must start with http:// or https://",
+    "server.public_url": lambda v: (
+        v == "" or v.startswith(("http://", "https://")) or "must start with http:// or https://"
+    ),
     "server.adapter": lambda v: -1 <= v <= 64 or "must be -1 (auto) or an adapter index",
     "source.width": lambda v: 64 <= v <= 7680 or "must be 64..7680",
     "source.height": lambda v: 36 <= v <= 4320 or "must be 36..4320",
     "source.fps": lambda v: 1 <= v <= 240 or "must be 1..240",
     "source.uri": lambda v: bool(v.strip()) or "must not be empty",
-    "model.mode": lambda v: v in ("model", "bilinear", "bicubic", "bypass")
-    or "must be one of model, bilinear, bicubic, bypass",
+    "model.mode": lambda v: (
+        v in ("model", "bilinear", "bicubic", "bypass")
+        or "must be one of model, bilinear, bicubic, bypass"
+    ),
     "model.scale": lambda v: 1 <= v <= 8 or "must be 1..8",
     "model.precision": lambda v: v in ("fp32", "fp16") or "must be fp32 or fp16",
     "model.slots": lambda v: 1 <= v <= 8 or "must be 1..8",
-    "encoder.codecs": lambda v: (bool(v) and all(c in ("vp8", "h264") for c in v))
-    or "must be a non-empty list of vp8, h264",
+    "encoder.codecs": lambda v: (
+        (bool(v) and all(c in ("vp8", "h264") for c in v))
+        or "must be a non-empty list of vp8, h264"
+    ),
     "encoder.default_codec": lambda v: v in ("vp8", "h264") or "must be vp8 or h264",
     "encoder.bitrate": lambda v: 50_000 <= v <= 100_000_000 or "must be 50000..100000000",
     "encoder.max_fps": lambda v: 1 <= v <= 240 or "must be 1..240",
@@ -174,8 +181,7 @@ def _apply(cfg: Config, data: dict, origin: str) -> None:
             full = f"{section}.{key}"
             if key not in known:
                 raise ConfigError(
-                    f"{origin}: unknown key {full!r} (known in [{section}]: "
-                    f"{', '.join(known)})"
+                    f"{origin}: unknown key {full!r} (known in [{section}]: {', '.join(known)})"
                 )
             setattr(target, key, _coerce(full, known[key].type, value))
 
@@ -194,8 +200,10 @@ def validate(cfg: Config) -> Config:
             "valid (set both, min <= max, or both 0)"
         )
     if srv.turn_servers and not (srv.turn_secret_file or srv.turn_username):
-        raise ConfigError("server.turn_servers: needs turn_username (+ turn_credential or "
-                          "turn_credential_file) or turn_secret_file")
+        raise ConfigError(
+            "server.turn_servers: needs turn_username (+ turn_credential or "
+            "turn_credential_file) or turn_secret_file"
+        )
     if cfg.encoder.default_codec not in cfg.encoder.codecs:
         raise ConfigError(
             f"encoder.default_codec: {cfg.encoder.default_codec!r} is not in encoder.codecs "

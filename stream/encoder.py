@@ -198,8 +198,11 @@ class SharedEncoder:
         if not self.subscribers:
             return
         # hold max_fps on the frames' own clock (arrival times bunch behind the GPU)
-        t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base \
+        t = (
+            float(frame.pts * frame.time_base)
+            if frame.pts is not None and frame.time_base
             else time.monotonic()
+        )
         if 0 <= t - self._last_accept < 0.9 / self.max_fps:
             self.rate_limited += 1
             return
@@ -301,8 +304,14 @@ class SharedEncoder:
             ctx.thread_count = _threads(width, height)
         else:  # h264_nvenc
             ctx.profile = "baseline"
-            ctx.options = {"preset": "p1", "tune": "ull", "zerolatency": "1", "bf": "0",
-                           "rc": "cbr", "delay": "0"}
+            ctx.options = {
+                "preset": "p1",
+                "tune": "ull",
+                "zerolatency": "1",
+                "bf": "0",
+                "rc": "cbr",
+                "delay": "0",
+            }
         ctx.open()
         self.codec_name = name
         log.info("%s encoder: %s %dx%d @ %d bit/s", self.name, name, width, height, self.bitrate)

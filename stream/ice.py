@@ -81,8 +81,9 @@ def browser_ice(cfg: ServerConfig) -> dict[str, Any]:
         servers.append({"urls": list(cfg.stun_servers)})
     creds = turn_credentials(cfg)
     if creds is not None:
-        servers.append({"urls": list(cfg.turn_servers), "username": creds[0],
-                        "credential": creds[1]})
+        servers.append(
+            {"urls": list(cfg.turn_servers), "username": creds[0], "credential": creds[1]}
+        )
     return {"iceServers": servers}
 
 
@@ -106,8 +107,9 @@ class _LoopProxy:
     async def create_datagram_endpoint(self, factory, local_addr=None, **kwargs):  # noqa: ANN001, ANN201
         ports = _ports
         if ports is None or local_addr is None or local_addr[1] != 0 or kwargs.get("remote_addr"):
-            return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr,
-                                                             **kwargs)
+            return await self._loop.create_datagram_endpoint(
+                factory, local_addr=local_addr, **kwargs
+            )
         start = next(_cursor)
         last: OSError | None = None
         for k in range(len(ports)):
@@ -118,8 +120,13 @@ class _LoopProxy:
                 )
             except OSError as e:
                 last = e
-        log.warning("no free UDP port in %d-%d on %s (server.ice_port_min/max); raise the "
-                    "range or lower server.max_viewers", ports[0], ports[-1], local_addr[0])
+        log.warning(
+            "no free UDP port in %d-%d on %s (server.ice_port_min/max); raise the "
+            "range or lower server.max_viewers",
+            ports[0],
+            ports[-1],
+            local_addr[0],
+        )
         raise last or OSError("empty port range")
 
 
@@ -137,21 +144,34 @@ class _AsyncioProxy:
 _original_candidates = aioice.ice.Connection.get_component_candidates
 
 
-async def _component_candidates(self, component: int, addresses: list[str],  # noqa: ANN001
-                                timeout: int = 5) -> list[Candidate]:
+async def _component_candidates(
+    self,
+    component: int,
+    addresses: list[str],  # noqa: ANN001
+    timeout: int = 5,
+) -> list[Candidate]:
     candidates = await _original_candidates(self, component, addresses, timeout)
     if _public:
         have = {(c.host, c.port) for c in candidates}
         for c in list(candidates):
-            if (c.type == "host" and ipaddress.ip_address(c.host).version == 4
-                    and (_public, c.port) not in have):
-                candidates.append(Candidate(
-                    foundation=candidate_foundation("srflx", "udp", c.host),
-                    component=component, transport="udp",
-                    priority=candidate_priority(component, "srflx"),
-                    host=_public, port=c.port, type="srflx",
-                    related_address=c.host, related_port=c.port,
-                ))
+            if (
+                c.type == "host"
+                and ipaddress.ip_address(c.host).version == 4
+                and (_public, c.port) not in have
+            ):
+                candidates.append(
+                    Candidate(
+                        foundation=candidate_foundation("srflx", "udp", c.host),
+                        component=component,
+                        transport="udp",
+                        priority=candidate_priority(component, "srflx"),
+                        host=_public,
+                        port=c.port,
+                        type="srflx",
+                        related_address=c.host,
+                        related_port=c.port,
+                    )
+                )
                 have.add((_public, c.port))
     return candidates
 
@@ -164,8 +184,11 @@ def configure_network(port_min: int = 0, port_max: int = 0, public_address: str 
     if _ports is not None or _public:
         aioice.ice.asyncio = _AsyncioProxy()  # type: ignore[assignment]
         aioice.ice.Connection.get_component_candidates = _component_candidates
-        log.info("ICE: UDP ports %s, public address %s",
-                 f"{port_min}-{port_max}" if _ports else "ephemeral", _public or "none")
+        log.info(
+            "ICE: UDP ports %s, public address %s",
+            f"{port_min}-{port_max}" if _ports else "ephemeral",
+            _public or "none",
+        )
     else:
         aioice.ice.asyncio = asyncio
         aioice.ice.Connection.get_component_candidates = _original_candidates

@@ -20,8 +20,11 @@ _PROCESS = (
     ("open_fds", "framesmith_process_open_fds", "Open file descriptors of the server"),
     ("gpu_bytes", "framesmith_gpu_memory_bytes", "Bytes in live wgpu buffers and textures"),
     ("peer_connections", "framesmith_peer_connections", "RTCPeerConnections not closed yet"),
-    ("viewer_queue_packets", "framesmith_viewer_queue_packets",
-     "Packets waiting in all viewers' send queues"),
+    (
+        "viewer_queue_packets",
+        "framesmith_viewer_queue_packets",
+        "Packets waiting in all viewers' send queues",
+    ),
     ("pipeline_in_flight", "framesmith_pipeline_in_flight", "Frames on the GPU right now"),
 )
 
@@ -44,11 +47,13 @@ class _Live(Collector):
             "framesmith_encoder_fps", "Frames encoded per second", labels=["stream", "codec"]
         )
         enc = GaugeMetricFamily(
-            "framesmith_frames_encoded", "Frames encoded (once per frame, not per viewer)",
+            "framesmith_frames_encoded",
+            "Frames encoded (once per frame, not per viewer)",
             labels=["stream", "codec"],
         )
         subs = GaugeMetricFamily(
-            "framesmith_encoder_subscribers", "Viewers fed by an encoder",
+            "framesmith_encoder_subscribers",
+            "Viewers fed by an encoder",
             labels=["stream", "codec"],
         )
         for e in live.get("encoders", []):
@@ -59,8 +64,10 @@ class _Live(Collector):
         yield fps
         yield enc
         yield subs
-        g = GaugeMetricFamily("framesmith_viewer_packets_dropped",
-                              "Packets lost by slow viewers (all sessions so far)")
+        g = GaugeMetricFamily(
+            "framesmith_viewer_packets_dropped",
+            "Packets lost by slow viewers (all sessions so far)",
+        )
         g.add_metric([], live.get("viewer_dropped", 0))
         yield g
         g = GaugeMetricFamily("framesmith_source_up", "1 when the source delivers frames")
@@ -86,22 +93,29 @@ class Metrics:
         )
         self.frames_dropped = Counter(
             "framesmith_frames_dropped",
-            "Frames dropped by the live pipeline (GPU behind the source)", ["pipeline"],
+            "Frames dropped by the live pipeline (GPU behind the source)",
+            ["pipeline"],
             registry=r,
         )
         self.stage = Histogram(
-            "framesmith_stage_seconds", "Per-frame time of each pipeline stage",
-            ["pipeline", "stage"], buckets=_BUCKETS_S, registry=r,
+            "framesmith_stage_seconds",
+            "Per-frame time of each pipeline stage",
+            ["pipeline", "stage"],
+            buckets=_BUCKETS_S,
+            registry=r,
         )
         self.encode = Histogram(
-            "framesmith_encode_seconds", "Per-frame encode time", ["codec"],
-            buckets=_BUCKETS_S, registry=r,
+            "framesmith_encode_seconds",
+            "Per-frame encode time",
+            ["codec"],
+            buckets=_BUCKETS_S,
+            registry=r,
         )
-        self.sessions = Counter(
-            "framesmith_sessions", "Sessions started", ["kind"], registry=r
-        )
+        self.sessions = Counter("framesmith_sessions", "Sessions started", ["kind"], registry=r)
         self.bad_requests = Counter(
-            "framesmith_bad_requests", "Requests refused with a 4xx", ["path", "status"],
+            "framesmith_bad_requests",
+            "Requests refused with a 4xx",
+            ["path", "status"],
             registry=r,
         )
         r.register(_Live(live))

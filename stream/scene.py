@@ -175,8 +175,9 @@ def slate(width: int, height: int, text: str, k: int = 0) -> av.VideoFrame:
     pil = Image.fromarray(img)
     d = ImageDraw.Draw(pil)
     x0, y0, x1, y1 = d.textbbox((0, 0), text, font=font)
-    d.text(((width - (x1 - x0)) // 2, (height - (y1 - y0)) // 2), text, fill=(230, 230, 230),
-           font=font)
+    d.text(
+        ((width - (x1 - x0)) // 2, (height - (y1 - y0)) // 2), text, fill=(230, 230, 230), font=font
+    )
     img = np.array(pil)
     marker.draw_rgb(img, k)
     return to_frame(img)

@@ -75,8 +75,13 @@ class _Feed:
 class Service:
     """Source, pipelines, encoders and sessions of one running server."""
 
-    def __init__(self, cfg: config_mod.Config, model: infer.Model | None = None,
-                 model_name: str = "", extra_models: dict[str, infer.Model] | None = None):
+    def __init__(
+        self,
+        cfg: config_mod.Config,
+        model: infer.Model | None = None,
+        model_name: str = "",
+        extra_models: dict[str, infer.Model] | None = None,
+    ):
         self.config = cfg
         self.model = model
         self.model_name = model_name if model is not None else ""
@@ -86,8 +91,12 @@ class Service:
             self.models[f"model:{name}"] = m
         self.started = time.time()
         self.source: Source = open_source(
-            cfg.source.uri, width=cfg.source.width, height=cfg.source.height,
-            fps=cfg.source.fps, loop=cfg.source.loop, marker=cfg.source.marker,
+            cfg.source.uri,
+            width=cfg.source.width,
+            height=cfg.source.height,
+            fps=cfg.source.fps,
+            loop=cfg.source.loop,
+            marker=cfg.source.marker,
         )
         self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
         mode = cfg.model.mode
@@ -115,11 +124,14 @@ class Service:
         if pipe is None:
             scale = self.config.model.scale
             if mode in self.models:
-                pipe = FramePipeline(self.models[mode], mode="model",
-                                     slots=self.config.model.slots)
+                pipe = FramePipeline(self.models[mode], mode="model", slots=self.config.model.slots)
             else:
-                pipe = FramePipeline(mode=mode, scale=scale, slots=self.config.model.slots,
-                                     adapter=_adapter(self.config))
+                pipe = FramePipeline(
+                    mode=mode,
+                    scale=scale,
+                    slots=self.config.model.slots,
+                    adapter=_adapter(self.config),
+                )
             self._pipes[mode] = pipe
             self.device = pipe.device.name
         return pipe
@@ -131,12 +143,21 @@ class Service:
             if stream == "compare" and not self.config.model.compare:
                 raise SignallingError(400, "compare stream disabled (model.compare = false)")
             e = self.config.encoder
-            gpu = bool(self.device) and "cpu" not in self.device.lower() and (
-                "llvmpipe" not in self.device.lower()
+            gpu = (
+                bool(self.device)
+                and "cpu" not in self.device.lower()
+                and ("llvmpipe" not in self.device.lower())
             )
-            enc = SharedEncoder(codec, bitrate=e.bitrate, max_fps=e.max_fps,
-                                keyframe_interval_s=e.keyframe_interval_s, hardware=e.hardware,
-                                gpu=gpu, name=stream, rtp_clock=e.rtp_clock)
+            enc = SharedEncoder(
+                codec,
+                bitrate=e.bitrate,
+                max_fps=e.max_fps,
+                keyframe_interval_s=e.keyframe_interval_s,
+                hardware=e.hardware,
+                gpu=gpu,
+                name=stream,
+                rtp_clock=e.rtp_clock,
+            )
             self.encoders[key] = enc
         return enc
 
@@ -148,8 +169,13 @@ class Service:
             self._tasks.append(
                 asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
             )
-        log.info("serving %s through %s (%s) on %s", self.source.kind, self.mode,
-                 self.model_name or "no model", self.device)
+        log.info(
+            "serving %s through %s (%s) on %s",
+            self.source.kind,
+            self.mode,
+            self.model_name or "no model",
+            self.device,
+        )
 
     async def _run_source(self) -> None:
         try:
@@ -193,8 +219,9 @@ class Service:
             finally:
                 await frames.aclose()
 
-    def _after_pipeline(self, stream: str, label: str, pipe: FramePipeline,
-                        out: av.VideoFrame) -> None:
+    def _after_pipeline(
+        self, stream: str, label: str, pipe: FramePipeline, out: av.VideoFrame
+    ) -> None:
         meta = self.source.meta(out.pts)
         timing = None
         with pipe.stats._lock:
@@ -208,11 +235,15 @@ class Service:
         self._last_dropped[label] = dropped
         if meta is not None and stream == "main":
             if timing is not None:
-                meta.stages.update({
-                    "wait": timing.wait_ms, "upload": timing.upload_ms,
-                    "submit": timing.submit_ms, "readback": timing.readback_ms,
-                    "pipeline": timing.total_ms,
-                })
+                meta.stages.update(
+                    {
+                        "wait": timing.wait_ms,
+                        "upload": timing.upload_ms,
+                        "submit": timing.submit_ms,
+                        "readback": timing.readback_ms,
+                        "pipeline": timing.total_ms,
+                    }
+                )
                 if timing.gpu_ms is not None:
                     meta.stages["gpu"] = timing.gpu_ms
             meta.t_processed = time.time()
@@ -252,8 +283,13 @@ class Service:
     # -- figures -----------------------------------------------------------------------------
 
     def describe(self) -> dict:
-        return {"source": self.source.kind, "mode": self.mode, "modes": self.modes,
-                "model": self.model_name, "compare": self.config.model.compare}
+        return {
+            "source": self.source.kind,
+            "mode": self.mode,
+            "modes": self.modes,
+            "model": self.model_name,
+            "compare": self.config.model.compare,
+        }
 
     def _live(self) -> dict:
         return {
@@ -281,8 +317,12 @@ class Service:
         """What a soak watches for leaks (stream/soak.py): this process's resident memory
         and open fds, GPU memory held in wgpu buffers and textures, peer connections still
         open, and the depth of every queue frames wait in."""
-        out: dict = {"rss_bytes": None, "open_fds": None, "gpu_bytes": None,
-                     "threads": threading.active_count()}
+        out: dict = {
+            "rss_bytes": None,
+            "open_fds": None,
+            "gpu_bytes": None,
+            "threads": threading.active_count(),
+        }
         with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
             out["rss_bytes"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         with contextlib.suppress(OSError):
@@ -346,8 +386,11 @@ async def _read_sdp(request: web.Request) -> str:
     if request.content_type != SDP:
         raise SignallingError(415, f"Content-Type must be {SDP}, not {request.content_type!r}")
     if request.content_length is not None and request.content_length > limit:
-        raise SignallingError(413, f"body of {request.content_length} bytes is over the "
-                                   f"{limit} byte limit (server.max_body_bytes)")
+        raise SignallingError(
+            413,
+            f"body of {request.content_length} bytes is over the "
+            f"{limit} byte limit (server.max_body_bytes)",
+        )
     body = await request.content.read(limit + 1)
     if len(body) > limit:
         raise SignallingError(413, f"body is over the {limit} byte limit (server.max_body_bytes)")
@@ -361,7 +404,9 @@ def _sdp_answer(request: web.Request, prefix: str, session_id: str, sdp: str) ->
     # behind a load balancer, public_url names this very pod (docker/k8s/README.md)
     base = os.path.expandvars(request.app[SERVICE].config.server.public_url).rstrip("/")
     return web.Response(
-        status=201, text=sdp, content_type=SDP,
+        status=201,
+        text=sdp,
+        content_type=SDP,
         headers={"Location": f"{base}/{prefix}/{session_id}"},
     )
 
@@ -444,13 +489,15 @@ async def api_mode(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    return web.FileResponse(request.app[STATIC_DIR] / "index.html",
-                            headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(
+        request.app[STATIC_DIR] / "index.html", headers={"Cache-Control": "no-cache"}
+    )
 
 
 async def publish_page(request: web.Request) -> web.Response:
-    return web.FileResponse(request.app[STATIC_DIR] / "publish.html",
-                            headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(
+        request.app[STATIC_DIR] / "publish.html", headers={"Cache-Control": "no-cache"}
+    )
 
 
 @web.middleware
@@ -514,8 +561,9 @@ def load_model(cfg: config_mod.Config, explicit: bool) -> tuple[infer.Model | No
             raise
         log.warning("%s; serving the bilinear baseline instead", e)
         return None, ""
-    return infer.load(str(path), precision=cfg.model.precision,
-                      adapter=_adapter(cfg)), Path(path).name
+    return infer.load(str(path), precision=cfg.model.precision, adapter=_adapter(cfg)), Path(
+        path
+    ).name
 
 
 def _adapter(cfg: config_mod.Config) -> int | None:
@@ -523,32 +571,45 @@ def _adapter(cfg: config_mod.Config) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stream serve",
-                                 description="Serve a processed live stream over WebRTC.")
+    ap = argparse.ArgumentParser(
+        prog="python -m stream serve", description="Serve a processed live stream over WebRTC."
+    )
     ap.add_argument("--model", help="ONNX file or bundled model name (default upscale.onnx)")
     ap.add_argument("--source", help="testsrc (default), webrtc (WHIP ingest), or file/URL")
     ap.add_argument("--host", help="listen address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, help="listen port (default 8080)")
     ap.add_argument("--config", help="TOML config (see configs/serve.toml)")
     ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "bypass"])
-    ap.add_argument("--adapter", type=int,
-                    help="GPU adapter index from `python -m stream devices` (default: best)")
+    ap.add_argument(
+        "--adapter",
+        type=int,
+        help="GPU adapter index from `python -m stream devices` (default: best)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        cfg = config_mod.load(args.config, {
-            "model.path": args.model, "source.uri": args.source, "server.host": args.host,
-            "server.port": args.port, "model.mode": args.mode, "server.adapter": args.adapter,
-        })
+        cfg = config_mod.load(
+            args.config,
+            {
+                "model.path": args.model,
+                "source.uri": args.source,
+                "server.host": args.host,
+                "server.port": args.port,
+                "model.mode": args.mode,
+                "server.adapter": args.adapter,
+            },
+        )
         explicit = args.model is not None or (
             args.config is not None and "path" in _toml_keys(args.config, "model")
         )
         model, name = load_model(cfg, explicit)
         extra = {
-            Path(p).stem: infer.load(str(resolve_model(p)), precision=cfg.model.precision,
-                                     adapter=_adapter(cfg))
+            Path(p).stem: infer.load(
+                str(resolve_model(p)), precision=cfg.model.precision, adapter=_adapter(cfg)
+            )
             for p in cfg.model.extra
         }
         service = Service(cfg, model, name, extra)
@@ -557,8 +618,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = make_app(service)
     print(f"framesmith serving on http://{cfg.server.host}:{cfg.server.port}/", flush=True)
-    web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=None,
-                shutdown_timeout=5.0, handle_signals=True)
+    web.run_app(
+        app,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        print=None,
+        shutdown_timeout=5.0,
+        handle_signals=True,
+    )
     return 0
 
 

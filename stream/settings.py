@@ -73,16 +73,20 @@ class SoakSettings:
 SECTIONS = {"process": ProcessSettings, "soak": SoakSettings}
 
 _CHECKS: dict[str, Any] = {
-    "process.mode": lambda v: v in ("model", "bilinear", "bicubic", "bypass")
-    or "must be one of model, bilinear, bicubic, bypass",
+    "process.mode": lambda v: (
+        v in ("model", "bilinear", "bicubic", "bypass")
+        or "must be one of model, bilinear, bicubic, bypass"
+    ),
     "process.scale": lambda v: 1 <= v <= 8 or "must be 1..8",
-    "process.codec": lambda v: v in ("h264", "hevc", "vp9", "av1")
-    or "must be one of h264, hevc, vp9, av1",
+    "process.codec": lambda v: (
+        v in ("h264", "hevc", "vp9", "av1") or "must be one of h264, hevc, vp9, av1"
+    ),
     "process.crf": lambda v: v == -1 or 0 <= v <= 63 or "must be -1 or 0..63",
     "process.slots": lambda v: 1 <= v <= 8 or "must be 1..8",
     "process.adapter": lambda v: -1 <= v <= 64 or "must be -1 (auto) or an adapter index",
-    "soak.url": lambda v: v == "" or v.startswith(("http://", "https://"))
-    or "must be empty or an http(s) URL",
+    "soak.url": lambda v: (
+        v == "" or v.startswith(("http://", "https://")) or "must be empty or an http(s) URL"
+    ),
     "soak.duration_s": lambda v: 1 <= v <= 7 * 86400 or "must be 1..604800",
     "soak.viewers": lambda v: 1 <= v <= 1000 or "must be 1..1000",
     "soak.churn_s": lambda v: v == 0 or v >= 1 or "must be 0 or >= 1",
@@ -90,8 +94,7 @@ _CHECKS: dict[str, Any] = {
     "soak.sample_s": lambda v: 0.2 <= v <= 600 or "must be 0.2..600",
     "soak.rejoin_s": lambda v: 0 <= v <= 600 or "must be 0..600",
     "soak.warmup_s": lambda v: v >= 0 or "must be >= 0",
-    "soak.faults": lambda v: all(f in FAULTS for f in v)
-    or f"must name only {', '.join(FAULTS)}",
+    "soak.faults": lambda v: all(f in FAULTS for f in v) or f"must name only {', '.join(FAULTS)}",
     "soak.fault_every_s": lambda v: v == 0 or v >= 1 or "must be 0 (no faults) or >= 1",
     "soak.stall_s": lambda v: 0 < v <= 600 or "must be 0..600",
     "soak.loss": lambda v: 0 < v <= 1 or "must be 0..1",
@@ -128,8 +131,9 @@ def load(section: str, path: str | Path | None = None) -> Any:
             raise ConfigError(f"{p}: not valid TOML: {e}") from None
         unknown = set(data) - {section}
         if unknown:
-            raise ConfigError(f"{p}: unknown section [{sorted(unknown)[0]}] (this file holds "
-                              f"[{section}] only)")
+            raise ConfigError(
+                f"{p}: unknown section [{sorted(unknown)[0]}] (this file holds [{section}] only)"
+            )
         values = data.get(section, {})
         if not isinstance(values, dict):
             raise ConfigError(f"{p}: {section} must be a table")
@@ -137,8 +141,9 @@ def load(section: str, path: str | Path | None = None) -> Any:
         for key, value in values.items():
             full = f"{section}.{key}"
             if key not in known:
-                raise ConfigError(f"{p}: unknown key {full!r} (known in [{section}]: "
-                                  f"{', '.join(known)})")
+                raise ConfigError(
+                    f"{p}: unknown key {full!r} (known in [{section}]: {', '.join(known)})"
+                )
             setattr(obj, key, _coerce(full, known[key].type, value))
     for key, check in _CHECKS.items():
         sec, name = key.split(".")

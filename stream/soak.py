@@ -154,8 +154,9 @@ class Viewer:
 
         await pc.setLocalDescription(await pc.createOffer())
         url = run.base + "/whep" + (f"?codec={run.opts.codec}" if run.opts.codec else "")
-        async with run.http.post(url, data=pc.localDescription.sdp,
-                                 headers={"Content-Type": SDP}) as r:
+        async with run.http.post(
+            url, data=pc.localDescription.sdp, headers={"Content-Type": SDP}
+        ) as r:
             body = await r.text()
             if r.status != 201:
                 raise RuntimeError(f"WHEP POST answered {r.status}: {body[:200]}")
@@ -244,8 +245,15 @@ class Viewer:
         self.frames += 1
         if self.first_frame is None:
             self.first_frame = t
-        row: dict = {"t": round(t, 4), "viewer": self.name, "n": None, "latency_ms": None,
-                     "send_ms": None, "interval_ms": None, "missed": 0}
+        row: dict = {
+            "t": round(t, 4),
+            "viewer": self.name,
+            "n": None,
+            "latency_ms": None,
+            "send_ms": None,
+            "interval_ms": None,
+            "missed": 0,
+        }
         if self.last_t is not None:
             row["interval_ms"] = round((t - self.last_t) * 1000, 3)
         self.last_t = t
@@ -254,8 +262,7 @@ class Viewer:
             self.unreadable += 1
         else:
             entry = self.meta.get(n16)
-            near = self.last_n + 1 if self.last_n is not None else (
-                entry[0] if entry else n16)
+            near = self.last_n + 1 if self.last_n is not None else (entry[0] if entry else n16)
             n = marker.unwrap(n16, near)
             if entry is not None and abs(entry[0] - n) < marker.MODULO // 2:
                 n = entry[0]
@@ -315,14 +322,19 @@ class Viewer:
                 await asyncio.wait_for(self.pc.close(), 5)
 
     def summary(self) -> dict:
-        return {"name": self.name, "joined": round(self.joined, 3),
-                "first_frame": None if self.first_frame is None else round(self.first_frame, 3),
-                "left": None if self.left is None else round(self.left, 3),
-                "leave_mode": self.leave_mode, "frames": self.frames,
-                "unreadable": self.unreadable, "lost_packets": self.lost_packets,
-                "clock_offset_ms": round(self.offset_ms, 3),
-                "rtt_ms": None if self.best_rtt_ms == float("inf") else round(self.best_rtt_ms, 3),
-                "error": self.error}
+        return {
+            "name": self.name,
+            "joined": round(self.joined, 3),
+            "first_frame": None if self.first_frame is None else round(self.first_frame, 3),
+            "left": None if self.left is None else round(self.left, 3),
+            "leave_mode": self.leave_mode,
+            "frames": self.frames,
+            "unreadable": self.unreadable,
+            "lost_packets": self.lost_packets,
+            "clock_offset_ms": round(self.offset_ms, 3),
+            "rtt_ms": None if self.best_rtt_ms == float("inf") else round(self.best_rtt_ms, 3),
+            "error": self.error,
+        }
 
 
 def _luma_top(frame: av.VideoFrame) -> np.ndarray:
@@ -379,8 +391,9 @@ class Publisher:
         pc = self.pc = RTCPeerConnection(NO_STUN)
         pc.addTransceiver(_SceneTrack(*self.size), direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
-        async with self.run.http.post(self.run.base + "/whip", data=pc.localDescription.sdp,
-                                      headers={"Content-Type": SDP}) as r:
+        async with self.run.http.post(
+            self.run.base + "/whip", data=pc.localDescription.sdp, headers={"Content-Type": SDP}
+        ) as r:
             body = await r.text()
             if r.status != 201:
                 raise RuntimeError(f"WHIP POST answered {r.status}: {body[:200]}")
@@ -427,28 +440,46 @@ class LocalServer:
             env[LEAK_ENV] = "1"
         else:
             env.pop(LEAK_ENV, None)
-        cmd = [sys.executable, "-m", "stream", "serve", "--config", str(cfg_path),
-               "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "stream",
+            "serve",
+            "--config",
+            str(cfg_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         log.info("starting the server: %s (log: %s)", " ".join(cmd), self.log_path)
         logf = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                     cwd=str(Path(__file__).resolve().parents[1]))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
         logf.close()
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"the server exited with {self.proc.returncode}:\n"
-                                       f"{self.log_tail()}")
+                    raise RuntimeError(
+                        f"the server exited with {self.proc.returncode}:\n{self.log_tail()}"
+                    )
                 with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                    async with http.get(self.url + "/healthz",
-                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    async with http.get(
+                        self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as r:
                         if r.status == 200:
                             return
                 await asyncio.sleep(0.3)
         await self.stop()
-        raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"the server did not answer /healthz within {timeout:.0f} s:\n{self.log_tail()}"
+        )
 
     def _config(self) -> Path:
         """The serve config, with source.marker on for a webrtc source (so the frame
@@ -515,8 +546,9 @@ def _proc_figures(pid: int) -> dict:
 
 
 class Soak:
-    def __init__(self, opts: settings_mod.SoakSettings, *, leak: bool = False,
-                 workdir: Path | None = None):
+    def __init__(
+        self, opts: settings_mod.SoakSettings, *, leak: bool = False, workdir: Path | None = None
+    ):
         self.opts = opts
         self.leak = leak
         self.workdir = workdir or Path(opts.report).parent
@@ -601,9 +633,12 @@ class Soak:
         opts = self.opts
         if self.health.get("source", {}).get("kind") == "webrtc":
             src = self.health["source"]
-            self.publisher = Publisher(self, int(src.get("width") or 320),
-                                       int(src.get("height") or 180),
-                                       float(src.get("fps") or 15.0) or 15.0)
+            self.publisher = Publisher(
+                self,
+                int(src.get("width") or 320),
+                int(src.get("height") or 180),
+                float(src.get("fps") or 15.0) or 15.0,
+            )
             await self.publisher.connect()
         await self.poll()  # the level before anyone watches
         for k in range(opts.viewers):
@@ -692,15 +727,26 @@ class Soak:
             name: {k: round(v["mean"], 3) for k, v in p.items() if isinstance(v, dict)}
             for name, p in (stats.get("pipelines") or {}).items()
         }
-        row["pipeline_dropped"] = {n: p.get("dropped") for n, p in
-                                   (stats.get("pipelines") or {}).items()}
+        row["pipeline_dropped"] = {
+            n: p.get("dropped") for n, p in (stats.get("pipelines") or {}).items()
+        }
         row["encoders"] = [
-            {k: e.get(k) for k in ("stream", "codec", "fps", "frames_encoded", "dropped",
-                                   "keyframes", "encode_ms_mean", "subscribers")}
+            {
+                k: e.get(k)
+                for k in (
+                    "stream",
+                    "codec",
+                    "fps",
+                    "frames_encoded",
+                    "dropped",
+                    "keyframes",
+                    "encode_ms_mean",
+                    "subscribers",
+                )
+            }
             for e in stats.get("encoders") or []
         ]
-        row["source"] = {k: stats.get("source", {}).get(k) for k in ("state", "frames",
-                                                                     "skipped")}
+        row["source"] = {k: stats.get("source", {}).get(k) for k in ("state", "frames", "skipped")}
         row["metrics"] = _metrics(text)
         if final:
             row["final"] = True
@@ -711,13 +757,18 @@ class Soak:
     def _target(self) -> Viewer | None:
         """The present viewer that has gone longest without a fault (and has frames)."""
         now = self.now()
-        busy = {f["viewer"] for f in self.faults if f.get("viewer") and
-                f["t1"] + self.opts.grace_s > now}
+        busy = {
+            f["viewer"]
+            for f in self.faults
+            if f.get("viewer") and f["t1"] + self.opts.grace_s > now
+        }
         cands = [v for v in self.present if v.name not in busy and v.first_frame is not None]
         if not cands:
             return None
-        last = {v.name: max((f["t0"] for f in self.faults if f.get("viewer") == v.name),
-                            default=-1.0) for v in cands}
+        last = {
+            v.name: max((f["t0"] for f in self.faults if f.get("viewer") == v.name), default=-1.0)
+            for v in cands
+        }
         return min(cands, key=lambda v: (last[v.name], v.joined))
 
     async def _churn(self) -> None:
@@ -733,17 +784,31 @@ class Soak:
             await v.leave(mode)
             await asyncio.sleep(self.opts.rejoin_s)
             nv = await self._join()
-            self.faults.append({"kind": "leave", "viewer": v.name, "mode": mode,
-                                "t0": round(t0, 3), "t1": round(self.now(), 3),
-                                "rejoined_as": nv.name})
+            self.faults.append(
+                {
+                    "kind": "leave",
+                    "viewer": v.name,
+                    "mode": mode,
+                    "t0": round(t0, 3),
+                    "t1": round(self.now(), 3),
+                    "rejoined_as": nv.name,
+                }
+            )
 
     async def _fault_loop(self) -> None:
         opts = self.opts
         kinds = [f for f in opts.faults if f != "leave"]
         if self.publisher is None and "publisher" in kinds:
             kinds.remove("publisher")
-            self.faults.append({"kind": "publisher", "skipped": "the server's source is not "
-                                "webrtc", "t0": 0.0, "t1": 0.0, "viewer": None})
+            self.faults.append(
+                {
+                    "kind": "publisher",
+                    "skipped": "the server's source is not webrtc",
+                    "t0": 0.0,
+                    "t1": 0.0,
+                    "viewer": None,
+                }
+            )
         if not kinds:
             return
         await asyncio.sleep(max(0.0, opts.warmup_s + opts.fault_every_s / 2 - self.now()))
@@ -764,20 +829,37 @@ class Soak:
         t0 = self.now()
         log.info("fault: viewer %s stalls its reader for %.1f s", v.name, self.opts.stall_s)
         v.stall_until = time.time() + self.opts.stall_s
-        self.faults.append({"kind": "slow", "viewer": v.name, "t0": round(t0, 3),
-                            "t1": round(t0 + self.opts.stall_s, 3)})
+        self.faults.append(
+            {
+                "kind": "slow",
+                "viewer": v.name,
+                "t0": round(t0, 3),
+                "t1": round(t0 + self.opts.stall_s, 3),
+            }
+        )
 
     async def _fault_lossy(self) -> None:
         v = self._target()
         if v is None:
             return
         t0 = self.now()
-        log.info("fault: viewer %s loses %.0f%% of RTP for %.1f s", v.name,
-                 self.opts.loss * 100, self.opts.loss_s)
+        log.info(
+            "fault: viewer %s loses %.0f%% of RTP for %.1f s",
+            v.name,
+            self.opts.loss * 100,
+            self.opts.loss_s,
+        )
         v.loss = self.opts.loss
         v.loss_until = time.time() + self.opts.loss_s
-        self.faults.append({"kind": "lossy", "viewer": v.name, "loss": self.opts.loss,
-                            "t0": round(t0, 3), "t1": round(t0 + self.opts.loss_s, 3)})
+        self.faults.append(
+            {
+                "kind": "lossy",
+                "viewer": v.name,
+                "loss": self.opts.loss,
+                "t0": round(t0, 3),
+                "t1": round(t0 + self.opts.loss_s, 3),
+            }
+        )
 
     async def _fault_publisher(self) -> None:
         if self.publisher is None:
@@ -788,8 +870,14 @@ class Soak:
         await asyncio.sleep(self.opts.rejoin_s)
         await self.publisher.connect()
         # every viewer waits for the new publisher's first frames: a fault for all of them
-        self.faults.append({"kind": "publisher", "viewer": None, "t0": round(t0, 3),
-                            "t1": round(self.now() + 2.0, 3)})
+        self.faults.append(
+            {
+                "kind": "publisher",
+                "viewer": None,
+                "t0": round(t0, 3),
+                "t1": round(self.now() + 2.0, 3),
+            }
+        )
 
     async def _fault_malformed(self) -> None:
         t0 = self.now()
@@ -813,18 +901,22 @@ class Soak:
         ]
         log.info("fault: a burst of %d malformed requests", len(cases) * 3)
 
-        async def one(http: aiohttp.ClientSession, method: str, path: str, ctype: str | None,
-                      body: str | None) -> dict:
+        async def one(
+            http: aiohttp.ClientSession, method: str, path: str, ctype: str | None, body: str | None
+        ) -> dict:
             headers = {"Content-Type": ctype} if ctype else {}
             data = body.encode("utf-8", "surrogateescape") if body is not None else None
             try:
-                async with http.request(method, self.base + path, data=data,
-                                        headers=headers) as r:
+                async with http.request(method, self.base + path, data=data, headers=headers) as r:
                     await r.read()
                     return {"method": method, "path": path, "status": r.status}
             except Exception as e:  # noqa: BLE001
-                return {"method": method, "path": path, "status": None,
-                        "error": f"{type(e).__name__}: {e}"}
+                return {
+                    "method": method,
+                    "path": path,
+                    "status": None,
+                    "error": f"{type(e).__name__}: {e}",
+                }
 
         # a session of its own that closes every connection: keep-alive sockets would
         # otherwise sit in the server's fd count and read as a leak
@@ -837,9 +929,17 @@ class Soak:
             a["t"] = round(t0, 3)
         self.requests += answers
         ok = all(a["status"] is not None and 400 <= a["status"] < 500 for a in answers)
-        self.faults.append({"kind": "malformed", "viewer": None, "global": False,
-                            "t0": round(t0, 3), "t1": round(self.now(), 3),
-                            "requests": len(answers), "all_4xx": ok})
+        self.faults.append(
+            {
+                "kind": "malformed",
+                "viewer": None,
+                "global": False,
+                "t0": round(t0, 3),
+                "t1": round(self.now(), 3),
+                "requests": len(answers),
+                "all_4xx": ok,
+            }
+        )
 
     # -- the browser viewer ----------------------------------------------------------------
 
@@ -849,11 +949,14 @@ class Soak:
         from playwright.async_api import async_playwright
 
         features = "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"
-        args = ["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-                f"--disable-features={features}"]
+        args = [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--autoplay-policy=no-user-gesture-required",
+            f"--disable-features={features}",
+        ]
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=args)
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
             try:
                 page = await browser.new_page()
                 t0 = self.now()
@@ -863,19 +966,29 @@ class Soak:
                     await asyncio.sleep(self.opts.sample_s)
                     got = await page.evaluate(
                         "() => window.framesmith ? {stats: window.framesmith.stats,"
-                        " lat: window.framesmith.latencies.slice(-2000)} : null")
+                        " lat: window.framesmith.latencies.slice(-2000)} : null"
+                    )
                     if not got:
                         continue
                     t = self.now()
-                    self.browser.append({"t": round(t, 3), "joined": round(t0, 3),
-                                         "stats": got.get("stats")})
+                    self.browser.append(
+                        {"t": round(t, 3), "joined": round(t0, 3), "stats": got.get("stats")}
+                    )
                     lat = got.get("lat") or []
-                    new = lat[-max(0, len(lat) - seen):] if seen < len(lat) else []
+                    new = lat[-max(0, len(lat) - seen) :] if seen < len(lat) else []
                     seen = len(lat)
                     for x in new:
-                        self.frames.append({"t": round(t, 4), "viewer": "chromium", "n": None,
-                                            "latency_ms": round(float(x), 3), "send_ms": None,
-                                            "interval_ms": None, "missed": 0})
+                        self.frames.append(
+                            {
+                                "t": round(t, 4),
+                                "viewer": "chromium",
+                                "n": None,
+                                "latency_ms": round(float(x), 3),
+                                "send_ms": None,
+                                "interval_ms": None,
+                                "missed": 0,
+                            }
+                        )
             finally:
                 await browser.close()
 
@@ -907,9 +1020,14 @@ def _metrics(text: str) -> dict:
 
 def _windows(run: Soak, viewer: str) -> list[tuple[float, float]]:
     g = run.opts.grace_s
-    return [(f["t0"], f["t1"] + g) for f in run.faults
-            if f.get("t1", 0) > 0 and f.get("kind") != "malformed"
-            and f.get("kind") != "leave" and (f.get("viewer") in (None, viewer))]
+    return [
+        (f["t0"], f["t1"] + g)
+        for f in run.faults
+        if f.get("t1", 0) > 0
+        and f.get("kind") != "malformed"
+        and f.get("kind") != "leave"
+        and (f.get("viewer") in (None, viewer))
+    ]
 
 
 def _inside(t: float, wins: list[tuple[float, float]]) -> bool:
@@ -946,8 +1064,9 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         row["faulted"] = _inside(row["t"], w)
         row.pop("_t_wall", None)
 
-    judged = [r for r in run.frames if r["t"] >= warm and not r["faulted"]
-              and r["viewer"] != "chromium"]
+    judged = [
+        r for r in run.frames if r["t"] >= warm and not r["faulted"] and r["viewer"] != "chromium"
+    ]
     lat = [r["latency_ms"] for r in judged if r["latency_ms"] is not None]
     send = [r["send_ms"] for r in judged if r["send_ms"] is not None]
     read = [r for r in judged if r["n"] is not None]
@@ -956,8 +1075,11 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
     intervals = [r["interval_ms"] for r in judged if r["interval_ms"] is not None]
     frozen = sum(1 for x in intervals if x > opts.freeze_ms)
     g = opts.grace_s
-    fault_spans = [(f["t0"], f["t1"] + g) for f in run.faults if f.get("t1", 0) > 0
-                   and f["kind"] in ("lossy", "publisher")]
+    fault_spans = [
+        (f["t0"], f["t1"] + g)
+        for f in run.faults
+        if f.get("t1", 0) > 0 and f["kind"] in ("lossy", "publisher")
+    ]
     dec_errors = [run.rel(t) for t in run.decode_errors.times]
     dec_judged = [t for t in dec_errors if t >= warm and not _inside(t, fault_spans)]
 
@@ -988,8 +1110,11 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         n = sum(1 for r in rows if r["t"] >= a0 and not r["faulted"])
         s["active_s"] = round(span, 3)
         s["fps"] = round(n / span, 3) if span >= 5.0 else None
-        vl = [r["latency_ms"] for r in rows if r["latency_ms"] is not None and not r["faulted"]
-              and r["t"] >= warm]
+        vl = [
+            r["latency_ms"]
+            for r in rows
+            if r["latency_ms"] is not None and not r["faulted"] and r["t"] >= warm
+        ]
         s["latency_p50_ms"] = _pct(vl, 50)
         # gaps: between frames, and from the last frame to the end (not across a fault)
         times = [r["t"] for r in rows] + ([stop] if v.first_frame is not None else [])
@@ -1009,12 +1134,14 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
     polls = [p for p in run.polls if "error" not in p and p["t"] >= warm]
 
     def series(key: str) -> list[tuple[float, float]]:
-        return [(p["t"], p.get(key)) for p in polls if p.get(key) is not None
-                and not p.get("final")]
+        return [
+            (p["t"], p.get(key)) for p in polls if p.get(key) is not None and not p.get("final")
+        ]
 
     slopes = {k: slope_per_min(series(k)) for k in ("rss_mb", "gpu_mb", "fds", "peers")}
-    span_min = (max((p["t"] for p in polls), default=0) - min((p["t"] for p in polls),
-                                                                default=0)) / 60
+    span_min = (
+        max((p["t"] for p in polls), default=0) - min((p["t"] for p in polls), default=0)
+    ) / 60
     rss_growth = slopes["rss_mb"] * span_min if slopes["rss_mb"] is not None else None
 
     summary = {
@@ -1022,24 +1149,36 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         "frames": len(run.frames),
         "frames_judged": len(judged),
         "latency_samples": len(lat),
-        "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
-        "latency_p99_ms": _pct(lat, 99), "latency_max_ms": max(lat, default=None),
-        "send_p50_ms": _pct(send, 50), "send_p95_ms": _pct(send, 95),
+        "latency_p50_ms": _pct(lat, 50),
+        "latency_p95_ms": _pct(lat, 95),
+        "latency_p99_ms": _pct(lat, 99),
+        "latency_max_ms": max(lat, default=None),
+        "send_p50_ms": _pct(send, 50),
+        "send_p95_ms": _pct(send, 95),
         "fps_min": min(fps_values, default=None),
         "fps_mean": float(np.mean(fps_values)) if fps_values else None,
-        "dropped": missed, "expected": expected,
+        "dropped": missed,
+        "expected": expected,
         "drop_ratio": missed / expected if expected else None,
-        "frozen": frozen, "intervals": len(intervals),
+        "frozen": frozen,
+        "intervals": len(intervals),
         "frozen_ratio": frozen / len(intervals) if intervals else None,
         "unreadable": sum(v.unreadable for v in run.viewers),
-        "decode_errors": len(dec_errors), "decode_errors_judged": len(dec_judged),
+        "decode_errors": len(dec_errors),
+        "decode_errors_judged": len(dec_judged),
         "decode_error_ratio": len(dec_judged) / len(judged) if judged else None,
-        "max_gap_s": worst_gap, "max_gap_at": worst_gap_at,
-        "slopes_per_min": slopes, "rss_growth_mb": rss_growth,
-        "polls": len(run.polls), "polls_failed": run._bad_polls,
-        "viewers_total": len(run.viewers), "joins_failed": joins_failed,
-        "faults": {k: sum(1 for f in run.faults if f["kind"] == k and not f.get("skipped"))
-                   for k in settings_mod.FAULTS},
+        "max_gap_s": worst_gap,
+        "max_gap_at": worst_gap_at,
+        "slopes_per_min": slopes,
+        "rss_growth_mb": rss_growth,
+        "polls": len(run.polls),
+        "polls_failed": run._bad_polls,
+        "viewers_total": len(run.viewers),
+        "joins_failed": joins_failed,
+        "faults": {
+            k: sum(1 for f in run.faults if f["kind"] == k and not f.get("skipped"))
+            for k in settings_mod.FAULTS
+        },
     }
     if polls:
         first, last = polls[0], polls[-1]
@@ -1047,22 +1186,51 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
             summary[f"{key}_first"] = first.get(key)
             summary[f"{key}_last"] = last.get(key)
 
-    limits = {k: v for k, v in asdict(opts).items() if k.startswith(("max_", "min_"))
-              or k in ("freeze_ms", "warmup_s", "grace_s")}
+    limits = {
+        k: v
+        for k, v in asdict(opts).items()
+        if k.startswith(("max_", "min_")) or k in ("freeze_ms", "warmup_s", "grace_s")
+    }
     # the latency limits under the names stream.plots draws
-    thresholds = {"p50_ms": opts.max_latency_p50_ms, "p95_ms": opts.max_latency_p95_ms,
-                  "p99_ms": opts.max_latency_p99_ms}
+    thresholds = {
+        "p50_ms": opts.max_latency_p50_ms,
+        "p95_ms": opts.max_latency_p95_ms,
+        "p99_ms": opts.max_latency_p99_ms,
+    }
     checks: list[dict] = []
 
-    def check(name: str, value: Any, limit: float, *, at_least: bool = False,
-              unit: str = "", need: bool = True) -> None:
+    def check(
+        name: str,
+        value: Any,
+        limit: float,
+        *,
+        at_least: bool = False,
+        unit: str = "",
+        need: bool = True,
+    ) -> None:
         if value is None:
-            checks.append({"name": name, "value": None, "limit": limit, "unit": unit,
-                           "ok": not need, "detail": "no data"})
+            checks.append(
+                {
+                    "name": name,
+                    "value": None,
+                    "limit": limit,
+                    "unit": unit,
+                    "ok": not need,
+                    "detail": "no data",
+                }
+            )
             return
         ok = value >= limit if at_least else value <= limit
-        checks.append({"name": name, "value": round(float(value), 4), "limit": limit,
-                       "unit": unit, "ok": bool(ok), "op": ">=" if at_least else "<="})
+        checks.append(
+            {
+                "name": name,
+                "value": round(float(value), 4),
+                "limit": limit,
+                "unit": unit,
+                "ok": bool(ok),
+                "op": ">=" if at_least else "<=",
+            }
+        )
 
     check("latency_p50", summary["latency_p50_ms"], opts.max_latency_p50_ms, unit="ms")
     check("latency_p95", summary["latency_p95_ms"], opts.max_latency_p95_ms, unit="ms")
@@ -1070,34 +1238,54 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
     check("min_fps", summary["fps_min"], opts.min_fps, at_least=True, unit="fps")
     check("drop_ratio", summary["drop_ratio"], opts.max_drop_ratio)
     check("frozen_ratio", summary["frozen_ratio"], opts.max_frozen_ratio)
-    check("decode_error_ratio", summary["decode_error_ratio"], opts.max_decode_error_ratio,
-          need=False)
+    check(
+        "decode_error_ratio", summary["decode_error_ratio"], opts.max_decode_error_ratio, need=False
+    )
     check("max_gap", worst_gap if run.frames else None, opts.max_gap_s, unit="s")
     check("joins_failed", len(joins_failed), 0, unit="viewers")
     check("rss_slope", slopes["rss_mb"], opts.max_rss_mb_per_min, unit="MB/min")
     check("rss_growth", rss_growth, opts.max_rss_growth_mb, unit="MB")
-    check("gpu_memory_slope", slopes["gpu_mb"], opts.max_gpu_mb_per_min, unit="MB/min",
-          need=False)
+    check("gpu_memory_slope", slopes["gpu_mb"], opts.max_gpu_mb_per_min, unit="MB/min", need=False)
     check("fds_slope", slopes["fds"], opts.max_fds_per_min, unit="fds/min")
     check("peer_connections_slope", slopes["peers"], opts.max_peers_per_min, unit="pcs/min")
     if run.requests:
         bad = [a for a in run.requests if not (a["status"] and 400 <= a["status"] < 500)]
-        checks.append({"name": "malformed_requests_refused", "value": len(bad), "limit": 0,
-                       "unit": "not 4xx", "ok": not bad, "op": "<=",
-                       "detail": bad[:5] if bad else f"{len(run.requests)} requests, all 4xx"})
-    checks.append({"name": "server_answered_polls", "value": run._bad_polls, "limit": 0,
-                   "unit": "failed polls", "ok": run._bad_polls == 0, "op": "<="})
+        checks.append(
+            {
+                "name": "malformed_requests_refused",
+                "value": len(bad),
+                "limit": 0,
+                "unit": "not 4xx",
+                "ok": not bad,
+                "op": "<=",
+                "detail": bad[:5] if bad else f"{len(run.requests)} requests, all 4xx",
+            }
+        )
+    checks.append(
+        {
+            "name": "server_answered_polls",
+            "value": run._bad_polls,
+            "limit": 0,
+            "unit": "failed polls",
+            "ok": run._bad_polls == 0,
+            "op": "<=",
+        }
+    )
     if error:
-        checks.append({"name": "completed", "value": None, "limit": None, "ok": False,
-                       "detail": error})
+        checks.append(
+            {"name": "completed", "value": None, "limit": None, "ok": False, "detail": error}
+        )
 
     report = {
         "kind": "soak",
         "version": 1,
         "started": started,
         "url": run.base,
-        "server": {"log": str(run.server.log_path) if run.server else None,
-                   "leak_hook": run.leak, "health": run.health},
+        "server": {
+            "log": str(run.server.log_path) if run.server else None,
+            "leak_hook": run.leak,
+            "health": run.health,
+        },
         "settings": asdict(opts),
         "duration_s": summary["duration_s"],
         "thresholds": thresholds,
@@ -1105,8 +1293,10 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         "summary": summary,
         "checks": checks,
         "passed": all(c["ok"] for c in checks),
-        "verdict": {"passed": all(c["ok"] for c in checks),
-                    "failed": [c["name"] for c in checks if not c["ok"]]},
+        "verdict": {
+            "passed": all(c["ok"] for c in checks),
+            "failed": [c["name"] for c in checks if not c["ok"]],
+        },
         "error": error,
         "viewers": per_viewer,
         "faults": run.faults,
@@ -1143,9 +1333,11 @@ def format_verdict(report: dict) -> str:
     for c in report["checks"]:
         mark = "ok  " if c["ok"] else "FAIL"
         val = "-" if c["value"] is None else c["value"]
-        lines.append(f"  {mark} {c['name']:<28} {val} {c.get('op', '')} {c['limit']} "
-                     f"{c.get('unit', '')}" + (f"  ({c['detail']})" if not c["ok"]
-                                                and c.get("detail") else ""))
+        lines.append(
+            f"  {mark} {c['name']:<28} {val} {c.get('op', '')} {c['limit']} "
+            f"{c.get('unit', '')}"
+            + (f"  ({c['detail']})" if not c["ok"] and c.get("detail") else "")
+        )
     lines.append("PASSED" if report["passed"] else "FAILED")
     return "\n".join(lines)
 
@@ -1153,8 +1345,9 @@ def format_verdict(report: dict) -> str:
 def write_report(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, separators=(",", ":"), allow_nan=False,
-                              default=_json_default))
+    tmp.write_text(
+        json.dumps(report, separators=(",", ":"), allow_nan=False, default=_json_default)
+    )
     tmp.replace(path)
 
 
@@ -1197,8 +1390,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m stream soak",
         description="Hold WHEP viewers on a server for a while, inject faults, and judge "
-                    "latency, frame rate, drops and resource growth against thresholds. "
-                    "Exit code 1 when a check fails; a JSON report always.")
+        "latency, frame rate, drops and resource growth against thresholds. "
+        "Exit code 1 when a check fails; a JSON report always.",
+    )
     ap.add_argument("--config", help="TOML config (see configs/soak.toml)")
     ap.add_argument("--url", help="a running server (default: start one on a free port)")
     ap.add_argument("--serve-config", help="serve config of the server started here")
@@ -1206,26 +1400,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, help="seconds")
     ap.add_argument("--json", help="report path (default: soak.report in the config)")
     ap.add_argument("--plots", help="folder for the latency plots")
-    ap.add_argument("--faults", help="comma-separated: leave,slow,lossy,malformed,publisher "
-                                     "(empty: none)")
-    ap.add_argument("--browser", action="store_true", default=None,
-                    help="add one headless Chromium viewer (playwright, /usr/bin/chromium)")
-    ap.add_argument("--leak-viewer-pcs", action="store_true",
-                    help="start the server with its test hook that leaks the peer connection "
-                         "of every viewer that leaves (shows that the leak check can fail)")
+    ap.add_argument(
+        "--faults", help="comma-separated: leave,slow,lossy,malformed,publisher (empty: none)"
+    )
+    ap.add_argument(
+        "--browser",
+        action="store_true",
+        default=None,
+        help="add one headless Chromium viewer (playwright, /usr/bin/chromium)",
+    )
+    ap.add_argument(
+        "--leak-viewer-pcs",
+        action="store_true",
+        help="start the server with its test hook that leaks the peer connection "
+        "of every viewer that leaves (shows that the leak check can fail)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("aiortc", "aioice", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         opts = settings_mod.load("soak", args.config)
-        over = {"url": args.url, "serve_config": args.serve_config, "viewers": args.viewers,
-                "duration_s": args.duration, "report": args.json, "plots": args.plots,
-                "browser": args.browser,
-                "faults": None if args.faults is None else
-                [f.strip() for f in args.faults.split(",") if f.strip()]}
+        over = {
+            "url": args.url,
+            "serve_config": args.serve_config,
+            "viewers": args.viewers,
+            "duration_s": args.duration,
+            "report": args.json,
+            "plots": args.plots,
+            "browser": args.browser,
+            "faults": None
+            if args.faults is None
+            else [f.strip() for f in args.faults.split(",") if f.strip()],
+        }
         for k, v in over.items():
             if v is not None:
                 setattr(opts, k, v)

@@ -181,8 +181,10 @@ class FileSource(Source):
                     frame = await asyncio.to_thread(next, decoder, None)
                     if frame is None:
                         break
-                    t = float(frame.time) if frame.time is not None else (
-                        (last_t or 0.0) + 1.0 / max(self.fps, 1)
+                    t = (
+                        float(frame.time)
+                        if frame.time is not None
+                        else ((last_t or 0.0) + 1.0 / max(self.fps, 1))
                     )
                     if last_t is not None and t < last_t:  # timestamps went back: rebase
                         base_wall = None
@@ -298,8 +300,9 @@ def _with_marker(frame: av.VideoFrame, n: int) -> av.VideoFrame:
     return out
 
 
-def open_source(uri: str, *, width: int, height: int, fps: float, loop: bool = True,
-                marker: bool = False) -> Source:
+def open_source(
+    uri: str, *, width: int, height: int, fps: float, loop: bool = True, marker: bool = False
+) -> Source:
     if uri == "testsrc":
         return TestSource(width, height, fps)
     if uri == "webrtc":

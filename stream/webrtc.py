@@ -78,11 +78,11 @@ def parse_offer(text: str, need_video: bool = True) -> aiortc_sdp.SessionDescrip
         raise SignallingError(400, "malformed SDP: no m= lines")
     for m in desc.media:
         if m.kind in ("audio", "video", "application") and (
-            m.ice is None or not m.ice.usernameFragment or m.dtls is None
-            or not m.dtls.fingerprints
+            m.ice is None or not m.ice.usernameFragment or m.dtls is None or not m.dtls.fingerprints
         ):
-            raise SignallingError(400, f"malformed SDP: m={m.kind} lacks ICE credentials or "
-                                       "a DTLS fingerprint")
+            raise SignallingError(
+                400, f"malformed SDP: m={m.kind} lacks ICE credentials or a DTLS fingerprint"
+            )
     if need_video and not any(m.kind == "video" for m in desc.media):
         raise SignallingError(400, "SDP offer has no video m-line")
     return desc
@@ -128,8 +128,13 @@ class Session:
             "state": self.pc.connectionState,
             "age_s": round(time.time() - self.created, 1),
             "tracks": [
-                {"stream": t.encoder.name, "sent": t.sent, "dropped": t.dropped, "pli": t.pli,
-                 "queued": len(t.queue)}
+                {
+                    "stream": t.encoder.name,
+                    "sent": t.sent,
+                    "dropped": t.dropped,
+                    "pli": t.pli,
+                    "queued": len(t.queue),
+                }
                 for t in self.tracks
             ],
             "report": self.report,
@@ -154,8 +159,10 @@ class Sessions:
         self.leak_viewer_pcs = os.environ.get("FRAMESMITH_TEST_LEAK_VIEWER_PCS") == "1"
         self._leaked: list[RTCPeerConnection] = []
         if self.leak_viewer_pcs:
-            log.warning("FRAMESMITH_TEST_LEAK_VIEWER_PCS=1: leaking every departed viewer's "
-                        "peer connection (a test hook; never set this in production)")
+            log.warning(
+                "FRAMESMITH_TEST_LEAK_VIEWER_PCS=1: leaking every departed viewer's "
+                "peer connection (a test hook; never set this in production)"
+            )
 
     def _pc(self) -> RTCPeerConnection:
         # TURN credentials may be minted per session (server.turn_secret_file)
@@ -181,9 +188,7 @@ class Sessions:
         return [s for s in self.by_id.values() if s.kind == "whip"]
 
     def viewer_dropped(self) -> int:
-        return self.viewer_dropped_closed + sum(
-            t.dropped for s in self.viewers for t in s.tracks
-        )
+        return self.viewer_dropped_closed + sum(t.dropped for s in self.viewers for t in s.tracks)
 
     # -- WHEP ------------------------------------------------------------------------------
 
@@ -192,30 +197,34 @@ class Sessions:
         cfg = svc.config
         desc = parse_offer(offer)
         if len(self.viewers) >= cfg.server.max_viewers:
-            raise SignallingError(503, f"too many viewers (server.max_viewers = "
-                                       f"{cfg.server.max_viewers})")
+            raise SignallingError(
+                503, f"too many viewers (server.max_viewers = {cfg.server.max_viewers})"
+            )
         videos = [m for m in desc.media if m.kind == "video"]
         if any(m.direction not in (None, "recvonly", "sendrecv", "inactive") for m in videos):
             raise SignallingError(400, "a WHEP offer's video must be recvonly")
         if len(videos) > 2:
             raise SignallingError(400, "at most two video m-lines (main and compare)")
         if codec is not None and codec not in cfg.encoder.codecs:
-            raise SignallingError(400, f"codec {codec!r} is not served (encoder.codecs = "
-                                       f"{cfg.encoder.codecs})")
+            raise SignallingError(
+                400, f"codec {codec!r} is not served (encoder.codecs = {cfg.encoder.codecs})"
+            )
         can = offered_codecs(videos[0])
         wanted = [codec or cfg.encoder.default_codec] + list(cfg.encoder.codecs)
         chosen = next((c for c in wanted if c in can and c in cfg.encoder.codecs), None)
         if chosen is None:
             raise SignallingError(
-                422, f"no common video codec: the offer has "
-                     f"{sorted({c.mimeType for c in videos[0].rtp.codecs})}, the server sends "
-                     f"{[MIME[c] for c in cfg.encoder.codecs]}"
+                422,
+                f"no common video codec: the offer has "
+                f"{sorted({c.mimeType for c in videos[0].rtp.codecs})}, the server sends "
+                f"{[MIME[c] for c in cfg.encoder.codecs]}",
             )
         sid = uuid.uuid4().hex[:16]
         pc = self._pc()
         session = Session(sid, "whep", pc, codec=chosen)
         prefs = [
-            c for c in RTCRtpSender.getCapabilities("video").codecs
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
             if c.mimeType.lower() in (MIME[chosen].lower(), "video/rtx")
         ]
         streams = ["main", "compare"][: len(videos)]
@@ -241,8 +250,13 @@ class Sessions:
         self.by_id[sid] = session
         self._expire_unconnected(session)
         svc.metrics.sessions.labels("whep").inc()
-        log.info("viewer %s joined (%s, %d track(s)); %d viewer(s)", sid, chosen,
-                 len(streams), len(self.viewers))
+        log.info(
+            "viewer %s joined (%s, %d track(s)); %d viewer(s)",
+            sid,
+            chosen,
+            len(streams),
+            len(self.viewers),
+        )
         return session, pc.localDescription.sdp
 
     def _frame_sender(self, session: Session):  # noqa: ANN202
@@ -251,17 +265,22 @@ class Sessions:
             if ch is None or ch.readyState != "open" or ch.bufferedAmount > 256 * 1024:
                 return
             now = time.time()
-            ch.send(json.dumps({
-                "type": "frame",
-                "n": meta.n,
-                "pts": meta.pts,
-                "t_src": round(meta.t_src * 1000, 3),
-                "t_sent": round(now * 1000, 3),
-                "key": bool(packet.is_keyframe),
-                "bytes": packet.size,
-                "stages": {k: round(v, 3) for k, v in meta.stages.items()},
-                "server_ms": round((now - meta.t_src) * 1000, 3),
-            }))
+            ch.send(
+                json.dumps(
+                    {
+                        "type": "frame",
+                        "n": meta.n,
+                        "pts": meta.pts,
+                        "t_src": round(meta.t_src * 1000, 3),
+                        "t_sent": round(now * 1000, 3),
+                        "key": bool(packet.is_keyframe),
+                        "bytes": packet.size,
+                        "stages": {k: round(v, 3) for k, v in meta.stages.items()},
+                        "server_ms": round((now - meta.t_src) * 1000, 3),
+                    }
+                )
+            )
+
         return on_sent
 
     def _wire(self, session: Session) -> None:
@@ -290,8 +309,16 @@ class Sessions:
 
     def _hello(self, session: Session) -> None:
         with contextlib.suppress(Exception):
-            session.channel.send(json.dumps({"type": "hello", "session": session.id,
-                                             "codec": session.codec, **self.service.describe()}))
+            session.channel.send(
+                json.dumps(
+                    {
+                        "type": "hello",
+                        "session": session.id,
+                        "codec": session.codec,
+                        **self.service.describe(),
+                    }
+                )
+            )
 
     def _on_message(self, session: Session, msg: Any) -> None:
         if not isinstance(msg, str) or len(msg) > 4096:
@@ -304,8 +331,9 @@ class Sessions:
             return
         kind = data.get("type")
         if kind == "ping":
-            session.channel.send(json.dumps({"type": "pong", "t": data.get("t"),
-                                             "server": time.time() * 1000}))
+            session.channel.send(
+                json.dumps({"type": "pong", "t": data.get("t"), "server": time.time() * 1000})
+            )
         elif kind == "input":
             if session.allow_input():
                 self.service.on_input(data, session.id)
@@ -319,8 +347,11 @@ class Sessions:
     async def whip(self, offer: str) -> tuple[Session, str]:
         svc = self.service
         if svc.source.kind != "webrtc":
-            raise SignallingError(409, f"the source is {svc.source.kind!r}; start the server "
-                                       "with --source webrtc to accept WHIP publishers")
+            raise SignallingError(
+                409,
+                f"the source is {svc.source.kind!r}; start the server "
+                "with --source webrtc to accept WHIP publishers",
+            )
         desc = parse_offer(offer)
         videos = [m for m in desc.media if m.kind == "video"]
         if len(videos) != 1:
@@ -329,8 +360,9 @@ class Sessions:
             raise SignallingError(400, "a WHIP offer's video must be sendonly")
         if not offered_codecs(videos[0]):
             raise SignallingError(
-                422, f"unsupported codec: the offer has "
-                     f"{sorted({c.mimeType for c in videos[0].rtp.codecs})}; publish VP8 or H264"
+                422,
+                f"unsupported codec: the offer has "
+                f"{sorted({c.mimeType for c in videos[0].rtp.codecs})}; publish VP8 or H264",
             )
         sid = uuid.uuid4().hex[:16]
         pc = self._pc()
@@ -400,10 +432,16 @@ class Sessions:
             self._peers.discard(session.pc)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.pc.close(), 5)
-        log.info("%s %s closed (%s); %d viewer(s)", "viewer" if session.kind == "whep"
-                 else "publisher", sid, reason, len(self.viewers))
+        log.info(
+            "%s %s closed (%s); %d viewer(s)",
+            "viewer" if session.kind == "whep" else "publisher",
+            sid,
+            reason,
+            len(self.viewers),
+        )
         return True
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(self.close(s, "shutdown") for s in list(self.by_id)),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self.close(s, "shutdown") for s in list(self.by_id)), return_exceptions=True
+        )

@@ -45,27 +45,33 @@ def _bad(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ('[server]\nice_port_min = "40000"\n', "server.ice_port_min"),
-    ("[server]\nice_port_min = 40000\n", "server.ice_port_max"),
-    ('[server]\nturn_servers = ["stun:x"]\nturn_username = "u"\n', "server.turn_servers"),
-    ('[server]\nice_public_address = "example.com"\n', "server.ice_public_address"),
-    ("[server]\nturn_pasword = 1\n", "server.turn_pasword"),
-    ("[encoder]\nbitrate = 5\n", "encoder.bitrate"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[server]\nice_port_min = "40000"\n', "server.ice_port_min"),
+        ("[server]\nice_port_min = 40000\n", "server.ice_port_max"),
+        ('[server]\nturn_servers = ["stun:x"]\nturn_username = "u"\n', "server.turn_servers"),
+        ('[server]\nice_public_address = "example.com"\n', "server.ice_public_address"),
+        ("[server]\nturn_pasword = 1\n", "server.turn_pasword"),
+        ("[encoder]\nbitrate = 5\n", "encoder.bitrate"),
+    ],
+)
 def test_bad_serve_config_names_the_key(tmp_path, text, key):
     with pytest.raises(serve_config.ConfigError, match=key.replace(".", r"\.")):
         serve_config.load(_bad(tmp_path, text))
 
 
-@pytest.mark.parametrize(("section", "text", "key"), [
-    ("process", '[process]\ncodec = "mpeg2"\n', "process.codec"),
-    ("process", "[process]\ncrf = 99\n", "process.crf"),
-    ("process", "[process]\nslots = true\n", "process.slots"),
-    ("process", "[process]\nthreads = 2\n", "process.threads"),
-    ("soak", "[soak]\nviewers = 0\n", "soak.viewers"),
-    ("soak", '[soak]\nurl = "ftp://x"\n', "soak.url"),
-])
+@pytest.mark.parametrize(
+    ("section", "text", "key"),
+    [
+        ("process", '[process]\ncodec = "mpeg2"\n', "process.codec"),
+        ("process", "[process]\ncrf = 99\n", "process.crf"),
+        ("process", "[process]\nslots = true\n", "process.slots"),
+        ("process", "[process]\nthreads = 2\n", "process.threads"),
+        ("soak", "[soak]\nviewers = 0\n", "soak.viewers"),
+        ("soak", '[soak]\nurl = "ftp://x"\n', "soak.url"),
+    ],
+)
 def test_bad_settings_name_the_key(tmp_path, section, text, key):
     with pytest.raises(settings.ConfigError, match=key.replace(".", r"\.")):
         settings.load(section, _bad(tmp_path, text))
@@ -93,5 +99,8 @@ def test_process_config_gives_defaults_and_flags_win(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         process.main(["in.mp4", "out.mp4", "--config", str(cfg), "--slots", "4"])
     assert (seen["codec"], seen["slots"], seen["no_progress"], seen["adapter"]) == (
-        "vp9", 4, True, None
+        "vp9",
+        4,
+        True,
+        None,
     )

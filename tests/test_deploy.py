@@ -32,8 +32,9 @@ def _hadolint() -> str:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint(dockerfile):
-    out = subprocess.run([_hadolint(), "--no-color", str(dockerfile)], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [_hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -80,8 +81,12 @@ def test_k8s_manifest_validates(manifest):
 
 def test_k8s_validator_refuses_a_bad_manifest():
     kv = pytest.importorskip("kubernetes_validate")
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-           "spec": {"ports": [{"port": "eighty"}]}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": "eighty"}]},
+    }
     with pytest.raises(kv.ValidationError):
         kv.validate(bad, kv.latest_version(), strict=True)
 
@@ -140,8 +145,13 @@ def test_compose_runs_the_service_with_turn(tmp_path):
 
 def test_serve_all_gpus_script_parses_and_serve_takes_an_adapter():
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "serve-all-gpus.sh")], check=True)
-    out = subprocess.run([sys.executable, "-m", "stream", "serve", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "stream", "serve", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "--adapter" in out.stdout, out.stdout + out.stderr
     cfg = serve_config.load(None, {"server.adapter": 1})
     assert cfg.server.adapter == 1

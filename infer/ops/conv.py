@@ -212,7 +212,9 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
             grid = (gx, math.ceil((r1 - r0) / WG[1]), n)
             label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
             share = cn * (r1 - r0) / (oc4 * oh)
-            dispatches.append(Dispatch("conv2d.wgsl", variables, bindings, grid, label, flops * share))
+            dispatches.append(
+                Dispatch("conv2d.wgsl", variables, bindings, grid, label, flops * share)
+            )
     return dispatches
 
 

@@ -24,8 +24,12 @@ NO_STUN = RTCConfiguration(iceServers=[])
 def small_config(**over) -> config_mod.Config:  # noqa: ANN003
     """160x90 @ 15 fps testsrc, bilinear unless a model is given; overrides as "a.b": v."""
     base = {
-        "source.width": 160, "source.height": 90, "source.fps": 15.0,
-        "server.port": 0, "model.mode": "bilinear", "model.compare": False,
+        "source.width": 160,
+        "source.height": 90,
+        "source.fps": 15.0,
+        "server.port": 0,
+        "model.mode": "bilinear",
+        "model.compare": False,
         "encoder.bitrate": 600_000,
     }
     base.update(over)
@@ -42,8 +46,12 @@ class Server:
         await self.runner.cleanup()
 
 
-async def start_server(cfg: config_mod.Config, model=None, model_name: str = "",  # noqa: ANN001
-                       extra_models: dict | None = None) -> Server:
+async def start_server(
+    cfg: config_mod.Config,
+    model=None,
+    model_name: str = "",  # noqa: ANN001
+    extra_models: dict | None = None,
+) -> Server:
     service = Service(cfg, model, model_name, extra_models)
     runner = web.AppRunner(make_app(service))
     await runner.setup()
@@ -68,8 +76,13 @@ class Viewer:
         await self.pc.close()
 
 
-async def whep(http: aiohttp.ClientSession, base: str, videos: int = 1, codec: str | None = None,
-               datachannel: bool = False) -> Viewer:
+async def whep(
+    http: aiohttp.ClientSession,
+    base: str,
+    videos: int = 1,
+    codec: str | None = None,
+    datachannel: bool = False,
+) -> Viewer:
     pc = RTCPeerConnection(NO_STUN)
     tracks: list = []
     got = asyncio.Event()
@@ -93,8 +106,9 @@ async def whep(http: aiohttp.ClientSession, base: str, videos: int = 1, codec: s
 
     await pc.setLocalDescription(await pc.createOffer())
     url = base + "/whep" + (f"?codec={codec}" if codec else "")
-    async with http.post(url, data=pc.localDescription.sdp,
-                         headers={"Content-Type": "application/sdp"}) as r:
+    async with http.post(
+        url, data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+    ) as r:
         body = await r.text()
         assert r.status == 201, (r.status, body)
         assert r.content_type == "application/sdp"
@@ -129,13 +143,17 @@ class SceneTrack(MediaStreamTrack):
         return frame
 
 
-async def whip(http: aiohttp.ClientSession, base: str, track: MediaStreamTrack,
-               ) -> tuple[RTCPeerConnection, str]:
+async def whip(
+    http: aiohttp.ClientSession,
+    base: str,
+    track: MediaStreamTrack,
+) -> tuple[RTCPeerConnection, str]:
     pc = RTCPeerConnection(NO_STUN)
     pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    async with http.post(base + "/whip", data=pc.localDescription.sdp,
-                         headers={"Content-Type": "application/sdp"}) as r:
+    async with http.post(
+        base + "/whip", data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+    ) as r:
         body = await r.text()
         assert r.status == 201, (r.status, body)
         location = r.headers["Location"]
@@ -178,8 +196,10 @@ def nearest_upscaler():  # noqa: ANN201 - onnx.ModelProto
         helper.make_node("DepthToSpace", ["c"], ["output"], blocksize=2, mode="CRD"),
     ]
     graph = helper.make_graph(
-        nodes, "nearest_x2",
+        nodes,
+        "nearest_x2",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits,
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+        inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

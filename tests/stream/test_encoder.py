@@ -99,7 +99,8 @@ async def test_pli_from_a_viewer_reaches_the_shared_encoder():
             await asyncio.sleep(0.6)  # PLIs closer than 0.5 s to a keyframe are merged
             k0 = enc.keyframes
             await sender._handle_rtcp_packet(
-                RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
+                RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+            )
             await asyncio.sleep(0.5)  # a few more frames through the server
             assert session.tracks[0].pli == 1
             assert enc.keyframes == k0 + 1

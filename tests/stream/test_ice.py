@@ -27,27 +27,40 @@ def _server(tmp_path, **values) -> config_mod.ServerConfig:
 def test_static_turn_credentials_from_file(tmp_path):
     secret = tmp_path / "turn_credential"
     secret.write_text("s3cret\n")
-    srv = _server(tmp_path, stun_servers=["stun:stun.example.org:3478"],
-                  turn_servers=["turn:turn.example.org:3478?transport=udp"],
-                  turn_username="fs", turn_credential_file=str(secret))
-    assert browser_ice(srv) == {"iceServers": [
-        {"urls": ["stun:stun.example.org:3478"]},
-        {"urls": ["turn:turn.example.org:3478?transport=udp"], "username": "fs",
-         "credential": "s3cret"},
-    ]}
-    assert [s.urls for s in ice_servers(srv)] == [["stun:stun.example.org:3478"],
-                                                 ["turn:turn.example.org:3478?transport=udp"]]
+    srv = _server(
+        tmp_path,
+        stun_servers=["stun:stun.example.org:3478"],
+        turn_servers=["turn:turn.example.org:3478?transport=udp"],
+        turn_username="fs",
+        turn_credential_file=str(secret),
+    )
+    assert browser_ice(srv) == {
+        "iceServers": [
+            {"urls": ["stun:stun.example.org:3478"]},
+            {
+                "urls": ["turn:turn.example.org:3478?transport=udp"],
+                "username": "fs",
+                "credential": "s3cret",
+            },
+        ]
+    }
+    assert [s.urls for s in ice_servers(srv)] == [
+        ["stun:stun.example.org:3478"],
+        ["turn:turn.example.org:3478?transport=udp"],
+    ]
 
 
 def test_minted_turn_credentials_follow_the_turn_rest_scheme(tmp_path):
     secret = tmp_path / "turn_secret"
     secret.write_text("shared")
-    srv = _server(tmp_path, turn_servers=["turn:t:3478"], turn_secret_file=str(secret),
-                  turn_ttl_s=600)
+    srv = _server(
+        tmp_path, turn_servers=["turn:t:3478"], turn_secret_file=str(secret), turn_ttl_s=600
+    )
     user, cred = turn_credentials(srv, now=1000.0)
     assert user == "1600:framesmith"
-    assert cred == base64.b64encode(hmac.new(b"shared", user.encode(), hashlib.sha1).digest()
-                                    ).decode()
+    assert (
+        cred == base64.b64encode(hmac.new(b"shared", user.encode(), hashlib.sha1).digest()).decode()
+    )
 
 
 def test_no_servers_no_ice():
@@ -99,13 +112,18 @@ async def test_service_uses_the_ice_settings(tmp_path, monkeypatch, restore_netw
     secret = tmp_path / "turn_secret"
     secret.write_text("shared")
     monkeypatch.setenv("FS_TEST_POD", "pod-3")
-    srv = await start_server(small_config(**{
-        "server.turn_servers": ["turn:127.0.0.1:9?transport=udp"],  # nothing listens there
-        "server.turn_secret_file": str(secret),
-        "server.ice_port_min": 42000, "server.ice_port_max": 42063,
-        "server.ice_public_address": "198.51.100.4",
-        "server.public_url": "http://$FS_TEST_POD.example:8080",
-    }))
+    srv = await start_server(
+        small_config(
+            **{
+                "server.turn_servers": ["turn:127.0.0.1:9?transport=udp"],  # nothing listens there
+                "server.turn_secret_file": str(secret),
+                "server.ice_port_min": 42000,
+                "server.ice_port_max": 42063,
+                "server.ice_public_address": "198.51.100.4",
+                "server.public_url": "http://$FS_TEST_POD.example:8080",
+            }
+        )
+    )
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(srv.url + "/api/ice") as r:
@@ -116,15 +134,21 @@ async def test_service_uses_the_ice_settings(tmp_path, monkeypatch, restore_netw
             offer_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             offer_pc.addTransceiver("video", direction="recvonly")
             await offer_pc.setLocalDescription(await offer_pc.createOffer())
-            async with http.post(srv.url + "/whep", data=offer_pc.localDescription.sdp,
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                srv.url + "/whep",
+                data=offer_pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as r:
                 answer = await r.text()
                 assert r.status == 201, answer
                 location = r.headers["Location"]
             await offer_pc.close()
             assert location.startswith("http://pod-3.example:8080/whep/")
-            cands = [c for m in aiortc_sdp.SessionDescription.parse(answer).media
-                     for c in m.ice_candidates]
+            cands = [
+                c
+                for m in aiortc_sdp.SessionDescription.parse(answer).media
+                for c in m.ice_candidates
+            ]
             hosts = [c for c in cands if c.type == "host"]
             assert hosts and all(42000 <= c.port <= 42063 for c in hosts), cands
             assert any(c.type == "srflx" and c.ip == "198.51.100.4" for c in cands), cands

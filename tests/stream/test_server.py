@@ -39,8 +39,9 @@ def markers_of(frames) -> list[int | None]:  # noqa: ANN001
 async def test_whep_viewer_receives_model_output_at_2x_with_readable_marker(codec):
     # a real CNN graph through the engine (Conv-Relu-Conv-DepthToSpace) whose weights make it
     # a nearest-neighbour x2, so the marker must survive model, colour passes and codec
-    srv = await start_server(small_config(**{"model.mode": "model"}),
-                             infer.load(nearest_upscaler()), "nearest_x2")
+    srv = await start_server(
+        small_config(**{"model.mode": "model"}), infer.load(nearest_upscaler()), "nearest_x2"
+    )
     try:
         async with aiohttp.ClientSession() as http:
             v = await whep(http, srv.url, codec=codec)
@@ -60,8 +61,9 @@ async def test_whep_viewer_receives_model_output_at_2x_with_readable_marker(code
 
 @pytest.mark.timeout(60)
 async def test_random_weight_model_streams_at_2x():
-    srv = await start_server(small_config(**{"model.mode": "model"}),
-                             infer.load(tiny_upscaler()), "tiny_x2")
+    srv = await start_server(
+        small_config(**{"model.mode": "model"}), infer.load(tiny_upscaler()), "tiny_x2"
+    )
     try:
         async with aiohttp.ClientSession() as http:
             v = await whep(http, srv.url)
@@ -202,8 +204,7 @@ async def test_data_channel_timings_pings_and_input_reach_the_scene():
             while v.channel.readyState != "open" and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             v.channel.send(json.dumps({"type": "ping", "t": 123.0}))
-            v.channel.send(json.dumps({"type": "input", "kind": "mousemove", "x": 0.25,
-                                       "y": 0.75}))
+            v.channel.send(json.dumps({"type": "input", "kind": "mousemove", "x": 0.25, "y": 0.75}))
             v.channel.send(json.dumps({"type": "input", "kind": "keydown", "key": "w"}))
             v.channel.send("not json")  # ignored, the session lives on
             await recv_frames(v.tracks[0], 5, 10)
@@ -224,14 +225,19 @@ async def test_data_channel_timings_pings_and_input_reach_the_scene():
 @pytest.mark.timeout(90)
 async def test_compare_stream_and_mode_switch():
     model = infer.load(tiny_upscaler())
-    srv = await start_server(small_config(**{"model.mode": "model", "model.compare": True}),
-                             model, "tiny_x2", {"nearest": infer.load(nearest_upscaler())})
+    srv = await start_server(
+        small_config(**{"model.mode": "model", "model.compare": True}),
+        model,
+        "tiny_x2",
+        {"nearest": infer.load(nearest_upscaler())},
+    )
     svc = srv.service
     try:
         async with aiohttp.ClientSession() as http:
             v = await whep(http, srv.url, videos=2)
-            main, comp = await asyncio.gather(recv_frames(v.tracks[0], 8, 40),
-                                              recv_frames(v.tracks[1], 8, 40))
+            main, comp = await asyncio.gather(
+                recv_frames(v.tracks[0], 8, 40), recv_frames(v.tracks[1], 8, 40)
+            )
             assert main and comp
             assert (comp[-1].width, comp[-1].height) == (320, 180)
             assert marker.read(planes_of(comp[-1])[0]) is not None  # bilinear keeps it
@@ -267,9 +273,14 @@ async def test_healthz_metrics_and_stats():
             async with http.get(srv.url + "/metrics") as r:
                 text = await r.text()
                 assert r.status == 200 and r.content_type == "text/plain"
-            for name in ("framesmith_frames_processed_total", "framesmith_frames_dropped_total",
-                         "framesmith_stage_seconds_bucket", "framesmith_viewers 1.0",
-                         "framesmith_encoder_fps", "framesmith_frames_encoded"):
+            for name in (
+                "framesmith_frames_processed_total",
+                "framesmith_frames_dropped_total",
+                "framesmith_stage_seconds_bucket",
+                "framesmith_viewers 1.0",
+                "framesmith_encoder_fps",
+                "framesmith_frames_encoded",
+            ):
                 assert name in text, name
             async with http.get(srv.url + "/api/stats") as r:
                 s = await r.json()

@@ -59,12 +59,18 @@ async def test_bad_requests_get_4xx_and_the_stream_goes_on():
                 got, text = await post(path, body, ctype)
                 assert got == status, (path, status, got, text)
                 assert words in text, (path, words, text)
-            for method, path in (("DELETE", "/whep/nope"), ("DELETE", "/whip/nope"),
-                                 ("GET", "/nope")):
+            for method, path in (
+                ("DELETE", "/whep/nope"),
+                ("DELETE", "/whip/nope"),
+                ("GET", "/nope"),
+            ):
                 async with http.request(method, base + path) as r:
                     assert r.status == 404, (method, path, r.status)
-            async with http.patch(base + v.location, data="a=candidate:x",
-                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+            async with http.patch(
+                base + v.location,
+                data="a=candidate:x",
+                headers={"Content-Type": "application/trickle-ice-sdpfrag"},
+            ) as r:
                 assert r.status == 405
             # the viewer never noticed
             assert len(await recv_frames(v.tracks[0], 10, 20)) == 10
@@ -87,12 +93,14 @@ async def test_whip_refuses_a_publisher_with_an_unsupported_codec():
     try:
         async with aiohttp.ClientSession() as http:
             offer = (await _offer("sendonly")).replace("VP8", "XYZ").replace("H264", "XYZ")
-            async with http.post(srv.url + "/whip", data=offer,
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                srv.url + "/whip", data=offer, headers={"Content-Type": "application/sdp"}
+            ) as r:
                 assert r.status == 422 and "unsupported codec" in await r.text()
             offer = await _offer("recvonly")
-            async with http.post(srv.url + "/whip", data=offer,
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                srv.url + "/whip", data=offer, headers={"Content-Type": "application/sdp"}
+            ) as r:
                 assert r.status == 400 and "sendonly" in await r.text()
             assert srv.service.sessions.by_id == {}
     finally:
@@ -105,8 +113,9 @@ async def test_too_many_viewers_get_503():
     try:
         async with aiohttp.ClientSession() as http:
             v = await whep(http, srv.url)
-            async with http.post(srv.url + "/whep", data=await _offer(),
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                srv.url + "/whep", data=await _offer(), headers={"Content-Type": "application/sdp"}
+            ) as r:
                 assert r.status == 503 and "max_viewers" in await r.text()
             await v.close(http, srv.url)
     finally:
@@ -125,8 +134,11 @@ async def test_an_offer_that_never_connects_is_dropped(monkeypatch):
             pc.addTransceiver("video", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             await pc.close()  # the client goes away before using the answer
-            async with http.post(srv.url + "/whep", data=pc.localDescription.sdp,
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                srv.url + "/whep",
+                data=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as r:
                 assert r.status == 201
             assert len(srv.service.sessions.viewers) == 1
             await asyncio.sleep(3.0)
@@ -147,8 +159,9 @@ async def test_input_floods_are_rate_limited():
             while v.channel.readyState != "open":
                 await asyncio.sleep(0.05)
             for _ in range(1000):
-                v.channel.send(json.dumps({"type": "input", "kind": "mousemove", "x": 0.1,
-                                           "y": 0.1}))
+                v.channel.send(
+                    json.dumps({"type": "input", "kind": "mousemove", "x": 0.1, "y": 0.1})
+                )
             await asyncio.sleep(1.0)
             session = srv.service.sessions.viewers[0]
             assert session.input_dropped > 0

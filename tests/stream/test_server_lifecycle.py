@@ -32,14 +32,17 @@ def _free_port() -> int:
 async def test_cli_serves_and_shuts_down_gracefully(tmp_path, sig):
     cfg = tmp_path / "serve.toml"
     cfg.write_text(
-        '[source]\nwidth = 160\nheight = 90\nfps = 15.0\n'
+        "[source]\nwidth = 160\nheight = 90\nfps = 15.0\n"
         '[model]\nmode = "bilinear"\ncompare = false\n'
-        '[encoder]\nbitrate = 500000\n'
+        "[encoder]\nbitrate = 500000\n"
     )
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "stream", "serve", "--config", str(cfg), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -82,7 +85,10 @@ async def test_cli_refuses_a_bad_config_naming_the_key(tmp_path):
     cfg.write_text("[encoder]\nbitrat = 5\n")
     r = subprocess.run(
         [sys.executable, "-m", "stream", "serve", "--config", str(cfg)],
-        cwd=REPO, capture_output=True, text=True, timeout=50,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=50,
     )
     assert r.returncode == 2
     assert "encoder.bitrat" in r.stdout + r.stderr

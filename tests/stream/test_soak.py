@@ -41,15 +41,25 @@ def _opts(tmp_path: Path, **over) -> settings.SoakSettings:  # noqa: ANN003
     serve.write_text(SERVE)
     opts = settings.load("soak")
     base = {
-        "serve_config": str(serve), "viewers": 3, "codec": "vp8", "sample_s": 1.0,
+        "serve_config": str(serve),
+        "viewers": 3,
+        "codec": "vp8",
+        "sample_s": 1.0,
         "report": str(tmp_path / "soak.json"),
         # a 2-core machine shared with the tests of others: thresholds for 15 fps at 160x90
-        "max_latency_p50_ms": 150.0, "max_latency_p95_ms": 300.0, "max_latency_p99_ms": 500.0,
-        "min_fps": 12.0, "max_drop_ratio": 0.05, "max_frozen_ratio": 0.02, "max_gap_s": 3.0,
+        "max_latency_p50_ms": 150.0,
+        "max_latency_p95_ms": 300.0,
+        "max_latency_p99_ms": 500.0,
+        "min_fps": 12.0,
+        "max_drop_ratio": 0.05,
+        "max_frozen_ratio": 0.02,
+        "max_gap_s": 3.0,
         # a minute is too short to tell allocator warm-up from a slow leak in RSS (measured
         # here: ~10 MB/min in the first minute, ~2.5 over the next two, in steps); the open
         # peer connections and fds are exact counts and keep tight limits
-        "max_rss_mb_per_min": 30.0, "max_fds_per_min": 10.0, "max_peers_per_min": 2.0,
+        "max_rss_mb_per_min": 30.0,
+        "max_fds_per_min": 10.0,
+        "max_peers_per_min": 2.0,
     }
     base.update(over)
     for k, v in base.items():
@@ -63,9 +73,18 @@ def _check(report: dict, name: str) -> dict:
 
 @pytest.mark.timeout(150)
 async def test_ci_soak_with_faults_passes_its_thresholds(tmp_path):
-    opts = _opts(tmp_path, duration_s=62.0, warmup_s=10.0, churn_s=15.0, rejoin_s=2.0,
-                 faults=["leave", "slow", "lossy", "malformed"], fault_every_s=12.0,
-                 stall_s=3.0, loss=0.2, loss_s=4.0)
+    opts = _opts(
+        tmp_path,
+        duration_s=62.0,
+        warmup_s=10.0,
+        churn_s=15.0,
+        rejoin_s=2.0,
+        faults=["leave", "slow", "lossy", "malformed"],
+        fault_every_s=12.0,
+        stall_s=3.0,
+        loss=0.2,
+        loss_s=4.0,
+    )
     report = await soak(opts)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / "ci-soak.json"
@@ -82,11 +101,15 @@ async def test_ci_soak_with_faults_passes_its_thresholds(tmp_path):
     # per frame samples and per second polls are all in the report
     assert s["latency_samples"] > 0.8 * s["frames_judged"] > 500
     row = report["frames"][-1]
-    assert {"t", "viewer", "n", "latency_ms", "send_ms", "interval_ms", "missed",
-            "faulted"} <= set(row)
+    assert {"t", "viewer", "n", "latency_ms", "send_ms", "interval_ms", "missed", "faulted"} <= set(
+        row
+    )
     assert len(report["polls"]) >= 50
-    assert all(p.get(k) is not None for p in report["polls"][1:-1]
-               for k in ("rss_mb", "fds", "peers", "gpu_mb"))
+    assert all(
+        p.get(k) is not None
+        for p in report["polls"][1:-1]
+        for k in ("rss_mb", "fds", "peers", "gpu_mb")
+    )
     # the faulted viewers' frames are marked and left out of the verdict, the others kept
     # getting frames throughout
     assert any(f["faulted"] for f in report["frames"])
@@ -99,8 +122,15 @@ async def test_ci_soak_with_faults_passes_its_thresholds(tmp_path):
 @pytest.mark.timeout(90)
 async def test_leaking_a_peer_connection_per_viewer_fails_the_leak_check(tmp_path):
     # churn every 2 s: each departed viewer's server-side RTCPeerConnection is never closed
-    opts = _opts(tmp_path, duration_s=30.0, warmup_s=4.0, churn_s=2.0, rejoin_s=0.5,
-                 faults=["leave"], fault_every_s=0.0)
+    opts = _opts(
+        tmp_path,
+        duration_s=30.0,
+        warmup_s=4.0,
+        churn_s=2.0,
+        rejoin_s=0.5,
+        faults=["leave"],
+        fault_every_s=0.0,
+    )
     report = await soak(opts, leak=True)
     write_report(report, tmp_path / "leak.json")
     print(format_verdict(report))

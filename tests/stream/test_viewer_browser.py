@@ -22,15 +22,30 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 # Chromium keeps only the last --disable-features, and playwright passes its own first: one
 # merged switch with playwright's list (1.65) plus ours; mDNS host candidates cost aioice ~1 s
 # (ANCHORS "Streaming")
-FEATURES = ",".join([
-    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
-    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
-    "ThirdPartyStoragePartitioning", "OptimizationHints", "NetworkTimeServiceQuerying",
-    "WebRtcHideLocalIpsWithMdns", "Translate", "DialMediaRouteProvider",
-])
+FEATURES = ",".join(
+    [
+        "AvoidUnnecessaryBeforeUnloadCheckSync",
+        "DestroyProfileOnBrowserClose",
+        "HttpsUpgrades",
+        "HttpsFirstBalancedModeAutoEnable",
+        "LensOverlay",
+        "MediaRouter",
+        "PaintHolding",
+        "ThirdPartyStoragePartitioning",
+        "OptimizationHints",
+        "NetworkTimeServiceQuerying",
+        "WebRtcHideLocalIpsWithMdns",
+        "Translate",
+        "DialMediaRouteProvider",
+    ]
+)
 ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
     f"--disable-features={FEATURES}",
 ]
 
@@ -47,8 +62,14 @@ def _playwright():  # noqa: ANN202
 async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
     pw = _playwright()
     # 320x180 source at 30 fps: output 640x360, the ANCHORS measurement size
-    cfg = small_config(**{"source.width": 320, "source.height": 180, "source.fps": 30.0,
-                          "encoder.bitrate": 1_500_000})
+    cfg = small_config(
+        **{
+            "source.width": 320,
+            "source.height": 180,
+            "source.fps": 30.0,
+            "encoder.bitrate": 1_500_000,
+        }
+    )
     srv = await start_server(cfg)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
@@ -61,11 +82,14 @@ async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
             await page.goto(f"{srv.url}/?codec={codec}")
             await page.wait_for_function(
                 "() => { const v = document.getElementById('main');"
-                " return v.videoWidth > 0 && v.currentTime > 0; }", timeout=30_000)
+                " return v.videoWidth > 0 && v.currentTime > 0; }",
+                timeout=30_000,
+            )
             first_frame_s = time.monotonic() - t0
             size = await page.evaluate(
                 "() => [document.getElementById('main').videoWidth,"
-                " document.getElementById('main').videoHeight]")
+                " document.getElementById('main').videoHeight]"
+            )
             assert size == [640, 360]
             # input from the page reaches the scene's cursor
             box = await page.locator("#main").bounding_box()
@@ -75,16 +99,25 @@ async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
             await page.keyboard.press("KeyD")
             # let latencies accumulate (a few seconds of frames)
             await page.wait_for_function(
-                "() => window.framesmith.latencies.length >= 100", timeout=60_000)
+                "() => window.framesmith.latencies.length >= 100", timeout=60_000
+            )
             await asyncio.sleep(1.5)  # one more overlay refresh
             stats = await page.evaluate("() => window.framesmith.stats")
             overlay = await page.inner_text("#overlay")
             await page.screenshot(path=str(ARTIFACTS / f"viewer-{codec}.png"))
             lat = await page.evaluate("() => window.framesmith.latencies")
-            (ARTIFACTS / f"viewer-{codec}.json").write_text(json.dumps({
-                "first_frame_s": first_frame_s, "stats": stats, "latencies_ms": lat,
-                "server": srv.service.stats(),
-            }, indent=1, default=str))
+            (ARTIFACTS / f"viewer-{codec}.json").write_text(
+                json.dumps(
+                    {
+                        "first_frame_s": first_frame_s,
+                        "stats": stats,
+                        "latencies_ms": lat,
+                        "server": srv.service.stats(),
+                    },
+                    indent=1,
+                    default=str,
+                )
+            )
             assert "glass-to-glass" in overlay and " ms median" in overlay, overlay
             assert stats["codec"].lower() == codec
             assert stats["width"] == 640 and stats["height"] == 360
@@ -114,8 +147,15 @@ async def test_viewer_page_compare_split_and_mode_switch():
 
     from .clips import tiny_upscaler
 
-    cfg = small_config(**{"source.width": 320, "source.height": 180, "source.fps": 20.0,
-                          "model.mode": "model", "model.compare": True})
+    cfg = small_config(
+        **{
+            "source.width": 320,
+            "source.height": 180,
+            "source.fps": 20.0,
+            "model.mode": "model",
+            "model.compare": True,
+        }
+    )
     srv = await start_server(cfg, infer.load(tiny_upscaler()), "tiny_x2")
     svc = srv.service
     ARTIFACTS.mkdir(exist_ok=True)
@@ -126,15 +166,19 @@ async def test_viewer_page_compare_split_and_mode_switch():
             await page.goto(f"{srv.url}/?compare=1")
             await page.wait_for_function(
                 "() => ['main', 'side'].every(id => { const v = document.getElementById(id);"
-                " return v.videoWidth === 640 && v.currentTime > 0; })", timeout=60_000)
+                " return v.videoWidth === 640 && v.currentTime > 0; })",
+                timeout=60_000,
+            )
             assert svc.encoders[("compare", "vp8")].frames_encoded > 0
             await page.evaluate(
                 "() => { const s = document.getElementById('slider'); s.value = 35;"
-                " s.dispatchEvent(new Event('input')); }")
+                " s.dispatchEvent(new Event('input')); }"
+            )
             clip = await page.evaluate("() => document.getElementById('side').style.clipPath")
             assert clip == "inset(0px 0px 0px 35%)"
             await page.wait_for_function(
-                "() => document.querySelectorAll('#mode option').length >= 3", timeout=10_000)
+                "() => document.querySelectorAll('#mode option').length >= 3", timeout=10_000
+            )
             await asyncio.sleep(1.0)
             await page.screenshot(path=str(ARTIFACTS / "viewer-compare.png"))
             await page.select_option("#mode", "bicubic")
@@ -160,9 +204,13 @@ async def test_browser_publishes_over_whip_and_a_viewer_gets_it_processed():
     try:
         async with pw.async_playwright() as p:
             browser = await p.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=[*ARGS, "--use-fake-device-for-media-stream",
-                      "--use-fake-ui-for-media-stream"],
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    *ARGS,
+                    "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream",
+                ],
             )
             page = await browser.new_page()
             await page.goto(f"{srv.url}/publish")
