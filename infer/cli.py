@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .benchmark import timed
 from .bundled import resolve_model
 from .errors import ModelError, UnsupportedModelError
 
@@ -131,17 +132,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _timed(fn, runs: int, warmup: int = 2) -> list[float]:  # noqa: ANN001
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def _stats(times: list[float]) -> dict:
     a = np.array(times) * 1000
     return {"median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)), "runs": len(a)}
@@ -198,12 +188,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "device": model.device.name,
         "precision": args.precision,
         "gflop": program.flops / 1e9,
-        "framesmith": _stats(_timed(lambda: model.run(x), args.runs)),
+        "framesmith": _stats(timed(lambda: model.run(x), args.runs, warmup=2)),
     }
     sess = _ort_session(path)
     if sess is not None:
         name = sess.get_inputs()[0].name
-        result["onnxruntime_cpu"] = _stats(_timed(lambda: sess.run(None, {name: x}), args.runs))
+        result["onnxruntime_cpu"] = _stats(
+            timed(lambda: sess.run(None, {name: x}), args.runs, warmup=2)
+        )
         result["ratio_ours_over_ort"] = (
             result["framesmith"]["median_ms"] / result["onnxruntime_cpu"]["median_ms"]
         )

@@ -54,11 +54,8 @@ def make_clip(
     return path
 
 
-def tiny_upscaler(seed: int = 0):  # noqa: ANN201 - onnx.ModelProto
-    """An ESPCN-shaped x2 upscaler with random weights: Conv-Relu-Conv-DepthToSpace."""
-    rng = np.random.default_rng(seed)
-    w1 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3
-    w2 = rng.standard_normal((12, 8, 3, 3)).astype(np.float32) * 0.2
+def espcn_shaped(w1: np.ndarray, w2: np.ndarray, name: str = "tiny_x2"):  # noqa: ANN201
+    """Conv(3->8)-Relu-Conv(8->12)-DepthToSpace(CRD, 2): the smallest ESPCN-shaped x2."""
     inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
     nodes = [
         helper.make_node("Conv", ["input", "w1"], ["h"], pads=[1, 1, 1, 1]),
@@ -68,9 +65,17 @@ def tiny_upscaler(seed: int = 0):  # noqa: ANN201 - onnx.ModelProto
     ]
     graph = helper.make_graph(
         nodes,
-        "tiny_x2",
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def tiny_upscaler(seed: int = 0):  # noqa: ANN201 - onnx.ModelProto
+    """An ESPCN-shaped x2 upscaler with random weights."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3
+    w2 = rng.standard_normal((12, 8, 3, 3)).astype(np.float32) * 0.2
+    return espcn_shaped(w1, w2)

@@ -179,7 +179,8 @@ def nearest_upscaler():  # noqa: ANN201 - onnx.ModelProto
     """ESPCN-shaped (Conv-Relu-Conv-DepthToSpace) x2 with weights that make it a nearest-
     neighbour upscaler: a real model through the engine whose output keeps the marker."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+
+    from .clips import espcn_shaped
 
     w1 = np.zeros((8, 3, 3, 3), np.float32)
     for c in range(3):
@@ -188,18 +189,4 @@ def nearest_upscaler():  # noqa: ANN201 - onnx.ModelProto
     for c in range(3):
         for s in range(4):
             w2[c * 4 + s, c, 1, 1] = 1.0  # DepthToSpace CRD: channel c*4 + (dy*2 + dx)
-    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
-    nodes = [
-        helper.make_node("Conv", ["input", "w1"], ["h"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("Conv", ["r", "w2"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("DepthToSpace", ["c"], ["output"], blocksize=2, mode="CRD"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "nearest_x2",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return espcn_shaped(w1, w2, "nearest_x2")
