@@ -147,6 +147,15 @@ def pack_conv2d_weights(w: np.ndarray, bstride: int, nblocks: int) -> np.ndarray
     return out
 
 
+def channel_blocks_per_invocation(oc4: int) -> int:
+    """OCB for a conv with `oc4` output blocks: OCB, or all of them when there are at most 3.
+
+    A last group only partly filled computes its empty blocks anyway: for the 12-channel
+    output of a x2 upscaler (3 blocks) one group of 3 ran 1.4x faster than groups of 2.
+    """
+    return oc4 if oc4 <= 3 else min(OCB, oc4)
+
+
 def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dispatch]:  # noqa: ANN001
     n, ic = x_shape[0], x_shape[1]
     x, y = node.inputs[0], node.outputs[0]
@@ -157,7 +166,7 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
     bstride = (per_block + 3) // 4 * 4
     block_bytes = bstride * 64
     uniform_limit = ctx.limits["max-uniform-buffer-binding-size"]
-    ocb = min(OCB, oc4)
+    ocb = channel_blocks_per_invocation(oc4)
     weights_uniform = block_bytes * ocb <= uniform_limit
     if not weights_uniform:
         ocb = 1  # a storage buffer window of one block
