@@ -212,18 +212,22 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's contents, or a ConfigError saying why it cannot be read."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the TOML file (if any), then `overrides` ({"server.port": 9000})."""
     cfg = Config()
     if path is not None:
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(p)!r} not found") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML: {e}") from None
-        _apply(cfg, data, str(p))
+        _apply(cfg, read_toml(p), str(p))
     for key, value in (overrides or {}).items():
         if value is None:
             continue

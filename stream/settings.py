@@ -8,12 +8,11 @@ named (``process.crf: must be -1 or 0..63, got 99``). Command-line flags overrid
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, _coerce
+from .config import ConfigError, _coerce, read_toml
 
 
 @dataclass
@@ -123,12 +122,7 @@ def load(section: str, path: str | Path | None = None) -> Any:
     obj = cls()
     if path is not None:
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(p)!r} not found") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        data = read_toml(p)
         unknown = set(data) - {section}
         if unknown:
             raise ConfigError(
