@@ -9,13 +9,12 @@ datasheet peak: they are the ceilings our own kernels can fairly be compared wit
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import wgpu
 
 from . import wgsl
-from .device import Device, get_device
+from .device import Device, get_device, time_dispatch
 
 _WG = 256
 _CHAINS = 8
@@ -26,23 +25,6 @@ _cache: dict[int, dict] = {}
 def _grid(groups: int) -> tuple[int, int, int]:
     gx = min(groups, 65535)
     return gx, math.ceil(groups / gx), 1
-
-
-def _time(device: Device, pipeline, group, grid, wait_buf, repeats: int) -> float:  # noqa: ANN001
-    dev = device.device
-    best = float("inf")
-    for _ in range(repeats):
-        enc = dev.create_command_encoder()
-        cp = enc.begin_compute_pass()
-        cp.set_pipeline(pipeline)
-        cp.set_bind_group(0, group)
-        cp.dispatch_workgroups(*grid)
-        cp.end()
-        t0 = time.perf_counter()
-        device.queue.submit([enc.finish()])
-        device.queue.read_buffer(wait_buf, 0, 16)  # waits for the GPU
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _source(pitch: int, n: int) -> str:
@@ -69,10 +51,10 @@ def compute_peak(
             layout=pipe.get_bind_group_layout(0),
             entries=[{"binding": 2, "resource": {"buffer": out, "offset": 0, "size": out.size}}],
         )
-        t = _time(device, pipe, group, grid, out, 1 if groups < max_groups else repeats)
+        t = time_dispatch(device, pipe, group, grid, out, 1 if groups < max_groups else repeats)
         if t * 1000 >= target_ms or groups >= max_groups:
             if groups < max_groups:
-                t = min(t, _time(device, pipe, group, grid, out, repeats))
+                t = min(t, time_dispatch(device, pipe, group, grid, out, repeats))
             flops = invocations * _ITERS * _CHAINS * 8
             out.destroy()
             return {"gflops": flops / t / 1e9, "flops": flops, "ms": t * 1000}
@@ -106,7 +88,7 @@ def bandwidth(
                 {"binding": 1, "resource": {"buffer": dst, "offset": 0, "size": size}},
             ],
         )
-        t = _time(device, pipe, group, grid, dst, repeats)
+        t = time_dispatch(device, pipe, group, grid, dst, repeats)
         src.destroy()
         dst.destroy()
         if t * 1000 >= target_ms or size * 2 > limit:

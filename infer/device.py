@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import wgpu
 
@@ -61,6 +62,34 @@ class Device:
             )
             self._pipelines[key] = p
         return p
+
+
+def time_dispatch(
+    device: Device,
+    pipeline: wgpu.GPUComputePipeline,
+    group: wgpu.GPUBindGroup,
+    grid: tuple[int, int, int],
+    wait_buffer: wgpu.GPUBuffer,
+    repeats: int,
+) -> float:
+    """Best wall time in seconds of one dispatch submitted alone and waited for.
+
+    Timestamp queries are not trusted for this: on lavapipe they read wrong once a pass has
+    used a storage texture. Reading 4 bytes of `wait_buffer` back is the wait.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        enc = device.device.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        cp.set_pipeline(pipeline)
+        cp.set_bind_group(0, group)
+        cp.dispatch_workgroups(*grid)
+        cp.end()
+        t0 = time.perf_counter()
+        device.queue.submit([enc.finish()])
+        device.queue.read_buffer(wait_buffer, 0, 4)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def list_adapters() -> list[wgpu.GPUAdapter]:

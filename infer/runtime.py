@@ -9,7 +9,7 @@ import wgpu
 
 from . import wgsl
 from .compile import Program
-from .device import Device
+from .device import Device, time_dispatch
 from .errors import ModelError
 from .layout import from_physical, physical_size, to_physical
 
@@ -198,31 +198,12 @@ class Executable:
         return out
 
     def profile(self, inputs: dict[str, np.ndarray], repeats: int = 3) -> list[dict]:
-        """Wall time of each dispatch, run alone and waited for (best of `repeats`).
-
-        Timestamp queries are not trusted for this: on lavapipe they read wrong once a pass
-        has used a storage texture, and per-dispatch submission gives the same figure
-        everywhere at the cost of some fixed overhead per dispatch.
-        """
-        import time
-
+        """Wall time of each dispatch, run alone and waited for (best of `repeats`)."""
         with self.device.lock:
             self.upload(inputs)
-            dev = self.device.device
             rows = []
             for d, (pipeline, group, grid) in zip(self.program.dispatches, self.steps, strict=True):
-                best = float("inf")
-                for _ in range(repeats):
-                    enc = dev.create_command_encoder()
-                    cp = enc.begin_compute_pass()
-                    cp.set_pipeline(pipeline)
-                    cp.set_bind_group(0, group)
-                    cp.dispatch_workgroups(*grid)
-                    cp.end()
-                    t0 = time.perf_counter()
-                    self.device.queue.submit([enc.finish()])
-                    self.device.queue.read_buffer(self.pool[0], 0, 4)  # waits for the GPU
-                    best = min(best, time.perf_counter() - t0)
+                best = time_dispatch(self.device, pipeline, group, grid, self.pool[0], repeats)
                 rows.append(
                     {"label": d.label, "kernel": d.template, "ms": best * 1000, "flops": d.flops}
                 )
