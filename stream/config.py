@@ -166,6 +166,18 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported option type {name}")
 
 
+def apply_section(target: Any, section: str, values: dict, origin: str) -> None:
+    """Set a [section] table's keys on its dataclass, each type-checked; unknown keys refused."""
+    known = {f.name: f for f in fields(target)}
+    for key, value in values.items():
+        full = f"{section}.{key}"
+        if key not in known:
+            raise ConfigError(
+                f"{origin}: unknown key {full!r} (known in [{section}]: {', '.join(known)})"
+            )
+        setattr(target, key, _coerce(full, known[key].type, value))
+
+
 def _apply(cfg: Config, data: dict, origin: str) -> None:
     sections = {f.name: f for f in fields(Config)}
     for section, values in data.items():
@@ -175,15 +187,7 @@ def _apply(cfg: Config, data: dict, origin: str) -> None:
             )
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: {section} must be a table, got {values!r}")
-        target = getattr(cfg, section)
-        known = {f.name: f for f in fields(target)}
-        for key, value in values.items():
-            full = f"{section}.{key}"
-            if key not in known:
-                raise ConfigError(
-                    f"{origin}: unknown key {full!r} (known in [{section}]: {', '.join(known)})"
-                )
-            setattr(target, key, _coerce(full, known[key].type, value))
+        apply_section(getattr(cfg, section), section, values, origin)
 
 
 def validate(cfg: Config) -> Config:

@@ -8,11 +8,11 @@ named (``process.crf: must be -1 or 0..63, got 99``). Command-line flags overrid
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, _coerce, read_toml
+from .config import ConfigError, apply_section, read_toml
 
 
 @dataclass
@@ -131,14 +131,7 @@ def load(section: str, path: str | Path | None = None) -> Any:
         values = data.get(section, {})
         if not isinstance(values, dict):
             raise ConfigError(f"{p}: {section} must be a table")
-        known = {f.name: f for f in fields(cls)}
-        for key, value in values.items():
-            full = f"{section}.{key}"
-            if key not in known:
-                raise ConfigError(
-                    f"{p}: unknown key {full!r} (known in [{section}]: {', '.join(known)})"
-                )
-            setattr(obj, key, _coerce(full, known[key].type, value))
+        apply_section(obj, section, values, str(p))
     for key, check in _CHECKS.items():
         sec, name = key.split(".")
         if sec == section:
