@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..graph import Node
-from ..layout import pad4
+from ..layout import logical_strides, pad4
 from .common import grid_for, index_vars
 from .elementwise import NO_ACTIVATION
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr_ints, register
@@ -77,8 +77,6 @@ def _spatial3(values: list[int], fill: int) -> list[int]:
 
 def _generic_vars(node: Node, ctx: BuildContext, x_shape, y_shape, geo) -> dict:  # noqa: ANN001
     nsp = geo["nsp"]
-    from ..layout import logical_strides
-
     xs = logical_strides(x_shape)
     sp = ["0u"] * (3 - nsp) + [f"o{2 + i}" for i in range(nsp)]
     pad_begin = geo["pads"][:nsp]
