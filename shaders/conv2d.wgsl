@@ -2,7 +2,8 @@
    Each invocation computes PX horizontally adjacent output pixels for OCB blocks of 4 output
    channels: one vec4 input load (4 input channels) feeds OCB mat4x4 FMAs per pixel, and the
    weights are indexed only by constants and loop counters, so every invocation reads the
-   same weight (a uniform-buffer broadcast).
+   same weight (a uniform-buffer broadcast). With one input block of fewer than 4 channels (an
+   RGB input), the zero lanes' columns are skipped: a quarter of the first layer's FMAs.
    One dispatch per group of OCB channel blocks (and per row band of a large frame):
    x = column groups, y = output rows of this band, z = batch.
    params = (first channel block, first output row, input base, output base). #}
@@ -72,7 +73,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         {
           let wm = w[{{ o * bstride + (ky * kw + kx) * ic4 }}u + ic4];
 {$ for p in range(PX) $}
+{$ if in_lanes == 4 $}
           acc{{ o }}_{{ p }} += wm * v{{ p }};
+{$ else $}
+          acc{{ o }}_{{ p }} += {$ for j in range(in_lanes) $}{{ " + " if j else "" }}wm[{{ j }}] * v{{ p }}.{{ "xyzw"[j] }}{$ endfor $};
+{$ endif $}
 {$ endfor $}
         }
 {$ endfor $}

@@ -196,6 +196,7 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
         "wn": ocb * bstride,
         "weights_uniform": weights_uniform,
         "mask_lanes": oc % 4 != 0,
+        "in_lanes": ic if ic4 == 1 else 4,
         "act": node.attrs.get("_activation", NO_ACTIVATION),
     }
     slope = _slope_binding(node, ctx, oc)

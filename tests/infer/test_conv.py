@@ -18,6 +18,9 @@ CASES = {
     "same_lower": dict(ic=4, oc=5, k=(3, 2), auto_pad="SAME_LOWER"),
     "valid_rect": dict(ic=3, oc=3, k=(2, 5), auto_pad="VALID"),
     "no_bias": dict(ic=5, oc=6, k=(3, 3), bias=False),
+    # one input block with 1 or 2 live lanes: the kernel skips the zero lanes' columns
+    "gray_in": dict(ic=1, oc=9, k=(3, 3), pads=[1, 1, 1, 1]),
+    "two_in_strided": dict(ic=2, oc=4, k=(3, 3), strides=[2, 2]),
 }
 
 
