@@ -1,4 +1,4 @@
-"""`python -m stream serve|process|bench-pipeline|devices|plot`."""
+"""`python -m stream serve|process|bench|bench-pipeline|devices|soak|plot`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "serve": "stream.server:main",
         "process": "stream.process:main",
+        "bench": "stream.bench_service:main",
         "bench-pipeline": "stream.bench:main",
         "devices": "stream.devices:main",
         "soak": "stream.soak:main",

@@ -17,6 +17,12 @@ kind "pipeline" (what `python -m stream bench-pipeline --json` writes) ->
   and gpu_ms (from timestamp queries, when the adapter has them) as a thin bar from
   t_submitted: GPU busy time, not its absolute position. Times are perf_counter seconds.
 
+kind "service-bench" (what `python -m stream bench --json` writes) ->
+  `<stem>.service.png`: by source resolution, the frames per second the pipeline ran
+  sequentially and double-buffered and the rate the service's viewers held (the source
+  rate drawn as a line), and per-frame latency: the pipeline's, and glass-to-glass p50 with
+  a whisker to p95 from the viewers.
+
 kind "soak" ->
   `<stem>.latency_hist.png`: histogram of per-frame latency with the measured p50/p95/p99
   and the thresholds drawn as vertical lines;
@@ -66,6 +72,72 @@ def kind_of(result: dict) -> str | None:
     if "frames" in result and isinstance(result["frames"], list):
         return "soak"
     return None
+
+
+# ---- service bench ----------------------------------------------------------------------
+
+
+def plot_service_bench(result: dict, png: Path) -> Path:
+    rows = result["rows"]
+    labels = [f"{r['size']}\n{r['mode']}" for r in rows]
+    x = np.arange(len(rows))
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(rows) + 4), 4.2))
+
+    def val(v: float | None) -> float:
+        return np.nan if v is None else float(v)
+
+    series = [
+        ("pipeline, sequential", [val(r["pipeline"]["sequential_fps"]) for r in rows], "#8c8c8c"),
+        (
+            "pipeline, double-buffered",
+            [val(r["pipeline"]["pipelined_fps"]) for r in rows],
+            "#4c72b0",
+        ),
+        ("service, viewers held", [val(r["service"]["viewer_fps_mean"]) for r in rows], "#2f7d3c"),
+    ]
+    width = 0.27
+    for k, (name, ys, colour) in enumerate(series):
+        a.bar(x + (k - 1) * width, ys, width, label=name, color=colour)
+    a.axhline(rows[0]["source_fps"], color="#c44e52", ls="--", lw=1, label="source fps")
+    a.set_xticks(x, labels)
+    a.set_ylabel("frames per second")
+    a.set_title("throughput")
+    a.legend(fontsize=8)
+    lat = [
+        (
+            "pipeline, sequential",
+            [val(r["pipeline"]["sequential_latency_ms"]) for r in rows],
+            "#8c8c8c",
+        ),
+        (
+            "double-buffered, offline (queued)",
+            [val(r["pipeline"]["pipelined_latency_ms"]) for r in rows],
+            "#4c72b0",
+        ),
+    ]
+    for k, (name, ys, colour) in enumerate(lat):
+        b.bar(x + (k - 1) * width, ys, width, label=name, color=colour)
+    p50 = np.array([val(r["service"]["latency_p50_ms"]) for r in rows])
+    p95 = np.array([val(r["service"]["latency_p95_ms"]) for r in rows])
+    b.bar(x + width, p50, width, label="glass to glass p50 (whisker p95)", color="#2f7d3c")
+    b.errorbar(
+        x + width,
+        p50,
+        yerr=[np.zeros_like(p50), np.nan_to_num(p95 - p50)],
+        fmt="none",
+        ecolor="k",
+        capsize=3,
+    )
+    b.set_xticks(x, labels)
+    b.set_ylabel("ms per frame")
+    b.set_title("latency")
+    b.legend(fontsize=8)
+    fig.suptitle(
+        f"{result.get('model', '')} on {result.get('device', '')}, {result.get('codec', '')}",
+        fontsize=9,
+    )
+    return _save(fig, png)
 
 
 # ---- pipeline timeline ------------------------------------------------------------------
@@ -297,6 +369,10 @@ def figures(result: dict) -> list[str]:
         if parts:
             lines.append("mean stage ms: " + ", ".join(parts))
         return lines
+    if kind == "service-bench":
+        from .bench_service import format_row
+
+        return [line for r in result["rows"] for line in format_row(r).splitlines()]
     if kind == "soak":
         _, lat, _, dropped = _latencies(result)
         ok = lat[np.isfinite(lat)]
@@ -321,6 +397,8 @@ def plot_result(result: dict | str | Path, out_dir: Path | None = None) -> list[
     kind = kind_of(result)
     if kind == "pipeline":
         return [plot_timeline(result, out_dir / f"{stem}.timeline.png")]
+    if kind == "service-bench":
+        return [plot_service_bench(result, out_dir / f"{stem}.service.png")]
     if kind == "soak":
         return [
             plot_latency_hist(result, out_dir / f"{stem}.latency_hist.png"),
@@ -331,7 +409,8 @@ def plot_result(result: dict | str | Path, out_dir: Path | None = None) -> list[
 
         return engine_plots.plot_result(result, out_dir, stem)
     raise ValueError(
-        f"no plot for a result of kind {kind!r} (known kinds: pipeline, soak, layers, engine)"
+        f"no plot for a result of kind {kind!r} "
+        "(known kinds: pipeline, service-bench, soak, layers, engine)"
     )
 
 

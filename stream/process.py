@@ -112,7 +112,8 @@ async def process_file(
                         output.mux(packet)
                         result.audio_packets += 1
                     continue
-                for frame in packet.decode():
+                # decode and encode run off the event loop, so the pipeline keeps submitting
+                for frame in await asyncio.to_thread(packet.decode):
                     decoded += 1
                     yield frame
             except av.error.FFmpegError as e:
@@ -129,7 +130,7 @@ async def process_file(
 
     try:
         async for out in pipeline.frames(frames(), live=False):
-            output.mux(vout.encode(out))
+            output.mux(await asyncio.to_thread(vout.encode, out))
             result.frames += 1
             bar.update(1)
             bar.set_postfix(fps=f"{result.frames / (time.perf_counter() - t0):.1f}")

@@ -117,6 +117,7 @@ class Viewer:
         self.left: float | None = None
         self.leave_mode = ""
         self.frames = 0
+        self.size: tuple[int, int] | None = None  # of the frames decoded
         self.unreadable = 0
         self.last_n: int | None = None
         self.last_t: float | None = None
@@ -243,6 +244,7 @@ class Viewer:
 
     def _on_frame(self, frame: av.VideoFrame, t_wall: float, t: float) -> None:
         self.frames += 1
+        self.size = (frame.width, frame.height)
         if self.first_frame is None:
             self.first_frame = t
         row: dict = {
@@ -329,6 +331,7 @@ class Viewer:
             "left": None if self.left is None else round(self.left, 3),
             "leave_mode": self.leave_mode,
             "frames": self.frames,
+            "size": self.size,
             "unreadable": self.unreadable,
             "lost_packets": self.lost_packets,
             "clock_offset_ms": round(self.offset_ms, 3),
