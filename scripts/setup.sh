@@ -13,9 +13,13 @@ if ! compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null \
   need_apt+=(mesa-vulkan-drivers libvulkan1)
 fi
 # the viewer-page browser tests drive Debian's Chromium with playwright (never `playwright
-# install`: no downloaded browsers)
+# install`: no downloaded browsers) ...
 if ! command -v chromium >/dev/null 2>&1; then
   need_apt+=(chromium)
+fi
+# ... and Debian's Firefox ESR over Marionette (marionette-driver, no geckodriver)
+if ! command -v firefox-esr >/dev/null 2>&1; then
+  need_apt+=(firefox-esr)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"

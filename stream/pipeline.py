@@ -3,7 +3,9 @@
 One command buffer per frame. Frames are uploaded into per-slot textures and read back
 through per-slot mapped buffers, so while the GPU computes frame N, frame N+1 is uploaded
 and frame N-1 is read back. Uploads and submits run on one worker thread, map waits on
-another: the asyncio loop never waits on the GPU.
+another: the asyncio loop never waits on the GPU. A live source hands over its newest frame
+only when the GPU has finished the previous one, so a GPU-bound stream does not queue a
+stale frame behind it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -283,11 +285,18 @@ class FramePipeline:
         return plan
 
     def _readback(
-        self, plan: _Plan, slot: int, src: av.VideoFrame, timing: FrameTiming
+        self,
+        plan: _Plan,
+        slot: int,
+        src: av.VideoFrame,
+        timing: FrameTiming,
+        gpu_done: Callable[[], None] | None = None,
     ) -> av.VideoFrame:
         t0 = time.perf_counter()
         rb = plan.slots[slot].readback
         rb.map_sync(wgpu.MapMode.READ)
+        if gpu_done is not None:
+            gpu_done()
         try:
             data = np.frombuffer(rb.read_mapped(copy=True), np.uint8)
         finally:
@@ -344,6 +353,11 @@ class FramePipeline:
         inbox: _Inbox = _LatestBox(self.stats) if live else _Queue(self.slots)
         inflight: asyncio.Queue = asyncio.Queue()
         free = asyncio.Semaphore(self.slots)
+        gpu_idle = asyncio.Event()
+        gpu_idle.set()
+
+        def gpu_done() -> None:
+            loop.call_soon_threadsafe(gpu_idle.set)
 
         async def feed() -> None:
             try:
@@ -354,18 +368,28 @@ class FramePipeline:
 
         async def dispatch() -> None:
             try:
-                while (item := await inbox.get()) is not None:
+                while True:
+                    if live:
+                        # Newest wins as late as possible: the next frame is taken only once
+                        # the GPU has finished the previous one. A GPU-bound live stream then
+                        # carries no stale frame through the second slot (a frame time of
+                        # latency each), while readback and encode of frame N still overlap
+                        # the GPU work of N+1.
+                        await gpu_idle.wait()
+                    if (item := await inbox.get()) is None:
+                        break
                     frame, timing = item
                     t_wait = time.perf_counter()
                     await free.acquire()
                     timing.wait_ms = (time.perf_counter() - t_wait) * 1000
+                    gpu_idle.clear()
                     slot = self._next_slot
                     self._next_slot = (slot + 1) % self.slots
                     plan = await loop.run_in_executor(
                         self._submit_thread, self._upload_and_submit, frame, slot, timing
                     )
                     fut = loop.run_in_executor(
-                        self._readback_thread, self._readback, plan, slot, frame, timing
+                        self._readback_thread, self._readback, plan, slot, frame, timing, gpu_done
                     )
                     await inflight.put(fut)
             except BaseException as e:
