@@ -24,6 +24,7 @@ import numpy as np
 
 from .compile import Program
 from .errors import ModelError
+from .layout import storage
 from .ops.registry import Dispatch
 from .runtime import _nbytes
 
@@ -63,7 +64,8 @@ def dispatch_bytes(program: Program, d: Dispatch) -> int:
         elif b.kind == "const":
             total += max(0, program.consts[b.ref].nbytes - b.offset)
         else:
-            total += _nbytes(program.values[b.ref].shape)
+            esize = np.dtype(storage(program.precision)[1]).itemsize
+            total += _nbytes(program.values[b.ref].shape, esize)
     return total
 
 

@@ -24,6 +24,7 @@ class Program:
     dispatches: list[Dispatch]
     consts: dict[str, np.ndarray]
     gpu_inputs: list[str]  # graph inputs read by some dispatch
+    precision: str = "fp32"  # tensor storage (infer.layout.storage); kernels compute in f32
 
     @property
     def flops(self) -> float:
@@ -55,4 +56,4 @@ def specialise(
         raise UnsupportedModelError(problems, g.opset)
     read = {b.ref for d in dispatches for b in d.bindings if b.kind == "in"}
     gpu_inputs = [name for name in inputs if name in read]
-    return Program(g, values, dispatches, ctx.consts, gpu_inputs)
+    return Program(g, values, dispatches, ctx.consts, gpu_inputs, precision)

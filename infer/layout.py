@@ -13,6 +13,13 @@ import math
 
 import numpy as np
 
+STORAGE = {"fp32": ("f32", np.float32), "fp16": ("f16", np.float16)}
+
+
+def storage(precision: str) -> tuple[str, type]:
+    """(WGSL scalar type, numpy dtype) tensors are stored in at this precision."""
+    return STORAGE[precision]
+
 
 def pad4(c: int) -> int:
     return (c + 3) // 4 * 4

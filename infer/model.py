@@ -64,9 +64,11 @@ class Model:
     def __init__(self, graph: Graph, device: Device, precision: str = "fp32"):
         if precision not in ("fp32", "fp16"):
             raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
-        if precision == "fp16":
-            # Refused rather than silently run in fp32: the kernels store fp32 only so far.
-            raise ModelError("precision='fp16' is not implemented yet; use precision='fp32'")
+        if precision == "fp16" and "shader-f16" not in device.features:
+            # refused rather than silently run in fp32
+            raise ModelError(
+                f"precision='fp16' needs the shader-f16 feature, which {device.name} lacks"
+            )
         self.graph = graph
         self.device = device
         self.precision = precision

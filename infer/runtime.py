@@ -11,15 +11,15 @@ from . import wgsl
 from .compile import Program
 from .device import Device, time_dispatch
 from .errors import ModelError
-from .layout import from_physical, physical_size, to_physical
+from .layout import from_physical, physical_size, storage, to_physical
 
 _U = wgpu.BufferUsage
 _TENSOR_USAGE = _U.STORAGE | _U.COPY_SRC | _U.COPY_DST
 _CONST_USAGE = _U.STORAGE | _U.UNIFORM | _U.COPY_DST
 
 
-def _nbytes(shape: tuple[int, ...]) -> int:
-    return max(16, physical_size(shape) * 4)
+def _nbytes(shape: tuple[int, ...], esize: int = 4) -> int:
+    return max(16, physical_size(shape) * esize)
 
 
 class ConstantStore:
@@ -51,6 +51,7 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
     before its inputs are released, so no kernel reads and writes the same memory.
     """
     steps = program.dispatches
+    esize = np.dtype(storage(program.precision)[1]).itemsize
     first: dict[str, int] = {n: -1 for n in program.gpu_inputs}
     last: dict[str, int] = {}
     for i, d in enumerate(steps):
@@ -67,7 +68,7 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
     where: dict[str, tuple[int, int]] = {}
 
     def alloc(name: str) -> None:
-        size = _nbytes(program.values[name].shape)
+        size = _nbytes(program.values[name].shape, esize)
         size = (size + 255) // 256 * 256
         best = None
         for k, (fsize, _slot) in enumerate(free):
@@ -101,6 +102,9 @@ class Executable:
         self.program = program
         dev = device.device
         limit = device.limits["max-storage-buffer-binding-size"]
+        # tensors are stored as `scalar` (WGSL) / `dtype` (numpy): f32, or f16 at fp16
+        self.scalar, self.dtype = storage(program.precision)
+        self.esize = np.dtype(self.dtype).itemsize
         self.assignment = plan_buffers(program)
         sizes: dict[int, int] = {}
         for slot, size in self.assignment.values():
@@ -109,7 +113,7 @@ class Executable:
         self.pool_bytes = sum(sizes.values())
         self.steps: list[tuple[wgpu.GPUComputePipeline, wgpu.GPUBindGroup, tuple]] = []
         for d in program.dispatches:
-            source = wgsl.render(d.template, d.variables)
+            source = wgsl.render(d.template, {**d.variables, "S": self.scalar})
             pipeline = device.pipeline(source, d.label)
             entries = []
             for k, b in enumerate(d.bindings):
@@ -119,7 +123,7 @@ class Executable:
                     size = b.size if b.size is not None else buf.size - b.offset
                 else:
                     buf = self.pool[self.assignment[b.ref][0]]
-                    size = b.size if b.size is not None else _nbytes(program.values[b.ref].shape)
+                    size = b.size if b.size is not None else self.nbytes(b.ref)
                     if size > limit:
                         raise ModelError(
                             f"{d.label}: tensor {b.ref!r} is {size / 2**20:.0f} MiB, over this "
@@ -135,7 +139,7 @@ class Executable:
         self.out_offsets: dict[str, tuple[int, int]] = {}
         total = 0
         for name in self.outputs:
-            size = _nbytes(program.values[name].shape)
+            size = self.nbytes(name)
             self.out_offsets[name] = (total, size)
             total += (size + 255) // 256 * 256
         self.readback = (
@@ -144,12 +148,16 @@ class Executable:
             else None
         )
 
+    def nbytes(self, name: str) -> int:
+        """Bytes of a tensor in its buffer (physical layout, `dtype` elements)."""
+        return _nbytes(self.program.values[name].shape, self.esize)
+
     def tensor_buffer(self, name: str) -> wgpu.GPUBuffer:
         return self.pool[self.assignment[name][0]]
 
     def upload(self, inputs: dict[str, np.ndarray]) -> None:
         for name in self.program.gpu_inputs:
-            data = to_physical(inputs[name])
+            data = to_physical(inputs[name]).astype(self.dtype, copy=False)
             self.device.queue.write_buffer(self.tensor_buffer(name), 0, data)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -188,12 +196,12 @@ class Executable:
             return out
         self.readback.map_sync(wgpu.MapMode.READ)
         try:
-            raw = np.frombuffer(self.readback.read_mapped(copy=True), np.float32)
+            raw = np.frombuffer(self.readback.read_mapped(copy=True), self.dtype)
         finally:
             self.readback.unmap()
         for name in self.outputs:
             off, size = self.out_offsets[name]
-            flat = raw[off // 4 : (off + size) // 4]
+            flat = raw[off // self.esize : (off + size) // self.esize]
             out[name] = from_physical(flat, self.program.values[name].shape)
         return out
 

@@ -81,7 +81,12 @@ _env.filters["i32s"] = _i32_array
 
 
 def render(template: str, variables: dict) -> str:
-    return _env.get_template(template).render(**variables)
+    """The template filled in. `S` is the WGSL scalar type tensors are stored in (f32 unless
+    the caller says f16; kernels compute in f32 either way), and f16 storage enables the
+    extension."""
+    variables = {"S": "f32", **variables}
+    source = _env.get_template(template).render(**variables)
+    return "enable f16;\n" + source if variables["S"] == "f16" else source
 
 
 @lru_cache(maxsize=4096)

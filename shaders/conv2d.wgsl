@@ -11,7 +11,7 @@
 {$ set OCB = ocb $}
 struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
 
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<{{ S }}>>;
 {$ if weights_uniform $}
 @group(0) @binding(1) var<uniform> w: array<mat4x4<f32>, {{ wn }}>;
 {$ else $}
@@ -19,7 +19,7 @@ struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
 {$ endif $}
 @group(0) @binding(2) var<uniform> bias: array<vec4<f32>, {{ oc4 }}>;
 @group(0) @binding(3) var<uniform> params: Params;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<{{ S }}>>;
 {$ if act.kind == "PRelu" $}
 @group(0) @binding(5) var<uniform> act_slope: array<vec4<f32>, {{ oc4 }}>;
 {$ endif $}
@@ -29,7 +29,7 @@ fn load(n: u32, iy: i32, ix: i32, ic4: u32) -> vec4<f32> {
   let inside = iy >= 0 && iy < {{ ih }} && ix >= 0 && ix < {{ iw }};
   let cy = u32(clamp(iy, 0, {{ ih - 1 }}));
   let cx = u32(clamp(ix, 0, {{ iw - 1 }}));
-  let v = x[((n * {{ ih }}u + cy) * {{ iw }}u + cx) * {{ ic4 }}u + ic4 - params.in_base];
+  let v = vec4<f32>(x[((n * {{ ih }}u + cy) * {{ iw }}u + cx) * {{ ic4 }}u + ic4 - params.in_base]);
   return select(vec4<f32>(0.0), v, inside);
 }
 
@@ -95,9 +95,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {$ for p in range(PX) $}
     if (ox0 + {{ p }}u < {{ ow }}u) {
 {$ if mask_lanes $}
-      y[obase + {{ p * oc4 + o }}u] = select(vec4<f32>(0.0), activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u), keep);
+      y[obase + {{ p * oc4 + o }}u] = vec4<{{ S }}>(select(vec4<f32>(0.0), activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u), keep));
 {$ else $}
-      y[obase + {{ p * oc4 + o }}u] = activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u);
+      y[obase + {{ p * oc4 + o }}u] = vec4<{{ S }}>(activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u));
 {$ endif $}
     }
 {$ endfor $}

@@ -1,10 +1,10 @@
 {# Convolution of any spatial rank (1-3) and any group count, one output element per
    invocation: the fallback for what conv2d.wgsl does not cover (grouped, depthwise, 1-D, 3-D). #}
 {$ from "common.wgsl" import linear_index, decode $}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<{{ S }}>;
 {$ if act.kind == "PRelu" $}
 @group(0) @binding(4) var<uniform> act_slope: array<vec4<f32>, {{ oc4 }}>;
 {$ endif $}
@@ -32,10 +32,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
           if (iw < 0 || iw >= {{ isz[2] }}) { continue; }
           let xi = o0 * {{ xs[0] }}u + ic * {{ xs[1] }}u + u32(id) * {{ xs[2] }}u + u32(ih) * {{ xs[3] }}u + u32(iw) * {{ xs[4] }}u;
           let wi = ((o1 * {{ icg }}u + icl) * {{ k[0] }}u + u32(kd)) * {{ k[1] * k[2] }}u + u32(kh) * {{ k[2] }}u + u32(kw);
-          acc += x[xi] * w[wi];
+          acc += f32(x[xi]) * w[wi];
         }
       }
     }
   }
-  y[i] = activate(vec4<f32>(acc), o1 / 4u)[o1 % 4u];
+  y[i] = {{ S }}(activate(vec4<f32>(acc), o1 / 4u)[o1 % 4u]);
 }

@@ -1,10 +1,10 @@
 {# Transposed convolution of any spatial rank (1-3) and group count, one output element per
    invocation; only kernel taps that land on an input sample (stride divides the offset) add. #}
 {$ from "common.wgsl" import linear_index, decode $}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<{{ S }}>;
 {$ if act.kind == "PRelu" $}
 @group(0) @binding(4) var<uniform> act_slope: array<vec4<f32>, {{ oc4 }}>;
 {$ endif $}
@@ -36,10 +36,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
           let ic = g * {{ icg }}u + icl;
           let xi = o0 * {{ xs[0] }}u + ic * {{ xs[1] }}u + id * {{ xs[2] }}u + ih * {{ xs[3] }}u + iw * {{ xs[4] }}u;
           let wi = ((ic * {{ ocg }}u + ocl) * {{ k[0] }}u + u32(kd)) * {{ k[1] * k[2] }}u + u32(kh) * {{ k[2] }}u + u32(kw);
-          acc += x[xi] * w[wi];
+          acc += f32(x[xi]) * w[wi];
         }
       }
     }
   }
-  y[i] = activate(vec4<f32>(acc), o1 / 4u)[o1 % 4u];
+  y[i] = {{ S }}(activate(vec4<f32>(acc), o1 / 4u)[o1 % 4u]);
 }

@@ -6,9 +6,9 @@
            coefficients (mean, scale / sqrt(var + eps), bias) for `affine`. #}
 {$ if kind == "affine" $}
 {$ from "common.wgsl" import linear_index $}
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> p: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<{{ S }}>>;
+@group(0) @binding(1) var<storage, read> p: array<vec4<{{ S if p_tensor else "f32" }}>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<{{ S }}>>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -18,12 +18,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ else $}
   let k = i % {{ c4 }}u;
 {$ endif $}
-  y[i] = (x[i] - p[3u * k]) * p[3u * k + 1u] + p[3u * k + 2u];
+  let q = array<vec4<f32>, 3>(vec4<f32>(p[3u * k]), vec4<f32>(p[3u * k + 1u]), vec4<f32>(p[3u * k + 2u]));
+  y[i] = vec4<{{ S }}>((vec4<f32>(x[i]) - q[0]) * q[1] + q[2]);
 }
 {$ else $}
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<{{ S }}>>;
 @group(0) @binding(1) var<storage, read> p: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> stats: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> stats: array<vec4<{{ S }}>>;
 var<workgroup> part: array<vec4<f32>, {{ wg }}>;
 
 fn tree(lid: u32) {
@@ -41,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let base = (g / {{ c4 }}u) * {{ size * c4 }}u + c;
   var acc = vec4<f32>(0.0);
   for (var s = lid; s < {{ size }}u; s += {{ wg }}u) {
-    acc += x[base + s * {{ c4 }}u];
+    acc += vec4<f32>(x[base + s * {{ c4 }}u]);
   }
   part[lid] = acc;
   workgroupBarrier();
@@ -50,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   acc = vec4<f32>(0.0);
   for (var s = lid; s < {{ size }}u; s += {{ wg }}u) {
-    let d = x[base + s * {{ c4 }}u] - mean;
+    let d = vec4<f32>(x[base + s * {{ c4 }}u]) - mean;
     acc += d * d;
   }
   part[lid] = acc;
@@ -58,9 +59,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   tree(lid);
   if (lid == 0u) {
     let var_ = part[0] / {{ size | f32 }};
-    stats[3u * g] = mean;
-    stats[3u * g + 1u] = p[2u * c] / sqrt(var_ + {{ eps | f32 }});
-    stats[3u * g + 2u] = p[2u * c + 1u];
+    stats[3u * g] = vec4<{{ S }}>(mean);
+    stats[3u * g + 1u] = vec4<{{ S }}>(p[2u * c] / sqrt(var_ + {{ eps | f32 }}));
+    stats[3u * g + 2u] = vec4<{{ S }}>(p[2u * c + 1u]);
   }
 }
 {$ endif $}

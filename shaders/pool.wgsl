@@ -3,8 +3,8 @@
    input are skipped; AveragePool divides by the taps inside the input, or with
    count_include_pad by those inside the padded extent [-p, size + q). #}
 {$ from "common.wgsl" import linear_index, decode, zero_pad_lanes $}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
+@group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -34,7 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (ed && eh && ew) { count += 1u; }
 {$ endif $}
         if (vd && vh && vw) {
-          let v = x[base + u32(id) * {{ xs[2] }}u + u32(ih) * {{ xs[3] }}u + u32(iw) * {{ xs[4] }}u];
+          let v = f32(x[base + u32(id) * {{ xs[2] }}u + u32(ih) * {{ xs[3] }}u + u32(iw) * {{ xs[4] }}u]);
 {$ if op == "max" $}
           acc = max(acc, v);
 {$ else $}
@@ -48,8 +48,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
   }
 {$ if op == "max" $}
-  y[i] = acc;
+  y[i] = {{ S }}(acc);
 {$ else $}
-  y[i] = acc / f32(max(count, 1u));
+  y[i] = {{ S }}(acc / f32(max(count, 1u)));
 {$ endif $}
 }

@@ -4,11 +4,11 @@
    wg > 0: one workgroup per output element, threads striding over the extent, then a
    shared-memory tree. #}
 {$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes $}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
+@group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
 
 fn load(base: u32, e: u32) -> f32 {
-  return x[base{$ for r in red $} + ((e / {{ r.div }}u) % {{ r.n }}u) * {{ r.stride }}u{$ endfor $}];
+  return f32(x[base{$ for r in red $} + ((e / {{ r.div }}u) % {{ r.n }}u) * {{ r.stride }}u{$ endfor $}]);
 }
 
 fn combine(a: f32, b: f32) -> f32 {
@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid < s) { part[lid] = combine(part[lid], part[lid + s]); }
     workgroupBarrier();
   }
-  if (lid == 0u) { y[i] = finish(part[0]); }
+  if (lid == 0u) { y[i] = {{ S }}(finish(part[0])); }
 }
 {$ else $}
 @compute @workgroup_size(64)
@@ -61,6 +61,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var e = 0u; e < {{ extent }}u; e++) {
     acc = combine(acc, load(base, e));
   }
-  y[i] = finish(acc);
+  y[i] = {{ S }}(finish(acc));
 }
 {$ endif $}

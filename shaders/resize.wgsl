@@ -3,8 +3,8 @@
    1 (nearest), 2 (linear) or 4 (cubic) input offsets and weights; the output is the sum over
    the product of the taps. Axes in `copy` pass their coordinate straight through. #}
 {$ from "common.wgsl" import linear_index, decode, zero_pad_lanes $}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
+@group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
 
 {$ if mode == "cubic" $}
 fn cubic_weights(t: f32) -> vec4<f32> {
@@ -96,9 +96,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ for ax in axes $}
   for (var q{{ loop.index0 }} = 0u; q{{ loop.index0 }} < {{ taps }}u; q{{ loop.index0 }}++) {
 {$ endfor $}
-  acc += {$ for ax in axes $}w{{ ax.k }}[q{{ loop.index0 }}] * {$ endfor $}x[base{$ for ax in axes $} + idx{{ ax.k }}[q{{ loop.index0 }}]{$ endfor $}];
+  acc += {$ for ax in axes $}w{{ ax.k }}[q{{ loop.index0 }}] * {$ endfor $}f32(x[base{$ for ax in axes $} + idx{{ ax.k }}[q{{ loop.index0 }}]{$ endfor $}]);
 {$ for ax in axes $}
   }
 {$ endfor $}
-  y[i] = acc;
+  y[i] = {{ S }}(acc);
 }

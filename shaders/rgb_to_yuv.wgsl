@@ -3,7 +3,7 @@
    Chroma is low-passed, not point-sampled: the mean of rows 2j, 2j+1 (centred) and of
    columns 2i, 2i+1 (h_center) or [1, 2, 1] / 4 across columns 2i-1, 2i, 2i+1 (co-sited,
    mirrored at the left edge): the exact inverse of yuv_to_rgb.wgsl's upsampler. #}
-@group(0) @binding(0) var<storage, read> rgb: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> rgb: array<vec4<{{ S }}>>;
 @group(0) @binding(1) var<storage, read_write> planes: array<u32>;
 
 const W: i32 = {{ width }};
@@ -14,7 +14,7 @@ const CH: i32 = {{ (height + 1) // 2 }};
 fn pix(x: i32, y: i32) -> vec3<f32> {
   var xx = x;
   if (xx < 0) { xx = -xx; }
-  return rgb[u32(clamp(y, 0, H - 1) * W + clamp(xx, 0, W - 1))].xyz;
+  return vec4<f32>(rgb[u32(clamp(y, 0, H - 1) * W + clamp(xx, 0, W - 1))]).xyz;
 }
 
 fn luma_code(c: vec3<f32>) -> u32 {

@@ -8,12 +8,12 @@
 {$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes $}
 {$ if kind == "concat" $}
 {$ for part in parts $}
-@group(0) @binding({{ loop.index0 }}) var<storage, read> x{{ loop.index0 }}: array<f32>;
+@group(0) @binding({{ loop.index0 }}) var<storage, read> x{{ loop.index0 }}: array<{{ S }}>;
 {$ endfor $}
-@group(0) @binding({{ parts | length }}) var<storage, read_write> y: array<f32>;
+@group(0) @binding({{ parts | length }}) var<storage, read_write> y: array<{{ S }}>;
 {$ else $}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
+@group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
 {$ endif $}
 
 @compute @workgroup_size(64)

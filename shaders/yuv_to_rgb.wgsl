@@ -15,7 +15,7 @@
 @group(0) @binding(1) var cb_plane: texture_2d<f32>;
 @group(0) @binding(2) var cr_plane: texture_2d<f32>;
 {$ endif $}
-@group(0) @binding(3) var<storage, read_write> rgb: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> rgb: array<vec4<{{ S }}>>;
 
 const W: i32 = {{ width }};
 const H: i32 = {{ height }};
@@ -68,5 +68,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r = yl + {{ (2.0 * (1.0 - kr))|f32 }} * cr;
   let b = yl + {{ (2.0 * (1.0 - kb))|f32 }} * cb;
   let g = (yl - {{ kr|f32 }} * r - {{ kb|f32 }} * b) / {{ (1.0 - kr - kb)|f32 }};
-  rgb[u32(y * W + x)] = vec4<f32>(r, g, b, 0.0);
+  rgb[u32(y * W + x)] = vec4<{{ S }}>(vec4<f32>(r, g, b, 0.0));
 }

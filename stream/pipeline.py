@@ -55,6 +55,11 @@ class _Plan:
         d = self.d = dev.device
         self.width, self.height, self.fmt, self.colour = width, height, fmt, colour
         self.exe = pipe.executable_for(width, height)
+        # the RGB tensors are the model's, in its storage type (f32, or f16 at fp16)
+        self.scalar, self.dtype = (
+            (self.exe.scalar, self.exe.dtype) if self.exe else ("f32", np.float32)
+        )
+        vec = 4 * np.dtype(self.dtype).itemsize
         if self.exe is not None:
             xin, yout = self.exe.program.gpu_inputs[0], pipe.model.outputs[0]
             out_shape = self.exe.shape(yout)
@@ -68,11 +73,11 @@ class _Plan:
             self.out_w, self.out_h = out_shape[3], out_shape[2]
         else:
             self.rgb_in = self.rgb_out = d.create_buffer(
-                size=width * height * 16, usage=_U.STORAGE | _U.COPY_SRC
+                size=width * height * vec, usage=_U.STORAGE | _U.COPY_SRC
             )
             self.out_w, self.out_h = width, height
-        self.rgb_in_bytes = width * height * 16
-        self.rgb_out_bytes = self.out_w * self.out_h * 16
+        self.rgb_in_bytes = width * height * vec
+        self.rgb_out_bytes = self.out_w * self.out_h * vec
         # output planes packed with the line sizes PyAV will use, so a plane is one copy
         probe = av.VideoFrame(self.out_w, self.out_h, "yuv420p")
         self.pitches = [p.line_size for p in probe.planes]
@@ -82,7 +87,11 @@ class _Plan:
             self.plane_offsets.append(self.plane_offsets[-1] + pitch * rows)
         self.planes_bytes = (self.plane_offsets[-1] + 255) // 256 * 256
         self.planes = d.create_buffer(size=self.planes_bytes, usage=_U.STORAGE | _U.COPY_SRC)
-        cvars = {**colour.shader_vars(), "h_center": pipe.chroma_siting == "center"}
+        cvars = {
+            **colour.shader_vars(),
+            "h_center": pipe.chroma_siting == "center",
+            "S": self.scalar,
+        }
         to_rgb_src = wgsl.render(
             "yuv_to_rgb.wgsl", {"width": width, "height": height, "nv12": fmt == "nv12", **cvars}
         )
@@ -423,11 +432,12 @@ class FramePipeline:
 
 def _debug_tensors(plan: _Plan, data: np.ndarray) -> dict[str, np.ndarray]:
     off = plan.planes_bytes + 256
-    rin = np.frombuffer(data[off : off + plan.rgb_in_bytes].tobytes(), np.float32)
+    rin = np.frombuffer(data[off : off + plan.rgb_in_bytes].tobytes(), plan.dtype)
     rout = np.frombuffer(
         data[off + plan.rgb_in_bytes : off + plan.rgb_in_bytes + plan.rgb_out_bytes].tobytes(),
-        np.float32,
+        plan.dtype,
     )
+    rin, rout = rin.astype(np.float32), rout.astype(np.float32)
     rin = rin.reshape(plan.height, plan.width, 4)[..., :3].transpose(2, 0, 1)[None]
     rout = rout.reshape(plan.out_h, plan.out_w, 4)[..., :3].transpose(2, 0, 1)[None]
     return {"rgb_in": np.ascontiguousarray(rin), "rgb_out": np.ascontiguousarray(rout)}

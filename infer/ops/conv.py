@@ -207,7 +207,8 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
         cn = min(ocb, oc4 - c0)
         wbind = Binding("const", wkey, c0 * block_bytes, ocb * block_bytes, weights_uniform)
         for r0, r1, in_off, in_size, out_off, out_size in bands:
-            params = np.array([c0, r0, in_off // 16, out_off // 16], np.uint32)
+            vec = 4 * ctx.esize  # bytes of one stored vec4
+            params = np.array([c0, r0, in_off // vec, out_off // vec], np.uint32)
             pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
             bindings = [
                 Binding("in", x, in_off, in_size),
@@ -233,7 +234,7 @@ def _row_bands(ctx, n, ih, iw, ic4, oh, ow, oc4, geo) -> list[tuple]:  # noqa: A
     is larger than the device's binding limit is processed band by band instead of failing.
     """
     limit = ctx.limits["max-storage-buffer-binding-size"]
-    in_row, out_row = iw * ic4 * 16, ow * oc4 * 16
+    in_row, out_row = iw * ic4 * 4 * ctx.esize, ow * oc4 * 4 * ctx.esize
     if n * ih * in_row <= limit and n * oh * out_row <= limit:
         return [(0, oh, 0, None, 0, None)]
     if n != 1:

@@ -46,6 +46,7 @@ def _affine_dispatch(
         "c4": c4,
         "per_batch": per_batch,
         "batch_stride": math.prod(shape[2:]) * c4,
+        "p_tensor": params.kind == "in",  # statistics computed on the GPU, in tensor storage
     }
     return Dispatch(NORM, variables, [Binding("in", x), params, Binding("out", y)], grid, node.name)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
+from ..layout import storage
 
 ShapeFn = Callable[[Node, list["Value"], int], list[tuple[int, ...]]]
 EvalFn = Callable[[Node, list[np.ndarray | None], int], list[np.ndarray]]
@@ -107,6 +108,8 @@ class BuildContext:
         self.values = values
         self.limits = limits
         self.precision = precision
+        self.scalar, self.dtype = storage(precision)  # how tensors are stored (f32 or f16)
+        self.esize = np.dtype(self.dtype).itemsize
         self.consts: dict[str, np.ndarray] = {}
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -121,10 +124,11 @@ class BuildContext:
     def add_const(self, key: str, array: np.ndarray) -> str:
         """Register a packed constant (weights, params) for upload; returns its key."""
         arr = np.ascontiguousarray(array)
-        if arr.dtype not in (np.float32, np.uint32, np.int32):
+        if arr.dtype not in (np.float32, np.float16, np.uint32, np.int32):
             arr = arr.astype(np.float32)
         if arr.nbytes % 16:
-            arr = np.concatenate([arr.ravel(), np.zeros((16 - arr.nbytes % 16) // 4, arr.dtype)])
+            pad = (16 - arr.nbytes % 16) // arr.itemsize
+            arr = np.concatenate([arr.ravel(), np.zeros(pad, arr.dtype)])
         self.consts[key] = arr
         return key
 

@@ -59,7 +59,7 @@ def _data_binding(ctx: BuildContext, node: Node, name: str) -> Binding:
     arr = ctx.const(name)
     if arr is None:
         return Binding("in", name)
-    phys = to_physical(np.asarray(arr, np.float32)).ravel()
+    phys = to_physical(np.asarray(arr, np.float32)).ravel().astype(ctx.dtype)  # tensor storage
     return Binding("const", ctx.add_const(f"{node.name}/{name}", phys))
 
 

@@ -68,15 +68,17 @@ async def test_rgb_matches_swscale_within_two_code_values(colorspace, name, full
     pipe.close()
 
 
-async def test_model_output_through_pipeline_equals_model_run():
-    model = infer.load(tiny_upscaler())
+@pytest.mark.parametrize("precision, rtol", [("fp32", 1e-4), ("fp16", 2e-3)])
+async def test_model_output_through_pipeline_equals_model_run(precision, rtol):
+    # fp16: the colour passes write and read the model's f16 tensors directly
+    model = infer.load(tiny_upscaler(), precision=precision)
     pipe = FramePipeline(model, keep_tensors=True)
     out = await pipe.process(random_frame(2))
     assert (out.width, out.height) == (2 * W, 2 * H)
     rgb_in, rgb_out = pipe.last_tensors["rgb_in"], pipe.last_tensors["rgb_out"]
     ref = model.run(rgb_in)
     assert ref.shape == rgb_out.shape == (1, 3, 2 * H, 2 * W)
-    assert float(np.abs(rgb_out - ref).max() / np.abs(ref).max()) < 1e-4
+    assert float(np.abs(rgb_out - ref).max() / np.abs(ref).max()) < rtol
     pipe.close()
 
 
