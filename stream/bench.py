@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stream bench-pipeline", description=__doc__)
     p.add_argument("--model", default="upscale.onnx")
     p.add_argument("--mode", choices=MODES, default="model")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     p.add_argument("--size", default="256x144", help="input WxH")
     p.add_argument("--frames", type=int, default=64)
     p.add_argument("--slots", type=int, default=2)
@@ -118,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", action="store_true", help="also write the timeline PNG next to --json")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
-    model = infer.load(resolve_model(args.model)) if args.mode == "model" else None
+    model = None
+    if args.mode == "model":
+        model = infer.load(resolve_model(args.model), precision=args.precision)
     pipe = FramePipeline(model, mode=args.mode, slots=args.slots)
     result = asyncio.run(bench(pipe, synthetic_frames(args.frames, w, h), args.rounds))
     pipe.close()

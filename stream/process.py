@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--model", default="upscale.onnx", help="ONNX file or bundled model name")
     p.add_argument("--mode", choices=MODES, default="model")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="tensor storage")
     p.add_argument("--scale", type=int, default=2, help="scale of the bilinear/bicubic baseline")
     p.add_argument("--codec", choices=sorted(CODECS), default="h264")
     p.add_argument("--crf", type=int, default=None)
@@ -198,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = None
         if args.mode == "model":
-            model = infer.load(resolve_model(args.model), adapter=args.adapter)
+            model = infer.load(
+                resolve_model(args.model), precision=args.precision, adapter=args.adapter
+            )
         pipeline = FramePipeline(
             model, mode=args.mode, scale=args.scale, slots=args.slots, adapter=args.adapter
         )

@@ -19,6 +19,7 @@ from .config import ConfigError, apply_section, read_toml
 class ProcessSettings:
     model: str = "upscale.onnx"  # a file, or a bundled model's name
     mode: str = "model"  # model | bilinear | bicubic | bypass
+    precision: str = "fp32"  # fp32 | fp16 (tensor storage on the GPU)
     scale: int = 2  # scale of the bilinear / bicubic baseline
     codec: str = "h264"  # h264 | hevc | vp9 | av1
     crf: int = -1  # -1: the encoder's default quality
@@ -76,6 +77,7 @@ _CHECKS: dict[str, Any] = {
         v in ("model", "bilinear", "bicubic", "bypass")
         or "must be one of model, bilinear, bicubic, bypass"
     ),
+    "process.precision": lambda v: v in ("fp32", "fp16") or "must be fp32 or fp16",
     "process.scale": lambda v: 1 <= v <= 8 or "must be 1..8",
     "process.codec": lambda v: (
         v in ("h264", "hevc", "vp9", "av1") or "must be one of h264, hevc, vp9, av1"
