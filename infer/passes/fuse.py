@@ -15,6 +15,7 @@ def fuse(graph: Graph, values: dict[str, Value]) -> None:
     remove_identities(graph)
     fold_batchnorm_into_conv(graph, values)
     fuse_activations(graph, values)
+    lower_conv_transpose(graph, values)
     recognise_pixel_shuffle(graph, values)
     remove_dead_nodes(graph)
 
@@ -110,6 +111,104 @@ def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
         node.attrs["_activation"] = spec
         node.outputs = [act.outputs[0]]
         graph.nodes.remove(act)
+
+
+def _const(graph: Graph, values: dict[str, Value], name: str, arr: np.ndarray) -> str:
+    graph.constants[name] = arr
+    values[name] = Value(arr.shape, arr, arr.dtype)
+    return name
+
+
+def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
+    """A 2-D ConvTranspose of stride s becomes a Conv to s*s*C channels, DepthToSpace and a crop.
+
+    Output row s*q + r of a transposed conv sums input rows q - j times kernel rows s*j + r:
+    for each phase r that is an ordinary conv of the input with a ceil(k/s)-tap kernel. All s*s
+    phases are one Conv (phase-major channels, as DepthToSpace CRD wants), so the upsampling
+    layers of FSRCNN or a UNet run on the tiled conv kernel instead of a scatter-free but
+    per-element one. The fused activation moves to the Conv (it commutes with the shuffle).
+    """
+    from ..ops.conv import _convt_geometry  # the one place ConvTranspose geometry is worked out
+
+    for node in list(graph.nodes):
+        if node.op_type != "ConvTranspose" or len(node.inputs) < 2:
+            continue
+        x, y = node.inputs[0], node.outputs[0]
+        w = values[node.inputs[1]].const
+        if w is None or len(values[x].shape) != 4 or int(node.attr("group", 1)) != 1:
+            continue
+        try:
+            geo = _convt_geometry(node, values[x].shape, w.shape)
+        except NotSupported:
+            continue
+        (sh, sw), (kh, kw) = geo["s"], geo["k"]
+        if sh != sw or any(d != 1 for d in geo["d"]) or tuple(w.shape[2:]) != (kh, kw):
+            continue
+        s = sh
+        ic, oc = w.shape[0], w.shape[1]
+        (ih, iw), (oh, ow) = geo["ins"], geo["outs"]
+        pt, pl = geo["pads"][0], geo["pads"][1]
+        kq = [-(-kh // s), -(-kw // s)]  # taps per phase
+        wc = np.zeros((oc, s, s, ic, kq[0], kq[1]), np.float32)
+        for rh in range(s):
+            for rw in range(s):
+                for th in range(kq[0]):
+                    for tw in range(kq[1]):
+                        ky, kx = s * (kq[0] - 1 - th) + rh, s * (kq[1] - 1 - tw) + rw
+                        if ky < kh and kx < kw:
+                            wc[:, rh, rw, :, th, tw] = w[:, :, ky, kx].T
+        wc = wc.reshape(oc * s * s, ic, kq[0], kq[1])
+        # rows past every input contribution hold the bias alone: pad the end until the
+        # shuffled map reaches the last output row
+        extra = [
+            max(0, -(-(p + o - s * (i + k - 1)) // s))
+            for p, o, i, k in ((pt, oh, ih, kq[0]), (pl, ow, iw, kq[1]))
+        ]
+        qh, qw = ih + kq[0] - 1 + extra[0], iw + kq[1] - 1 + extra[1]
+        bias = values[node.inputs[2]].const if len(node.inputs) > 2 and node.inputs[2] else None
+        b = np.zeros(oc, np.float32) if bias is None else np.asarray(bias, np.float32)
+        base = f"{node.name}/subpixel"
+        inputs = [
+            x,
+            _const(graph, values, f"{base}/w", wc),
+            _const(graph, values, f"{base}/b", np.repeat(b, s * s)),
+        ]
+        attrs = {"pads": [kq[0] - 1, kq[1] - 1, kq[0] - 1 + extra[0], kq[1] - 1 + extra[1]]}
+        if "_activation" in node.attrs:
+            act = dict(node.attrs["_activation"])
+            if act["kind"] == "PRelu":
+                act["slope"] = np.repeat(np.asarray(act["slope"], np.float32), s * s)
+            attrs["_activation"] = act
+        n = values[x].shape[0]
+        crop = (pt, pl, oh, ow) != (0, 0, s * qh, s * qw)
+        conv_out = f"{base}/phases" if s > 1 or crop else y
+        new = [Node("Conv", f"{base}/conv", inputs, [conv_out], attrs)]
+        values[conv_out] = Value((n, oc * s * s, qh, qw))
+        shuffled = conv_out
+        if s > 1:
+            shuffled = f"{base}/shuffled" if crop else y
+            new.append(
+                Node("DepthToSpace", f"{base}/shuffle", [conv_out], [shuffled],
+                     {"blocksize": s, "mode": "CRD"})
+            )  # fmt: skip
+            values[shuffled] = Value((n, oc, s * qh, s * qw))
+        if crop:
+            i64 = np.int64
+            new.append(
+                Node(
+                    "Slice",
+                    f"{base}/crop",
+                    [
+                        shuffled,
+                        _const(graph, values, f"{base}/starts", np.array([pt, pl], i64)),
+                        _const(graph, values, f"{base}/ends", np.array([pt + oh, pl + ow], i64)),
+                        _const(graph, values, f"{base}/axes", np.array([2, 3], i64)),
+                    ],
+                    [y],
+                )
+            )
+        idx = graph.nodes.index(node)
+        graph.nodes[idx : idx + 1] = new
 
 
 def recognise_pixel_shuffle(graph: Graph, values: dict[str, Value]) -> None:

@@ -56,15 +56,54 @@ def test_conv_other_ranks(dims):
         dict(strides=[3, 2], dilations=[1, 2], group=2),
         dict(strides=[2, 2], output_shape=[27, 35]),
         dict(strides=[2, 2], auto_pad="SAME_UPPER"),
+        dict(strides=[1, 1], pads=[1, 0, 2, 1]),
+        dict(strides=[3, 3], pads=[2, 1, 0, 2], output_padding=[2, 1]),
+        dict(kernel_shape=[9, 9], strides=[2, 2], pads=[4, 4, 4, 4], output_padding=[1, 1]),
+        dict(kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]),
+        dict(kernel_shape=[2, 2], strides=[4, 4], output_padding=[3, 1]),
     ],
 )
 def test_conv_transpose_matches_onnxruntime(attrs):
     rng = np.random.default_rng(3)
     group = attrs.get("group", 1)
+    k = attrs.get("kernel_shape", [3, 3])
     consts = {
-        "w": rng.standard_normal((4, 6 // group, 3, 3)).astype(np.float32),
+        "w": rng.standard_normal((4, 6 // group, *k)).astype(np.float32),
         "b": rng.standard_normal(6).astype(np.float32),
     }
     inputs = {"x": (1, 4, 13, 17)}
     model = single_node_model("ConvTranspose", inputs, consts, **attrs)
     assert_matches(model, random_inputs(inputs))
+
+
+def test_conv_transpose_runs_as_subpixel_conv_with_fused_prelu():
+    """Stride-2 ConvTranspose + PRelu (FSRCNN's tail) runs on the tiled conv kernel: one Conv
+    to 4x the channels with the PReLU fused, a DepthToSpace and a crop; no scatter kernel."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import infer
+
+    rng = np.random.default_rng(4)
+    w = numpy_helper.from_array(rng.standard_normal((5, 3, 9, 9)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
+    a = numpy_helper.from_array(rng.random((3, 1, 1)).astype(np.float32), "a")
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["x", "w", "b"], ["t"], strides=[2, 2], pads=[4, 4, 4, 4],
+            output_padding=[1, 1],
+        ),
+        helper.make_node("PRelu", ["t", "a"], ["y"]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "tail",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 11, 13])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 22, 26])],
+        [w, b, a],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    kernels = [d.template for d in infer.load(model).program({"x": (1, 5, 11, 13)}).dispatches]
+    assert "conv_transpose.wgsl" not in kernels and "conv2d.wgsl" in kernels, kernels
+    assert_matches(model, random_inputs({"x": (1, 5, 11, 13)}))
