@@ -115,6 +115,7 @@ class Service:
         self._main_feed = _Feed()
         self._compare_feed = _Feed()
         self._last_dropped: dict[str, int] = {}
+        self._rate_checked: set[str] = set()
         self.device = ""
 
     # -- pipelines ---------------------------------------------------------------------------
@@ -219,6 +220,27 @@ class Service:
             finally:
                 await frames.aclose()
 
+    def _check_rate(self, label: str, pipe: FramePipeline, out: av.VideoFrame) -> None:
+        """Say once per mode, after warm-up, when the GPU cannot keep up with the source:
+        viewers then get the GPU's rate (newest frame wins), which should not surprise."""
+        if label in self._rate_checked or pipe.stats.frames_out < 5:
+            return
+        self._rate_checked.add(label)
+        with pipe.stats._lock:
+            recent = list(pipe.stats.recent)[-4:]
+        per_frame = sorted(t.upload_ms + (t.t_done - t.t_submitted) * 1000 for t in recent)
+        ms = per_frame[len(per_frame) // 2]
+        fps = self.source.fps or self.config.source.fps
+        if ms > 0 and 1000 / ms < 0.9 * fps:
+            log.warning(
+                "%s takes %.0f ms per frame (%dx%d out) on %s: about %.1f fps against the "
+                "source's %g, so viewers get %.1f fps (the newest frame wins); a smaller "
+                "source (--width/--height), a lighter model or --mode bilinear keeps up",
+                label, ms, out.width, out.height, self.device, 1000 / ms, fps, 1000 / ms,
+            )  # fmt: skip
+        else:
+            log.info("%s takes %.0f ms per frame: keeps up with %g fps", label, ms, fps)
+
     def _after_pipeline(
         self, stream: str, label: str, pipe: FramePipeline, out: av.VideoFrame
     ) -> None:
@@ -233,6 +255,8 @@ class Service:
         if delta > 0:
             self.metrics.frames_dropped.labels(label).inc(delta)
         self._last_dropped[label] = dropped
+        if stream == "main" and timing is not None:
+            self._check_rate(label, pipe, out)
         if meta is not None and stream == "main":
             if timing is not None:
                 meta.stages.update(

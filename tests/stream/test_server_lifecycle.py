@@ -153,3 +153,34 @@ async def test_viewers_that_come_and_go_leave_nothing_behind():
             await first.close(http, srv.url)
     finally:
         await srv.close()
+
+
+def test_a_gpu_slower_than_the_source_is_reported_once(caplog):
+    """After warm-up the service says when viewers will get the GPU's rate, not the source's."""
+    import logging
+    from types import SimpleNamespace
+
+    from stream.server import Service
+    from stream.stats import FrameTiming, PipelineStats
+
+    def pipe_taking(ms: float) -> SimpleNamespace:
+        stats = PipelineStats()
+        for i in range(6):
+            stats.record(FrameTiming(i, i, upload_ms=1.0, t_submitted=10.0, t_done=10 + ms / 1000))
+        return SimpleNamespace(stats=stats)
+
+    svc = SimpleNamespace(
+        _rate_checked=set(),
+        source=SimpleNamespace(fps=30.0),
+        config=None,
+        device="llvmpipe",
+    )
+    out = SimpleNamespace(width=640, height=360)
+    with caplog.at_level(logging.INFO, logger="stream.server"):
+        Service._check_rate(svc, "main:model", pipe_taking(199.0), out)
+        Service._check_rate(svc, "main:model", pipe_taking(199.0), out)  # once per mode
+        Service._check_rate(svc, "main:bilinear", pipe_taking(9.0), out)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "200 ms per frame" in warnings[0], warnings
+    assert "about 5.0 fps against the source's 30" in warnings[0]
+    assert any("keeps up with 30 fps" in r.getMessage() for r in caplog.records)
