@@ -80,6 +80,21 @@ def timed(fn, runs: int, warmup: int = 1) -> list[float]:  # noqa: ANN001
     return times
 
 
+def timed_pair(a, b, runs: int, warmup: int = 1) -> tuple[list[float], list[float]]:  # noqa: ANN001
+    """Times of `a` and `b` run alternately, so a burst of load on a shared machine hits both
+    sides of a ratio alike instead of whichever happened to be running."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    for _ in range(runs):
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return ta, tb
+
+
 def stats(times: list[float], gflop: float | None = None) -> dict:
     a = np.asarray(times) * 1000
     out = {"median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)), "runs": len(a)}
@@ -162,22 +177,31 @@ def engine_matrix(
                     x = np.random.default_rng(0).random(shape, dtype=np.float32)
                     gflop = model.program({model.inputs[0]: shape}).flops / 1e9
                     row["gflop"] = gflop
-                    row["framesmith"] = stats(timed(lambda m=model, x=x: m.run(x), runs), gflop)
+                    model.run(x)  # compiled before timing starts
                 except ModelError as e:
                     row["skipped"] = str(e)
                     rows.append(row)
                     if progress:
                         progress(f"{path.stem} {size_label(size)} {precision}: skipped ({e})")
                     continue
-                if refs is None:  # the fp32 model under each provider, once per size
-                    refs = {}
-                    for prov, sess in sessions.items():
-                        name = sess.get_inputs()[0].name
-                        try:
-                            t = timed(lambda s=sess, n=name, x=x: s.run(None, {n: x}), runs)
-                            refs[_ort_key(prov)] = stats(t, gflop) | {"provider": prov}
-                        except Exception as e:
-                            refs[_ort_key(prov)] = {"provider": prov, "error": str(e)}
+                # ours alternates with each reference (the fp32 model under every provider)
+                ours_times: list[float] = []
+                refs = {}
+                for prov, sess in sessions.items():
+                    name = sess.get_inputs()[0].name
+                    try:
+                        t_ours, t = timed_pair(
+                            lambda m=model, x=x: m.run(x),
+                            lambda s=sess, n=name, x=x: s.run(None, {n: x}),
+                            runs,
+                        )
+                        ours_times += t_ours
+                        refs[_ort_key(prov)] = stats(t, gflop) | {"provider": prov}
+                    except Exception as e:
+                        refs[_ort_key(prov)] = {"provider": prov, "error": str(e)}
+                if not ours_times:
+                    ours_times = timed(lambda m=model, x=x: m.run(x), runs)
+                row["framesmith"] = stats(ours_times, gflop)
                 row["references"] = refs
                 row["ratios"] = {
                     k: row["framesmith"]["median_ms"] / r["median_ms"]
