@@ -125,8 +125,9 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
     Output row s*q + r of a transposed conv sums input rows q - j times kernel rows s*j + r:
     for each phase r that is an ordinary conv of the input with a ceil(k/s)-tap kernel. All s*s
     phases are one Conv (phase-major channels, as DepthToSpace CRD wants), so the upsampling
-    layers of FSRCNN or a UNet run on the tiled conv kernel instead of a scatter-free but
-    per-element one. The fused activation moves to the Conv (it commutes with the shuffle).
+    layers of FSRCNN or a UNet run on the tiled conv kernel instead of the generic
+    one-output-element-per-invocation kernel (which stays for grouped, dilated, unequal-stride
+    and non-2-D cases). The fused activation moves to the Conv (it commutes with the shuffle).
     """
     from ..ops.conv import _convt_geometry  # the one place ConvTranspose geometry is worked out
 
