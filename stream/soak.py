@@ -572,6 +572,8 @@ class Soak:
         self._leaves = 0
         self._hint: dict[int, float] = {}
         self._bad_polls = 0
+        self.stop = asyncio.Event()  # set: end the run now and judge what was seen
+        self.stopped_by = ""
 
     # clocks
     def now(self) -> float:
@@ -656,7 +658,8 @@ class Soak:
         if opts.browser:
             tasks.append(asyncio.ensure_future(self._browser()))
         try:
-            await asyncio.sleep(max(0.0, opts.duration_s - self.now()))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), max(0.0, opts.duration_s - self.now()))
             for t in tasks:
                 if t.done() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
@@ -1301,6 +1304,7 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
             "failed": [c["name"] for c in checks if not c["ok"]],
         },
         "error": error,
+        "stopped_by": run.stopped_by or None,  # a signal that ended the run early
         "viewers": per_viewer,
         "faults": run.faults,
         "requests": run.requests,
@@ -1322,8 +1326,9 @@ def format_verdict(report: dict) -> str:
         return "-" if v is None else f"{v:.{nd}f}"
 
     slopes = s.get("slopes_per_min", {})
+    early = f" (ended early by {report['stopped_by']})" if report.get("stopped_by") else ""
     lines = [
-        f"soak: {s['duration_s']:.0f} s, {s['viewers_total']} viewer sessions, "
+        f"soak: {s['duration_s']:.0f} s{early}, {s['viewers_total']} viewer sessions, "
         f"{s['frames']} frames ({s['frames_judged']} judged), faults {s['faults']}",
         f"latency ms p50 {f(s['latency_p50_ms'])}  p95 {f(s['latency_p95_ms'])}  "
         f"p99 {f(s['latency_p99_ms'])}   fps min {f(s['fps_min'])}  "
@@ -1386,7 +1391,26 @@ def write_plots(report: dict, report_path: Path, out_dir: Path) -> list[Path]:
 
 
 async def soak(opts: settings_mod.SoakSettings, *, leak: bool = False) -> dict:
-    return await Soak(opts, leak=leak).run()
+    """Run a soak. SIGINT or SIGTERM ends it early: viewers and server are closed and the
+    report judges what was seen until then (an hour-long run stopped at minute 40 still says
+    what it measured)."""
+    run = Soak(opts, leak=leak)
+    loop = asyncio.get_running_loop()
+
+    def stop(name: str) -> None:
+        log.warning("%s: ending the soak early, report follows", name)
+        run.stopped_by = name
+        run.stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        return await run.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,3 +143,32 @@ async def test_leaking_a_peer_connection_per_viewer_fails_the_leak_check(tmp_pat
     s = report["summary"]
     assert s["peers_last"] - s["peers_first"] >= 5
     assert report["server"]["leak_hook"] is True
+
+
+@pytest.mark.timeout(120)
+def test_sigint_ends_a_long_soak_early_with_its_report(tmp_path):
+    """Ctrl-C on an hour-long soak: viewers and server are closed, and the report says what
+    was measured until then."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    serve = tmp_path / "serve.toml"
+    serve.write_text(SERVE)
+    report = tmp_path / "soak.json"
+    cmd = [
+        sys.executable, "-m", "stream", "soak", "--serve-config", str(serve), "--viewers", "1",
+        "--duration", "3600", "--faults", "", "--json", str(report),
+    ]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(25)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    text = out.decode(errors="replace")
+    assert proc.returncode in (0, 1), text[-2000:]
+    data = json.loads(report.read_text())
+    assert data["stopped_by"] == "SIGINT"
+    assert data["summary"]["frames"] > 0 and data["duration_s"] < 60
+    assert "ended early by SIGINT" in text
