@@ -604,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, help="listen port (default 8080)")
     ap.add_argument("--config", help="TOML config (see configs/serve.toml)")
     ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "bypass"])
+    ap.add_argument("--precision", choices=["fp32", "fp16"], help="tensor storage on the GPU")
+    ap.add_argument("--width", type=int, help="test scene width (default 640)")
+    ap.add_argument("--height", type=int, help="test scene height (default 360)")
+    ap.add_argument("--fps", type=float, help="test scene frame rate (default 30)")
     ap.add_argument(
         "--adapter",
         type=int,
@@ -623,6 +627,10 @@ def main(argv: list[str] | None = None) -> int:
                 "server.host": args.host,
                 "server.port": args.port,
                 "model.mode": args.mode,
+                "model.precision": args.precision,
+                "source.width": args.width,
+                "source.height": args.height,
+                "source.fps": args.fps,
                 "server.adapter": args.adapter,
             },
         )

@@ -38,7 +38,21 @@ async def test_cli_serves_and_shuts_down_gracefully(tmp_path, sig):
     )
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream", "serve", "--config", str(cfg), "--port", str(port)],
+        # --width/--height override the file's source size
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "serve",
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+            "--width",
+            "192",
+            "--height",
+            "108",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -52,12 +66,14 @@ async def test_cli_serves_and_shuts_down_gracefully(tmp_path, sig):
                 try:
                     async with http.get(base + "/healthz") as r:
                         if r.status == 200:
+                            src = (await r.json())["source"]
                             break
                 except aiohttp.ClientError:
                     pass
                 assert proc.poll() is None, proc.stdout.read()
                 assert time.monotonic() < deadline, "server did not come up"
                 await asyncio.sleep(0.3)
+            assert (src["width"], src["height"]) == (192, 108)
             v = await whep(http, base)
             assert len(await recv_frames(v.tracks[0], 5, 30)) == 5
             closed = asyncio.Event()
