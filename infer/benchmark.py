@@ -24,7 +24,7 @@ import numpy as np
 
 from .compile import Program
 from .errors import ModelError
-from .layout import storage
+from .layout import element_size
 from .ops.registry import Dispatch
 from .runtime import _nbytes
 
@@ -58,13 +58,13 @@ def size_label(size: tuple[int, int]) -> str:
 def dispatch_bytes(program: Program, d: Dispatch) -> int:
     """Bytes a dispatch binds: every tensor it reads or writes and every constant it reads."""
     total = 0
+    esize = element_size(program.precision)
     for b in d.bindings:
         if b.size is not None:
             total += b.size
         elif b.kind == "const":
             total += max(0, program.consts[b.ref].nbytes - b.offset)
         else:
-            esize = np.dtype(storage(program.precision)[1]).itemsize
             total += _nbytes(program.values[b.ref].shape, esize)
     return total
 

@@ -21,6 +21,11 @@ def storage(precision: str) -> tuple[str, type]:
     return STORAGE[precision]
 
 
+def element_size(precision: str) -> int:
+    """Bytes of one stored tensor element at this precision."""
+    return np.dtype(STORAGE[precision][1]).itemsize
+
+
 def pad4(c: int) -> int:
     return (c + 3) // 4 * 4
 

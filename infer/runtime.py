@@ -11,7 +11,7 @@ from . import wgsl
 from .compile import Program
 from .device import Device, time_dispatch
 from .errors import ModelError
-from .layout import from_physical, physical_size, storage, to_physical
+from .layout import element_size, from_physical, physical_size, storage, to_physical
 
 _U = wgpu.BufferUsage
 _TENSOR_USAGE = _U.STORAGE | _U.COPY_SRC | _U.COPY_DST
@@ -51,7 +51,7 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
     before its inputs are released, so no kernel reads and writes the same memory.
     """
     steps = program.dispatches
-    esize = np.dtype(storage(program.precision)[1]).itemsize
+    esize = element_size(program.precision)
     first: dict[str, int] = {n: -1 for n in program.gpu_inputs}
     last: dict[str, int] = {}
     for i, d in enumerate(steps):
@@ -104,7 +104,7 @@ class Executable:
         limit = device.limits["max-storage-buffer-binding-size"]
         # tensors are stored as `scalar` (WGSL) / `dtype` (numpy): f32, or f16 at fp16
         self.scalar, self.dtype = storage(program.precision)
-        self.esize = np.dtype(self.dtype).itemsize
+        self.esize = element_size(program.precision)
         self.assignment = plan_buffers(program)
         sizes: dict[int, int] = {}
         for slot, size in self.assignment.values():

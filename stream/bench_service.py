@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import tempfile
-import tomllib
 from pathlib import Path
 
 import infer
@@ -32,6 +31,7 @@ from infer.bundled import resolve_model
 from . import settings as settings_mod
 from .bench import bench as bench_pipeline
 from .bench import synthetic_frames
+from .config import read_toml
 from .pipeline import MODES, FramePipeline
 from .soak import _toml, soak
 
@@ -41,7 +41,7 @@ DEFAULT_SERVE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "serve.
 
 
 def _serve_config(base: Path, size: tuple[int, int], fps: float, mode: str, model: str) -> dict:
-    data = tomllib.loads(base.read_text()) if base.is_file() else {}
+    data = read_toml(base) if base.is_file() else {}
     data.setdefault("source", {}).update(
         {"uri": "testsrc", "width": size[0], "height": size[1], "fps": fps}
     )

@@ -59,7 +59,7 @@ class _Plan:
         self.scalar, self.dtype = (
             (self.exe.scalar, self.exe.dtype) if self.exe else ("f32", np.float32)
         )
-        vec = 4 * np.dtype(self.dtype).itemsize
+        vec = 4 * (self.exe.esize if self.exe else 4)  # bytes of one RGB(A) texel
         if self.exe is not None:
             xin, yout = self.exe.program.gpu_inputs[0], pipe.model.outputs[0]
             out_shape = self.exe.shape(yout)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
-from ..layout import storage
+from ..layout import element_size, storage
 
 ShapeFn = Callable[[Node, list["Value"], int], list[tuple[int, ...]]]
 EvalFn = Callable[[Node, list[np.ndarray | None], int], list[np.ndarray]]
@@ -109,7 +109,7 @@ class BuildContext:
         self.limits = limits
         self.precision = precision
         self.scalar, self.dtype = storage(precision)  # how tensors are stored (f32 or f16)
-        self.esize = np.dtype(self.dtype).itemsize
+        self.esize = element_size(precision)
         self.consts: dict[str, np.ndarray] = {}
 
     def shape(self, name: str) -> tuple[int, ...]:

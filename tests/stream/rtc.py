@@ -36,6 +36,18 @@ def small_config(**over) -> config_mod.Config:  # noqa: ANN003
     return config_mod.load(None, base)
 
 
+def viewer_page_config() -> config_mod.Config:
+    """What the browser tests serve: 320x180 @ 30 fps, output 640x360 (ANCHORS' size)."""
+    return small_config(
+        **{
+            "source.width": 320,
+            "source.height": 180,
+            "source.fps": 30.0,
+            "encoder.bitrate": 1_500_000,
+        }
+    )
+
+
 @dataclass
 class Server:
     service: Service

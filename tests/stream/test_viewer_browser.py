@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .rtc import small_config, start_server
+from .rtc import small_config, start_server, viewer_page_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.gpu]
 
@@ -61,16 +61,7 @@ def _playwright():  # noqa: ANN202
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
     pw = _playwright()
-    # 320x180 source at 30 fps: output 640x360, the ANCHORS measurement size
-    cfg = small_config(
-        **{
-            "source.width": 320,
-            "source.height": 180,
-            "source.fps": 30.0,
-            "encoder.bitrate": 1_500_000,
-        }
-    )
-    srv = await start_server(cfg)
+    srv = await start_server(viewer_page_config())
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         async with pw.async_playwright() as p:

@@ -10,13 +10,14 @@ import base64
 import json
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from .rtc import small_config, start_server
+from stream.soak import free_port
+
+from .rtc import start_server, viewer_page_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.gpu]
 
@@ -33,19 +34,13 @@ PREFS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _firefox(tmp: Path):  # noqa: ANN202
     marionette = pytest.importorskip("marionette_driver.marionette")
     if not shutil.which(FIREFOX) and not Path(FIREFOX).exists():
         pytest.skip(f"no Firefox at {FIREFOX} (apt-get install firefox-esr)")
     client = marionette.Marionette(
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         bin=FIREFOX,
         headless=True,
         prefs=PREFS,
@@ -74,15 +69,7 @@ async def _wait(client, expr: str, timeout: float) -> None:  # noqa: ANN001
 
 @pytest.mark.timeout(240)
 async def test_viewer_page_plays_in_firefox(tmp_path):
-    cfg = small_config(
-        **{
-            "source.width": 320,
-            "source.height": 180,
-            "source.fps": 30.0,
-            "encoder.bitrate": 1_500_000,
-        }
-    )
-    srv = await start_server(cfg)
+    srv = await start_server(viewer_page_config())
     ARTIFACTS.mkdir(exist_ok=True)
     # Marionette calls block: they run on a worker thread so the server keeps serving
     client = await asyncio.to_thread(_firefox, tmp_path)
