@@ -79,10 +79,23 @@ async def _pipelined(pipe: FramePipeline, frames, size) -> float:  # noqa: ANN00
     return time.perf_counter() - t0
 
 
+def _gpu_idle_ms(rows: list[dict], wall_s: float) -> float | None:
+    """Wall time per frame in which the GPU ran none of this run's work.
+
+    This is what double buffering removes, and unlike throughput it hardly moves when a
+    shared host slows everything down (the GPU time is measured by the same clock).
+    """
+    gpu = [r["gpu_ms"] for r in rows]
+    if not rows or any(g is None for g in gpu):
+        return None
+    return (wall_s * 1000 - sum(gpu)) / len(rows)
+
+
 async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 3) -> dict:
     size = pipe.output_size(frames[0].width, frames[0].height)
     await pipe.process(frames[0])  # compile everything once
     seq, par = [], []
+    idle: dict[str, list[float]] = {"seq": [], "par": []}
     seq_rows: list[dict] = []
     par_rows: list[dict] = []
     par_stages: dict = {}
@@ -94,9 +107,13 @@ async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 
             if variant == "seq":
                 seq.append(await _sequential(pipe, frames, size))
                 seq_rows = pipe.stats.as_rows()
+                wall, rows = seq[-1], seq_rows
             else:
                 par.append(await _pipelined(pipe, frames, size))
                 par_rows, par_stages = pipe.stats.as_rows(), pipe.stats.summary()
+                wall, rows = par[-1], par_rows
+            if (ms := _gpu_idle_ms(rows, wall)) is not None:
+                idle[variant].append(ms)
     n = len(frames)
     ratios = [s / p for s, p in zip(seq, par, strict=True)]
     return {
@@ -110,6 +127,9 @@ async def bench(pipe: FramePipeline, frames: list[av.VideoFrame], rounds: int = 
         "speedup": float(np.median(ratios)),  # median over rounds of sequential / pipelined
         "speedup_rounds": ratios,
         "speedup_best": min(seq) / min(par),
+        # per frame, median over rounds; None without timestamp queries
+        "gpu_idle_ms_sequential": float(np.median(idle["seq"])) if idle["seq"] else None,
+        "gpu_idle_ms_pipelined": float(np.median(idle["par"])) if idle["par"] else None,
         "stages": par_stages,  # of the last pipelined round
         "timeline": par_rows,  # the last pipelined round
         "timeline_sequential": seq_rows,  # the last sequential round (stream.plots)
@@ -143,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  speedup    {result['speedup']:7.2f}x (median of {len(result['speedup_rounds'])} rounds:"
         f" {', '.join(f'{r:.2f}' for r in result['speedup_rounds'])})"
     )
+    if result["gpu_idle_ms_sequential"] is not None:
+        print(
+            f"  GPU idle   {result['gpu_idle_ms_sequential']:7.1f} ms a frame sequential,"
+            f" {result['gpu_idle_ms_pipelined']:.1f} ms pipelined"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"  wrote {args.json}")

@@ -114,6 +114,9 @@ async def measure_pipeline(
         "sequential_fps": r["sequential_fps"],
         "pipelined_fps": r["pipelined_fps"],
         "speedup": r["speedup"],
+        "speedup_rounds": r["speedup_rounds"],
+        "gpu_idle_ms_sequential": r["gpu_idle_ms_sequential"],
+        "gpu_idle_ms_pipelined": r["gpu_idle_ms_pipelined"],
         "sequential_latency_ms": sum(seq) / len(seq) if seq else None,
         "pipelined_latency_ms": (r["stages"].get("total_ms") or {}).get("mean"),
     }
@@ -185,7 +188,8 @@ def format_row(row: dict) -> str:
         f"{row['size']} -> {out_s} ({row['mode']}), source {row['source_fps']:g} fps",
         f"  pipeline  sequential {_f(p['sequential_fps'])} fps / {_f(p['sequential_latency_ms'])}"
         f" ms, pipelined {_f(p['pipelined_fps'])} fps / {_f(p['pipelined_latency_ms'])} ms,"
-        f" speedup {_f(p['speedup'], '.2f')}x",
+        f" speedup {_f(p['speedup'], '.2f')}x, GPU idle a frame"
+        f" {_f(p.get('gpu_idle_ms_sequential'))} / {_f(p.get('gpu_idle_ms_pipelined'))} ms",
         f"  service   {_f(s['viewer_fps_mean'])} fps held, glass-to-glass p50"
         f" {_f(s['latency_p50_ms'])} / p95 {_f(s['latency_p95_ms'])} ms,"
         f" drops {_f(100 * s['drop_ratio'] if s['drop_ratio'] is not None else None)}%",

@@ -303,7 +303,12 @@ class FramePipeline:
     ) -> av.VideoFrame:
         t0 = time.perf_counter()
         rb = plan.slots[slot].readback
-        rb.map_sync(wgpu.MapMode.READ)
+        # Plain READ makes wgpu-py submit an empty command buffer first (its workaround for
+        # wgpu-native#305, CPU writes through a mapping). Our buffer is only written by the
+        # copy in this frame's own submission, so that sync is not needed, and it hurts:
+        # on a queue that runs one submission at a time (lavapipe) the empty submit waits
+        # behind the *next* frame, holding the queue lock the next upload needs.
+        rb.map_sync("READ_NOSYNC")
         if gpu_done is not None:
             gpu_done()
         try:

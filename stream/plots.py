@@ -360,6 +360,11 @@ def figures(result: dict) -> list[str]:
             f"sequential {result['sequential_fps']:.1f} fps, pipelined "
             f"{result['pipelined_fps']:.1f} fps: speedup {result['speedup']:.2f}x",
         ]
+        if result.get("gpu_idle_ms_sequential") is not None:
+            lines.append(
+                f"GPU idle a frame: sequential {result['gpu_idle_ms_sequential']:.1f} ms, "
+                f"pipelined {result['gpu_idle_ms_pipelined']:.1f} ms"
+            )
         stages = result.get("stages") or {}
         parts = [
             f"{k.removesuffix('_ms')} {v['mean']:.1f}"
