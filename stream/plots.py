@@ -204,11 +204,13 @@ def plot_timeline(result: dict, png: Path, window: int = 12) -> Path:
         ax.set_yticks(range(len(rows)), [f"frame {r['index']}" for r in rows], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlim(0, span * 1.02)
-        fps = result.get(f"{name}_fps")
+        # the rate of the frames shown (one round), not the run's figure: they can differ
+        done = sorted(r["t_done"] for r in rows)
+        fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0
         ms_per = [r["total_ms"] for r in rows if r.get("total_ms")]
         ax.set_title(
             f"{name}: "
-            + (f"{fps:.1f} fps, " if fps else "")
+            + (f"{fps:.1f} fps here, " if fps else "")
             + (f"latency {np.median(ms_per):.1f} ms median " if ms_per else "")
             + f"({len(rows)} frames shown)",
             fontsize=9,

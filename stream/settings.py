@@ -65,6 +65,9 @@ class SoakSettings:
     max_gpu_mb_per_min: float = 0.5
     max_fds_per_min: float = 5.0
     max_peers_per_min: float = 1.0  # open RTCPeerConnections
+    # the soak's own event loop: when it stalls longer than this, what its viewers saw says
+    # more about the client than the server (the run fails, naming the client)
+    max_client_lag_s: float = 1.0
     report: str = "artifacts/soak/report.json"
     plots: str = ""  # a folder for the latency plots; empty: none
     browser: bool = False  # add one headless Chromium viewer (the viewer page)
@@ -113,6 +116,7 @@ _CHECKS: dict[str, Any] = {
     "soak.max_gpu_mb_per_min": lambda v: v > 0 or "must be > 0",
     "soak.max_fds_per_min": lambda v: v > 0 or "must be > 0",
     "soak.max_peers_per_min": lambda v: v > 0 or "must be > 0",
+    "soak.max_client_lag_s": lambda v: v > 0 or "must be > 0",
     "soak.max_rss_growth_mb": lambda v: v > 0 or "must be > 0",
     "soak.max_drop_ratio": lambda v: 0 <= v <= 1 or "must be 0..1",
 }

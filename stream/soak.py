@@ -352,21 +352,26 @@ def _luma_top(frame: av.VideoFrame) -> np.ndarray:
 # -- the WHIP publisher (servers with --source webrtc) ------------------------------------------
 
 
-class _SceneTrack(MediaStreamTrack):
-    """The synthetic scene, paced at `fps`, with its marker greyed out: the server stamps
-    its own (source.marker = true) so the numbers match its per-frame messages."""
+class SceneTrack(MediaStreamTrack):
+    """A publisher's camera: the synthetic scene paced at `fps`.
+
+    With `blank_marker` its own frame number is greyed out, for a server that stamps its own
+    (source.marker = true) so the numbers match the server's per-frame messages.
+    """
 
     kind = "video"
 
-    def __init__(self, width: int, height: int, fps: float):
+    def __init__(
+        self, width: int, height: int, fps: float, *, seed: int = 11, blank_marker: bool = False
+    ):
         super().__init__()
         from .scene import Scene
 
-        self.scene = Scene(width, height, seed=11)
+        self.scene = Scene(width, height, seed=seed)
         self.fps = fps
         self.k = 0
         self.t0: float | None = None
-        _, _, self.bw, self.bh = marker.marker_box(height)
+        self.blank = marker.marker_box(height)[2:] if blank_marker else None
 
     async def recv(self) -> av.VideoFrame:
         if self.t0 is None:
@@ -375,7 +380,9 @@ class _SceneTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         rgb = self.scene.rgb(self.k, self.fps)
-        rgb[: self.bh, : self.bw] = 128
+        if self.blank is not None:
+            bw, bh = self.blank
+            rgb[:bh, :bw] = 128
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         frame.pts = int(self.k * 90000 / self.fps)
         frame.time_base = Fraction(1, 90000)
@@ -392,7 +399,7 @@ class Publisher:
 
     async def connect(self) -> None:
         pc = self.pc = RTCPeerConnection(NO_STUN)
-        pc.addTransceiver(_SceneTrack(*self.size), direction="sendonly")
+        pc.addTransceiver(SceneTrack(*self.size, blank_marker=True), direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         async with self.run.http.post(
             self.run.base + "/whip", data=pc.localDescription.sdp, headers={"Content-Type": SDP}
@@ -572,6 +579,7 @@ class Soak:
         self._leaves = 0
         self._hint: dict[int, float] = {}
         self._bad_polls = 0
+        self.lags: list[tuple[float, float]] = []  # (t, s) when the loop woke late
         self.stop = asyncio.Event()  # set: end the run now and judge what was seen
         self.stopped_by = ""
 
@@ -650,7 +658,7 @@ class Soak:
             await self._join()
             if k + 1 < opts.viewers:
                 await asyncio.sleep(0.2)
-        tasks = [asyncio.ensure_future(self._poller())]
+        tasks = [asyncio.ensure_future(self._poller()), asyncio.ensure_future(self._lag_watch())]
         if opts.churn_s > 0 and "leave" in opts.faults:
             tasks.append(asyncio.ensure_future(self._churn()))
         if opts.fault_every_s > 0 and set(opts.faults) - {"leave"}:
@@ -690,6 +698,17 @@ class Soak:
             log.warning("viewer %s: %s", v.name, v.error)
             await v.leave("failed")
         return v
+
+    async def _lag_watch(self, tick: float = 0.1) -> None:
+        """Records how late this loop wakes. aiortc runs RTP, SRTP and ICE consent on it:
+        a client that lags misses consent checks and frames, which its viewers would
+        otherwise report as the server's fault."""
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(tick)
+            late = time.perf_counter() - t - tick
+            if late > 0.05:
+                self.lags.append((round(self.now(), 3), round(late, 4)))
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -1192,6 +1211,10 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
             summary[f"{key}_first"] = first.get(key)
             summary[f"{key}_last"] = last.get(key)
 
+    lags = [lag for t, lag in run.lags if t >= warm]
+    summary["client_lag_max_s"] = max(lags, default=0.0) if run.t0 else None
+    summary["client_lag_over_0_25_s"] = sum(1 for lag in lags if lag > 0.25)
+
     limits = {
         k: v
         for k, v in asdict(opts).items()
@@ -1254,6 +1277,12 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
     check("gpu_memory_slope", slopes["gpu_mb"], opts.max_gpu_mb_per_min, unit="MB/min", need=False)
     check("fds_slope", slopes["fds"], opts.max_fds_per_min, unit="fds/min")
     check("peer_connections_slope", slopes["peers"], opts.max_peers_per_min, unit="pcs/min")
+    check("client_lag", summary["client_lag_max_s"], opts.max_client_lag_s, unit="s")
+    if checks[-1]["value"] is not None and not checks[-1]["ok"]:
+        checks[-1]["detail"] = (
+            "the soak client's own event loop stalled: its viewers measured the client, not "
+            "the server; run fewer viewers per soak, or the soak on another machine"
+        )
     if run.requests:
         bad = [a for a in run.requests if not (a["status"] and 400 <= a["status"] < 500)]
         checks.append(
@@ -1333,7 +1362,7 @@ def format_verdict(report: dict) -> str:
         f"latency ms p50 {f(s['latency_p50_ms'])}  p95 {f(s['latency_p95_ms'])}  "
         f"p99 {f(s['latency_p99_ms'])}   fps min {f(s['fps_min'])}  "
         f"drops {s['dropped']}/{s['expected']}  frozen {s['frozen']}  "
-        f"max gap {f(s['max_gap_s'], 2)} s",
+        f"max gap {f(s['max_gap_s'], 2)} s  client lag max {f(s.get('client_lag_max_s'), 2)} s",
         f"slopes per min: rss {f(slopes.get('rss_mb'), 2)} MB  gpu "
         f"{f(slopes.get('gpu_mb'), 3)} MB  fds {f(slopes.get('fds'), 2)}  peer connections "
         f"{f(slopes.get('peers'), 2)}",

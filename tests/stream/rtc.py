@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import aiohttp
 import av
@@ -15,7 +14,6 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from stream import config as config_mod
-from stream.scene import Scene
 from stream.server import Service, make_app
 
 NO_STUN = RTCConfiguration(iceServers=[])
@@ -128,31 +126,6 @@ async def whep(
     await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
     await asyncio.wait_for(got.wait(), 10)
     return viewer
-
-
-class SceneTrack(MediaStreamTrack):
-    """A publisher's camera: the synthetic scene (with its marker) at a given rate."""
-
-    kind = "video"
-
-    def __init__(self, width: int = 160, height: int = 90, fps: float = 15.0):
-        super().__init__()
-        self.scene = Scene(width, height, seed=3)
-        self.fps = fps
-        self.k = 0
-        self.t0: float | None = None
-
-    async def recv(self) -> av.VideoFrame:
-        if self.t0 is None:
-            self.t0 = time.monotonic()
-        delay = self.t0 + self.k / self.fps - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        frame = self.scene.frame(self.k, self.fps)
-        frame.pts = int(self.k * 90000 / self.fps)
-        frame.time_base = Fraction(1, 90000)
-        self.k += 1
-        return frame
 
 
 async def whip(

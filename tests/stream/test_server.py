@@ -15,10 +15,10 @@ import pytest
 import infer
 from stream import marker
 from stream.frames import planes_of
+from stream.soak import SceneTrack
 
 from .clips import tiny_upscaler
 from .rtc import (
-    SceneTrack,
     nearest_upscaler,
     recv_frames,
     small_config,

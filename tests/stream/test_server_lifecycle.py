@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from stream.soak import free_port
+
 from .rtc import recv_frames, small_config, start_server, whep
 
 pytestmark = [pytest.mark.gpu]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(120)
@@ -36,7 +31,7 @@ async def test_cli_serves_and_shuts_down_gracefully(tmp_path, sig):
         '[model]\nmode = "bilinear"\ncompare = false\n'
         "[encoder]\nbitrate = 500000\n"
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         # --width/--height override the file's source size
         [

@@ -113,6 +113,7 @@ async def test_ci_soak_with_faults_passes_its_thresholds(tmp_path):
     # the faulted viewers' frames are marked and left out of the verdict, the others kept
     # getting frames throughout
     assert any(f["faulted"] for f in report["frames"])
+    assert _check(report, "client_lag")["value"] is not None  # the client watched itself
     failed = [c for c in report["checks"] if not c["ok"]]
     assert not failed, format_verdict(report)
     assert report["passed"]
