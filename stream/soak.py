@@ -365,9 +365,9 @@ class SceneTrack(MediaStreamTrack):
         self, width: int, height: int, fps: float, *, seed: int = 11, blank_marker: bool = False
     ):
         super().__init__()
-        from .scene import Scene
+        from .scene import Scene, to_frame
 
-        self.scene = Scene(width, height, seed=seed)
+        self.scene, self.to_frame = Scene(width, height, seed=seed), to_frame
         self.fps = fps
         self.k = 0
         self.t0: float | None = None
@@ -383,7 +383,7 @@ class SceneTrack(MediaStreamTrack):
         if self.blank is not None:
             bw, bh = self.blank
             rgb[:bh, :bw] = 128
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame = self.to_frame(rgb)
         frame.pts = int(self.k * 90000 / self.fps)
         frame.time_base = Fraction(1, 90000)
         self.k += 1
