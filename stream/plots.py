@@ -312,7 +312,10 @@ def plot_latency_time(result: dict, png: Path) -> Path:
             ms=2,
             alpha=0.5,
             color=colours[v],
-            label=f"viewer {v}" if v else "frames",
+            # an hour's churn brings 100+ viewers: one legend entry for them all then
+            label=(f"viewer {v}" if v else "frames")
+            if len(viewers) <= 8
+            else (f"{len(viewers)} viewers" if v == viewers[0] else None),
         )
     order = np.argsort(t[ok_mask])
     ts, ls = t[ok_mask][order], lat[ok_mask][order]

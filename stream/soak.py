@@ -222,6 +222,8 @@ class Viewer:
         row["latency_ms"] = round(now_ms - (t_src - self.offset_ms), 3)
         row["send_ms"] = round(now_ms - (t_sent - self.offset_ms), 3)
         if row["n"] != n:  # the unwrap guessed another lap; trust the server's counter
+            if self.last_n == row["n"]:
+                self.last_n = n
             row["n"] = n
 
     # -- frames ----------------------------------------------------------------------------
@@ -263,14 +265,23 @@ class Viewer:
         if n16 is None:
             self.unreadable += 1
         else:
+            # The server's message for these low 16 bits names the full counter (meta
+            # keeps the last 2048 frames, far less than a lap). Without it yet, guess from
+            # this viewer's previous frame or the server's newest message: a viewer that
+            # joins after the counter passed 65536 must not start on lap zero.
             entry = self.meta.get(n16)
-            near = self.last_n + 1 if self.last_n is not None else (entry[0] if entry else n16)
-            n = marker.unwrap(n16, near)
-            if entry is not None and abs(entry[0] - n) < marker.MODULO // 2:
+            if entry is not None:
                 n = entry[0]
                 row["n"] = n
                 self._fill(row, entry, t_wall)
             else:
+                if self.last_n is not None:
+                    near = self.last_n + 1
+                elif self.meta:
+                    near = next(reversed(self.meta.values()))[0]
+                else:
+                    near = n16
+                n = marker.unwrap(n16, near)
                 row["n"] = n
                 row["_t_wall"] = t_wall
                 self.pending[n16] = row
@@ -279,7 +290,9 @@ class Viewer:
                     self.pending.pop(old).pop("_t_wall", None)
             if self.last_n is not None:
                 d = n - self.last_n
-                if d > 1:
+                if abs(d) > marker.MODULO // 2:
+                    row["resync"] = True  # a lap guessed wrong before the server's message
+                elif d > 1:
                     row["missed"] = d - 1
                 elif d <= 0:
                     row["repeat"] = True
@@ -1094,6 +1107,11 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
     ]
     lat = [r["latency_ms"] for r in judged if r["latency_ms"] is not None]
     send = [r["send_ms"] for r in judged if r["send_ms"] is not None]
+    server = [
+        r["latency_ms"] - r["send_ms"]
+        for r in judged
+        if r["latency_ms"] is not None and r["send_ms"] is not None
+    ]
     read = [r for r in judged if r["n"] is not None]
     missed = sum(r["missed"] for r in read)
     expected = len(read) + missed
@@ -1180,6 +1198,13 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         "latency_max_ms": max(lat, default=None),
         "send_p50_ms": _pct(send, 50),
         "send_p95_ms": _pct(send, 95),
+        "send_p99_ms": _pct(send, 99),
+        # born -> handed to the viewer's sender: the server's share of the latency; the
+        # rest (send_*) is transport and the viewer's jitter buffer and decoder
+        "server_p50_ms": _pct(server, 50),
+        "server_p95_ms": _pct(server, 95),
+        "server_p99_ms": _pct(server, 99),
+        "server_max_ms": max(server, default=None),
         "fps_min": min(fps_values, default=None),
         "fps_mean": float(np.mean(fps_values)) if fps_values else None,
         "dropped": missed,
@@ -1363,6 +1388,9 @@ def format_verdict(report: dict) -> str:
         f"p99 {f(s['latency_p99_ms'])}   fps min {f(s['fps_min'])}  "
         f"drops {s['dropped']}/{s['expected']}  frozen {s['frozen']}  "
         f"max gap {f(s['max_gap_s'], 2)} s  client lag max {f(s.get('client_lag_max_s'), 2)} s",
+        f"  of which server (born -> sent) p50 {f(s.get('server_p50_ms'))}  p95 "
+        f"{f(s.get('server_p95_ms'))}  p99 {f(s.get('server_p99_ms'))}; sent -> decoded p50 "
+        f"{f(s.get('send_p50_ms'))}  p95 {f(s.get('send_p95_ms'))}  p99 {f(s.get('send_p99_ms'))}",
         f"slopes per min: rss {f(slopes.get('rss_mb'), 2)} MB  gpu "
         f"{f(slopes.get('gpu_mb'), 3)} MB  fds {f(slopes.get('fds'), 2)}  peer connections "
         f"{f(slopes.get('peers'), 2)}",

@@ -35,3 +35,44 @@ def test_a_stalled_soak_client_fails_and_is_named():
 def test_a_responsive_soak_client_passes_the_lag_check():
     check = _lag_check(_report([(20.0, 0.2)]))
     assert check["ok"] and check["value"] == 0.2
+
+
+def _marked_frame(n: int, height: int = 180, width: int = 320):  # noqa: ANN202
+    import av
+    import numpy as np
+
+    from stream import marker
+
+    yuv = np.full((height * 3 // 2, width), 128, np.uint8)
+    marker.draw(yuv[:height], n)
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
+def _message(n: int, t_src: float) -> str:
+    import json
+
+    return json.dumps({"type": "frame", "n": n, "t_src": t_src, "t_sent": t_src + 5.0})
+
+
+def test_a_viewer_joining_after_the_counter_wrapped_still_measures_latency():
+    from stream.soak import Viewer
+
+    run = Soak(settings.load("soak"))
+    run.t0 = time.time()
+    run._hint[180] = None  # no source height known: the reader finds the marker itself
+    v = Viewer(run, "late")
+    now_ms = time.time() * 1000
+    base = 70_000  # past 2**16: the marker carries 70000 - 65536
+    v._on_message(_message(base - 1, now_ms - 100))  # the newest message before the first frame
+    for k in range(4):
+        n = base + k
+        if k % 2:  # the server's message first, or the frame first: both orders happen
+            v._on_message(_message(n, now_ms - 40))
+            v._on_frame(_marked_frame(n), time.time(), run.now())
+        else:
+            v._on_frame(_marked_frame(n), time.time(), run.now())
+            v._on_message(_message(n, now_ms - 40))
+    rows = run.frames
+    assert [r["n"] for r in rows] == [base, base + 1, base + 2, base + 3]
+    assert all(r["latency_ms"] is not None for r in rows)
+    assert sum(r["missed"] for r in rows) == 0 and not any(r.get("resync") for r in rows)
