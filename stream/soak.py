@@ -57,7 +57,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -72,7 +71,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import marker
 from . import settings as settings_mod
-from .config import ConfigError
+from .config import ConfigError, read_toml
+from .scene import Scene, to_frame
 
 log = logging.getLogger("stream.soak")
 
@@ -378,9 +378,7 @@ class SceneTrack(MediaStreamTrack):
         self, width: int, height: int, fps: float, *, seed: int = 11, blank_marker: bool = False
     ):
         super().__init__()
-        from .scene import Scene, to_frame
-
-        self.scene, self.to_frame = Scene(width, height, seed=seed), to_frame
+        self.scene = Scene(width, height, seed=seed)
         self.fps = fps
         self.k = 0
         self.t0: float | None = None
@@ -396,7 +394,7 @@ class SceneTrack(MediaStreamTrack):
         if self.blank is not None:
             bw, bh = self.blank
             rgb[:bh, :bw] = 128
-        frame = self.to_frame(rgb)
+        frame = to_frame(rgb)
         frame.pts = int(self.k * 90000 / self.fps)
         frame.time_base = Fraction(1, 90000)
         self.k += 1
@@ -507,7 +505,7 @@ class LocalServer:
     def _config(self) -> Path:
         """The serve config, with source.marker on for a webrtc source (so the frame
         numbers are the server's) - written next to the report."""
-        data = tomllib.loads(Path(self.serve_config).read_text()) if self.serve_config else {}
+        data = read_toml(Path(self.serve_config)) if self.serve_config else {}
         src = data.setdefault("source", {})
         if src.get("uri") == "webrtc":
             src["marker"] = True
@@ -1261,6 +1259,7 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         at_least: bool = False,
         unit: str = "",
         need: bool = True,
+        why: str = "",
     ) -> None:
         if value is None:
             checks.append(
@@ -1283,6 +1282,7 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
                 "unit": unit,
                 "ok": bool(ok),
                 "op": ">=" if at_least else "<=",
+                **({"detail": why} if why and not ok else {}),
             }
         )
 
@@ -1302,12 +1302,14 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
     check("gpu_memory_slope", slopes["gpu_mb"], opts.max_gpu_mb_per_min, unit="MB/min", need=False)
     check("fds_slope", slopes["fds"], opts.max_fds_per_min, unit="fds/min")
     check("peer_connections_slope", slopes["peers"], opts.max_peers_per_min, unit="pcs/min")
-    check("client_lag", summary["client_lag_max_s"], opts.max_client_lag_s, unit="s")
-    if checks[-1]["value"] is not None and not checks[-1]["ok"]:
-        checks[-1]["detail"] = (
-            "the soak client's own event loop stalled: its viewers measured the client, not "
-            "the server; run fewer viewers per soak, or the soak on another machine"
-        )
+    check(
+        "client_lag",
+        summary["client_lag_max_s"],
+        opts.max_client_lag_s,
+        unit="s",
+        why="the soak client's own event loop stalled: its viewers measured the client, not "
+        "the server; run fewer viewers per soak, or the soak on another machine",
+    )
     if run.requests:
         bad = [a for a in run.requests if not (a["status"] and 400 <= a["status"] < 500)]
         checks.append(
