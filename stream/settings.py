@@ -49,6 +49,9 @@ class SoakSettings:
     stall_s: float = 3.0  # "slow": the viewer's reader stalls this long
     loss: float = 0.2  # "lossy": share of RTP packets the viewer loses ...
     loss_s: float = 4.0  # ... for this long
+    # a viewer waits this long for a lost packet, then skips and asks for a keyframe (as a
+    # browser does; aiortc's own buffer waits for 512 packets: seconds)
+    viewer_max_wait_s: float = 0.5
     grace_s: float = 3.0  # after a fault ends its viewer is not judged for this long
     # verdict
     freeze_ms: float = 500.0  # a gap between two frames longer than this is a freeze
@@ -103,6 +106,7 @@ _CHECKS: dict[str, Any] = {
     "soak.stall_s": lambda v: 0 < v <= 600 or "must be 0..600",
     "soak.loss": lambda v: 0 < v <= 1 or "must be 0..1",
     "soak.loss_s": lambda v: 0 < v <= 600 or "must be 0..600",
+    "soak.viewer_max_wait_s": lambda v: 0 < v <= 60 or "must be 0..60",
     "soak.grace_s": lambda v: v >= 0 or "must be >= 0",
     "soak.freeze_ms": lambda v: v > 0 or "must be > 0",
     "soak.max_gap_s": lambda v: v > 0 or "must be > 0",

@@ -24,7 +24,9 @@ Faults, one every ``fault_every_s`` in turn, and the churn every ``churn_s``:
 - leave:     a viewer goes without DELETE (alternately: pc.close(), and its sockets
              vanishing like a killed tab), and rejoins as a new session ``rejoin_s`` later;
 - slow:      a viewer's track reader stalls for ``stall_s``;
-- lossy:     a viewer loses ``loss`` of its RTP packets for ``loss_s`` (NACK/PLI storm);
+- lossy:     a viewer loses ``loss`` of its RTP packets for ``loss_s`` (NACK/PLI storm); like
+             a browser, a viewer waits at most ``viewer_max_wait_s`` for a lost packet
+             before it skips to the next frame and asks for a keyframe (stream/jitter.py);
 - malformed: a burst of hostile requests (bad SDP, wrong content type, oversize body,
              unknown session DELETE, ...): each must get a 4xx;
 - publisher: (server with ``--source webrtc``) the soak's WHIP publisher vanishes and
@@ -72,6 +74,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from . import marker
 from . import settings as settings_mod
 from .config import ConfigError, read_toml
+from .jitter import BoundedWaitJitterBuffer
 from .scene import Scene, to_frame
 
 log = logging.getLogger("stream.soak")
@@ -125,6 +128,7 @@ class Viewer:
         self.loss = 0.0
         self.loss_until = 0.0
         self.lost_packets = 0
+        self.jitter: BoundedWaitJitterBuffer | None = None
         self.error = ""
         self._tasks: list[asyncio.Task] = []
         self._rng = random.Random(hash(name) & 0xFFFF)
@@ -153,6 +157,7 @@ class Viewer:
         def _on_open() -> None:
             self._tasks.append(asyncio.ensure_future(self._pinger()))
 
+        self._install_jitter_buffer()
         await pc.setLocalDescription(await pc.createOffer())
         url = run.base + "/whep" + (f"?codec={run.opts.codec}" if run.opts.codec else "")
         async with run.http.post(
@@ -166,6 +171,14 @@ class Viewer:
         self._install_loss()
         track = await asyncio.wait_for(got, JOIN_TIMEOUT_S)
         self._tasks.append(asyncio.ensure_future(self._reader(track)))
+
+    def _install_jitter_buffer(self) -> None:
+        """Give up on a lost packet after ``viewer_max_wait_s``, as a browser does (jitter.py)."""
+        receiver = self.pc.getTransceivers()[0].receiver
+        if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            raise RuntimeError("aiortc's RTCRtpReceiver has no jitter buffer to replace")
+        self.jitter = BoundedWaitJitterBuffer(self.run.opts.viewer_max_wait_s)
+        receiver._RTCRtpReceiver__jitter_buffer = self.jitter
 
     def _install_loss(self) -> None:
         """Wrap this viewer's SRTP receive path so the "lossy" fault can drop RTP packets."""
@@ -347,6 +360,7 @@ class Viewer:
             "size": self.size,
             "unreadable": self.unreadable,
             "lost_packets": self.lost_packets,
+            "jitter_skips": 0 if self.jitter is None else self.jitter.skips,
             "clock_offset_ms": round(self.offset_ms, 3),
             "rtt_ms": None if self.best_rtt_ms == float("inf") else round(self.best_rtt_ms, 3),
             "error": self.error,
@@ -1212,6 +1226,8 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         "intervals": len(intervals),
         "frozen_ratio": frozen / len(intervals) if intervals else None,
         "unreadable": sum(v.unreadable for v in run.viewers),
+        # lost packets the viewers gave up on (then asked for a keyframe), see jitter.py
+        "jitter_skips": sum(v.jitter.skips for v in run.viewers if v.jitter is not None),
         "decode_errors": len(dec_errors),
         "decode_errors_judged": len(dec_judged),
         "decode_error_ratio": len(dec_judged) / len(judged) if judged else None,
@@ -1389,7 +1405,8 @@ def format_verdict(report: dict) -> str:
         f"latency ms p50 {f(s['latency_p50_ms'])}  p95 {f(s['latency_p95_ms'])}  "
         f"p99 {f(s['latency_p99_ms'])}   fps min {f(s['fps_min'])}  "
         f"drops {s['dropped']}/{s['expected']}  frozen {s['frozen']}  "
-        f"max gap {f(s['max_gap_s'], 2)} s  client lag max {f(s.get('client_lag_max_s'), 2)} s",
+        f"max gap {f(s['max_gap_s'], 2)} s  client lag max {f(s.get('client_lag_max_s'), 2)} s"
+        f"  skips {s.get('jitter_skips', '-')}",
         f"  of which server (born -> sent) p50 {f(s.get('server_p50_ms'))}  p95 "
         f"{f(s.get('server_p95_ms'))}  p99 {f(s.get('server_p99_ms'))}; sent -> decoded p50 "
         f"{f(s.get('send_p50_ms'))}  p95 {f(s.get('send_p95_ms'))}  p99 {f(s.get('send_p99_ms'))}",
