@@ -8,7 +8,9 @@ pushes the packet into every subscribed PacketTrack.
 
 Keyframes: a new subscriber asks for one and waits for it; a viewer's PLI/FIR reaches
 RTCRtpSender._send_keyframe, which only sets a flag for frame tracks, so the session
-replaces it on the sender instance with PacketTrack.request_keyframe (rate-limited here).
+replaces it on the sender instance with PacketTrack.request_keyframe. A storm of requests
+costs one keyframe per KEYFRAME_MIN_GAP_S: requests inside the gap are merged and deferred to
+its end, never dropped.
 
 Queues: each PacketTrack holds at most `maxlen` packets. A viewer whose sender falls behind
 loses what is queued and resumes at the next keyframe (which it requests); the encoder and
@@ -166,7 +168,7 @@ class SharedEncoder:
         self._times: collections.deque = collections.deque(maxlen=120)
         self._force_key = True
         self._last_key = 0.0
-        self._key_pending_since = 0.0
+        self._key_due: float | None = None  # a rate-limited keyframe request, due then
         self._last_accept = -1e9
         self._pending: tuple | None = None
         self._event = asyncio.Event()
@@ -186,9 +188,15 @@ class SharedEncoder:
         self.subscribers.discard(track)
 
     def request_keyframe(self, urgent: bool = False) -> None:
-        now = time.monotonic()
-        if urgent or now - self._last_key >= KEYFRAME_MIN_GAP_S:
+        """A PLI storm (every lossy viewer asking at once) costs one keyframe per
+        KEYFRAME_MIN_GAP_S; a request inside the gap is deferred to its end, never dropped:
+        the viewer asking may be one that lost the last keyframe, and would otherwise show
+        broken frames until the periodic one."""
+        if urgent:
             self._force_key = True
+            return
+        due = self._last_key + KEYFRAME_MIN_GAP_S
+        self._key_due = due if self._key_due is None else min(self._key_due, due)
 
     # -- frames in -------------------------------------------------------------------------
 
@@ -225,7 +233,13 @@ class SharedEncoder:
             now = time.monotonic()
             if now - self._last_key > self.keyframe_interval_s:
                 self._force_key = True
+            if self._key_due is not None and now >= self._key_due:
+                self._force_key = True
             force, self._force_key = self._force_key, False
+            if force:
+                # requests from now on wait for the gap after this keyframe
+                self._key_due = None
+                self._last_key = now
             t0 = time.perf_counter()
             try:
                 packets = await loop.run_in_executor(self._thread, self._encode, frame, force)

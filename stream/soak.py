@@ -13,7 +13,9 @@ server drew into the pixels and looks the number up in the data channel's per-fr
 - ``latency_ms``: glass to glass, frame born on the server (t_src) -> decoded by the viewer;
 - ``send_ms``: the server handed the packet to the RTP sender (t_sent) -> decoded;
 - ``interval_ms``: since the viewer's previous frame (a freeze when > freeze_ms);
-- ``missed``: marker numbers skipped since the previous frame (dropped frames).
+- ``missed``: marker numbers skipped since the previous frame (dropped frames); a marker
+  that passes its check bits but names no frame the server has just sent (a corrupt frame
+  after a loss) is a ``misread``, not a jump.
 
 Remote clocks are aligned by ping/pong on the data channel (lowest round trip wins). Every
 ``sample_s`` the server's /api/stats (its ``process`` section: RSS, fds, GPU memory, open
@@ -81,6 +83,9 @@ log = logging.getLogger("stream.soak")
 
 NO_STUN = RTCConfiguration(iceServers=[])
 SDP = "application/sdp"
+# a marker read as a frame this far behind or ahead of the server's newest message is a misread
+MARKER_BEHIND = 2048  # the messages a viewer keeps (68 s at 30 fps)
+MARKER_AHEAD = 64  # frames whose message is still on its way
 JOIN_TIMEOUT_S = 15.0  # a (re)joining viewer must decode its first frame within this
 CHROMIUM = os.environ.get("FRAMESMITH_CHROMIUM", "/usr/bin/chromium")
 LEAK_ENV = "FRAMESMITH_TEST_LEAK_VIEWER_PCS"  # the server's leak test hook (stream/webrtc.py)
@@ -122,6 +127,7 @@ class Viewer:
         self.frames = 0
         self.size: tuple[int, int] | None = None  # of the frames decoded
         self.unreadable = 0
+        self.misread = 0  # markers that passed their check bits but name no recent frame
         self.last_n: int | None = None
         self.last_t: float | None = None
         self.stall_until = 0.0
@@ -229,6 +235,26 @@ class Viewer:
                 self.best_rtt_ms = rtt
                 self.offset_ms = float(data["server"]) - (float(data["t"]) + rtt / 2)
 
+    def _frame_number(self, n16: int) -> int | None:
+        """The full frame counter for a marker's low 16 bits, or None for a misread.
+
+        The server's message for these bits names the counter (meta keeps the last 2048
+        frames, far less than a lap). Without it yet, the lap comes from the server's newest
+        message (a viewer joining after the counter passed 65536 must not start on lap zero)
+        or this viewer's previous frame. Six check bits still pass one corrupt marker in 64
+        (a viewer decoding broken references after a loss): a number far from what the server
+        has just sent is such a misread, and must not count thousands of drops."""
+        entry = self.meta.get(n16)
+        if entry is not None:
+            return entry[0]
+        if not self.meta:
+            return marker.unwrap(n16, n16 if self.last_n is None else self.last_n + 1)
+        newest = next(reversed(self.meta.values()))[0]
+        n = marker.unwrap(n16, newest)
+        if not newest - MARKER_BEHIND <= n <= newest + MARKER_AHEAD:
+            return None
+        return n
+
     def _fill(self, row: dict, entry: tuple[int, float, float], t_wall: float) -> None:
         n, t_src, t_sent = entry
         now_ms = t_wall * 1000
@@ -275,41 +301,37 @@ class Viewer:
             row["interval_ms"] = round((t - self.last_t) * 1000, 3)
         self.last_t = t
         n16 = marker.read(_luma_top(frame), self.run.marker_hint(frame.height))
+        n = None if n16 is None else self._frame_number(n16)
         if n16 is None:
             self.unreadable += 1
+        elif n is None:
+            self.misread += 1
+            row["misread"] = True
         else:
-            # The server's message for these low 16 bits names the full counter (meta
-            # keeps the last 2048 frames, far less than a lap). Without it yet, guess from
-            # this viewer's previous frame or the server's newest message: a viewer that
-            # joins after the counter passed 65536 must not start on lap zero.
+            row["n"] = n
             entry = self.meta.get(n16)
             if entry is not None:
-                n = entry[0]
-                row["n"] = n
                 self._fill(row, entry, t_wall)
-            else:
-                if self.last_n is not None:
-                    near = self.last_n + 1
-                elif self.meta:
-                    near = next(reversed(self.meta.values()))[0]
-                else:
-                    near = n16
-                n = marker.unwrap(n16, near)
-                row["n"] = n
+            else:  # the server's message for this frame has not come yet
                 row["_t_wall"] = t_wall
                 self.pending[n16] = row
                 if len(self.pending) > 256:
                     old = next(iter(self.pending))
                     self.pending.pop(old).pop("_t_wall", None)
-            if self.last_n is not None:
+            if self.last_n is None:
+                self.last_n = n
+            else:
                 d = n - self.last_n
                 if abs(d) > marker.MODULO // 2:
                     row["resync"] = True  # a lap guessed wrong before the server's message
+                    self.last_n = n
                 elif d > 1:
                     row["missed"] = d - 1
-                elif d <= 0:
-                    row["repeat"] = True
-            self.last_n = n
+                    self.last_n = n
+                elif d == 1:
+                    self.last_n = n
+                else:
+                    row["repeat"] = True  # last_n stays the newest frame seen
         self.run.frames.append(row)
 
     # -- leaving ---------------------------------------------------------------------------
@@ -359,6 +381,7 @@ class Viewer:
             "frames": self.frames,
             "size": self.size,
             "unreadable": self.unreadable,
+            "misread": self.misread,
             "lost_packets": self.lost_packets,
             "jitter_skips": 0 if self.jitter is None else self.jitter.skips,
             "clock_offset_ms": round(self.offset_ms, 3),
@@ -1226,6 +1249,7 @@ def analyse(run: Soak, started: float, error: str = "") -> dict:
         "intervals": len(intervals),
         "frozen_ratio": frozen / len(intervals) if intervals else None,
         "unreadable": sum(v.unreadable for v in run.viewers),
+        "misread": sum(v.misread for v in run.viewers),
         # lost packets the viewers gave up on (then asked for a keyframe), see jitter.py
         "jitter_skips": sum(v.jitter.skips for v in run.viewers if v.jitter is not None),
         "decode_errors": len(dec_errors),
@@ -1406,7 +1430,7 @@ def format_verdict(report: dict) -> str:
         f"p99 {f(s['latency_p99_ms'])}   fps min {f(s['fps_min'])}  "
         f"drops {s['dropped']}/{s['expected']}  frozen {s['frozen']}  "
         f"max gap {f(s['max_gap_s'], 2)} s  client lag max {f(s.get('client_lag_max_s'), 2)} s"
-        f"  skips {s.get('jitter_skips', '-')}",
+        f"  skips {s.get('jitter_skips', '-')}  misread {s.get('misread', '-')}",
         f"  of which server (born -> sent) p50 {f(s.get('server_p50_ms'))}  p95 "
         f"{f(s.get('server_p95_ms'))}  p99 {f(s.get('server_p99_ms'))}; sent -> decoded p50 "
         f"{f(s.get('send_p50_ms'))}  p95 {f(s.get('send_p95_ms'))}  p99 {f(s.get('send_p99_ms'))}",

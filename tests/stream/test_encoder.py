@@ -83,6 +83,29 @@ async def test_a_new_viewer_starts_on_a_keyframe():
     await enc.close()
 
 
+@pytest.mark.timeout(60)
+async def test_keyframe_requests_inside_the_gap_are_merged_and_deferred_not_dropped():
+    """A viewer that lost the keyframe it just got sent asks again at once: it must get the
+    next one at the end of the gap, not wait for the periodic keyframe (100 s here)."""
+    enc = SharedEncoder("vp8", bitrate=300_000, keyframe_interval_s=100)
+    a = PacketTrack(enc, maxlen=100)
+    frames = _frames(30)
+    enc.submit(frames[0], None)  # the subscriber's keyframe
+    await asyncio.sleep(0.05)
+    k0 = enc.keyframes
+    for _ in range(5):  # a PLI storm right after it
+        enc.request_keyframe()
+    for f in frames[1:]:
+        enc.submit(f, None)
+        await asyncio.sleep(0.03)
+    await asyncio.sleep(0.1)
+    assert enc.keyframes == k0 + 1
+    keys = [i for i, (p, _) in enumerate(a.queue) if p.is_keyframe]
+    assert len(keys) == 2 and keys[1] * 0.03 >= 0.4  # one, after the gap
+    a.stop()
+    await enc.close()
+
+
 @pytest.mark.gpu
 @pytest.mark.timeout(60)
 async def test_pli_from_a_viewer_reaches_the_shared_encoder():

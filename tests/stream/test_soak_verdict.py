@@ -76,3 +76,24 @@ def test_a_viewer_joining_after_the_counter_wrapped_still_measures_latency():
     assert [r["n"] for r in rows] == [base, base + 1, base + 2, base + 3]
     assert all(r["latency_ms"] is not None for r in rows)
     assert sum(r["missed"] for r in rows) == 0 and not any(r.get("resync") for r in rows)
+
+
+def test_a_corrupt_marker_that_passes_its_check_bits_counts_no_drops():
+    """After a loss a viewer decodes broken frames until the next keyframe; one such marker
+    in 64 passes its check bits with a random number. It is a misread, not 5000 drops, and
+    the frames after it count as they are."""
+    from stream.soak import Viewer
+
+    run = Soak(settings.load("soak"))
+    run.t0 = time.time()
+    run._hint[180] = None
+    v = Viewer(run, "lossy")
+    now_ms = time.time() * 1000
+    base = 71_700
+    for k, shown in enumerate([base, base + 1, base + 2 + 4_945, base + 2 - 3_000, base + 3]):
+        v._on_message(_message(base + k, now_ms - 40))
+        v._on_frame(_marked_frame(shown), time.time(), run.now())
+    rows = run.frames
+    assert [r["n"] for r in rows] == [base, base + 1, None, None, base + 3]
+    assert [r["missed"] for r in rows] == [0, 0, 0, 0, 1]
+    assert v.misread == 2 and v.summary()["misread"] == 2
