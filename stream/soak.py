@@ -235,18 +235,15 @@ class Viewer:
                 self.best_rtt_ms = rtt
                 self.offset_ms = float(data["server"]) - (float(data["t"]) + rtt / 2)
 
-    def _frame_number(self, n16: int) -> int | None:
-        """The full frame counter for a marker's low 16 bits, or None for a misread.
+    def _guess_number(self, n16: int) -> int | None:
+        """The full frame counter for a marker's low 16 bits whose server message has not
+        come yet, or None for a misread.
 
-        The server's message for these bits names the counter (meta keeps the last 2048
-        frames, far less than a lap). Without it yet, the lap comes from the server's newest
-        message (a viewer joining after the counter passed 65536 must not start on lap zero)
-        or this viewer's previous frame. Six check bits still pass one corrupt marker in 64
-        (a viewer decoding broken references after a loss): a number far from what the server
-        has just sent is such a misread, and must not count thousands of drops."""
-        entry = self.meta.get(n16)
-        if entry is not None:
-            return entry[0]
+        The lap comes from the server's newest message (a viewer joining after the counter
+        passed 65536 must not start on lap zero) or this viewer's previous frame. Six check
+        bits still pass one corrupt marker in 64 (a viewer decoding broken references after a
+        loss): a number far from what the server has just sent is such a misread, and must
+        not count thousands of drops."""
         if not self.meta:
             return marker.unwrap(n16, n16 if self.last_n is None else self.last_n + 1)
         newest = next(reversed(self.meta.values()))[0]
@@ -301,7 +298,12 @@ class Viewer:
             row["interval_ms"] = round((t - self.last_t) * 1000, 3)
         self.last_t = t
         n16 = marker.read(_luma_top(frame), self.run.marker_hint(frame.height))
-        n = None if n16 is None else self._frame_number(n16)
+        # the server's message for these bits names the full counter (meta keeps the last
+        # 2048 frames, far less than a lap); without it yet, the number is guessed
+        entry = n = None
+        if n16 is not None:
+            entry = self.meta.get(n16)
+            n = entry[0] if entry is not None else self._guess_number(n16)
         if n16 is None:
             self.unreadable += 1
         elif n is None:
@@ -309,29 +311,24 @@ class Viewer:
             row["misread"] = True
         else:
             row["n"] = n
-            entry = self.meta.get(n16)
             if entry is not None:
                 self._fill(row, entry, t_wall)
-            else:  # the server's message for this frame has not come yet
+            else:
                 row["_t_wall"] = t_wall
                 self.pending[n16] = row
                 if len(self.pending) > 256:
                     old = next(iter(self.pending))
                     self.pending.pop(old).pop("_t_wall", None)
-            if self.last_n is None:
-                self.last_n = n
-            else:
+            if self.last_n is not None:
                 d = n - self.last_n
                 if abs(d) > marker.MODULO // 2:
                     row["resync"] = True  # a lap guessed wrong before the server's message
-                    self.last_n = n
                 elif d > 1:
                     row["missed"] = d - 1
-                    self.last_n = n
-                elif d == 1:
-                    self.last_n = n
-                else:
-                    row["repeat"] = True  # last_n stays the newest frame seen
+                elif d <= 0:
+                    row["repeat"] = True
+            if not row.get("repeat"):  # a repeat or an older frame: last_n stays the newest
+                self.last_n = n
         self.run.frames.append(row)
 
     # -- leaving ---------------------------------------------------------------------------
