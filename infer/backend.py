@@ -65,11 +65,11 @@ def _raise_unsupported(model: onnx.ModelProto) -> None:
 class InferBackendRep(BackendRep):
     """A model compiled by the engine; `run` takes a list (graph-input order) or a dict."""
 
-    def __init__(self, model: Model, output_dtypes: list[np.dtype | None]):
+    def __init__(self, model: Model, output_dtypes: list[np.dtype | None]) -> None:
         self.model = model
         self.output_dtypes = output_dtypes
 
-    def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:  # noqa: ARG002
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         names = self.model.inputs
         if isinstance(inputs, Mapping):
             feeds = dict(inputs)
@@ -136,7 +136,8 @@ class InferBackend(Backend):
         if lookup(node.op_type, opset, node.domain) is None:
             raise UnsupportedModelError([(node.op_type, node.name, "")], opset)
         try:
-            super().run_node(node, inputs, device, outputs_info, opset_version=opset)
+            # onnx's stub types **kwargs as dicts; the base class takes any keyword values
+            super().run_node(node, inputs, device, outputs_info, opset_version=opset)  # type: ignore[arg-type]
         except onnx.checker.ValidationError as e:
             raise ModelError(f"invalid ONNX node: {e}") from e
         names = [i for i in node.input if i]

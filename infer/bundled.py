@@ -28,5 +28,5 @@ def resolve_model(name: str | Path) -> Path:
         return candidate
     known = ", ".join(bundled_models()) or "none"
     raise FileNotFoundError(
-        f"no model file {str(name)!r}, and no bundled model of that name ({known})"
+        f"model file {str(name)!r} not found, and no bundled model of that name ({known})"
     )

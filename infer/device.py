@@ -32,7 +32,7 @@ _devices: dict[int | None, Device] = {}
 class Device:
     """A wgpu device with the adapter's full limits, its pipeline cache and GPU worker lock."""
 
-    def __init__(self, adapter: wgpu.GPUAdapter):
+    def __init__(self, adapter: wgpu.GPUAdapter) -> None:
         self.adapter = adapter
         limits = {k: adapter.limits[k] for k in _LIMIT_KEYS if k in adapter.limits}
         features = [f for f in _OPTIONAL_FEATURES if f in adapter.features]

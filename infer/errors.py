@@ -14,7 +14,7 @@ class UnsupportedModelError(ModelError):
     at once instead of one op per attempt.
     """
 
-    def __init__(self, problems: list[tuple[str, str, str]], opset: int):
+    def __init__(self, problems: list[tuple[str, str, str]], opset: int) -> None:
         self.problems = problems  # (op_type, node name, reason)
         self.opset = opset
         by_type: dict[str, list[str]] = {}

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .bundled import resolve_model
 from .errors import ModelError
 
 Dim = int | str | None
@@ -101,7 +102,10 @@ def _dims(t: onnx.TypeProto) -> tuple[Dim, ...] | None:
 def load_proto(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
-    path = Path(model)
+    try:
+        path = resolve_model(model)  # a file, else a bundled model's name ("upscale.onnx")
+    except FileNotFoundError as e:
+        raise ModelError(str(e)) from None
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:

@@ -40,6 +40,12 @@ def physical_size(shape: tuple[int, ...]) -> int:
     return math.prod(physical_shape(shape))
 
 
+def buffer_bytes(shape: tuple[int, ...], esize: int = 4) -> int:
+    """Bytes of a tensor's GPU buffer: its physical size, at least 16 (WGSL's smallest
+    binding a vec4 load may touch)."""
+    return max(16, physical_size(shape) * esize)
+
+
 def logical_strides(shape: tuple[int, ...]) -> list[int]:
     """Stride in f32 elements of each logical axis within the physical buffer."""
     if len(shape) < 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,10 +49,18 @@ def _const_inputs(graph: Graph) -> set[str]:
     return names & {vi.name for vi in graph.inputs}
 
 
+def _fixed(shape: tuple[int | str | None, ...] | None) -> tuple[int, ...] | None:
+    """A declared input shape when every dimension is a number (None: some are dynamic)."""
+    if shape is None:
+        return None
+    dims = [d for d in shape if isinstance(d, int)]
+    return tuple(dims) if len(dims) == len(shape) else None
+
+
 class _ShapeOnly:
     """Stands in for an input array when only its shape matters (float image inputs)."""
 
-    def __init__(self, shape: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
     def tobytes(self) -> bytes:
@@ -61,7 +70,7 @@ class _ShapeOnly:
 class Model:
     """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
 
-    def __init__(self, graph: Graph, device: Device, precision: str = "fp32"):
+    def __init__(self, graph: Graph, device: Device, precision: str = "fp32") -> None:
         if precision not in ("fp32", "fp16"):
             raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
         if precision == "fp16" and "shader-f16" not in device.features:
@@ -78,15 +87,16 @@ class Model:
         self._consts = ConstantStore(device)
         self._cache: OrderedDict[tuple, Executable] = OrderedDict()
         _static_check(graph)
-        if all(isinstance(d, int) for vi in graph.inputs for d in (vi.shape or [None])) and not (
-            self._value_inputs
-        ):
+        static = {vi.name: _fixed(vi.shape) for vi in graph.inputs}
+        if all(s is not None for s in static.values()) and not self._value_inputs:
             # fully static: find every unsupported op variant now, before any GPU work
-            self.program({vi.name: tuple(vi.shape) for vi in graph.inputs})
+            self.program({k: s for k, s in static.items() if s is not None})
 
     # -- specialisation ---------------------------------------------------------------------
 
-    def _seed(self, shapes: dict[str, tuple[int, ...]], arrays: dict[str, np.ndarray]) -> dict:
+    def _seed(
+        self, shapes: dict[str, tuple[int, ...]], arrays: Mapping[str, np.ndarray | _ShapeOnly]
+    ) -> dict[str, Value]:
         seed: dict[str, Value] = {}
         for vi in self.graph.inputs:
             if vi.name not in shapes:
@@ -104,12 +114,15 @@ class Model:
                             f"input {vi.name!r} dimension {k} must be {want}, got {got} "
                             f"(shape {list(shape)})"
                         )
-            const = arrays.get(vi.name) if vi.name in self._value_inputs else None
+            given = arrays.get(vi.name) if vi.name in self._value_inputs else None
+            const = given if isinstance(given, np.ndarray) else None
             seed[vi.name] = Value(shape, const, vi.dtype)
         return seed
 
     def program(
-        self, shapes: dict[str, tuple[int, ...]], arrays: dict[str, np.ndarray] | None = None
+        self,
+        shapes: dict[str, tuple[int, ...]],
+        arrays: Mapping[str, np.ndarray | _ShapeOnly] | None = None,
     ) -> Program:
         """The folded, fused dispatch list for these input shapes (no GPU work)."""
         return specialise(
@@ -132,7 +145,7 @@ class Model:
             )
         return self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()})
 
-    def executable(self, arrays: dict[str, np.ndarray]) -> Executable:
+    def executable(self, arrays: Mapping[str, np.ndarray | _ShapeOnly]) -> Executable:
         shapes = {k: v.shape for k, v in arrays.items()}
         key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
             (k, arrays[k].tobytes()) for k in sorted(self._value_inputs) if k in arrays

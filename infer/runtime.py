@@ -11,21 +11,17 @@ from . import wgsl
 from .compile import Program
 from .device import Device, time_dispatch
 from .errors import ModelError
-from .layout import element_size, from_physical, physical_size, storage, to_physical
+from .layout import buffer_bytes, element_size, from_physical, storage, to_physical
 
 _U = wgpu.BufferUsage
 _TENSOR_USAGE = _U.STORAGE | _U.COPY_SRC | _U.COPY_DST
 _CONST_USAGE = _U.STORAGE | _U.UNIFORM | _U.COPY_DST
 
 
-def _nbytes(shape: tuple[int, ...], esize: int = 4) -> int:
-    return max(16, physical_size(shape) * esize)
-
-
 class ConstantStore:
     """Weights and parameters uploaded once per model, shared by all its specialisations."""
 
-    def __init__(self, device: Device):
+    def __init__(self, device: Device) -> None:
         self.device = device
         self._buffers: dict[tuple[str, str], wgpu.GPUBuffer] = {}
 
@@ -68,7 +64,7 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
     where: dict[str, tuple[int, int]] = {}
 
     def alloc(name: str) -> None:
-        size = _nbytes(program.values[name].shape, esize)
+        size = buffer_bytes(program.values[name].shape, esize)
         size = (size + 255) // 256 * 256
         best = None
         for k, (fsize, _slot) in enumerate(free):
@@ -97,7 +93,7 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
 class Executable:
     """A Program bound to GPU resources: pipelines, pooled buffers, bind groups, readback."""
 
-    def __init__(self, device: Device, program: Program, consts: ConstantStore):
+    def __init__(self, device: Device, program: Program, consts: ConstantStore) -> None:
         self.device = device
         self.program = program
         dev = device.device
@@ -148,16 +144,21 @@ class Executable:
             else None
         )
 
+    @property
+    def gpu_inputs(self) -> list[str]:
+        """Inputs read on the GPU, in order: what a caller fills in `tensor_buffer(name)`."""
+        return list(self.program.gpu_inputs)
+
     def nbytes(self, name: str) -> int:
         """Bytes of a tensor in its buffer (physical layout, `dtype` elements)."""
-        return _nbytes(self.program.values[name].shape, self.esize)
+        return buffer_bytes(self.program.values[name].shape, self.esize)
 
     def tensor_buffer(self, name: str) -> wgpu.GPUBuffer:
         return self.pool[self.assignment[name][0]]
 
     def upload(self, inputs: dict[str, np.ndarray]) -> None:
         for name in self.program.gpu_inputs:
-            data = to_physical(inputs[name]).astype(self.dtype, copy=False)
+            data: np.ndarray = to_physical(inputs[name]).astype(self.dtype, copy=False)
             self.device.queue.write_buffer(self.tensor_buffer(name), 0, data)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -196,7 +197,7 @@ class Executable:
             return out
         self.readback.map_sync(wgpu.MapMode.READ)
         try:
-            raw = np.frombuffer(self.readback.read_mapped(copy=True), self.dtype)
+            raw: np.ndarray = np.frombuffer(self.readback.read_mapped(copy=True), self.dtype)
         finally:
             self.readback.unmap()
         for name in self.outputs:

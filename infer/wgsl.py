@@ -1,4 +1,4 @@
-"""WGSL templates: loaded from the `shaders` package, filled in with jinja2, compiled once.
+"""WGSL templates of the engine's kernels: loaded from `shaders/ops/`, filled in with jinja2.
 
 Templates use WGSL-safe delimiters (`{{ x }}` for values, `{$ ... $}` for blocks) and
 StrictUndefined, so a missing variable is an error rather than an empty string. Compiled
@@ -9,6 +9,7 @@ compiled once per device.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import resources
 
@@ -16,8 +17,10 @@ import jinja2
 
 
 class _ShaderLoader(jinja2.BaseLoader):
-    def get_source(self, environment, template):  # noqa: ANN001 - jinja2 API
-        path = resources.files("shaders").joinpath(template)
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        path = resources.files("shaders").joinpath("ops", template)
         if not path.is_file():
             raise jinja2.TemplateNotFound(template)
         source = path.read_text(encoding="utf-8")
@@ -61,14 +64,14 @@ def _f32(v: float) -> str:
     return _wgsl_value(float(v))
 
 
-def _u32_array(values) -> str:  # noqa: ANN001 - any iterable of ints
+def _u32_array(values: Iterable[int]) -> str:
     values = [int(v) for v in values]
     if not values:
         values = [0]
     return f"array<u32, {len(values)}>(" + ", ".join(f"{v}u" for v in values) + ")"
 
 
-def _i32_array(values) -> str:  # noqa: ANN001
+def _i32_array(values: Iterable[int]) -> str:
     values = [int(v) for v in values]
     if not values:
         values = [0]

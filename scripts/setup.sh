@@ -32,5 +32,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 # torch==2.13.0 (the train extra) is the CPU build where a local wheel is provided.
-.venv/bin/python -m pip install -q -e ".[dev,train]"
+.venv/bin/python -m pip install -q -e ".[service,plots,train,dev]"
 echo "setup: done ($(.venv/bin/python -c 'import infer.device as d; print(d.get_device().name)' 2>/dev/null))"

@@ -8,13 +8,13 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {
-        "serve": "stream.server:main",
+        "serve": "stream.serve:main",
         "process": "stream.process:main",
-        "bench": "stream.bench_service:main",
-        "bench-pipeline": "stream.bench:main",
-        "devices": "stream.devices:main",
-        "soak": "stream.soak:main",
-        "plot": "stream.plots:main",
+        "bench": "stream.tools.bench.service:main",
+        "bench-pipeline": "stream.tools.bench.pipeline:main",
+        "devices": "stream.tools.devices:main",
+        "soak": "stream.tools.soak.cli:main",
+        "plot": "stream.tools.plots:main",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m stream {{{','.join(commands)}}} [options]   (-h for help)")

@@ -1,219 +1,247 @@
-"""`serve` configuration: configs/serve.toml, validated; command-line flags override it.
+"""`serve` configuration (configs/serve.toml), and the TOML + validation rules every command's
+settings share.
 
-Every option has a default here; a TOML file may set any subset. Unknown sections or keys
-and values of the wrong type or out of range are refused with the key named, e.g.
-``encoder.bitrate: must be an integer >= 50000, got 'fast'``.
+Every option has a default here; a TOML file may set any subset. Validation is pydantic's, in
+strict mode (a string is not a number, 1 is not true); its errors are rewritten to name the
+key the way a reader of the TOML file sees it, e.g.
+``encoder.bitrate: must be an integer, got 'fast'``. Command-line flags override the file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Mode = Literal["model", "bilinear", "bicubic", "bypass"]
+Precision = Literal["fp32", "fp16"]
+Codec = Literal["vp8", "h264"]
+CODECS: tuple[Codec, ...] = ("vp8", "h264")
 
 
 class ConfigError(ValueError):
     """A bad configuration file or value; the message names the key."""
 
 
-@dataclass
-class ServerConfig:
+class Section(BaseModel):
+    """One [table] of a TOML file: unknown keys refused, types strict."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class ServerConfig(Section):
     host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 64 * 1024  # SDP bodies are a few kB
-    max_viewers: int = 32
-    ice_consent_interval_s: float = 1.0  # aioice default 5 s
-    ice_consent_failures: int = 3  # aioice default 6: a dead peer goes in ~4 s, not ~30 s
-    stun_servers: list[str] = field(default_factory=list)  # e.g. ["stun:stun.l.google.com:19302"]
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)  # SDP: a few kB
+    max_viewers: int = Field(32, ge=1)
+    ice_consent_interval_s: float = Field(1.0, ge=0.2, le=60)  # aioice default 5 s
+    ice_consent_failures: int = Field(3, ge=1, le=100)  # aioice default 6: ~4 s, not ~30 s
+    stun_servers: list[str] = Field(default_factory=list)
     static_dir: str = ""  # empty: the viewer page shipped in stream/static
-    # deployment (stream/ice.py, docker/): TURN, UDP port range, announced address, routing
-    turn_servers: list[str] = field(default_factory=list)  # ["turn:host:3478?transport=udp"]
+    # deployment (stream/webrtc/ice.py, docker/): TURN, UDP port range, announced address
+    turn_servers: list[str] = Field(default_factory=list)  # ["turn:host:3478?transport=udp"]
     turn_username: str = ""  # static TURN credentials (e.g. a TURN provider's account)
     turn_credential: str = ""  # inline: for trying only; prefer turn_credential_file
     turn_credential_file: str = ""  # file holding the credential (docker / k8s secret)
     turn_secret_file: str = ""  # coturn static-auth-secret: mint time-limited credentials
-    turn_ttl_s: int = 3600  # lifetime of minted TURN credentials
+    turn_ttl_s: int = Field(3600, ge=60, le=7 * 86400)
     ice_port_min: int = 0  # UDP port range of ICE host candidates; 0, 0: ephemeral ports
     ice_port_max: int = 0
     ice_public_address: str = ""  # IPv4 announced (srflx) with each host candidate's port
     public_url: str = ""  # base of WHEP/WHIP Location headers; $VARS expanded ($POD_NAME)
-    adapter: int = -1  # GPU adapter index (python -m stream devices); -1: the best one
+    adapter: int = Field(-1, ge=-1, le=64)  # GPU adapter index; -1: the best one
+
+    @property
+    def adapter_index(self) -> int | None:
+        """The adapter to ask infer for (None: the best one)."""
+        return None if self.adapter < 0 else self.adapter
+
+    @field_validator("stun_servers")
+    @classmethod
+    def _stun(cls, v: list[str]) -> list[str]:
+        if not all(u.startswith(("stun:", "stuns:")) for u in v):
+            raise ValueError("must be stun: or stuns: URLs")
+        return v
+
+    @field_validator("turn_servers")
+    @classmethod
+    def _turn(cls, v: list[str]) -> list[str]:
+        if not all(u.startswith(("turn:", "turns:")) for u in v):
+            raise ValueError("must be turn: or turns: URLs")
+        return v
+
+    @field_validator("ice_port_min", "ice_port_max")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if v != 0 and not 1024 <= v <= 65535:
+            raise ValueError("must be 0 or 1024..65535")
+        return v
+
+    @field_validator("ice_public_address")
+    @classmethod
+    def _ipv4(cls, v: str) -> str:
+        try:
+            ok = not v or ipaddress.ip_address(v).version == 4
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an IPv4 address or empty")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ServerConfig:
+        lo, hi = self.ice_port_min, self.ice_port_max
+        if (lo == 0) != (hi == 0) or lo > hi:
+            raise ValueError(
+                f"ice_port_max: the range {lo}-{hi} is not valid (set both, min <= max, or both 0)"
+            )
+        if self.turn_servers and not (self.turn_secret_file or self.turn_username):
+            raise ValueError(
+                "turn_servers: needs turn_username (+ turn_credential or "
+                "turn_credential_file) or turn_secret_file"
+            )
+        return self
 
 
-@dataclass
-class SourceConfig:
+class SourceConfig(Section):
     uri: str = "testsrc"  # "testsrc", "webrtc" (WHIP ingest), or a file / URL PyAV opens
-    width: int = 640  # testsrc size, and the "no source" slate size for webrtc
-    height: int = 360
-    fps: float = 30.0  # testsrc rate; files play at their own rate
+    width: int = Field(640, ge=64, le=7680)  # testsrc size, and the "no source" slate size
+    height: int = Field(360, ge=36, le=4320)
+    fps: float = Field(30.0, ge=1, le=240)  # testsrc rate; files play at their own rate
     loop: bool = True  # loop files at EOF
     marker: bool = False  # stamp the frame-number marker on file / webrtc sources too
 
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
 
-@dataclass
-class ModelConfig:
+
+class ModelConfig(Section):
     path: str = "upscale.onnx"  # a file, or a bundled model's name
-    mode: str = "model"  # model | bilinear | bicubic | bypass
-    scale: int = 2  # for the baseline modes (and when no model is loaded)
-    precision: str = "fp32"  # fp32 | fp16
-    slots: int = 2
+    mode: Mode = "model"
+    scale: int = Field(2, ge=1, le=8)  # for the baseline modes (and when no model is loaded)
+    precision: Precision = "fp32"
+    slots: int = Field(2, ge=1, le=8)
     compare: bool = True  # also run a bilinear pipeline for the viewer's split compare
-    extra: list[str] = field(default_factory=list)  # more models for the viewer's mode switch
+    extra: list[str] = Field(default_factory=list)  # more models for the mode switch
 
 
-@dataclass
-class EncoderConfig:
-    codecs: list[str] = field(default_factory=lambda: ["vp8", "h264"])
-    default_codec: str = "vp8"  # what a viewer gets when it does not ask
-    bitrate: int = 2_500_000  # bits per second
-    max_fps: float = 60.0
-    hardware: str = "auto"  # auto: h264_nvenc when PyAV has it and the device is a GPU; off
-    keyframe_interval_s: float = 10.0  # periodic keyframe (also on viewer join and PLI)
-    viewer_queue: int = 4  # packets buffered per viewer before it loses frames
-    rtp_clock: str = "send"  # RTP timestamps from the send time (lowest latency) or "source"
+class EncoderConfig(Section):
+    codecs: list[Codec] = Field(default_factory=lambda: list(CODECS), min_length=1)
+    default_codec: Codec = "vp8"  # what a viewer gets when it does not ask
+    bitrate: int = Field(2_500_000, ge=50_000, le=100_000_000)  # bits per second
+    max_fps: float = Field(60.0, ge=1, le=240)
+    hardware: Literal["auto", "off"] = "auto"  # auto: h264_nvenc on a GPU when PyAV has it
+    keyframe_interval_s: float = Field(10.0, ge=0.5, le=3600)  # also on viewer join and PLI
+    viewer_queue: int = Field(4, ge=1, le=120)  # packets buffered per viewer
+    rtp_clock: Literal["send", "source"] = "send"  # RTP time: send time (lowest latency)
+
+    @model_validator(mode="after")
+    def _default_served(self) -> EncoderConfig:
+        if self.default_codec not in self.codecs:
+            raise ValueError(
+                f"default_codec: {self.default_codec!r} is not in encoder.codecs {self.codecs}"
+            )
+        return self
 
 
-@dataclass
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    source: SourceConfig = field(default_factory=SourceConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+class Config(Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
 
 
-_CHECKS = {
-    "server.port": lambda v: 0 <= v <= 65535 or "must be 0..65535",
-    "server.max_body_bytes": lambda v: 1024 <= v <= 16 * 1024 * 1024 or "must be 1 kB..16 MB",
-    "server.max_viewers": lambda v: v >= 1 or "must be >= 1",
-    "server.ice_consent_interval_s": lambda v: 0.2 <= v <= 60 or "must be 0.2..60",
-    "server.ice_consent_failures": lambda v: 1 <= v <= 100 or "must be 1..100",
-    "server.turn_servers": lambda v: (
-        all(u.startswith(("turn:", "turns:")) for u in v) or "must be turn: or turns: URLs"
-    ),
-    "server.stun_servers": lambda v: (
-        all(u.startswith(("stun:", "stuns:")) for u in v) or "must be stun: or stuns: URLs"
-    ),
-    "server.turn_ttl_s": lambda v: 60 <= v <= 7 * 86400 or "must be 60..604800",
-    "server.ice_port_min": lambda v: v == 0 or 1024 <= v <= 65535 or "must be 0 or 1024..65535",
-    "server.ice_port_max": lambda v: v == 0 or 1024 <= v <= 65535 or "must be 0 or 1024..65535",
-    "server.ice_public_address": lambda v: _ipv4_or_empty(v) or "must be an IPv4 address or empty",
-    "server.public_url": lambda v: (
-        v == "" or v.startswith(("http://", "https://")) or "must start with http:// or https://"
-    ),
-    "server.adapter": lambda v: -1 <= v <= 64 or "must be -1 (auto) or an adapter index",
-    "source.width": lambda v: 64 <= v <= 7680 or "must be 64..7680",
-    "source.height": lambda v: 36 <= v <= 4320 or "must be 36..4320",
-    "source.fps": lambda v: 1 <= v <= 240 or "must be 1..240",
-    "source.uri": lambda v: bool(v.strip()) or "must not be empty",
-    "model.mode": lambda v: (
-        v in ("model", "bilinear", "bicubic", "bypass")
-        or "must be one of model, bilinear, bicubic, bypass"
-    ),
-    "model.scale": lambda v: 1 <= v <= 8 or "must be 1..8",
-    "model.precision": lambda v: v in ("fp32", "fp16") or "must be fp32 or fp16",
-    "model.slots": lambda v: 1 <= v <= 8 or "must be 1..8",
-    "encoder.codecs": lambda v: (
-        (bool(v) and all(c in ("vp8", "h264") for c in v))
-        or "must be a non-empty list of vp8, h264"
-    ),
-    "encoder.default_codec": lambda v: v in ("vp8", "h264") or "must be vp8 or h264",
-    "encoder.bitrate": lambda v: 50_000 <= v <= 100_000_000 or "must be 50000..100000000",
-    "encoder.max_fps": lambda v: 1 <= v <= 240 or "must be 1..240",
-    "encoder.hardware": lambda v: v in ("auto", "off") or "must be auto or off",
-    "encoder.keyframe_interval_s": lambda v: 0.5 <= v <= 3600 or "must be 0.5..3600",
-    "encoder.viewer_queue": lambda v: 1 <= v <= 120 or "must be 1..120",
-    "encoder.rtp_clock": lambda v: v in ("send", "source") or "must be send or source",
+# -- reading, validating and writing TOML ------------------------------------------------------
+
+S = TypeVar("S", bound=Section)
+
+_TYPES = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+}
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "less_than_equal": "<=",
+    "greater_than": ">",
+    "less_than": "<",
 }
 
 
-def _ipv4_or_empty(v: str) -> bool:
-    if not v:
-        return True
+def _explain(err: Any, cls: type[Section], origin: str, section: str = "") -> str:
+    """One pydantic error as a reader of the TOML file needs it: the dotted key first."""
+    inner = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    loc = [section, *inner] if section else inner
+    key = ".".join(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(cls, inner[:-1])
+        known = ", ".join(owner.model_fields) if owner is not None else ""
+        if len(loc) == 1 and _is_table_file(cls):
+            return f"{origin}: unknown section [{key}] (known: {known})"
+        return f"{origin}: unknown key {key!r} (known in [{'.'.join(loc[:-1])}]: {known})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{origin}: {key} must be a table, got {err['input']!r}"
+    got = f", got {err['input']!r}" if "input" in err and not isinstance(err["input"], dict) else ""
+    if kind in _TYPES:
+        return f"{key}: {_TYPES[kind]}{got}"
+    if kind in _BOUNDS:
+        (limit,) = err["ctx"].values()
+        return f"{key}: must be {_BOUNDS[kind]} {limit}{got}"
+    if kind == "literal_error":
+        return f"{key}: must be {err['ctx']['expected']}{got}"
+    if kind == "value_error":
+        msg = str(err["ctx"]["error"])
+        # a model validator names its own field first ("ice_port_max: the range ...")
+        head, _, rest = msg.partition(": ")
+        if rest and " " not in head:
+            return f"{'.'.join([*loc, head])}: {rest}"
+        return f"{key}: {msg}{got}"
+    return f"{key}: {err['msg'].replace('Input should be', 'must be')}{got}"
+
+
+def _model_at(cls: type[Section], path: list[str]) -> type[Section] | None:
+    for name in path:
+        field = cls.model_fields.get(name)
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, Section)):
+            return None
+        cls = ann
+    return cls
+
+
+def _is_table_file(cls: type[Section]) -> bool:
+    """A model whose fields are all tables (a whole file: [server], [source], ...)."""
+    return all(_model_at(cls, [name]) is not None for name in cls.model_fields)
+
+
+def validate_as(cls: type[S], data: dict[str, Any], origin: str, section: str = "") -> S:
+    """`data` as a `cls`, or a ConfigError naming the first bad key (`section.key` when the
+    data is one table of a file)."""
     try:
-        return ipaddress.ip_address(v).version == 4
-    except ValueError:
-        return False
-
-
-def _coerce(key: str, typ: Any, value: Any) -> Any:
-    name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
-    if name == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: must be true or false, got {value!r}")
-    if name == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: must be an integer, got {value!r}")
-    if name == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: must be a number, got {value!r}")
-    if name == "str":
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: must be a string, got {value!r}")
-    if name.startswith("list"):
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-        raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
-    raise ConfigError(f"{key}: unsupported option type {name}")
-
-
-def apply_section(target: Any, section: str, values: dict, origin: str) -> None:
-    """Set a [section] table's keys on its dataclass, each type-checked; unknown keys refused."""
-    known = {f.name: f for f in fields(target)}
-    for key, value in values.items():
-        full = f"{section}.{key}"
-        if key not in known:
-            raise ConfigError(
-                f"{origin}: unknown key {full!r} (known in [{section}]: {', '.join(known)})"
-            )
-        setattr(target, key, _coerce(full, known[key].type, value))
-
-
-def _apply(cfg: Config, data: dict, origin: str) -> None:
-    sections = {f.name: f for f in fields(Config)}
-    for section, values in data.items():
-        if section not in sections:
-            raise ConfigError(
-                f"{origin}: unknown section [{section}] (known: {', '.join(sections)})"
-            )
-        if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: {section} must be a table, got {values!r}")
-        apply_section(getattr(cfg, section), section, values, origin)
-
-
-def validate(cfg: Config) -> Config:
-    for key, check in _CHECKS.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        ok = check(value)
-        if ok is not True:
-            raise ConfigError(f"{key}: {ok}, got {value!r}")
-    srv = cfg.server
-    if (srv.ice_port_min == 0) != (srv.ice_port_max == 0) or srv.ice_port_min > srv.ice_port_max:
-        raise ConfigError(
-            f"server.ice_port_max: the range {srv.ice_port_min}-{srv.ice_port_max} is not "
-            "valid (set both, min <= max, or both 0)"
-        )
-    if srv.turn_servers and not (srv.turn_secret_file or srv.turn_username):
-        raise ConfigError(
-            "server.turn_servers: needs turn_username (+ turn_credential or "
-            "turn_credential_file) or turn_secret_file"
-        )
-    if cfg.encoder.default_codec not in cfg.encoder.codecs:
-        raise ConfigError(
-            f"encoder.default_codec: {cfg.encoder.default_codec!r} is not in encoder.codecs "
-            f"{cfg.encoder.codecs}"
-        )
-    return cfg
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_explain(e.errors()[0], cls, origin, section)) from None
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -226,15 +254,46 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
+def write_toml(data: dict[str, Any], path: Path) -> Path:
+    """Write a config for another process (the soak's and bench's `serve`)."""
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the TOML file (if any), then `overrides` ({"server.port": 9000})."""
-    cfg = Config()
-    if path is not None:
-        p = Path(path)
-        _apply(cfg, read_toml(p), str(p))
+    data = read_toml(Path(path)) if path is not None else {}
+    cfg = validate_as(Config, data, str(path))
+    if not any(v is not None for v in (overrides or {}).values()):
+        return cfg
+    merged = cfg.model_dump()
     for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, name = key.split(".")
-        _apply(cfg, {section: {name: value}}, "command line")
-    return validate(cfg)
+        if value is not None:
+            section, name = key.split(".")
+            merged[section][name] = value
+    return validate_as(Config, merged, "command line")
+
+
+def load_section(cls: type[S], section: str, path: str | Path | None = None) -> S:
+    """The `[section]` of a file that holds that one table (configs/process.toml, soak.toml)."""
+    if path is None:
+        return cls()
+    p = Path(path)
+    data = read_toml(p)
+    unknown = sorted(set(data) - {section})
+    if unknown:
+        raise ConfigError(f"{p}: unknown section [{unknown[0]}] (this file holds [{section}] only)")
+    values = data.get(section, {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{p}: {section} must be a table")
+    return validate_as(cls, values, str(p), section)
+
+
+def override(
+    settings: S, values: dict[str, Any], section: str = "", origin: str = "command line"
+) -> S:
+    """`settings` with the non-None `values` applied and validated again."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return settings
+    return validate_as(type(settings), {**settings.model_dump(), **given}, origin, section)

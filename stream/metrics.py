@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .stats import FrameTiming
+from .pipeline.stats import FrameTiming
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _STAGES = ("wait_ms", "upload_ms", "submit_ms", "gpu_ms", "readback_ms", "total_ms")
 
-# Service.resources() key -> gauge (what a soak watches for leaks: stream/soak.py)
+# Service.resources() key -> gauge (what a soak watches for leaks: stream/tools/soak)
 _PROCESS = (
     ("rss_bytes", "framesmith_process_resident_memory_bytes", "Resident memory of the server"),
     ("open_fds", "framesmith_process_open_fds", "Open file descriptors of the server"),
@@ -32,10 +32,10 @@ _PROCESS = (
 class _Live(Collector):
     """Gauges read at scrape time from the running service."""
 
-    def __init__(self, collect: Callable[[], dict]):
+    def __init__(self, collect: Callable[[], dict]) -> None:
         self._collect = collect
 
-    def collect(self):  # noqa: ANN201
+    def collect(self) -> Iterator[Metric]:
         live = self._collect()
         g = GaugeMetricFamily("framesmith_viewers", "Connected WHEP viewers")
         g.add_metric([], live.get("viewers", 0))
@@ -82,7 +82,7 @@ class _Live(Collector):
 
 
 class Metrics:
-    def __init__(self, live: Callable[[], dict]):
+    def __init__(self, live: Callable[[], dict]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames_in = Counter(

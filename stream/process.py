@@ -15,23 +15,49 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Literal
 
 import av
+from pydantic import Field
 from tqdm import tqdm
 
 import infer
 from infer.bundled import resolve_model
 
+from .config import ConfigError, Mode, Precision, Section, load_section
 from .pipeline import MODES, FramePipeline, PipelineError
 
 log = logging.getLogger(__name__)
 
-CODECS = {
+CODECS: dict[str, tuple[str, dict[str, str]]] = {
     "h264": ("libx264", {"preset": "veryfast"}),
     "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error"}),
     "vp9": ("libvpx-vp9", {"b": "0", "deadline": "realtime", "cpu-used": "8"}),
     "av1": ("libsvtav1", {"preset": "12"}),
 }
+
+
+class ProcessSettings(Section):
+    """configs/process.toml ([process]): defaults of the command's flags."""
+
+    model: str = "upscale.onnx"  # a file, or a bundled model's name
+    mode: Mode = "model"
+    precision: Precision = "fp32"  # tensor storage on the GPU
+    scale: int = Field(2, ge=1, le=8)  # scale of the bilinear / bicubic baseline
+    codec: Literal["h264", "hevc", "vp9", "av1"] = "h264"
+    crf: int = Field(-1, ge=-1, le=63)  # -1: the encoder's default quality
+    slots: int = Field(2, ge=1, le=8)  # frames in flight on the GPU
+    adapter: int = Field(-1, ge=-1, le=64)  # GPU adapter index; -1: the best one
+    progress: bool = True
+
+    def as_defaults(self) -> dict[str, Any]:
+        """As argparse defaults (-1 "auto" values become None, as the flags expect)."""
+        out = self.model_dump()
+        for key in ("adapter", "crf"):
+            if out[key] == -1:
+                out[key] = None
+        out["no_progress"] = not out.pop("progress")
+        return out
 
 
 class InputError(Exception):
@@ -47,18 +73,26 @@ class Result:
     stats: dict = field(default_factory=dict)
 
 
-def _open_video_encoder(output, codec: str, crf: int | None, template, width, height):  # noqa: ANN001, ANN202
+def _open_video_encoder(
+    output: av.container.OutputContainer,
+    codec: str,
+    crf: int | None,
+    template: av.video.stream.VideoStream,
+    width: int,
+    height: int,
+) -> av.video.stream.VideoStream:
     name, options = CODECS[codec]
     if name not in av.codecs_available:
         raise PipelineError(f"codec {codec} needs the {name} encoder, which this PyAV build lacks")
     rate = template.average_rate or template.guessed_rate or Fraction(30)
     stream = output.add_stream(name, rate=rate)
+    assert isinstance(stream, av.video.stream.VideoStream)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.time_base = template.time_base
-    opts = dict(options)
+    opts: dict[str, str] = dict(options)
     if crf is not None:
         opts["crf"] = str(crf)
-    stream.options = opts
+    stream.options = {**opts}
     return stream
 
 
@@ -114,8 +148,9 @@ async def process_file(
                     continue
                 # decode and encode run off the event loop, so the pipeline keeps submitting
                 for frame in await asyncio.to_thread(packet.decode):
-                    decoded += 1
-                    yield frame
+                    if isinstance(frame, av.VideoFrame):
+                        decoded += 1
+                        yield frame
             except av.error.FFmpegError as e:
                 raise InputError(
                     f"{src}: input is corrupt or truncated after frame {decoded} "
@@ -185,15 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     pre, _ = parser.parse_known_args(argv)
     if pre.config:  # the file's values become defaults; flags given still win
-        from . import settings
-
         try:
-            values = settings.as_defaults(settings.load("process", pre.config))
-        except settings.ConfigError as e:
+            settings = load_section(ProcessSettings, "process", pre.config)
+        except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        values["no_progress"] = not values.pop("progress")
-        parser.set_defaults(**values)
+        parser.set_defaults(**settings.as_defaults())
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -1,7 +1,10 @@
+import os
+from pathlib import Path
+
 import pytest
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+def pytest_collection_modifyitems(config, items):
     """GPU tests are skipped cleanly (with the reason) when no adapter exists."""
     try:
         import wgpu
@@ -15,3 +18,15 @@ def pytest_collection_modifyitems(config, items):  # noqa: ANN001
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where a test leaves screenshots and reports: its tmp_path, unless FRAMESMITH_ARTIFACTS
+    names a folder to keep them in (how docs/figures were made)."""
+    keep = os.environ.get("FRAMESMITH_ARTIFACTS")
+    if not keep:
+        return tmp_path
+    path = Path(keep)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from stream import config as serve_config
-from stream import settings
+from stream.process import ProcessSettings
+from stream.tools.soak.settings import SoakSettings
+
+SECTIONS = {"process": ProcessSettings, "soak": SoakSettings}
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -26,7 +29,8 @@ def test_serve_config_is_the_defaults():
 
 @pytest.mark.parametrize("section", ["process", "soak"])
 def test_settings_file_is_the_defaults(section):
-    assert settings.load(section, CONFIGS / f"{section}.toml") == settings.SECTIONS[section]()
+    cls = SECTIONS[section]
+    assert serve_config.load_section(cls, section, CONFIGS / f"{section}.toml") == cls()
 
 
 def test_train_configs_load():
@@ -73,8 +77,8 @@ def test_bad_serve_config_names_the_key(tmp_path, text, key):
     ],
 )
 def test_bad_settings_name_the_key(tmp_path, section, text, key):
-    with pytest.raises(settings.ConfigError, match=key.replace(".", r"\.")):
-        settings.load(section, _bad(tmp_path, text))
+    with pytest.raises(serve_config.ConfigError, match=key.replace(".", r"\.")):
+        serve_config.load_section(SECTIONS[section], section, _bad(tmp_path, text))
 
 
 def test_bad_train_config_names_the_key(tmp_path):
@@ -88,7 +92,7 @@ def test_process_config_gives_defaults_and_flags_win(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_parse(self, argv):  # noqa: ANN001
+    def fake_parse(self, argv):
         ns = original(self, argv)
         seen.update(vars(ns))
         raise SystemExit(0)

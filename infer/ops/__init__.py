@@ -1,6 +1,17 @@
 """Operator registry: importing this package registers every op family, in one place."""
 
-from . import conv, elementwise, fold_only, norm, pool, resize, shape  # noqa: F401  (registration side effects)
+# registration side effects: each module registers its op family
+from . import (  # noqa: F401
+    blocks,
+    conv,
+    elementwise,
+    fold_only,
+    norm,
+    pool,
+    resize,
+    shape,
+    slice_pad,
+)
 from .registry import gpu_ops, lookup, registered_ops
 
 __all__ = ["gpu_ops", "lookup", "registered_ops"]

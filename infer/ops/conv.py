@@ -7,6 +7,7 @@ convs with one group, the generic kernel for the rest (grouped, depthwise, 1-D a
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,10 @@ from ..layout import logical_strides, pad4
 from .common import grid_for, index_vars
 from .elementwise import NO_ACTIVATION
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr_ints, register
+
+Shape = tuple[int, ...]
+# output rows [r0, r1), input (offset, size) and output (offset, size) in bytes (None: all)
+Band = tuple[int, int, int, int | None, int, int | None]
 
 # Register tile: PX adjacent output pixels x OCB blocks of 4 output channels per invocation.
 # Every input vec4 load feeds OCB mat4 FMAs per pixel: loads (gathers on lavapipe, memory
@@ -75,7 +80,9 @@ def _spatial3(values: list[int], fill: int) -> list[int]:
     return [fill] * (3 - len(values)) + list(values)
 
 
-def _generic_vars(node: Node, ctx: BuildContext, x_shape, y_shape, geo) -> dict:  # noqa: ANN001
+def _generic_vars(
+    node: Node, ctx: BuildContext, x_shape: Shape, y_shape: Shape, geo: dict[str, Any]
+) -> dict[str, Any]:
     nsp = geo["nsp"]
     xs = logical_strides(x_shape)
     sp = ["0u"] * (3 - nsp) + [f"o{2 + i}" for i in range(nsp)]
@@ -154,7 +161,16 @@ def channel_blocks_per_invocation(oc4: int) -> int:
     return oc4 if oc4 <= 3 else min(OCB, oc4)
 
 
-def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dispatch]:  # noqa: ANN001
+def _conv2d_packed(
+    node: Node,
+    ctx: BuildContext,
+    w: np.ndarray,
+    bias: np.ndarray,
+    geo: dict[str, Any],
+    x_shape: Shape,
+    y_shape: Shape,
+    flops: float,
+) -> list[Dispatch]:
     n, ic = x_shape[0], x_shape[1]
     x, y = node.inputs[0], node.outputs[0]
     oc = w.shape[0]
@@ -227,7 +243,17 @@ def _conv2d_packed(node, ctx, w, bias, geo, x_shape, y_shape, flops) -> list[Dis
     return dispatches
 
 
-def _row_bands(ctx, n, ih, iw, ic4, oh, ow, oc4, geo) -> list[tuple]:  # noqa: ANN001
+def _row_bands(
+    ctx: BuildContext,
+    n: int,
+    ih: int,
+    iw: int,
+    ic4: int,
+    oh: int,
+    ow: int,
+    oc4: int,
+    geo: dict[str, Any],
+) -> list[Band]:
     """Split output rows into bands whose input and output ranges fit one storage binding.
 
     Channels-last makes a band of rows one contiguous range, so a 1080p, 64-channel map that
@@ -247,7 +273,7 @@ def _row_bands(ctx, n, ih, iw, ic4, oh, ow, oc4, geo) -> list[tuple]:  # noqa: A
         if (in_rows * in_row + 256) <= limit and rows * out_row + 256 <= limit:
             break
         rows = max(1, rows // 2)
-    bands = []
+    bands: list[Band] = []
     for r0 in range(0, oh, rows):
         r1 = min(oh, r0 + rows)
         lo = min(max(0, r0 * sh - pt), ih - 1)
@@ -264,7 +290,7 @@ register("Conv", infer=_conv_infer, build=_conv_build, const_inputs=(1, 2))
 # ---- ConvTranspose ----------------------------------------------------------------------
 
 
-def _convt_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> dict:
+def convt_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> dict:
     nsp = len(x_shape) - 2
     if nsp < 1 or nsp > 3:
         raise NotSupported(f"ConvTranspose with {nsp} spatial dims")
@@ -311,7 +337,7 @@ def _convt_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ..
     x, w = ins[0].shape, ins[1].shape
     if x[1] != w[0]:
         raise NotSupported(f"input has {x[1]} channels, weight expects {w[0]}")
-    geo = _convt_geometry(node, x, w)
+    geo = convt_geometry(node, x, w)
     return [(x[0], geo["oc"], *geo["outs"])]
 
 
@@ -321,7 +347,7 @@ def _convt_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     if w is None:
         raise NotSupported("weights must be constant")
     x_shape, y_shape = ctx.shape(x), ctx.shape(y)
-    geo = _convt_geometry(node, x_shape, w.shape)
+    geo = convt_geometry(node, x_shape, w.shape)
     group = int(node.attr("group", 1))
     oc = geo["oc"]
     variables = _generic_vars(node, ctx, x_shape, y_shape, geo)

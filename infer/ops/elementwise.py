@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +15,7 @@ from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, regi
 
 _F32_MAX = 3.4028234663852886e38
 
-BINARY_NUMPY = {
+BINARY_NUMPY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add,
     "Sub": np.subtract,
     "Mul": np.multiply,
@@ -120,7 +122,7 @@ def _scalar(v: np.ndarray | None, default: float) -> float:
     return float(np.asarray(v).reshape(-1)[0])
 
 
-def activation_spec(node: Node, const) -> dict:  # noqa: ANN001 - const: name -> array | None
+def activation_spec(node: Node, const: Callable[[str], np.ndarray | None]) -> dict[str, Any]:
     """The template description of an activation node, for its own kernel or a fused store."""
     op = node.op_type
     if op in ("Identity", "Dropout"):

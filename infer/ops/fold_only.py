@@ -6,11 +6,14 @@ is unsupported and the error names the node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from onnx import helper
 
 from ..graph import Node
-from .registry import NotSupported, Value, register
+from .registry import EvalFn, NotSupported, Value, register
 
 
 def _no_shape(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
@@ -36,7 +39,10 @@ def _axes(node: Node, a: list, opset: int) -> list[int] | None:
 
 def _unsqueeze(node: Node, a: list, opset: int) -> list[np.ndarray]:
     x = a[0]
-    axes = sorted(ax % (x.ndim + len(_axes(node, a, opset))) for ax in _axes(node, a, opset))
+    given = _axes(node, a, opset)
+    if given is None:
+        raise NotSupported("Unsqueeze needs axes")
+    axes = sorted(ax % (x.ndim + len(given)) for ax in given)
     for ax in axes:
         x = np.expand_dims(x, ax)
     return [x]
@@ -67,7 +73,7 @@ def _expand(node: Node, a: list, opset: int) -> list[np.ndarray]:
     return [np.broadcast_to(a[0], shape).copy()]
 
 
-def _unary(fn):  # noqa: ANN001, ANN202
+def _unary(fn: Callable[[np.ndarray], Any]) -> EvalFn:
     return lambda node, a, opset: [np.asarray(fn(a[0])).astype(a[0].dtype)]
 
 

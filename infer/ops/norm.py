@@ -81,7 +81,9 @@ def _bn_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]
     return [ins[0].shape]
 
 
-def _bn_coefficients(node: Node, scale, bias, mean, var) -> tuple:  # noqa: ANN001
+def _bn_coefficients(
+    node: Node, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     eps = float(node.attr("epsilon", 1e-5))
     scale, bias, mean, var = (
         np.asarray(a, np.float64).reshape(-1) for a in (scale, bias, mean, var)
@@ -101,7 +103,11 @@ def _bn_eval(node: Node, arrays: list, opset: int) -> list[np.ndarray]:
 def _bn_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
-    consts = [ctx.const(n) for n in node.inputs[1:5]]
+    what = ("scale", "bias", "mean", "var")
+    consts = [
+        ctx.require_const(n, f"BatchNormalization {w}")
+        for n, w in zip(node.inputs[1:5], what, strict=True)
+    ]
     mean, a, b = _bn_coefficients(node, *consts)
     params = ctx.add_const(f"{node.name}/affine", _per_channel([mean, a, b], shape[1]))
     return [_affine_dispatch(node, x, y, shape, Binding("const", params), False)]
@@ -145,7 +151,8 @@ def _in_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     n, c = shape[0], shape[1]
     c4 = pad4(c) // 4
     size = math.prod(shape[2:])
-    scale, bias = ctx.const(node.inputs[1]), ctx.const(node.inputs[2])
+    scale = ctx.require_const(node.inputs[1], "InstanceNormalization scale")
+    bias = ctx.require_const(node.inputs[2], "InstanceNormalization bias")
     params = ctx.add_const(f"{node.name}/scale_bias", _per_channel([scale, bias], c))
     stats = f"{y}#instnorm_stats"
     ctx.values[stats] = Value((n * c4 * 3 * 4,))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,8 @@ def _pool_eval(node: Node, arrays: list, opset: int) -> list[np.ndarray]:
         sl = tuple(
             slice(tap[i] * d[i], tap[i] * d[i] + (outs[i] - 1) * s[i] + 1, s[i]) for i in range(nsp)
         )
-        v, r = xp[(Ellipsis, *sl)], real[sl]
+        index: tuple[Any, ...] = (Ellipsis, *sl)
+        v, r = xp[index], real[sl]
         acc = np.where(r, np.maximum(acc, v), acc) if is_max else acc + np.where(r, v, 0)
         count += r
         count_pad += extent[sl]

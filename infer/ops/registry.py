@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -18,8 +18,10 @@ from ..graph import Node
 from ..layout import element_size, storage
 
 ShapeFn = Callable[[Node, list["Value"], int], list[tuple[int, ...]]]
-EvalFn = Callable[[Node, list[np.ndarray | None], int], list[np.ndarray]]
+# the constant inputs, in order (None where an optional input is empty)
+EvalFn = Callable[[Node, list[Any], int], list[np.ndarray]]
 BuildFn = Callable[[Node, "BuildContext"], list["Dispatch"]]
+BindingKind = Literal["in", "out", "const"]
 
 
 class NotSupported(Exception):
@@ -37,7 +39,7 @@ class Value:
 
 @dataclass
 class Binding:
-    kind: str  # "in" | "out" | "const"
+    kind: BindingKind
     ref: str  # tensor name or constant key
     offset: int = 0  # bytes
     size: int | None = None  # bytes; None = the whole tensor / constant
@@ -78,10 +80,25 @@ def register(
     const_inputs: tuple[int, ...] = (),
     domain: str = "",
 ) -> None:
+    """Add an op version. A second registration of the same (domain, op, since) is refused,
+    naming both: the registry is filled by import side effects, and a silent overwrite would
+    make which kernel runs depend on import order."""
     for op in [op_type] if isinstance(op_type, str) else op_type:
         defs = _REGISTRY.setdefault((domain, op), [])
-        defs.append(OpDef(op, since, infer, evaluate, build, const_inputs, domain))
+        new = OpDef(op, since, infer, evaluate, build, const_inputs, domain)
+        for old in defs:
+            if old.since == since:
+                raise ValueError(
+                    f"op {domain or 'ai.onnx'}::{op} since opset {since} is registered twice: "
+                    f"by {_origin(old)} and by {_origin(new)}"
+                )
+        defs.append(new)
         defs.sort(key=lambda d: d.since)
+
+
+def _origin(d: OpDef) -> str:
+    fn = d.build or d.evaluate or d.infer
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def lookup(op_type: str, opset: int, domain: str = "") -> OpDef | None:
@@ -104,7 +121,7 @@ def gpu_ops() -> list[str]:
 class BuildContext:
     """Shapes, constants and device limits a kernel builder may look at while building."""
 
-    def __init__(self, values: dict[str, Value], limits: dict[str, int], precision: str):
+    def __init__(self, values: dict[str, Value], limits: dict[str, int], precision: str) -> None:
         self.values = values
         self.limits = limits
         self.precision = precision
@@ -120,6 +137,13 @@ class BuildContext:
             return None
         v = self.values.get(name)
         return None if v is None else v.const
+
+    def require_const(self, name: str, what: str) -> np.ndarray:
+        """A constant input the kernel bakes in, or NotSupported naming it."""
+        arr = self.const(name)
+        if arr is None:
+            raise NotSupported(f"{what} must be a constant")
+        return arr
 
     def add_const(self, key: str, array: np.ndarray) -> str:
         """Register a packed constant (weights, params) for upload; returns its key."""

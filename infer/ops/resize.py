@@ -12,13 +12,15 @@ its "simple" nearest rounding (truncate when upscaling, ceil when downscaling).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..graph import Node
 from ..layout import logical_strides
 from .common import grid_for, index_vars
-from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
+from .registry import Binding, BuildContext, BuildFn, Dispatch, NotSupported, Value, register
 
 TEMPLATE = "resize.wgsl"
 MAX_TAPS = 64  # product of taps over the resized axes, per output element
@@ -58,7 +60,9 @@ def _ints(a: np.ndarray | None) -> list[int] | None:
     return None if flat.size == 0 else [int(v) for v in flat]
 
 
-def resize_params(node: Node, x_shape: tuple[int, ...], const, opset: int) -> dict:  # noqa: ANN001, C901
+def resize_params(
+    node: Node, x_shape: tuple[int, ...], const: Callable[[int], np.ndarray | None], opset: int
+) -> dict[str, Any]:
     """Output shape and per-axis mapping of a Resize / Upsample node; const(k) -> input k."""
     rank = len(x_shape)
     mode = MODES.get(str(node.attr("mode", "nearest")).lower())
@@ -96,11 +100,11 @@ def resize_params(node: Node, x_shape: tuple[int, ...], const, opset: int) -> di
         raise NotSupported(f"nearest_mode {nearest_mode!r}")
     if len(set(axes)) != len(axes):
         raise NotSupported(f"repeated axes {axes}")
-    if scales is None and sizes is None:
-        raise NotSupported(f"{node.op_type} needs constant scales or sizes")
     if scales is not None and sizes is not None:
         raise NotSupported("both scales and sizes given")
     given = scales if scales is not None else sizes
+    if given is None:
+        raise NotSupported(f"{node.op_type} needs constant scales or sizes")
     if len(given) != len(axes):
         raise NotSupported(f"{len(given)} scales/sizes for {len(axes)} axes")
     out = list(x_shape)
@@ -112,11 +116,11 @@ def resize_params(node: Node, x_shape: tuple[int, ...], const, opset: int) -> di
             out[a] = int(math.floor(np.float32(s) * np.float32(x_shape[a])))
             scale[a] = s
     elif policy == "stretch":
-        for a, n in zip(axes, sizes, strict=True):
-            out[a] = n
+        for a, n in zip(axes, given, strict=True):
+            out[a] = int(n)
             scale[a] = float(np.float32(n) / np.float32(x_shape[a]))
     elif policy in ("not_larger", "not_smaller"):
-        ratios = [np.float32(n) / np.float32(x_shape[a]) for a, n in zip(axes, sizes, strict=True)]
+        ratios = [np.float32(n) / np.float32(x_shape[a]) for a, n in zip(axes, given, strict=True)]
         s = float(min(ratios) if policy == "not_larger" else max(ratios))
         for a in axes:
             out[a] = int(math.floor(s * x_shape[a] + 0.5))
@@ -200,7 +204,9 @@ def _cubic_weights(t: np.ndarray, a: float) -> np.ndarray:
     return np.stack([w0, w1, w2, w3], axis=1)
 
 
-def _axis_taps(p: dict, a: int, in_len: int, out_len: int):  # noqa: ANN202
+def _axis_taps(
+    p: dict[str, Any], a: int, in_len: int, out_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices [out, taps], weights [out, taps], outside mask [out]) of one resized axis."""
     xo = _source_coord(p, a, in_len, out_len).astype(np.float64)
     outside = (xo < 0) | (xo > in_len - 1)
@@ -332,7 +338,7 @@ def _register() -> None:
     )
 
 
-def _with_opset(since: int):  # noqa: ANN202
+def _with_opset(since: int) -> BuildFn:
     """Builders do not receive the model's opset: the registered version's `since` is enough
     to pick the semantics (10: Resize-10, 11+: roi/scales/sizes, 18+: axes)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..graph import Graph, Node
@@ -129,7 +131,7 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
     one-output-element-per-invocation kernel (which stays for grouped, dilated, unequal-stride
     and non-2-D cases). The fused activation moves to the Conv (it commutes with the shuffle).
     """
-    from ..ops.conv import _convt_geometry  # the one place ConvTranspose geometry is worked out
+    from ..ops.conv import convt_geometry  # the one place ConvTranspose geometry is worked out
 
     for node in list(graph.nodes):
         if node.op_type != "ConvTranspose" or len(node.inputs) < 2:
@@ -139,7 +141,7 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
         if w is None or len(values[x].shape) != 4 or int(node.attr("group", 1)) != 1:
             continue
         try:
-            geo = _convt_geometry(node, values[x].shape, w.shape)
+            geo = convt_geometry(node, values[x].shape, w.shape)
         except NotSupported:
             continue
         (sh, sw), (kh, kw) = geo["s"], geo["k"]
@@ -174,7 +176,9 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
             _const(graph, values, f"{base}/w", wc),
             _const(graph, values, f"{base}/b", np.repeat(b, s * s)),
         ]
-        attrs = {"pads": [kq[0] - 1, kq[1] - 1, kq[0] - 1 + extra[0], kq[1] - 1 + extra[1]]}
+        attrs: dict[str, Any] = {
+            "pads": [kq[0] - 1, kq[1] - 1, kq[0] - 1 + extra[0], kq[1] - 1 + extra[1]]
+        }
         if "_activation" in node.attrs:
             act = dict(node.attrs["_activation"])
             if act["kind"] == "PRelu":

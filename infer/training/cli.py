@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import Config, ConfigError, load_config
 
@@ -31,7 +32,7 @@ def run_pipeline(
 
     from . import evaluate as ev
     from .dataset import held_out
-    from .export import check_gate, engine_parity, export_onnx
+    from .export import DeployGateError, check_gate, engine_parity, export_onnx
     from .models import count_flops, count_params
     from .train import degradation, train
 
@@ -42,7 +43,7 @@ def run_pipeline(
     result = train(cfg, run_dir, resume=resume, progress=progress)
     onnx_path = export_onnx(result.model, run_dir / f"{cfg.name}.onnx")
     ops = sorted({n.op_type for n in onnx.load(str(onnx_path)).graph.node})
-    info = {
+    info: dict[str, Any] = {
         "params": count_params(result.model),
         "flops": count_flops(result.model),
         "steps": result.steps,
@@ -53,20 +54,20 @@ def run_pipeline(
     }
     say(f"exported {onnx_path} ({info['params']:,} params, ops {', '.join(ops)})")
 
-    frames = held_out(degradation(cfg), cfg.eval.frames, tuple(cfg.eval.size), cfg.eval.seed)
+    frames = held_out(degradation(cfg), cfg.eval.frames, cfg.eval.size, cfg.eval.seed)
     scores = ev.score(cfg.task, onnx_path, frames)
     parity = None
     if cfg.gate.engine:
-        parity = engine_parity(onnx_path, tuple(cfg.gate.parity_size), cfg.gate.parity_tol)
+        parity = engine_parity(onnx_path, cfg.gate.parity_size, cfg.gate.parity_tol)
         say(f"engine parity on {parity.shape}: rel err {parity.rel:.2e}")
     say(f"held-out PSNR gain over {scores.baseline}: {scores.gain_db:+.2f} dB")
     gate_error = None
     try:
         check_gate(parity, scores.gain_db, scores.baseline, cfg.gate)
-    except Exception as e:
+    except DeployGateError as e:
         gate_error = e
 
-    speed = ev.timings(onnx_path, tuple(cfg.eval.bench_size), cfg.eval.bench_runs)
+    speed = ev.timings(onnx_path, cfg.eval.bench_size, cfg.eval.bench_runs)
     fig = None
     if cfg.eval.figure:
         fig = ev.write_figure(scores, frames, run_dir / f"{cfg.name}.png")

@@ -34,7 +34,8 @@ _WORDS = (
 
 
 def _color(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(lo, hi, size=3))
+    r, g, b = (int(v) for v in rng.integers(lo, hi, size=3))
+    return r, g, b
 
 
 def _palette(rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
@@ -95,7 +96,7 @@ def _sprite(rng: np.random.Generator, colors: list) -> Image.Image:
     return Image.fromarray(rgba, "RGBA").resize((n * scale, n * scale), Image.Resampling.NEAREST)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font only
@@ -271,7 +272,7 @@ class PatchPool:
         frame_size: tuple[int, int],
         seed: int,
         use_package_images: bool = False,
-    ):
+    ) -> None:
         self.deg = degradation
         s = degradation.scale
         rng = np.random.default_rng(seed)

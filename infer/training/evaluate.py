@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def score(task: str, onnx_path: str | Path, frames: list[EvalFrame]) -> Scores:
 # ---- speed -----------------------------------------------------------------------------
 
 
-def _median_ms(fn, runs: int) -> float:  # noqa: ANN001
+def _median_ms(fn: Callable[[], object], runs: int) -> float:
     fn()  # warm-up (the engine compiles its shaders here)
     times = []
     for _ in range(max(runs, 1)):

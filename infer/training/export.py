@@ -13,11 +13,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .config import GateConfig
 
 OPSET = 17
 INPUT, OUTPUT = "input", "output"
@@ -53,7 +57,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> Path:
     return path
 
 
-def ort_session(path: str | Path):  # noqa: ANN201
+def ort_session(path: str | Path) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -93,7 +97,7 @@ def engine_parity(
     return Parity(shape, max_abs, rel, rel <= tol)
 
 
-def check_gate(parity: Parity | None, gain_db: float, baseline: str, cfg_gate) -> None:  # noqa: ANN001
+def check_gate(parity: Parity | None, gain_db: float, baseline: str, cfg_gate: GateConfig) -> None:
     """Raise DeployGateError unless parity holds and the PSNR gain is high enough."""
     problems = []
     if parity is not None and not parity.ok:

@@ -13,6 +13,8 @@ Every model exports to Conv, Relu / PRelu / Tanh, DepthToSpace (PixelShuffle), R
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -36,7 +38,7 @@ class _Upscaler(nn.Module):
 
     scale = 2
 
-    def __init__(self, body: nn.Sequential, base: str):
+    def __init__(self, body: nn.Sequential, base: str) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"base must be one of {BASES}, not {base!r}")
@@ -44,7 +46,8 @@ class _Upscaler(nn.Module):
         last = [m for m in body if isinstance(m, nn.Conv2d)][-1]
         if base != "none":  # start as exactly the base upsampling; learn the residual
             nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            if last.bias is not None:
+                nn.init.zeros_(last.bias)
         self.shuffle = nn.PixelShuffle(self.scale)
         self.base_mode = base
         if base == "none":
@@ -65,8 +68,8 @@ class ESPCN(_Upscaler):
         mid_features: int = 32,
         activation: str = "tanh",
         base: str = "bicubic",
-        **_: object,
-    ):
+        **unused: object,
+    ) -> None:
         body = nn.Sequential(
             nn.Conv2d(3, features, 5, padding=2),
             _act(activation, features),
@@ -84,8 +87,8 @@ class SRVGG(_Upscaler):
         num_conv: int = 6,
         activation: str = "prelu",
         base: str = "bilinear",
-        **_: object,
-    ):
+        **unused: object,
+    ) -> None:
         layers: list[nn.Module] = [nn.Conv2d(3, features, 3, padding=1), _act(activation, features)]
         for _ in range(num_conv):
             layers += [nn.Conv2d(features, features, 3, padding=1), _act(activation, features)]
@@ -99,24 +102,26 @@ class DnCNN(nn.Module):
     scale = 1
 
     def __init__(
-        self, features: int = 32, num_conv: int = 7, activation: str = "relu", **_: object
-    ):
+        self, features: int = 32, num_conv: int = 7, activation: str = "relu", **unused: object
+    ) -> None:
         super().__init__()
         if num_conv < 2:
             raise ValueError("denoise needs num_conv >= 2")
         layers: list[nn.Module] = [nn.Conv2d(3, features, 3, padding=1), _act(activation, features)]
         for _ in range(num_conv - 2):
             layers += [nn.Conv2d(features, features, 3, padding=1), _act(activation, features)]
-        layers.append(nn.Conv2d(features, 3, 3, padding=1))
+        last = nn.Conv2d(features, 3, 3, padding=1)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
-        nn.init.zeros_(layers[-1].weight)  # starts as the identity
-        nn.init.zeros_(layers[-1].bias)
+        nn.init.zeros_(last.weight)  # starts as the identity
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)
 
 
-def build_model(arch: str, **kw: object) -> nn.Module:
+def build_model(arch: str, **kw: Any) -> nn.Module:
     if arch == "espcn":
         return ESPCN(**kw)
     if arch == "srvgg":

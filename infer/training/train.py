@@ -43,8 +43,8 @@ def degradation(cfg: Config) -> Degradation:
     return Degradation(
         task=cfg.task,
         downscale=tuple(d.downscale),
-        noise_sigma=tuple(d.noise_sigma),
-        jpeg_quality=tuple(d.jpeg_quality),
+        noise_sigma=d.noise_sigma,
+        jpeg_quality=d.jpeg_quality,
         jpeg_fraction=d.jpeg_fraction,
     )
 
@@ -93,7 +93,7 @@ def train(
     pool = PatchPool(
         degradation(cfg),
         cfg.data.frames,
-        tuple(cfg.data.frame_size),
+        cfg.data.frame_size,
         seed=cfg.seed,
         use_package_images=cfg.data.package_images,
     )

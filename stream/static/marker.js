@@ -1,4 +1,4 @@
-// Reader of the frame-number marker (the same format as stream/marker.py):
+// Reader of the frame-number marker (the same format as stream/sources/marker.py):
 // one row of blocks in the top-left corner: [W][B][16 data bits][6 check bits].
 
 export const DATA_BITS = 16;

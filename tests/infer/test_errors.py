@@ -47,7 +47,7 @@ def _model_with_unsupported_ops() -> onnx.ModelProto:
 def no_gpu(monkeypatch):
     """Fail the test if the engine asks for a GPU device."""
 
-    def forbidden(adapter=None):  # noqa: ANN001, ANN202
+    def forbidden(adapter=None):
         raise AssertionError("infer.load requested a GPU device before rejecting the model")
 
     monkeypatch.setattr(infer.model, "get_device", forbidden)

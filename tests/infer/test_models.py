@@ -32,7 +32,7 @@ def loaded(exported) -> dict[str, infer.Model]:
     return {}  # filled lazily: one Model per net, shared by the tests below
 
 
-def _model(name: str, exported, loaded) -> infer.Model:  # noqa: ANN001
+def _model(name: str, exported, loaded) -> infer.Model:
     if name not in loaded:
         loaded[name] = infer.load(exported[name])
     return loaded[name]

@@ -16,7 +16,7 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the train extra (torch)")
 
 
-def tiny(tmp_path, **extra) -> dict:  # noqa: ANN001
+def tiny(tmp_path, **extra) -> dict:
     """Overrides for a run of a few seconds: tiny frames, patches, model and budget."""
     over = {
         "name": "tiny",

@@ -54,7 +54,7 @@ def make_clip(
     return path
 
 
-def espcn_shaped(w1: np.ndarray, w2: np.ndarray, name: str = "tiny_x2"):  # noqa: ANN201
+def espcn_shaped(w1: np.ndarray, w2: np.ndarray, name: str = "tiny_x2"):
     """Conv(3->8)-Relu-Conv(8->12)-DepthToSpace(CRD, 2): the smallest ESPCN-shaped x2."""
     inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
     nodes = [
@@ -73,7 +73,7 @@ def espcn_shaped(w1: np.ndarray, w2: np.ndarray, name: str = "tiny_x2"):  # noqa
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def tiny_upscaler(seed: int = 0):  # noqa: ANN201 - onnx.ModelProto
+def tiny_upscaler(seed: int = 0):
     """An ESPCN-shaped x2 upscaler with random weights."""
     rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3

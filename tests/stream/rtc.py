@@ -14,12 +14,13 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from stream import config as config_mod
-from stream.server import Service, make_app
+from stream.http import make_app
+from stream.service import Service
 
 NO_STUN = RTCConfiguration(iceServers=[])
 
 
-def small_config(**over) -> config_mod.Config:  # noqa: ANN003
+def small_config(**over) -> config_mod.Config:
     """160x90 @ 15 fps testsrc, bilinear unless a model is given; overrides as "a.b": v."""
     base = {
         "source.width": 160,
@@ -59,7 +60,7 @@ class Server:
 async def start_server(
     cfg: config_mod.Config,
     model=None,
-    model_name: str = "",  # noqa: ANN001
+    model_name: str = "",
     extra_models: dict | None = None,
 ) -> Server:
     service = Service(cfg, model, model_name, extra_models)
@@ -98,7 +99,7 @@ async def whep(
     got = asyncio.Event()
 
     @pc.on("track")
-    def _on(track) -> None:  # noqa: ANN001
+    def _on(track) -> None:
         tracks.append(track)
         if len(tracks) == videos:
             got.set()
@@ -111,7 +112,7 @@ async def whep(
         viewer.channel = ch
 
         @ch.on("message")
-        def _msg(m) -> None:  # noqa: ANN001
+        def _msg(m) -> None:
             viewer.messages.append(m)
 
     await pc.setLocalDescription(await pc.createOffer())
@@ -146,7 +147,7 @@ async def whip(
     return pc, location
 
 
-async def recv_frames(track, n: int, timeout: float) -> list[av.VideoFrame]:  # noqa: ANN001
+async def recv_frames(track, n: int, timeout: float) -> list[av.VideoFrame]:
     frames = []
     deadline = time.monotonic() + timeout
     while len(frames) < n:
@@ -160,7 +161,7 @@ async def recv_frames(track, n: int, timeout: float) -> list[av.VideoFrame]:  # 
     return frames
 
 
-def nearest_upscaler():  # noqa: ANN201 - onnx.ModelProto
+def nearest_upscaler():
     """ESPCN-shaped (Conv-Relu-Conv-DepthToSpace) x2 with weights that make it a nearest-
     neighbour upscaler: a real model through the engine whose output keeps the marker."""
     import numpy as np

@@ -9,14 +9,14 @@ from fractions import Fraction
 import pytest
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
-from stream.encoder import PacketTrack, SharedEncoder
-from stream.scene import Scene
+from stream.encode import PacketTrack, SharedEncoder
 from stream.sources import FrameMeta
+from stream.sources.scene import Scene
 
 from .rtc import recv_frames, small_config, start_server, whep
 
 
-def _frames(n: int, w: int = 160, h: int = 90):  # noqa: ANN202
+def _frames(n: int, w: int = 160, h: int = 90):
     scene = Scene(w, h)
     out = []
     for k in range(n):
@@ -35,7 +35,7 @@ async def test_one_encode_per_frame_for_three_viewers_and_a_slow_one_loses_frame
     slow = PacketTrack(enc, maxlen=4)  # never read
     got = [[] for _ in fast]
 
-    async def drain(i, t):  # noqa: ANN001, ANN202
+    async def drain(i, t):
         while True:
             got[i].append(await t.recv())
 

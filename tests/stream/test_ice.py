@@ -1,4 +1,4 @@
-"""ICE settings (stream/ice.py): TURN credentials, UDP port range, announced public address."""
+"""ICE settings (stream/webrtc/ice.py): TURN credentials, UDP port range, public address."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc import sdp as aiortc_sdp
 
 from stream import config as config_mod
-from stream.ice import browser_ice, configure_network, ice_servers, turn_credentials
+from stream.webrtc.ice import browser_ice, configure_network, ice_servers, turn_credentials
 
 
 @pytest.fixture

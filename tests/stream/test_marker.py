@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from stream import marker
-from stream.frames import planes_of
-from stream.scene import Scene
+from stream.sources import marker
+from stream.sources.frames import planes_of
+from stream.sources.scene import Scene
 
 
 @pytest.mark.parametrize("n", [0, 1, 255, 4097, 65535, 65536 + 17])

@@ -8,8 +8,8 @@ import pytest
 from av.video.reformatter import Interpolation
 
 import infer
-from stream.frames import frame_from_planes, planes_of
 from stream.pipeline import FramePipeline
+from stream.sources.frames import frame_from_planes, planes_of
 
 from .clips import smooth_rgb, tiny_upscaler
 

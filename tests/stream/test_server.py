@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 import infer
-from stream import marker
-from stream.frames import planes_of
-from stream.soak import SceneTrack
+from stream.sources import marker
+from stream.sources.frames import planes_of
+from stream.tools.soak.publisher import SceneTrack
 
 from .clips import tiny_upscaler
 from .rtc import (
@@ -30,7 +30,7 @@ from .rtc import (
 pytestmark = [pytest.mark.gpu]
 
 
-def markers_of(frames) -> list[int | None]:  # noqa: ANN001
+def markers_of(frames) -> list[int | None]:
     return [marker.read(planes_of(f)[0]) for f in frames]
 
 
@@ -134,7 +134,7 @@ async def test_whip_publisher_to_whep_viewer_and_takeover():
         await srv.close()
 
 
-async def _frames_of_size(track, size, n, timeout):  # noqa: ANN001
+async def _frames_of_size(track, size, n, timeout):
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < n and time.monotonic() < deadline:
@@ -159,7 +159,7 @@ async def test_three_viewers_for_20_s_share_one_pipeline_and_one_encoder():
             pipe = svc.pipeline(svc.mode)
             before_enc, before_gpu = enc.frames_encoded, pipe.stats.frames_out
 
-            async def watch(v):  # noqa: ANN001, ANN202
+            async def watch(v):
                 times = []
                 end = time.monotonic() + duration
                 while time.monotonic() < end:

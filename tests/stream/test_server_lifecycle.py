@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from stream.soak import free_port
+from stream.tools.soak.server import free_port
 
 from .rtc import recv_frames, small_config, start_server, whep
 
@@ -171,8 +171,8 @@ def test_a_gpu_slower_than_the_source_is_reported_once(caplog):
     import logging
     from types import SimpleNamespace
 
-    from stream.server import Service
-    from stream.stats import FrameTiming, PipelineStats
+    from stream.pipeline.stats import FrameTiming, PipelineStats
+    from stream.service import Service
 
     def pipe_taking(ms: float) -> SimpleNamespace:
         stats = PipelineStats()
@@ -187,7 +187,7 @@ def test_a_gpu_slower_than_the_source_is_reported_once(caplog):
         device="llvmpipe",
     )
     out = SimpleNamespace(width=640, height=360)
-    with caplog.at_level(logging.INFO, logger="stream.server"):
+    with caplog.at_level(logging.INFO, logger="stream.service"):
         Service._check_rate(svc, "main:model", pipe_taking(199.0), out)
         Service._check_rate(svc, "main:model", pipe_taking(199.0), out)  # once per mode
         Service._check_rate(svc, "main:bilinear", pipe_taking(9.0), out)

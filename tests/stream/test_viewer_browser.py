@@ -1,6 +1,6 @@
 """The viewer page in headless Chromium (Debian's package, driven by playwright): the video
 plays at the expected size and the overlay shows a glass-to-glass latency measured from the
-frame marker. Screenshot kept under artifacts/."""
+frame marker. Screenshot kept in the `artifacts` folder (tmp_path by default)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from .rtc import small_config, start_server, viewer_page_config
 pytestmark = [pytest.mark.browser, pytest.mark.gpu]
 
 CHROMIUM = os.environ.get("FRAMESMITH_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 # Chromium keeps only the last --disable-features, and playwright passes its own first: one
 # merged switch with playwright's list (1.65) plus ours; mDNS host candidates cost aioice ~1 s
 # (ANCHORS "Streaming")
@@ -50,7 +49,7 @@ ARGS = [
 ]
 
 
-def _playwright():  # noqa: ANN202
+def _playwright():
     pw = pytest.importorskip("playwright.async_api")
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -59,10 +58,9 @@ def _playwright():  # noqa: ANN202
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
-async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
+async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec, artifacts):
     pw = _playwright()
     srv = await start_server(viewer_page_config())
-    ARTIFACTS.mkdir(exist_ok=True)
     try:
         async with pw.async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
@@ -95,9 +93,9 @@ async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
             await asyncio.sleep(1.5)  # one more overlay refresh
             stats = await page.evaluate("() => window.framesmith.stats")
             overlay = await page.inner_text("#overlay")
-            await page.screenshot(path=str(ARTIFACTS / f"viewer-{codec}.png"))
+            await page.screenshot(path=str(artifacts / f"viewer-{codec}.png"))
             lat = await page.evaluate("() => window.framesmith.latencies")
-            (ARTIFACTS / f"viewer-{codec}.json").write_text(
+            (artifacts / f"viewer-{codec}.json").write_text(
                 json.dumps(
                     {
                         "first_frame_s": first_frame_s,
@@ -132,7 +130,7 @@ async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec):
 
 
 @pytest.mark.timeout(150)
-async def test_viewer_page_compare_split_and_mode_switch():
+async def test_viewer_page_compare_split_and_mode_switch(artifacts):
     pw = _playwright()
     import infer
 
@@ -149,7 +147,6 @@ async def test_viewer_page_compare_split_and_mode_switch():
     )
     srv = await start_server(cfg, infer.load(tiny_upscaler()), "tiny_x2")
     svc = srv.service
-    ARTIFACTS.mkdir(exist_ok=True)
     try:
         async with pw.async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
@@ -171,7 +168,7 @@ async def test_viewer_page_compare_split_and_mode_switch():
                 "() => document.querySelectorAll('#mode option').length >= 3", timeout=10_000
             )
             await asyncio.sleep(1.0)
-            await page.screenshot(path=str(ARTIFACTS / "viewer-compare.png"))
+            await page.screenshot(path=str(artifacts / "viewer-compare.png"))
             await page.select_option("#mode", "bicubic")
             deadline = time.monotonic() + 10
             while svc.mode != "bicubic" and time.monotonic() < deadline:

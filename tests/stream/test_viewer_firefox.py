@@ -1,7 +1,7 @@
 """The viewer page in headless Firefox (Debian's firefox-esr, driven over Marionette with
 marionette-driver: no geckodriver, no downloaded browser): the same page, plain ES modules,
 plays the VP8 stream at the model's output size and measures glass-to-glass latency from the
-frame marker. Screenshot and figures kept under artifacts/."""
+frame marker. Screenshot and figures kept in the `artifacts` folder (tmp_path by default)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from stream.soak import free_port
+from stream.tools.soak.server import free_port
 
 from .rtc import start_server, viewer_page_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.gpu]
 
 FIREFOX = os.environ.get("FRAMESMITH_FIREFOX", "/usr/bin/firefox-esr")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 PREFS = {
     "media.autoplay.default": 0,  # allow autoplay, as Chromium's --autoplay-policy does
     "media.autoplay.blocking_policy": 0,
@@ -34,7 +33,7 @@ PREFS = {
 }
 
 
-def _firefox(tmp: Path):  # noqa: ANN202
+def _firefox(tmp: Path):
     marionette = pytest.importorskip("marionette_driver.marionette")
     if not shutil.which(FIREFOX) and not Path(FIREFOX).exists():
         pytest.skip(f"no Firefox at {FIREFOX} (apt-get install firefox-esr)")
@@ -51,14 +50,14 @@ def _firefox(tmp: Path):  # noqa: ANN202
     return client
 
 
-def _page(client, expr: str):  # noqa: ANN001, ANN202
+def _page(client, expr: str):
     """Evaluate `expr` in the page (not the Xray sandbox: window.framesmith is the page's)."""
     return client.execute_script(
         f"const w = window.wrappedJSObject; return JSON.stringify(({expr}));"
     )
 
 
-async def _wait(client, expr: str, timeout: float) -> None:  # noqa: ANN001
+async def _wait(client, expr: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if json.loads(await asyncio.to_thread(_page, client, expr)):
@@ -68,9 +67,8 @@ async def _wait(client, expr: str, timeout: float) -> None:  # noqa: ANN001
 
 
 @pytest.mark.timeout(240)
-async def test_viewer_page_plays_in_firefox(tmp_path):
+async def test_viewer_page_plays_in_firefox(tmp_path, artifacts):
     srv = await start_server(viewer_page_config())
-    ARTIFACTS.mkdir(exist_ok=True)
     # Marionette calls block: they run on a worker thread so the server keeps serving
     client = await asyncio.to_thread(_firefox, tmp_path)
     try:
@@ -90,8 +88,8 @@ async def test_viewer_page_plays_in_firefox(tmp_path):
             await asyncio.to_thread(_page, client, "w.document.getElementById('overlay').innerText")
         )
         png = await asyncio.to_thread(client.screenshot)
-        (ARTIFACTS / "viewer-firefox.png").write_bytes(base64.b64decode(png))
-        (ARTIFACTS / "viewer-firefox.json").write_text(
+        (artifacts / "viewer-firefox.png").write_bytes(base64.b64decode(png))
+        (artifacts / "viewer-firefox.json").write_text(
             json.dumps({"first_frame_s": first_frame_s, "stats": stats}, indent=1)
         )
         assert "glass-to-glass" in overlay and " ms median" in overlay, overlay

@@ -1,0 +1,391 @@
+"""Encode once per codec, fan the same av.Packets out to every viewer.
+
+aiortc's RTCRtpSender encodes separately for each peer when its track returns frames; when
+a track returns av.Packets it only packetizes them (RTCRtpSender._next_encoded_frame ->
+encoder.pack(packet), which reads bytes(packet), packet.pts and packet.time_base). So one
+SharedEncoder per (stream, codec) encodes each processed frame once, on its own thread, and
+pushes the packet into every subscribed PacketTrack.
+
+Keyframes: a new subscriber asks for one and waits for it; a viewer's PLI/FIR reaches
+RTCRtpSender._send_keyframe, which only sets a flag for frame tracks, so the session
+replaces it on the sender instance with PacketTrack.request_keyframe. A storm of requests
+costs one keyframe per KEYFRAME_MIN_GAP_S: requests inside the gap are merged and deferred to
+its end, never dropped.
+
+Queues: each PacketTrack holds at most `maxlen` packets. A viewer whose sender falls behind
+loses what is queued and resumes at the next keyframe (which it requests); the encoder and
+the other viewers never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.codeccontext import VideoCodecContext
+
+from .sources.base import FrameMeta
+
+log = logging.getLogger(__name__)
+
+TIME_BASE = Fraction(1, 90000)
+KEYFRAME_MIN_GAP_S = 0.5
+
+
+def hardware_h264_available() -> bool:
+    return "h264_nvenc" in av.codecs_available
+
+
+def _threads(width: int, height: int) -> int:
+    """Encoder threads: one below 720p (libvpx threads spin; on a busy small machine two
+    threads made a 320x180 VP8 frame take 80 ms instead of 2), more for big frames."""
+    import os
+
+    pixels = width * height
+    cpus = os.cpu_count() or 1
+    if pixels < 1280 * 720:
+        return 1
+    return min(cpus, 2 if pixels < 1920 * 1080 else 4)
+
+
+class PacketTrack(MediaStreamTrack):
+    """One viewer's video track: pre-encoded packets from a SharedEncoder."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        encoder: SharedEncoder,
+        maxlen: int = 4,
+        on_sent: Callable[[FrameMeta, av.Packet], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.maxlen = maxlen
+        self.on_sent = on_sent
+        self.queue: collections.deque = collections.deque()
+        self.event = asyncio.Event()
+        self.need_keyframe = True
+        self.sent = 0
+        self.dropped = 0  # packets lost because this viewer fell behind
+        self.pli = 0
+        self.overflows = 0
+        self._next_ask = 0.0
+        encoder.subscribe(self)
+
+    def push(self, packet: av.Packet, meta: FrameMeta | None) -> None:
+        key = packet.is_keyframe
+        if len(self.queue) >= self.maxlen:
+            self.dropped += len(self.queue)
+            self.queue.clear()
+            self.need_keyframe = True
+            self.overflows += 1
+        if self.need_keyframe and not key:
+            self.dropped += 1
+            self._ask_keyframe()
+            return
+        self.need_keyframe = False
+        self.queue.append((packet, meta))
+        self.event.set()
+
+    def _ask_keyframe(self) -> None:
+        """Ask the shared encoder for a keyframe to resume; a viewer that keeps overflowing
+        asks less and less often (up to every 8 s) so it cannot flood the others with
+        keyframes."""
+        now = time.monotonic()
+        if now >= self._next_ask:
+            self.encoder.request_keyframe()
+            self._next_ask = now + min(8.0, 0.5 * 2 ** max(0, self.overflows - 1))
+
+    def request_keyframe(self) -> None:
+        """Installed as the RTCRtpSender's _send_keyframe: the viewer sent PLI or FIR."""
+        self.pli += 1
+        self.encoder.request_keyframe()
+
+    async def recv(self) -> av.Packet:
+        while not self.queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self.event.clear()
+            await self.event.wait()
+        packet, meta = self.queue.popleft()
+        self.sent += 1
+        if not self.queue:
+            self.overflows = 0  # caught up
+        if self.on_sent is not None and meta is not None:
+            try:
+                self.on_sent(meta, packet)
+            except Exception:
+                log.exception("on_sent callback failed")
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.encoder.unsubscribe(self)
+        self.event.set()
+
+
+class SharedEncoder:
+    """One encoder for one codec and stream; frames in via submit(), packets out to
+    subscribers. Encodes only while someone is subscribed."""
+
+    def __init__(
+        self,
+        codec: str,
+        *,
+        bitrate: int = 2_500_000,
+        max_fps: float = 60.0,
+        keyframe_interval_s: float = 10.0,
+        hardware: str = "auto",
+        gpu: bool = False,
+        name: str = "main",
+        rtp_clock: str = "send",
+    ) -> None:
+        if codec not in ("vp8", "h264"):
+            raise ValueError(f"codec must be vp8 or h264, not {codec!r}")
+        self.codec = codec
+        self.name = name
+        self.bitrate = bitrate
+        self.max_fps = max_fps
+        self.keyframe_interval_s = keyframe_interval_s
+        self.use_hw = codec == "h264" and hardware == "auto" and gpu and hardware_h264_available()
+        self.ctx: VideoCodecContext | None = None
+        self.codec_name = ""
+        self.subscribers: set[PacketTrack] = set()
+        self.frames_encoded = 0
+        self.keyframes = 0
+        self.bytes_out = 0
+        self.dropped = 0  # frames replaced before the encoder got to them
+        self.rate_limited = 0  # frames skipped to hold max_fps
+        self.encode_ms: collections.deque = collections.deque(maxlen=300)
+        self._times: collections.deque = collections.deque(maxlen=120)
+        self._force_key = True
+        self._last_key = 0.0
+        self._key_due: float | None = None  # a rate-limited keyframe request, due then
+        self._last_accept = -1e9
+        self._pending: tuple | None = None
+        self._event = asyncio.Event()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"fs-enc-{name}-{codec}")
+        self._task: asyncio.Task | None = None
+        self.rtp_clock = rtp_clock
+        self._clock0 = time.monotonic()
+        self._last_stamp = -1
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def subscribe(self, track: PacketTrack) -> None:
+        self.subscribers.add(track)
+        self.request_keyframe(urgent=True)
+
+    def unsubscribe(self, track: PacketTrack) -> None:
+        self.subscribers.discard(track)
+
+    def request_keyframe(self, urgent: bool = False) -> None:
+        """A PLI storm (every lossy viewer asking at once) costs one keyframe per
+        KEYFRAME_MIN_GAP_S; a request inside the gap is deferred to its end, never dropped:
+        the viewer asking may be one that lost the last keyframe, and would otherwise show
+        broken frames until the periodic one."""
+        if urgent:
+            self._force_key = True
+            return
+        due = self._last_key + KEYFRAME_MIN_GAP_S
+        self._key_due = due if self._key_due is None else min(self._key_due, due)
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def submit(self, frame: av.VideoFrame, meta: FrameMeta | None) -> None:
+        """A processed frame; dropped at once when nobody watches or max_fps is reached; a
+        frame still waiting for the encoder is replaced (newest wins)."""
+        if not self.subscribers:
+            return
+        # hold max_fps on the frames' own clock (arrival times bunch behind the GPU)
+        t = (
+            float(frame.pts * frame.time_base)
+            if frame.pts is not None and frame.time_base
+            else time.monotonic()
+        )
+        if 0 <= t - self._last_accept < 0.9 / self.max_fps:
+            self.rate_limited += 1
+            return
+        self._last_accept = t
+        if self._pending is not None:
+            self.dropped += 1
+        self._pending = (frame, meta)
+        self._event.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._pending is None:
+                self._event.clear()
+                await self._event.wait()
+            frame, meta = self._pending
+            self._pending = None
+            now = time.monotonic()
+            if now - self._last_key > self.keyframe_interval_s:
+                self._force_key = True
+            if self._key_due is not None and now >= self._key_due:
+                self._force_key = True
+            force, self._force_key = self._force_key, False
+            if force:
+                # requests from now on wait for the gap after this keyframe
+                self._key_due = None
+                self._last_key = now
+            t0 = time.perf_counter()
+            try:
+                packets = await loop.run_in_executor(self._thread, self._encode, frame, force)
+            except Exception:
+                log.exception("%s encoder (%s) failed; resetting", self.codec, self.codec_name)
+                self.ctx = None
+                self._force_key = True
+                continue
+            ms = (time.perf_counter() - t0) * 1000
+            self.encode_ms.append(ms)
+            if meta is not None:
+                meta.stages[f"encode_{self.codec}"] = ms
+                meta.t_encoded = time.time()
+            if self.rtp_clock == "send":
+                # RTP time = when the packet leaves the encoder, so the receiver's jitter
+                # buffer sees only network jitter, not the GPU's and encoder's variance
+                stamp = max(int((time.monotonic() - self._clock0) * 90000), self._last_stamp + 1)
+                self._last_stamp = stamp
+                for p in packets:
+                    p.pts = stamp
+            for p in packets:
+                if p.is_keyframe:
+                    self.keyframes += 1
+                    self._last_key = time.monotonic()
+                self.bytes_out += p.size
+                for track in list(self.subscribers):
+                    track.push(p, meta)
+            if packets:
+                self.frames_encoded += 1
+                self._times.append(time.monotonic())
+
+    # -- the codec (encoder thread) ----------------------------------------------------------
+
+    def _open(self, width: int, height: int) -> VideoCodecContext:
+        if self.use_hw:
+            try:
+                return self._open_codec("h264_nvenc", width, height)
+            except Exception as e:  # noqa: BLE001 - fall back to software
+                log.warning("h264_nvenc unavailable (%s); using libx264", e)
+                self.use_hw = False
+        return self._open_codec("libvpx" if self.codec == "vp8" else "libx264", width, height)
+
+    def _open_codec(self, name: str, width: int, height: int) -> VideoCodecContext:
+        ctx = av.CodecContext.create(name, "w")
+        assert isinstance(ctx, VideoCodecContext)
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = TIME_BASE
+        ctx.framerate = Fraction(round(self.max_fps), 1)
+        ctx.bit_rate = self.bitrate
+        ctx.gop_size = 100000  # keyframes on demand and every keyframe_interval_s
+        if name == "libvpx":
+            ctx.qmin, ctx.qmax = 2, 56
+            ctx.options = {
+                "deadline": "realtime",
+                "cpu-used": "8",
+                "lag-in-frames": "0",
+                "static-thresh": "1",
+                "undershoot-pct": "95",
+                "overshoot-pct": "15",
+                "bufsize": str(self.bitrate // 2),
+                "maxrate": str(self.bitrate),
+                "error-resilient": "1",
+            }
+            ctx.thread_count = _threads(width, height)
+        elif name == "libx264":
+            ctx.profile = "Baseline"
+            ctx.options = {
+                "preset": "veryfast",
+                "tune": "zerolatency",
+                "level": "31",
+                "bf": "0",
+                "maxrate": str(self.bitrate),
+                "bufsize": str(self.bitrate // 2),
+                "x264-params": "repeat-headers=1:scenecut=0",
+            }
+            ctx.thread_count = _threads(width, height)
+        else:  # h264_nvenc
+            ctx.profile = "baseline"
+            ctx.options = {
+                "preset": "p1",
+                "tune": "ull",
+                "zerolatency": "1",
+                "bf": "0",
+                "rc": "cbr",
+                "delay": "0",
+            }
+        ctx.open()
+        self.codec_name = name
+        log.info("%s encoder: %s %dx%d @ %d bit/s", self.name, name, width, height, self.bitrate)
+        return ctx
+
+    def _encode(self, frame: av.VideoFrame, force_key: bool) -> list[av.Packet]:
+        if self.ctx is None or (self.ctx.width, self.ctx.height) != (frame.width, frame.height):
+            self.ctx = self._open(frame.width, frame.height)
+            force_key = True
+        frame.pict_type = (
+            av.video.frame.PictureType.I if force_key else av.video.frame.PictureType.NONE
+        )
+        if frame.time_base != TIME_BASE and frame.pts is not None and frame.time_base:
+            frame.pts = int(frame.pts * frame.time_base / TIME_BASE)
+        frame.time_base = TIME_BASE
+        packets = list(self.ctx.encode(frame))
+        for p in packets:
+            p.time_base = TIME_BASE
+            if p.pts is None:
+                p.pts = frame.pts
+        return packets
+
+    # -- figures -----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        """A frame is waiting for the encoder."""
+        return self._pending is not None
+
+    @property
+    def fps(self) -> float:
+        now = time.monotonic()
+        recent = [t for t in self._times if now - t <= 2.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+
+    def stats(self) -> dict:
+        ms = sorted(self.encode_ms)
+        return {
+            "codec": self.codec,
+            "encoder": self.codec_name,
+            "stream": self.name,
+            "subscribers": len(self.subscribers),
+            "frames_encoded": self.frames_encoded,
+            "keyframes": self.keyframes,
+            "bytes": self.bytes_out,
+            "dropped": self.dropped,
+            "rate_limited": self.rate_limited,
+            "fps": round(self.fps, 2),
+            "encode_ms_mean": round(sum(ms) / len(ms), 3) if ms else None,
+            "encode_ms_p95": round(ms[int(0.95 * (len(ms) - 1))], 3) if ms else None,
+        }
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,111 @@
+"""`python -m stream serve`: load the config and the model, start the service and its HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import tomllib
+from pathlib import Path
+
+from aiohttp import web
+
+import infer
+from infer.bundled import resolve_model
+
+from . import config as config_mod
+from .http import make_app
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+
+def load_model(cfg: config_mod.Config, explicit: bool) -> tuple[infer.Model | None, str]:
+    """The configured model, or (None, "") when the default bundled model is not there yet
+    (then the service runs the bilinear baseline and says so)."""
+    if cfg.model.mode != "model":
+        return None, ""
+    try:
+        path = resolve_model(cfg.model.path)
+    except FileNotFoundError as e:
+        if explicit:
+            raise
+        log.warning("%s; serving the bilinear baseline instead", e)
+        return None, ""
+    model = infer.load(str(path), precision=cfg.model.precision, adapter=cfg.server.adapter_index)
+    return model, Path(path).name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m stream serve", description="Serve a processed live stream over WebRTC."
+    )
+    ap.add_argument("--model", help="ONNX file or bundled model name (default upscale.onnx)")
+    ap.add_argument("--source", help="testsrc (default), webrtc (WHIP ingest), or file/URL")
+    ap.add_argument("--host", help="listen address (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, help="listen port (default 8080)")
+    ap.add_argument("--config", help="TOML config (see configs/serve.toml)")
+    ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "bypass"])
+    ap.add_argument("--precision", choices=["fp32", "fp16"], help="tensor storage on the GPU")
+    ap.add_argument("--width", type=int, help="test scene width (default 640)")
+    ap.add_argument("--height", type=int, help="test scene height (default 360)")
+    ap.add_argument("--fps", type=float, help="test scene frame rate (default 30)")
+    ap.add_argument(
+        "--adapter",
+        type=int,
+        help="GPU adapter index from `python -m stream devices` (default: best)",
+    )
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = config_mod.load(
+            args.config,
+            {
+                "model.path": args.model,
+                "source.uri": args.source,
+                "server.host": args.host,
+                "server.port": args.port,
+                "model.mode": args.mode,
+                "model.precision": args.precision,
+                "source.width": args.width,
+                "source.height": args.height,
+                "source.fps": args.fps,
+                "server.adapter": args.adapter,
+            },
+        )
+        explicit = args.model is not None or (
+            args.config is not None and "path" in _toml_keys(args.config, "model")
+        )
+        model, name = load_model(cfg, explicit)
+        extra = {
+            Path(p).stem: infer.load(
+                str(resolve_model(p)),
+                precision=cfg.model.precision,
+                adapter=cfg.server.adapter_index,
+            )
+            for p in cfg.model.extra
+        }
+        service = Service(cfg, model, name, extra)
+    except (config_mod.ConfigError, FileNotFoundError, infer.ModelError, ValueError) as e:
+        print(f"error: {e}")
+        return 2
+    app = make_app(service)
+    print(f"framesmith serving on http://{cfg.server.host}:{cfg.server.port}/", flush=True)
+    web.run_app(
+        app,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        print=None,
+        shutdown_timeout=5.0,
+        handle_signals=True,
+    )
+    return 0
+
+
+def _toml_keys(path: str, section: str) -> set[str]:
+    with contextlib.suppress(OSError, tomllib.TOMLDecodeError, AttributeError):
+        return set(tomllib.loads(Path(path).read_text()).get(section, {}))
+    return set()

@@ -1,0 +1,407 @@
+"""The running service: one source, its pipelines and shared encoders, and the sessions.
+
+source ──▶ tee ──▶ FramePipeline (model)    ──▶ SharedEncoder per codec ──▶ every viewer
+                └─▶ FramePipeline (bilinear) ──▶ SharedEncoder per codec ──▶ compare tracks
+
+GPU work and encoding run once per frame whatever the number of viewers; the compare
+pipeline and each encoder only run while someone is watching them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamTrack
+
+import infer
+
+from . import webrtc
+from .config import Config
+from .encode import SharedEncoder
+from .metrics import Metrics
+from .pipeline import FramePipeline, FrameTiming
+from .sources import Source, SourceState, WebRTCSource, open_source
+from .webrtc import SessionKind, Sessions, SignallingError
+
+log = logging.getLogger(__name__)
+
+InputHook = Callable[[dict[str, Any]], None]
+
+
+class Feed:
+    """One consumer's view of the tee: at most one waiting frame, newest wins."""
+
+    def __init__(self) -> None:
+        self.item: av.VideoFrame | None = None
+        self.event = asyncio.Event()
+        self.closed = False
+        self.wanted = True
+
+    def put(self, frame: av.VideoFrame) -> None:
+        if self.wanted:
+            self.item = frame
+            self.event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.event.set()
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> av.VideoFrame:
+        while self.item is None:
+            if self.closed:
+                raise StopAsyncIteration
+            self.event.clear()
+            await self.event.wait()
+        frame, self.item = self.item, None
+        return frame
+
+
+class Service:
+    """Source, pipelines, encoders and sessions of one running server."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        model: infer.Model | None = None,
+        model_name: str = "",
+        extra_models: dict[str, infer.Model] | None = None,
+    ) -> None:
+        self.config = cfg
+        self.model = model
+        self.model_name = model_name if model is not None else ""
+        # mode name -> model: "model" is the main one, "model:<name>" the extra ones
+        self.models: dict[str, infer.Model] = {"model": model} if model is not None else {}
+        for name, m in (extra_models or {}).items():
+            self.models[f"model:{name}"] = m
+        self.started = time.time()
+        self.source: Source = open_source(
+            cfg.source.uri,
+            width=cfg.source.width,
+            height=cfg.source.height,
+            fps=cfg.source.fps,
+            loop=cfg.source.loop,
+            marker=cfg.source.marker,
+        )
+        self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
+        mode = cfg.model.mode
+        if mode == "model" and model is None:
+            mode = "bilinear"
+        self.mode: str = mode
+        self._pipes: dict[str, FramePipeline] = {}
+        self.encoders: dict[tuple[str, str], SharedEncoder] = {}
+        self.metrics = Metrics(self._live)
+        self.sessions = Sessions(self, cfg.server, cfg.encoder)
+        self.input_hooks: list[InputHook] = [self._log_input, self.source.on_input]
+        self.input_events = 0
+        self.reports: dict[str, dict[str, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._main_task: asyncio.Task[None] | None = None
+        self._main_feed = Feed()
+        self._compare_feed = Feed()
+        self._last_dropped: dict[str, int] = {}
+        self._rate_checked: set[str] = set()
+        self.device = ""
+
+    # -- pipelines ---------------------------------------------------------------------------
+
+    def pipeline(self, mode: str) -> FramePipeline:
+        pipe = self._pipes.get(mode)
+        if pipe is None:
+            scale = self.config.model.scale
+            if mode in self.models:
+                pipe = FramePipeline(self.models[mode], mode="model", slots=self.config.model.slots)
+            else:
+                pipe = FramePipeline(
+                    mode=mode,
+                    scale=scale,
+                    slots=self.config.model.slots,
+                    adapter=self.config.server.adapter_index,
+                )
+            self._pipes[mode] = pipe
+            self.device = pipe.device.name
+        return pipe
+
+    def encoder(self, stream: str, codec: str) -> SharedEncoder:
+        key = (stream, codec)
+        enc = self.encoders.get(key)
+        if enc is None:
+            if stream == "compare" and not self.config.model.compare:
+                raise SignallingError(400, "compare stream disabled (model.compare = false)")
+            e = self.config.encoder
+            gpu = (
+                bool(self.device)
+                and "cpu" not in self.device.lower()
+                and ("llvmpipe" not in self.device.lower())
+            )
+            enc = SharedEncoder(
+                codec,
+                bitrate=e.bitrate,
+                max_fps=e.max_fps,
+                keyframe_interval_s=e.keyframe_interval_s,
+                hardware=e.hardware,
+                gpu=gpu,
+                name=stream,
+                rtp_clock=e.rtp_clock,
+            )
+            self.encoders[key] = enc
+        return enc
+
+    async def start(self) -> None:
+        webrtc.configure(self.config.server)
+        self.pipeline(self.mode)  # find the device and compile early
+        self._tasks.append(asyncio.ensure_future(self._run_source()))
+        self._main_task = asyncio.ensure_future(self._run_pipeline("main", self._main_feed))
+        if self.config.model.compare:
+            self._tasks.append(
+                asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
+            )
+        log.info(
+            "serving %s through %s (%s) on %s",
+            self.source.kind,
+            self.mode,
+            self.model_name or "no model",
+            self.device,
+        )
+
+    async def _run_source(self) -> None:
+        try:
+            async for frame in self.source.frames():
+                self.metrics.frames_in.inc()
+                # the GPU works only while someone watches (after a short warm-up that
+                # compiles the pipeline for this frame size)
+                main = self._pipes.get(self.mode)
+                self._main_feed.wanted = (main is None or main.stats.frames_out < 3) or any(
+                    e.subscribers for (s, _), e in self.encoders.items() if s == "main"
+                )
+                self._main_feed.put(frame)
+                self._compare_feed.wanted = any(
+                    e.subscribers for (s, _), e in self.encoders.items() if s == "compare"
+                )
+                self._compare_feed.put(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("source %s failed", self.source.kind)
+            self.source.fail(f"{type(e).__name__}: {e}", SourceState.FAILED)
+
+    async def _run_pipeline(self, stream: str, feed: Feed) -> None:
+        while True:
+            mode = self.mode if stream == "main" else "bilinear"
+            pipe = self.pipeline(mode)
+            label = f"{stream}:{mode}"
+            frames = pipe.frames(feed, live=True)
+            try:
+                async for out in frames:
+                    self._after_pipeline(stream, label, pipe, out)
+                    if stream == "main" and self.mode != mode:
+                        break  # mode switched: continue with the other pipeline
+                else:
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s pipeline (%s) failed on a frame; continuing", stream, mode)
+                await asyncio.sleep(0.5)
+            finally:
+                await frames.aclose()
+
+    def _check_rate(self, label: str, pipe: FramePipeline, out: av.VideoFrame) -> None:
+        """Say once per mode, after warm-up, when the GPU cannot keep up with the source:
+        viewers then get the GPU's rate (newest frame wins), which should not surprise."""
+        if label in self._rate_checked or pipe.stats.frames_out < 5:
+            return
+        self._rate_checked.add(label)
+        recent = pipe.stats.timings(last=4)
+        per_frame = sorted(t.upload_ms + (t.t_done - t.t_submitted) * 1000 for t in recent)
+        ms = per_frame[len(per_frame) // 2]
+        fps = self.source.fps or self.config.source.fps
+        if ms > 0 and 1000 / ms < 0.9 * fps:
+            log.warning(
+                "%s takes %.0f ms per frame (%dx%d out) on %s: about %.1f fps against the "
+                "source's %g, so viewers get %.1f fps (the newest frame wins); a smaller "
+                "source (--width/--height), a lighter model or --mode bilinear keeps up",
+                label, ms, out.width, out.height, self.device, 1000 / ms, fps, 1000 / ms,
+            )  # fmt: skip
+        else:
+            log.info("%s takes %.0f ms per frame: keeps up with %g fps", label, ms, fps)
+
+    def _after_pipeline(
+        self, stream: str, label: str, pipe: FramePipeline, out: av.VideoFrame
+    ) -> None:
+        meta = self.source.meta(out.pts)
+        timing: FrameTiming | None = pipe.stats.timing_of(out.pts)
+        self.metrics.record_frame(label, timing)
+        dropped = pipe.stats.dropped
+        delta = dropped - self._last_dropped.get(label, 0)
+        if delta > 0:
+            self.metrics.frames_dropped.labels(label).inc(delta)
+        self._last_dropped[label] = dropped
+        if stream == "main" and timing is not None:
+            self._check_rate(label, pipe, out)
+        if meta is not None and stream == "main":
+            if timing is not None:
+                meta.stages.update(
+                    {
+                        "wait": timing.wait_ms,
+                        "upload": timing.upload_ms,
+                        "submit": timing.submit_ms,
+                        "readback": timing.readback_ms,
+                        "pipeline": timing.total_ms,
+                    }
+                )
+                if timing.gpu_ms is not None:
+                    meta.stages["gpu"] = timing.gpu_ms
+            meta.t_processed = time.time()
+            meta.stages["source_to_processed"] = (meta.t_processed - meta.t_src) * 1000
+        for (s, _codec), enc in self.encoders.items():
+            if s == stream:
+                # a compare frame gets its own meta so timings of the main one stay intact
+                enc.submit(out, meta if stream == "main" else None)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in self.modes:
+            raise SignallingError(400, f"mode must be one of {self.modes}, not {mode!r}")
+        if mode != self.mode:
+            log.info("mode: %s -> %s", self.mode, mode)
+            self.mode = mode
+            for (s, _), enc in self.encoders.items():
+                if s == "main":
+                    enc.request_keyframe(urgent=True)
+
+    # -- input and reports -------------------------------------------------------------------
+
+    # -- the sessions' host (stream.webrtc.SessionHost) -------------------------------------
+
+    def on_input(self, event: dict[str, Any], session: str = "") -> None:
+        self.input_events += 1
+        for hook in self.input_hooks:
+            try:
+                hook(event)
+            except Exception:
+                log.exception("input hook %r failed", hook)
+
+    def _log_input(self, event: dict[str, Any]) -> None:
+        if event.get("kind") != "mousemove":
+            log.info("input: %s", {k: event[k] for k in list(event)[:6]})
+
+    def on_report(self, session: str, report: dict[str, Any]) -> None:
+        self.reports[session] = report
+
+    def on_session(self, kind: SessionKind) -> None:
+        self.metrics.sessions.labels(str(kind)).inc()
+
+    def publisher_refusal(self) -> str | None:
+        if isinstance(self.source, WebRTCSource):
+            return None
+        return (
+            f"the source is {self.source.kind!r}; start the server with --source webrtc to "
+            "accept WHIP publishers"
+        )
+
+    def publisher_track(self, session: str, track: MediaStreamTrack) -> None:
+        if isinstance(self.source, WebRTCSource):
+            self.source.set_track(track, session)
+
+    def publisher_left(self, session: str) -> None:
+        if isinstance(self.source, WebRTCSource):
+            self.source.drop_publisher(session)
+
+    # -- figures -----------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source.kind,
+            "mode": self.mode,
+            "modes": self.modes,
+            "model": self.model_name,
+            "compare": self.config.model.compare,
+        }
+
+    def _live(self) -> dict[str, Any]:
+        return {
+            "viewers": len(self.sessions.viewers),
+            "publishers": len(self.sessions.publishers),
+            "encoders": [e.stats() for e in self.encoders.values()],
+            "viewer_dropped": self.sessions.viewer_dropped(),
+            "source_state": str(self.source.state),
+            "process": self.resources(),
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.source.state.healthy else "degraded",
+            "device": self.device,
+            "model": self.model_name or None,
+            "mode": self.mode,
+            "source": self.source.info(),
+            "viewers": len(self.sessions.viewers),
+            "publishers": len(self.sessions.publishers),
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+
+    def resources(self) -> dict[str, Any]:
+        """What a soak watches for leaks (stream/tools/soak): this process's resident memory
+        and open fds, GPU memory held in wgpu buffers and textures, peer connections still
+        open, and the depth of every queue frames wait in."""
+        out: dict[str, Any] = {
+            "rss_bytes": None,
+            "open_fds": None,
+            "gpu_bytes": None,
+            "threads": threading.active_count(),
+        }
+        with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
+            out["rss_bytes"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with contextlib.suppress(OSError):
+            out["open_fds"] = len(os.listdir("/proc/self/fd"))
+        with contextlib.suppress(Exception):  # diagnostics are best effort
+            import wgpu
+
+            total = wgpu.diagnostics.object_counts.get_dict()["total"]
+            out["gpu_bytes"] = int(total.get("resource_mem", 0))
+            out["gpu_objects"] = int(total.get("count", 0))
+        queued = self.sessions.queued_packets()
+        out["peer_connections"] = self.sessions.open_peer_connections()
+        out["peer_objects"] = self.sessions.peer_objects()
+        out["viewer_queue_packets"] = sum(queued)
+        out["viewer_queue_max"] = max(queued, default=0)
+        out["encoder_pending"] = sum(e.pending for e in self.encoders.values())
+        out["pipeline_in_flight"] = sum(
+            max(0, p.stats.frames_in - p.stats.frames_out - p.stats.dropped)
+            for p in self._pipes.values()
+        )
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.health(),
+            "process": self.resources(),
+            "pipelines": {m: p.stats.summary() for m, p in self._pipes.items()},
+            "encoders": [e.stats() for e in self.encoders.values()],
+            "sessions": [s.info() for s in self.sessions.by_id.values()],
+            "viewer_dropped": self.sessions.viewer_dropped(),
+            "input_events": self.input_events,
+        }
+
+    async def stop(self) -> None:
+        await self.sessions.close_all()
+        tasks = [*self._tasks, *([self._main_task] if self._main_task else [])]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for enc in self.encoders.values():
+            await enc.close()
+        for pipe in self._pipes.values():
+            await asyncio.to_thread(pipe.close)  # drains GPU work in flight
+        await self.source.close()
+        log.info("stopped")

@@ -1,0 +1,110 @@
+"""A file or URL that PyAV opens (mp4, mkv, RTSP, RTMP, SRT, ...) as a live source."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import av
+
+from .base import Source, SourceState
+from .marker import with_marker
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp")
+
+
+class FileSource(Source):
+    """A file or URL that PyAV opens, played at its own frame rate; files loop at EOF,
+    streams reconnect with backoff."""
+
+    kind = "file"
+
+    def __init__(self, uri: str, loop: bool = True, stamp_marker: bool = False) -> None:
+        super().__init__()
+        self.uri = uri
+        self.loop = loop
+        self.stamp_marker = stamp_marker
+        self.live = "://" in uri and uri.split("://", 1)[0].lower() in LIVE_SCHEMES
+        if "://" not in uri and not Path(uri).exists():
+            raise FileNotFoundError(f"source {uri!r}: no such file (or use testsrc / webrtc)")
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "uri": self.uri}
+
+    def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        options = {"rtsp_transport": "tcp"} if self.uri.startswith("rtsp") else {}
+        container = av.open(self.uri, options=options, timeout=10)
+        if not container.streams.video:
+            container.close()
+            raise ValueError(f"source {self.uri!r} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or 30
+        self.fps = float(rate)
+        return container, stream
+
+    async def frames(self) -> AsyncIterator[av.VideoFrame]:
+        backoff = 0.5
+        n = 0
+        while True:
+            try:
+                container, stream = await asyncio.to_thread(self._open)
+            except Exception as e:
+                self.fail(str(e))
+                if not self.live:
+                    raise
+                log.warning("source %s: %s; retrying in %.1f s", self.uri, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            self.state, self.error = SourceState.LIVE, ""
+            backoff = 0.5
+            decoder = container.decode(stream)
+            base_wall = None
+            base_t = 0.0
+            last_t = None
+            try:
+                while True:
+                    frame = await asyncio.to_thread(next, decoder, None)
+                    if frame is None:
+                        break
+                    t = (
+                        float(frame.time)
+                        if frame.time is not None
+                        else ((last_t or 0.0) + 1.0 / max(self.fps, 1))
+                    )
+                    if last_t is not None and t < last_t:  # timestamps went back: rebase
+                        base_wall = None
+                    last_t = t
+                    now = time.monotonic()
+                    if base_wall is None:
+                        base_wall, base_t = now, t
+                    delay = base_wall + (t - base_t) - now
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    elif delay < -0.5:  # behind by more than half a second: drop, resync
+                        self.skipped += 1
+                        base_wall, base_t = now, t
+                        continue
+                    if frame.format.name not in ("yuv420p", "nv12"):
+                        frame = frame.reformat(format="yuv420p")
+                    if self.stamp_marker:
+                        frame = with_marker(frame, n)
+                    yield self.stamp(frame, n)
+                    n += 1
+            except (av.error.FFmpegError, OSError) as e:
+                log.warning("source %s: %s", self.uri, e)
+                self.fail(str(e))
+            finally:
+                container.close()
+            if not self.live and not self.loop:
+                self.state = SourceState.ENDED
+                return
+            if self.live:
+                await asyncio.sleep(backoff)

@@ -1,0 +1,89 @@
+"""`webrtc`: frames a publisher sends over WHIP (the service's POST /whip hands the track over)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .base import Source, SourceState
+from .marker import with_marker
+from .scene import slate
+
+log = logging.getLogger(__name__)
+
+
+class WebRTCSource(Source):
+    """Frames published over WHIP. With no publisher it shows a "NO SOURCE" slate (a few
+    frames a second, so viewers see the state); a new publisher takes over."""
+
+    kind = "webrtc"
+    SLATE_FPS = 5.0
+    STALL_S = 2.0
+
+    def __init__(self, width: int = 640, height: int = 360, stamp_marker: bool = False) -> None:
+        super().__init__()
+        self.slate_size = (width, height)
+        self.stamp_marker = stamp_marker
+        self.track: MediaStreamTrack | None = None
+        self.publisher: str | None = None
+        self._changed = asyncio.Event()
+        self.state = SourceState.NO_SOURCE
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "publisher": self.publisher}
+
+    def set_track(self, track: MediaStreamTrack, publisher: str) -> None:
+        log.info("webrtc source: publisher %s takes over", publisher)
+        self.track, self.publisher = track, publisher
+        self.state = SourceState.LIVE
+        self._changed.set()
+
+    def drop_publisher(self, publisher: str) -> None:
+        if self.publisher == publisher:
+            log.info("webrtc source: publisher %s left", publisher)
+            self.track, self.publisher = None, None
+            self.state = SourceState.NO_SOURCE
+            self._changed.set()
+
+    async def frames(self) -> AsyncIterator[av.VideoFrame]:
+        n = 0
+        while True:
+            track = self.track
+            if track is None:
+                w, h = self.slate_size
+                frame = await asyncio.to_thread(slate, w, h, "NO SOURCE", n)
+                yield self.stamp(frame, n)
+                n += 1
+                self._changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 1.0 / self.SLATE_FPS)
+                continue
+            try:
+                got = await asyncio.wait_for(track.recv(), self.STALL_S)
+            except TimeoutError:
+                if track is self.track:
+                    self.state = SourceState.STALLED
+                    w, h = self.width or self.slate_size[0], self.height or self.slate_size[1]
+                    yield self.stamp(await asyncio.to_thread(slate, w, h, "STALLED", n), n)
+                    n += 1
+                continue
+            except MediaStreamError:
+                if track is self.track:
+                    self.drop_publisher(self.publisher or "")
+                continue
+            if track is not self.track or not isinstance(got, av.VideoFrame):
+                continue
+            self.state = SourceState.LIVE
+            frame = got
+            if frame.format.name not in ("yuv420p", "nv12"):
+                frame = frame.reformat(format="yuv420p")
+            if self.stamp_marker:
+                frame = with_marker(frame, n)
+            yield self.stamp(frame, n)
+            n += 1

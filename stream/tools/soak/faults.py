@@ -1,0 +1,149 @@
+"""The faults a soak injects, one function each, registered by name in FAULTS.
+
+- leave:     a viewer goes without DELETE (alternately: pc.close(), and its sockets
+             vanishing like a killed tab), and rejoins as a new session `rejoin_s` later
+             (the runner's churn, every `churn_s`);
+- slow:      a viewer's track reader stalls for `stall_s`;
+- lossy:     a viewer loses `loss` of its RTP packets for `loss_s` (NACK/PLI storm); like a
+             browser, a viewer waits at most `viewer_max_wait_s` for a lost packet before it
+             skips to the next frame and asks for a keyframe (jitter.py);
+- malformed: a burst of hostile requests (bad SDP, wrong content type, oversize body,
+             unknown session DELETE, ...): each must get a 4xx;
+- publisher: (server with `--source webrtc`) the soak's WHIP publisher vanishes and
+             reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from .records import Fault
+from .viewer import SDP
+
+if TYPE_CHECKING:
+    from .runner import Soak
+
+log = logging.getLogger("stream.soak")
+
+FaultFn = Callable[["Soak"], Awaitable[Fault | None]]
+
+
+async def leave(run: Soak) -> Fault | None:
+    v = run.target()
+    if v is None:
+        return None
+    run.leaves += 1
+    mode = "close" if run.leaves % 2 else "vanish"
+    t0 = run.now()
+    log.info("fault: viewer %s leaves (%s, no DELETE)", v.name, mode)
+    await v.leave(mode)
+    await asyncio.sleep(run.opts.rejoin_s)
+    nv = await run.join()
+    detail = {"mode": mode, "rejoined_as": nv.name}
+    return Fault("leave", v.name, round(t0, 3), round(run.now(), 3), detail)
+
+
+async def slow(run: Soak) -> Fault | None:
+    v = run.target()
+    if v is None:
+        return None
+    t0 = run.now()
+    log.info("fault: viewer %s stalls its reader for %.1f s", v.name, run.opts.stall_s)
+    v.stall_until = time.time() + run.opts.stall_s
+    return Fault("slow", v.name, round(t0, 3), round(t0 + run.opts.stall_s, 3))
+
+
+async def lossy(run: Soak) -> Fault | None:
+    v = run.target()
+    if v is None:
+        return None
+    t0 = run.now()
+    opts = run.opts
+    log.info(
+        "fault: viewer %s loses %.0f%% of RTP for %.1f s", v.name, opts.loss * 100, opts.loss_s
+    )
+    v.loss = opts.loss
+    v.loss_until = time.time() + opts.loss_s
+    return Fault("lossy", v.name, round(t0, 3), round(t0 + opts.loss_s, 3), {"loss": opts.loss})
+
+
+async def publisher(run: Soak) -> Fault | None:
+    if run.publisher is None:
+        return None
+    t0 = run.now()
+    log.info("fault: the publisher vanishes and reconnects after %.1f s", run.opts.rejoin_s)
+    await run.publisher.close(delete=False)
+    await asyncio.sleep(run.opts.rejoin_s)
+    await run.publisher.connect()
+    # every viewer waits for the new publisher's first frames: a fault for all of them
+    return Fault("publisher", None, round(t0, 3), round(run.now() + 2.0, 3))
+
+
+GOOD_SDP_HEAD = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+MALFORMED: list[tuple[str, str, str | None, str | None]] = [
+    ("POST", "/whep", SDP, "hello"),  # not SDP
+    ("POST", "/whep", SDP, GOOD_SDP_HEAD),  # SDP with no m= lines
+    ("POST", "/whep", "text/plain", GOOD_SDP_HEAD),  # wrong content type
+    ("POST", "/whep", "application/json", '{"sdp": 1}'),
+    ("POST", "/whep", SDP, "v=0\r\n" + "a=x\r\n" * ((1 << 20) // 5)),  # oversize
+    ("POST", "/whep?codec=av1", SDP, GOOD_SDP_HEAD),
+    ("POST", "/whep", SDP, "v=0\r\n\xff\xfe garbage"),
+    ("DELETE", "/whep/0123456789abcdef", None, None),  # unknown session
+    ("DELETE", "/whip/nope", None, None),
+    ("PATCH", "/whep/nope", "application/trickle-ice-sdpfrag", "a=candidate:1"),
+    ("POST", "/whip", SDP, "nonsense"),
+    ("POST", "/api/mode", "application/json", "{not json"),
+    ("POST", "/api/mode", "application/json", '{"mode": "warp"}'),
+    ("GET", "/whep", None, None),
+]
+
+
+async def malformed(run: Soak) -> Fault | None:
+    t0 = run.now()
+    log.info("fault: a burst of %d malformed requests", len(MALFORMED) * 3)
+
+    async def one(
+        http: aiohttp.ClientSession, method: str, path: str, ctype: str | None, body: str | None
+    ) -> dict[str, Any]:
+        headers = {"Content-Type": ctype} if ctype else {}
+        data = body.encode("utf-8", "surrogateescape") if body is not None else None
+        try:
+            async with http.request(method, run.base + path, data=data, headers=headers) as r:
+                await r.read()
+                return {"method": method, "path": path, "status": r.status}
+        except Exception as e:  # noqa: BLE001 - the answer is what is judged
+            return {
+                "method": method,
+                "path": path,
+                "status": None,
+                "error": f"{type(e).__name__}: {e}",
+            }
+
+    # a session of its own that closes every connection: keep-alive sockets would
+    # otherwise sit in the server's fd count and read as a leak
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True),
+        timeout=aiohttp.ClientTimeout(total=10),
+    ) as http:
+        answers = await asyncio.gather(*(one(http, *c) for _ in range(3) for c in MALFORMED))
+    for a in answers:
+        a["t"] = round(t0, 3)
+    run.requests += answers
+    ok = all(a["status"] is not None and 400 <= a["status"] < 500 for a in answers)
+    detail = {"global": False, "requests": len(answers), "all_4xx": ok}
+    return Fault("malformed", None, round(t0, 3), round(run.now(), 3), detail)
+
+
+# the faults taken in turn every fault_every_s ("leave" is the churn, on its own clock)
+FAULTS: dict[str, FaultFn] = {
+    "slow": slow,
+    "lossy": lossy,
+    "malformed": malformed,
+    "publisher": publisher,
+}

@@ -1,0 +1,33 @@
+"""WebRTC: WHEP viewers and WHIP publishers (aiortc), ICE settings, the control channel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import patches
+from .host import SessionHost, SessionKind
+from .ice import browser_ice, configure_network
+from .sessions import Session, Sessions
+from .signalling import SignallingError
+
+if TYPE_CHECKING:
+    from ..config import ServerConfig
+
+__all__ = [
+    "Session",
+    "SessionHost",
+    "SessionKind",
+    "Sessions",
+    "SignallingError",
+    "browser_ice",
+    "configure",
+]
+
+
+def configure(server: ServerConfig) -> None:
+    """Process-wide aiortc/aioice settings of a service, once at its start: every patched
+    attribute checked first (a changed library fails here, naming it), then ICE consent
+    timing, the UDP port range and the announced address."""
+    patches.check()
+    patches.set_consent(server.ice_consent_interval_s, server.ice_consent_failures)
+    configure_network(server.ice_port_min, server.ice_port_max, server.ice_public_address)

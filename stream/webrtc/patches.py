@@ -1,0 +1,108 @@
+"""Every private aiortc / aioice attribute framesmith patches or reads, checked at start-up.
+
+aiortc and aioice have no public hooks for what the service needs (a viewer's keyframe request
+reaching the shared encoder, ICE consent timing, a UDP port range, an announced address), so
+we patch their internals. A renamed attribute would otherwise fail silently (a viewer's PLI
+stops reaching the encoder, and the viewer shows broken frames until the periodic keyframe),
+so `check()` runs when the service starts and fails loudly, naming the attribute and why we
+need it. pyproject pins both libraries below their next minor release; whoever raises the pin
+runs tests/stream/test_patches.py (a real peer's PLI must reach the encoder).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class LibraryChanged(RuntimeError):
+    """aiortc or aioice no longer has an attribute framesmith relies on."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    module: str
+    attribute: str  # dotted below the module: "RTCRtpSender._send_keyframe"
+    why: str
+
+    def resolve(self) -> Any:
+        obj: Any = importlib.import_module(self.module)
+        for part in self.attribute.split("."):
+            if not hasattr(obj, part):
+                raise LibraryChanged(
+                    f"{self.module}.{self.attribute} is gone (installed {_versions()}); "
+                    f"framesmith needs it: {self.why}. Install the versions pyproject pins."
+                )
+            obj = getattr(obj, part)
+        return obj
+
+
+KEYFRAME = Patch(
+    "aiortc.rtcrtpsender",
+    "RTCRtpSender._send_keyframe",
+    "a viewer's PLI/FIR calls it; replaced per sender so the request reaches the shared "
+    "encoder (aiortc only sets a flag its own encoder reads, and packet tracks have none)",
+)
+CONSENT = (
+    Patch("aioice.ice", "CONSENT_INTERVAL", "ICE consent check interval (a dead peer's timeout)"),
+    Patch("aioice.ice", "CONSENT_FAILURES", "ICE consent failures before a peer is dropped"),
+)
+PORT_RANGE = (
+    Patch("aioice.ice", "asyncio", "host candidates bound in the configured UDP port range"),
+    Patch(
+        "aioice.ice",
+        "Connection.get_component_candidates",
+        "host candidates also announced at the configured public address",
+    ),
+)
+SERVICE_PATCHES = (KEYFRAME, *CONSENT, *PORT_RANGE)
+
+
+def check(patches: tuple[Patch, ...] = SERVICE_PATCHES) -> None:
+    """Raise LibraryChanged naming every attribute that is missing."""
+    missing = []
+    for p in patches:
+        try:
+            p.resolve()
+        except LibraryChanged as e:
+            missing.append(str(e))
+    if missing:
+        raise LibraryChanged("; ".join(missing))
+
+
+def on_keyframe_request(sender: Any, callback: Callable[[], None]) -> None:
+    """Route this sender's PLI/FIR to `callback` (see KEYFRAME)."""
+    KEYFRAME.resolve()
+    sender._send_keyframe = callback
+
+
+def set_consent(interval_s: float, failures: int) -> None:
+    """aioice's ICE consent timing (default 5 s x 6: a vanished peer goes after ~30 s)."""
+    module = importlib.import_module("aioice.ice")
+    for p, value in zip(CONSENT, (interval_s, failures), strict=True):
+        p.resolve()
+        setattr(module, p.attribute, value)
+
+
+def require(obj: object, attribute: str, why: str) -> Any:
+    """A private attribute of a live aiortc object (tools patch a viewer's receive path)."""
+    if not hasattr(obj, attribute):
+        raise LibraryChanged(
+            f"{type(obj).__module__}.{type(obj).__name__}.{attribute} is gone (installed "
+            f"{_versions()}); needed for: {why}"
+        )
+    return getattr(obj, attribute)
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("aiortc", "aioice"):
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} ?")
+    return ", ".join(out)

@@ -1,0 +1,315 @@
+"""WHEP (viewers) and WHIP (publishers) sessions with aiortc.
+
+WHEP: the viewer's offer has one or two recvonly video m-lines (the second, when present,
+gets the bilinear compare stream) and optionally a data channel (channel.py). Before
+setRemoteDescription the session adds one sendonly transceiver per video m-line, each with
+a PacketTrack fed by the shared encoder of the chosen codec, and sets codec preferences to
+that codec only (else VP8 silently wins; ANCHORS "Streaming"). ICE is not trickled: the
+answer carries every candidate.
+
+WHIP: the publisher's video track is handed to the host (the service's WebRTC source); a new
+publisher takes over from the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..config import EncoderConfig, ServerConfig
+from ..encode import PacketTrack
+from . import patches
+from .channel import ControlChannel
+from .host import SessionHost, SessionKind
+from .ice import ice_servers
+from .signalling import MIME, SignallingError, offered_codecs, parse_offer
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 20.0  # a session that does not connect in this time is closed
+LEAK_ENV = "FRAMESMITH_TEST_LEAK_VIEWER_PCS"
+
+
+def new_session_id() -> str:
+    """128 random bits: a session URL cannot be guessed."""
+    return secrets.token_hex(16)
+
+
+@dataclass
+class Session:
+    id: str
+    kind: SessionKind
+    pc: RTCPeerConnection
+    control: ControlChannel
+    codec: str = ""
+    created: float = field(default_factory=time.time)
+    tracks: list[PacketTrack] = field(default_factory=list)
+    closed: bool = False
+    expiry: asyncio.Future[None] | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": str(self.kind),
+            "codec": self.codec,
+            "state": self.pc.connectionState,
+            "age_s": round(time.time() - self.created, 1),
+            "input_dropped": self.control.input.dropped,
+            "tracks": [
+                {
+                    "stream": t.encoder.name,
+                    "sent": t.sent,
+                    "dropped": t.dropped,
+                    "pli": t.pli,
+                    "queued": len(t.queue),
+                }
+                for t in self.tracks
+            ],
+            "report": self.control.report,
+        }
+
+
+class Sessions:
+    """Every WHEP and WHIP session of one service; sessions reach the service only through
+    its SessionHost side."""
+
+    def __init__(self, host: SessionHost, server: ServerConfig, encoder: EncoderConfig) -> None:
+        self.host = host
+        self.server = server
+        self.encoders = encoder
+        self.by_id: dict[str, Session] = {}
+        self.viewer_dropped_closed = 0  # packets dropped by sessions already gone
+        # every peer connection made and not closed by this server yet (aiortc closes one
+        # itself when its DTLS ends, but the server must still drop it): a leak shows here
+        self._peers: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+        self._all_peers: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+        # TEST HOOK (tests/stream/tools/test_soak.py): deliberately never close the peer
+        # connection of a viewer that leaves, so the soak's leak check has a leak to find
+        self.leak_viewer_pcs = os.environ.get(LEAK_ENV) == "1"
+        self._leaked: list[RTCPeerConnection] = []
+        if self.leak_viewer_pcs:
+            log.warning(
+                "%s=1: leaking every departed viewer's peer connection (a test hook; never "
+                "set this in production)",
+                LEAK_ENV,
+            )
+
+    def _pc(self) -> RTCPeerConnection:
+        # TURN credentials may be minted per session (server.turn_secret_file)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self.server)))
+        self._peers.add(pc)
+        self._all_peers.add(pc)
+        return pc
+
+    def open_peer_connections(self) -> int:
+        """Peer connections alive that this server has not closed (sessions, or leaks)."""
+        return len(self._peers)
+
+    def peer_objects(self) -> int:
+        """RTCPeerConnection objects alive, closed or not (garbage included until the GC)."""
+        return len(self._all_peers)
+
+    @property
+    def viewers(self) -> list[Session]:
+        return [s for s in self.by_id.values() if s.kind is SessionKind.WHEP]
+
+    @property
+    def publishers(self) -> list[Session]:
+        return [s for s in self.by_id.values() if s.kind is SessionKind.WHIP]
+
+    def viewer_dropped(self) -> int:
+        return self.viewer_dropped_closed + sum(t.dropped for s in self.viewers for t in s.tracks)
+
+    def queued_packets(self) -> list[int]:
+        """Packets waiting in each viewer track's send queue."""
+        return [len(t.queue) for s in self.viewers for t in s.tracks]
+
+    # -- WHEP ------------------------------------------------------------------------------
+
+    async def whep(self, offer: str, codec: str | None = None) -> tuple[Session, str]:
+        enc = self.encoders
+        desc = parse_offer(offer)
+        if len(self.viewers) >= self.server.max_viewers:
+            raise SignallingError(
+                503, f"too many viewers (server.max_viewers = {self.server.max_viewers})"
+            )
+        videos = [m for m in desc.media if m.kind == "video"]
+        if any(m.direction not in (None, "recvonly", "sendrecv", "inactive") for m in videos):
+            raise SignallingError(400, "a WHEP offer's video must be recvonly")
+        if len(videos) > 2:
+            raise SignallingError(400, "at most two video m-lines (main and compare)")
+        if codec is not None and codec not in enc.codecs:
+            raise SignallingError(
+                400, f"codec {codec!r} is not served (encoder.codecs = {enc.codecs})"
+            )
+        can = offered_codecs(videos[0])
+        wanted = [codec or enc.default_codec, *enc.codecs]
+        chosen = next((c for c in wanted if c in can and c in enc.codecs), None)
+        if chosen is None:
+            raise SignallingError(
+                422,
+                f"no common video codec: the offer has "
+                f"{sorted({c.mimeType for c in videos[0].rtp.codecs})}, the server sends "
+                f"{[MIME[c] for c in enc.codecs]}",
+            )
+        sid = new_session_id()
+        pc = self._pc()
+        session = Session(sid, SessionKind.WHEP, pc, ControlChannel(sid, chosen, self.host), chosen)
+        prefs = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() in (MIME[chosen].lower(), "video/rtx")
+        ]
+        streams = ["main", "compare"][: len(videos)]
+        try:
+            for k, stream in enumerate(streams):
+                shared = self.host.encoder(stream, chosen)
+                on_sent = session.control.frame_sent if k == 0 else None
+                track = PacketTrack(shared, enc.viewer_queue, on_sent)
+                session.tracks.append(track)
+                tr = pc.addTransceiver(track, direction="sendonly")
+                tr.setCodecPreferences(prefs)
+                patches.on_keyframe_request(tr.sender, track.request_keyframe)
+            self._wire(session)
+            await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except SignallingError:
+            await self._abort(session)
+            raise
+        except Exception as e:  # noqa: BLE001 - aiortc's ValueError/OperationError on bad SDP
+            await self._abort(session)
+            raise SignallingError(400, f"cannot negotiate this offer: {e}") from None
+        self.by_id[sid] = session
+        self._expire_unconnected(session)
+        self.host.on_session(SessionKind.WHEP)
+        log.info(
+            "viewer %s joined (%s, %d track(s)); %d viewer(s)",
+            sid,
+            chosen,
+            len(streams),
+            len(self.viewers),
+        )
+        return session, pc.localDescription.sdp
+
+    def _wire(self, session: Session) -> None:
+        pc = session.pc
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            log.debug("session %s: %s", session.id, pc.connectionState)
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.id, reason=pc.connectionState)
+
+        @pc.on("datachannel")
+        def _channel(ch: Any) -> None:
+            session.control.attach(ch)
+
+    # -- WHIP ------------------------------------------------------------------------------
+
+    async def whip(self, offer: str) -> tuple[Session, str]:
+        refusal = self.host.publisher_refusal()
+        if refusal is not None:
+            raise SignallingError(409, refusal)
+        desc = parse_offer(offer)
+        videos = [m for m in desc.media if m.kind == "video"]
+        if len(videos) != 1:
+            raise SignallingError(400, "a WHIP offer needs exactly one video m-line")
+        if videos[0].direction not in (None, "sendonly", "sendrecv"):
+            raise SignallingError(400, "a WHIP offer's video must be sendonly")
+        if not offered_codecs(videos[0]):
+            raise SignallingError(
+                422,
+                f"unsupported codec: the offer has "
+                f"{sorted({c.mimeType for c in videos[0].rtp.codecs})}; publish VP8 or H264",
+            )
+        sid = new_session_id()
+        pc = self._pc()
+        codecs = "/".join(sorted(offered_codecs(videos[0])))
+        session = Session(sid, SessionKind.WHIP, pc, ControlChannel(sid, codecs, self.host), codecs)
+
+        @pc.on("track")
+        def _track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self.host.publisher_track(sid, track)
+
+        self._wire(session)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            for tr in pc.getTransceivers():
+                if tr.kind == "audio":
+                    tr.direction = "inactive"
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as e:  # noqa: BLE001 - aiortc's errors on an offer it cannot take
+            await self._abort(session)
+            raise SignallingError(400, f"cannot negotiate this offer: {e}") from None
+        for old in self.publishers:  # a new publisher takes over
+            await self.close(old.id, reason="replaced by a new publisher")
+        self.by_id[sid] = session
+        self._expire_unconnected(session)
+        self.host.on_session(SessionKind.WHIP)
+        log.info("publisher %s connected", sid)
+        return session, pc.localDescription.sdp
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def _expire_unconnected(self, session: Session) -> None:
+        """Close a session whose peer never completes ICE/DTLS (e.g. an offer posted by a
+        client that went away), so such sessions cannot pile up."""
+
+        async def expire() -> None:
+            await asyncio.sleep(CONNECT_TIMEOUT_S)
+            if not session.closed and session.pc.connectionState != "connected":
+                await self.close(session.id, reason="never connected")
+
+        session.expiry = asyncio.ensure_future(expire())
+
+    async def _abort(self, session: Session) -> None:
+        for t in session.tracks:
+            t.stop()
+        self._peers.discard(session.pc)
+        with contextlib.suppress(Exception):
+            await session.pc.close()
+
+    async def close(self, sid: str, reason: str = "DELETE") -> bool:
+        session = self.by_id.pop(sid, None)
+        if session is None or session.closed:
+            return False
+        session.closed = True
+        if session.expiry is not None and session.expiry is not asyncio.current_task():
+            session.expiry.cancel()
+        for t in session.tracks:
+            self.viewer_dropped_closed += t.dropped
+            t.stop()
+        if session.kind is SessionKind.WHIP:
+            self.host.publisher_left(sid)
+        if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:
+            self._leaked.append(session.pc)  # the test hook: "forget" to close it
+        else:
+            self._peers.discard(session.pc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.pc.close(), 5)
+        log.info(
+            "%s %s closed (%s); %d viewer(s)",
+            "viewer" if session.kind is SessionKind.WHEP else "publisher",
+            sid,
+            reason,
+            len(self.viewers),
+        )
+        return True
+
+    async def close_all(self) -> None:
+        await asyncio.gather(
+            *(self.close(s, "shutdown") for s in list(self.by_id)), return_exceptions=True
+        )
