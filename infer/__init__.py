@@ -1,11 +1,13 @@
 """framesmith's inference engine: ONNX models compiled to WGSL compute passes on wgpu."""
 
+from .caps import Caps
 from .device import Device, get_device, list_adapters
 from .errors import ModelError, UnsupportedModelError
 from .model import Model, load
 from .runtime import Executable
 
 __all__ = [
+    "Caps",
     "Device",
     "Executable",
     "Model",

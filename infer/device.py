@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 
 import wgpu
 
@@ -25,6 +26,8 @@ _LIMIT_KEYS = (
 )
 _OPTIONAL_FEATURES = ("shader-f16", "timestamp-query")
 
+MAX_PIPELINES = 512  # compiled compute pipelines kept per device
+
 _lock = threading.Lock()
 _devices: dict[int | None, Device] = {}
 
@@ -43,7 +46,11 @@ class Device:
         self.features = set(self.device.features)
         self.queue = self.device.queue
         self.lock = threading.RLock()  # one submitter at a time per device
-        self._pipelines: dict[tuple[str, str], wgpu.GPUComputePipeline] = {}
+        self._cache_lock = threading.Lock()
+        # compiled pipelines by (source, entry point), least recently used dropped beyond
+        # MAX_PIPELINES: a source that keeps changing its frame size compiles kernels with new
+        # constants each time, and must not grow this without bound
+        self._pipelines: OrderedDict[tuple[str, str], wgpu.GPUComputePipeline] = OrderedDict()
         info = adapter.info
         self.name = f"{info.get('device', '?')} ({info.get('backend_type', '?')})"
         self.is_cpu = info.get("adapter_type", "") == "CPU"
@@ -54,14 +61,24 @@ class Device:
     ) -> wgpu.GPUComputePipeline:
         """Compile a compute pipeline once per distinct WGSL source and entry point."""
         key = (source, entry_point)
-        p = self._pipelines.get(key)
-        if p is None:
-            module = self.device.create_shader_module(code=source, label=label)
-            p = self.device.create_compute_pipeline(
-                layout="auto", compute={"module": module, "entry_point": entry_point}, label=label
-            )
+        with self._cache_lock:
+            p = self._pipelines.get(key)
+            if p is not None:
+                self._pipelines.move_to_end(key)
+                return p
+        module = self.device.create_shader_module(code=source, label=label)
+        p = self.device.create_compute_pipeline(
+            layout="auto", compute={"module": module, "entry_point": entry_point}, label=label
+        )
+        with self._cache_lock:
             self._pipelines[key] = p
+            while len(self._pipelines) > MAX_PIPELINES:
+                self._pipelines.popitem(last=False)
         return p
+
+    @property
+    def cached_pipelines(self) -> int:
+        return len(self._pipelines)
 
 
 def time_dispatch(

@@ -7,15 +7,17 @@ functions over it and nothing depends on onnx protobufs after import.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import external_data_helper, helper, numpy_helper
 
 from .bundled import resolve_model
+from .caps import DEFAULT, Caps
 from .errors import ModelError
 
 Dim = int | str | None
@@ -49,6 +51,7 @@ class Graph:
     constants: dict[str, np.ndarray]
     opset: int
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    caps: Caps = DEFAULT  # what folding may build (infer/caps.py)
 
     def copy(self) -> Graph:
         g = copy.copy(self)
@@ -99,7 +102,9 @@ def _dims(t: onnx.TypeProto) -> tuple[Dim, ...] | None:
     return tuple(dims)
 
 
-def load_proto(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
+def load_proto(model: str | Path | onnx.ModelProto, caps: Caps = DEFAULT) -> onnx.ModelProto:
+    """The ModelProto of a file (or a bundled model's name), its sizes checked against `caps`
+    before each part is read."""
     if isinstance(model, onnx.ModelProto):
         return model
     try:
@@ -108,17 +113,40 @@ def load_proto(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         raise ModelError(str(e)) from None
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
+    caps.check(f"{path.name}'s size", path.stat().st_size, "max_file_bytes")
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
+    tensors = [*proto.graph.initializer] + [
+        a.t for n in proto.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR
+    ]
+    external = [t for t in tensors if external_data_helper.uses_external_data(t)]
+    if external:
+        declared = sum(_external_length(t) for t in external)
+        caps.check(f"{path.name}'s external data", declared, "max_initializer_bytes")
+        try:  # onnx >= 1.17 refuses locations outside the model's folder
+            external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        except Exception as e:  # noqa: BLE001 - missing files, traversal, bad offsets
+            raise ModelError(
+                f"{path}: external data cannot be read ({type(e).__name__}: {e})"
+            ) from None
     if not proto.graph.node:
         raise ModelError(f"{path}: ONNX model has an empty graph (is this really an ONNX file?)")
     return proto
 
 
-def from_onnx(proto: onnx.ModelProto) -> Graph:
-    """Import an ONNX model. Structural problems are ModelErrors, never protobuf exceptions."""
+def _external_length(t: onnx.TensorProto) -> int:
+    info = {e.key: e.value for e in t.external_data}
+    if "length" in info:
+        return int(info["length"])
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type or 1))
+    return math.prod(t.dims) * dtype.itemsize
+
+
+def from_onnx(proto: onnx.ModelProto, caps: Caps = DEFAULT) -> Graph:
+    """Import an ONNX model. Structural problems are ModelErrors, never protobuf exceptions;
+    sizes over `caps` too, before the data is decoded."""
     opset = 0
     for imp in proto.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -126,6 +154,13 @@ def from_onnx(proto: onnx.ModelProto) -> Graph:
     if opset == 0:
         raise ModelError("model declares no default-domain opset")
     g = proto.graph
+    caps.check("the node count", len(g.node), "max_nodes")
+    total = 0
+    for init in g.initializer:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type or 1))
+        caps.check_tensor(f"initializer {init.name!r}", tuple(init.dims), dtype)
+        total += math.prod(init.dims) * dtype.itemsize
+    caps.check("the initializers", total, "max_initializer_bytes")
     constants: dict[str, np.ndarray] = {}
     for init in g.initializer:
         try:
@@ -147,7 +182,9 @@ def from_onnx(proto: onnx.ModelProto) -> Graph:
         name = n.name or f"{n.op_type}_{i}"
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
-            constants[n.output[0]] = _constant_value(name, attrs)
+            value = _constant_value(name, attrs)
+            caps.check_tensor(f"Constant {name!r}", value.shape, value.dtype)
+            constants[n.output[0]] = value
             defined.add(n.output[0])
             continue
         for inp in n.input:
@@ -162,7 +199,7 @@ def from_onnx(proto: onnx.ModelProto) -> Graph:
     for o in outputs:
         if o not in defined:
             raise ModelError(f"graph output {o!r} is never produced")
-    return Graph(nodes, inputs, outputs, constants, opset)
+    return Graph(nodes, inputs, outputs, constants, opset, caps=caps)
 
 
 def _constant_value(name: str, attrs: dict[str, Any]) -> np.ndarray:

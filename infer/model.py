@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .caps import DEFAULT, Caps
 from .compile import Program, specialise
 from .device import Device, get_device
 from .errors import ModelError, UnsupportedModelError
@@ -102,6 +103,7 @@ class Model:
             if vi.name not in shapes:
                 raise ModelError(f"missing input {vi.name!r} (inputs: {self.inputs})")
             shape = tuple(int(d) for d in shapes[vi.name])
+            self.graph.caps.check_tensor(f"input {vi.name!r}", shape, np.float32)
             if vi.shape is not None:
                 if len(vi.shape) != len(shape):
                     raise ModelError(
@@ -254,8 +256,10 @@ def load(
     *,
     precision: str = "fp32",
     adapter: int | None = None,
+    caps: Caps = DEFAULT,
 ) -> Model:
-    """Load an ONNX model for the GPU. Raises UnsupportedModelError / ModelError, nothing else."""
-    graph = from_onnx(load_proto(model))
+    """Load an ONNX model for the GPU. Raises UnsupportedModelError / ModelError, nothing else;
+    a model over `caps` (file, node, weight or tensor sizes: infer/caps.py) is a ModelError."""
+    graph = from_onnx(load_proto(model, caps), caps)
     _static_check(graph)  # unknown op types fail here, before a device is even requested
     return Model(graph, get_device(adapter), precision)

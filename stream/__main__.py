@@ -9,6 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {
         "serve": "stream.serve:main",
+        "token": "stream.auth:main",
         "process": "stream.process:main",
         "bench": "stream.tools.bench.service:main",
         "bench-pipeline": "stream.tools.bench.pipeline:main",

@@ -57,6 +57,14 @@ class ServerConfig(Section):
     ice_public_address: str = ""  # IPv4 announced (srflx) with each host candidate's port
     public_url: str = ""  # base of WHEP/WHIP Location headers; $VARS expanded ($POD_NAME)
     adapter: int = Field(-1, ge=-1, le=64)  # GPU adapter index; -1: the best one
+    # HTTP hardening (stream/http.py)
+    cors_origins: list[str] = Field(default_factory=list)  # other origins allowed to call
+    body_timeout_s: float = Field(5.0, gt=0, le=120)  # a request body must arrive in this
+    rate_limit_per_s: float = Field(5.0, gt=0)  # POST/PATCH/DELETE per client (token or address)
+    rate_limit_burst: int = Field(20, ge=1)
+    tls_cert: str = ""  # PEM certificate chain; with tls_key: serve HTTPS
+    tls_key: str = ""
+    tls_self_signed: bool = False  # a development certificate made at start (not for production)
 
     @property
     def adapter_index(self) -> int | None:
@@ -95,6 +103,15 @@ class ServerConfig(Section):
             raise ValueError("must be an IPv4 address or empty")
         return v
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(f"must be origins like https://example.com, not {origin!r}")
+        return v
+
     @field_validator("public_url")
     @classmethod
     def _url(cls, v: str) -> str:
@@ -109,6 +126,10 @@ class ServerConfig(Section):
             raise ValueError(
                 f"ice_port_max: the range {lo}-{hi} is not valid (set both, min <= max, or both 0)"
             )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_key: tls_cert and tls_key go together")
+        if self.tls_self_signed and self.tls_cert:
+            raise ValueError("tls_self_signed: either a certificate (tls_cert) or self-signed")
         if self.turn_servers and not (self.turn_secret_file or self.turn_username):
             raise ValueError(
                 "turn_servers: needs turn_username (+ turn_credential or "
@@ -124,6 +145,9 @@ class SourceConfig(Section):
     fps: float = Field(30.0, ge=1, le=240)  # testsrc rate; files play at their own rate
     loop: bool = True  # loop files at EOF
     marker: bool = False  # stamp the frame-number marker on file / webrtc sources too
+    # the largest frame a publisher may send (a bigger one ends that publisher's session)
+    max_width: int = Field(3840, ge=64, le=16384)
+    max_height: int = Field(2160, ge=36, le=16384)
 
     @field_validator("uri")
     @classmethod
@@ -141,6 +165,7 @@ class ModelConfig(Section):
     slots: int = Field(2, ge=1, le=8)
     compare: bool = True  # also run a bilinear pipeline for the viewer's split compare
     extra: list[str] = Field(default_factory=list)  # more models for the mode switch
+    plans: int = Field(4, ge=1, le=64)  # frame sizes kept compiled per pipeline (LRU)
 
 
 class EncoderConfig(Section):
@@ -162,8 +187,21 @@ class EncoderConfig(Section):
         return self
 
 
+class AuthConfig(Section):
+    """Bearer tokens (stream/auth.py). No secret_file: no auth, allowed on loopback only."""
+
+    secret_file: str = ""  # the HMAC key of tokens (a Docker/k8s secret file)
+    token_ttl_s: float = Field(3600.0, gt=0)  # lifetime of `python -m stream token` tokens
+    max_token_ttl_s: float = Field(7 * 86400.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret_file)
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     source: SourceConfig = Field(default_factory=SourceConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)

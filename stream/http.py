@@ -1,100 +1,108 @@
 """The service's HTTP side (aiohttp): WHEP/WHIP signalling, health, metrics, the viewer page.
 
-Every handler reaches the service through `request.app[SERVICE]`; malformed or hostile
-requests get a 4xx with a short reason (`SignallingError`), and the server keeps serving.
+Every route is declared once in ROUTES with the Right that may use it (stream/auth.py); the
+guard (stream/guard.py) checks it before the handler runs, and `make_app` refuses a route
+without one. Handlers reach the service through `request.app[SERVICE]`; a refusal is a
+SignallingError (4xx + a short reason a client can act on, never exception text).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .auth import OPEN, Right, Role, TokenAuthority
+from .guard import GRANT, GUARD, METRICS_HOOK, Guard, cross_origin, harden, read_body
+from .guard import authorize as authorize_middleware
+from .limits import KeyedBuckets
 from .metrics import CONTENT_TYPE
 from .service import Service
 from .webrtc import SessionKind, SignallingError, browser_ice
+from .webrtc.ice import link_headers
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 SDP = "application/sdp"
-SERVICE: web.AppKey[Service] = web.AppKey("service")
-STATIC_DIR: web.AppKey[Path] = web.AppKey("static")
+SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+STATIC_DIR: web.AppKey[Path] = web.AppKey("static", Path)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(request: web.Request, status: int, reason: str) -> web.Response:
-    svc: Service = request.app[SERVICE]
-    svc.metrics.bad_requests.labels(request.path.split("/")[1] or "/", str(status)).inc()
-    log.info("%s %s -> %d %s", request.method, request.path, status, reason)
-    return web.json_response({"error": reason}, status=status)
+def _grant_ttl(request: web.Request) -> float:
+    """How long the credentials handed to this caller may live: its token's lifetime."""
+    grant = request[GRANT]
+    return 0 if grant is OPEN else max(60.0, grant.expires - time.time())
 
 
 async def _read_sdp(request: web.Request) -> str:
-    svc: Service = request.app[SERVICE]
-    limit = svc.config.server.max_body_bytes
+    cfg = request.app[SERVICE].config.server
     if request.content_type != SDP:
         raise SignallingError(415, f"Content-Type must be {SDP}, not {request.content_type!r}")
-    if request.content_length is not None and request.content_length > limit:
-        raise SignallingError(
-            413,
-            f"body of {request.content_length} bytes is over the "
-            f"{limit} byte limit (server.max_body_bytes)",
-        )
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise SignallingError(413, f"body is over the {limit} byte limit (server.max_body_bytes)")
+    body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise SignallingError(400, "SDP body is not UTF-8") from None
 
 
-def _sdp_answer(request: web.Request, prefix: str, session_id: str, sdp: str) -> web.Response:
+def _sdp_answer(request: web.Request, kind: SessionKind, session_id: str, sdp: str) -> web.Response:
+    cfg = request.app[SERVICE].config.server
     # behind a load balancer, public_url names this very pod (docker/k8s/README.md)
-    base = os.path.expandvars(request.app[SERVICE].config.server.public_url).rstrip("/")
-    return web.Response(
+    base = os.path.expandvars(cfg.public_url).rstrip("/")
+    resp = web.Response(
         status=201,
         text=sdp,
         content_type=SDP,
-        headers={"Location": f"{base}/{prefix}/{session_id}"},
+        headers={
+            "Location": f"{base}/{kind}/{session_id}",
+            "ETag": f'"{hashlib.sha256(sdp.encode()).hexdigest()[:16]}"',
+        },
     )
+    # RFC 9725 4.6: the ICE servers, TURN with credentials of this session's own
+    try:
+        for link in link_headers(cfg, session_id[:16], _grant_ttl(request)):
+            resp.headers.add("Link", link)
+    except ValueError as e:  # an unreadable TURN secret file
+        log.error("%s", e)
+    return resp
 
 
 async def whep_post(request: web.Request) -> web.Response:
-    svc: Service = request.app[SERVICE]
-    try:
-        offer = await _read_sdp(request)
-        codec = request.query.get("codec")
-        if codec is not None and codec not in ("vp8", "h264"):
-            raise SignallingError(400, f"codec must be vp8 or h264, not {codec!r}")
-        session, answer = await svc.sessions.whep(offer, codec)
-    except SignallingError as e:
-        return _error(request, e.status, e.reason)
-    return _sdp_answer(request, "whep", session.id, answer)
+    svc = request.app[SERVICE]
+    offer = await _read_sdp(request)
+    codec = request.query.get("codec")
+    if codec is not None and codec not in ("vp8", "h264"):
+        raise SignallingError(400, f"codec must be vp8 or h264, not {codec[:16]!r}")
+    session, answer = await svc.sessions.whep(offer, codec, request[GRANT])
+    return _sdp_answer(request, SessionKind.WHEP, session.id, answer)
 
 
 async def whip_post(request: web.Request) -> web.Response:
-    svc: Service = request.app[SERVICE]
-    try:
-        offer = await _read_sdp(request)
-        session, answer = await svc.sessions.whip(offer)
-    except SignallingError as e:
-        return _error(request, e.status, e.reason)
-    return _sdp_answer(request, "whip", session.id, answer)
+    svc = request.app[SERVICE]
+    offer = await _read_sdp(request)
+    session, answer = await svc.sessions.whip(offer, request[GRANT])
+    return _sdp_answer(request, SessionKind.WHIP, session.id, answer)
 
 
 def _delete(kind: SessionKind) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        svc: Service = request.app[SERVICE]
+        svc = request.app[SERVICE]
         sid = request.match_info["id"]
         session = svc.sessions.by_id.get(sid)
         if session is None or session.kind is not kind:
-            return _error(request, 404, f"no {kind.upper()} session {sid!r}")
+            raise SignallingError(404, f"no {kind.upper()} session {sid[:40]!r}")
+        if not request[GRANT].owns(session.owner):
+            raise SignallingError(403, "only the token that made a session (or admin) ends it")
         await svc.sessions.close(sid)
         return web.Response(status=200)
 
@@ -102,7 +110,7 @@ def _delete(kind: SessionKind) -> Handler:
 
 
 async def not_supported(request: web.Request) -> web.Response:
-    return _error(request, 405, "trickle ICE is not supported: send the full offer")
+    raise SignallingError(405, "trickle ICE is not supported: send the full offer")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -115,13 +123,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def api_ice(request: web.Request) -> web.Response:
-    """The viewer's RTCConfiguration (STUN/TURN servers, TURN credentials maybe minted)."""
+    """The page's RTCConfiguration: STUN/TURN servers, TURN credentials minted for this token
+    (its nonce names the TURN user) and living no longer than it."""
+    grant = request[GRANT]
     try:
-        body = browser_ice(request.app[SERVICE].config.server)
+        body = browser_ice(
+            request.app[SERVICE].config.server, grant.nonce[:16], _grant_ttl(request)
+        )
     except ValueError as e:  # an unreadable secret file
         log.error("%s", e)
-        return _error(request, 503, "TURN credentials unavailable")
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+        raise SignallingError(503, "TURN credentials unavailable") from None
+    return web.json_response(body)
 
 
 async def api_stats(request: web.Request) -> web.Response:
@@ -129,68 +141,97 @@ async def api_stats(request: web.Request) -> web.Response:
 
 
 async def api_mode(request: web.Request) -> web.Response:
-    svc: Service = request.app[SERVICE]
+    svc = request.app[SERVICE]
     if request.content_type != "application/json":
-        return _error(request, 415, "Content-Type must be application/json")
+        raise SignallingError(415, "Content-Type must be application/json")
+    body = await read_body(request, 4096, svc.config.server.body_timeout_s)
     try:
-        data = json.loads(await request.content.read(4096))
-        svc.set_mode(str(data["mode"]))
-    except (ValueError, KeyError, TypeError):
-        return _error(request, 400, 'body must be {"mode": "..."}')
-    except SignallingError as e:
-        return _error(request, e.status, e.reason)
+        data = json.loads(body)
+        mode = str(data["mode"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise SignallingError(400, 'body must be {"mode": "..."}') from None
+    svc.set_mode(mode)
     return web.json_response(svc.describe())
 
 
-async def index(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(
-        request.app[STATIC_DIR] / "index.html", headers={"Cache-Control": "no-cache"}
-    )
+def _page(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(
+            request.app[STATIC_DIR] / name, headers={"Cache-Control": "no-cache"}
+        )
+
+    return handler
 
 
-async def publish_page(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(
-        request.app[STATIC_DIR] / "publish.html", headers={"Cache-Control": "no-cache"}
-    )
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    right: Right  # who may use it (stream/auth.py RIGHTS)
 
 
-@web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method == "OPTIONS":
-        resp: web.StreamResponse = web.Response(status=204)
-    else:
-        try:
-            resp = await handler(request)
-        except web.HTTPException as e:
-            if e.status >= 500 or e.status < 400:
-                raise
-            resp = _error(request, e.status, e.reason)
-    resp.headers["Access-Control-Allow-Origin"] = "*"
-    resp.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, PATCH, OPTIONS"
-    resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
-    resp.headers["Access-Control-Expose-Headers"] = "Location"
-    return resp
+ROUTES = [
+    Route("GET", "/", _page("index.html"), Right.PUBLIC),
+    Route("GET", "/publish", _page("publish.html"), Right.PUBLIC),
+    Route("GET", "/healthz", healthz, Right.PUBLIC),
+    Route("POST", "/whep", whep_post, Right.WATCH),
+    Route("DELETE", "/whep/{id}", _delete(SessionKind.WHEP), Right.SESSION),
+    Route("PATCH", "/whep/{id}", not_supported, Right.SESSION),
+    Route("POST", "/whip", whip_post, Right.PUBLISH),
+    Route("DELETE", "/whip/{id}", _delete(SessionKind.WHIP), Right.SESSION),
+    Route("PATCH", "/whip/{id}", not_supported, Right.SESSION),
+    Route("GET", "/api/ice", api_ice, Right.SESSION),
+    Route("GET", "/api/stats", api_stats, Right.ADMIN),
+    Route("POST", "/api/mode", api_mode, Right.ADMIN),
+    Route("GET", "/metrics", metrics, Right.ADMIN),
+]
+STATIC_PREFIX = "/static"
 
 
-def make_app(service: Service) -> web.Application:
+def authority_of(service: Service) -> TokenAuthority | None:
+    """The token authority of a config with [auth]; None for an open server."""
+    auth = service.config.auth
+    if not auth.enabled:
+        return None
+    return TokenAuthority.from_file(auth.secret_file, auth.max_token_ttl_s)
+
+
+def make_app(service: Service, *, tls: bool = False) -> web.Application:
     cfg = service.config.server
-    app = web.Application(client_max_size=cfg.max_body_bytes, middlewares=[cors])
+    rights = {(r.method, r.path): r.right for r in ROUTES}
+    rights[("GET", STATIC_PREFIX)] = Right.PUBLIC
+    public = urlsplit(os.path.expandvars(cfg.public_url))
+    guard = Guard(
+        rights=rights,
+        authority=authority_of(service),
+        origins=frozenset(cfg.cors_origins),
+        limiter=KeyedBuckets(cfg.rate_limit_per_s, cfg.rate_limit_burst),
+        tls=tls or cfg.public_url.startswith("https://"),
+        public_origin=f"{public.scheme}://{public.netloc}" if public.netloc else "",
+    )
+    app = web.Application(
+        client_max_size=cfg.max_body_bytes,
+        middlewares=[harden, cross_origin, authorize_middleware],
+    )
     app[SERVICE] = service
+    app[GUARD] = guard
+    app[METRICS_HOOK] = lambda route, status: service.metrics.bad_requests.labels(
+        route, str(status)
+    ).inc()
     app[STATIC_DIR] = Path(cfg.static_dir) if cfg.static_dir else STATIC
-    app.router.add_get("/", index)
-    app.router.add_get("/publish", publish_page)
-    app.router.add_static("/static/", app[STATIC_DIR], show_index=False)
-    app.router.add_post("/whep", whep_post)
-    app.router.add_delete("/whep/{id}", _delete(SessionKind.WHEP))
-    app.router.add_patch("/whep/{id}", not_supported)
-    app.router.add_post("/whip", whip_post)
-    app.router.add_delete("/whip/{id}", _delete(SessionKind.WHIP))
-    app.router.add_patch("/whip/{id}", not_supported)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/stats", api_stats)
-    app.router.add_get("/api/ice", api_ice)
-    app.router.add_post("/api/mode", api_mode)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+    app.router.add_static(STATIC_PREFIX + "/", app[STATIC_DIR], show_index=False)
+    for resource in app.router.resources():
+        for route in resource:
+            method = route.method if route.method != "HEAD" else "GET"
+            if (method, resource.canonical) not in rights:
+                raise RuntimeError(f"route {method} {resource.canonical} has no right")
+    if guard.authority is None:
+        log.warning("no [auth]: this server is open, every caller may do everything")
+    else:
+        log.info("auth: bearer tokens required (roles %s)", ", ".join(r.value for r in Role))
 
     async def on_startup(app: web.Application) -> None:
         await service.start()

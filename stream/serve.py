@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
+import ssl
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import infer
 from infer.bundled import resolve_model
 
 from . import config as config_mod
+from . import tls
 from .http import make_app
 from .service import Service
 
@@ -55,6 +59,20 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="GPU adapter index from `python -m stream devices` (default: best)",
     )
+    ap.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (with --tls-key)")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    ap.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        default=None,
+        help="serve HTTPS with a development certificate made now (browsers warn)",
+    )
+    ap.add_argument(
+        "--insecure-open",
+        action="store_true",
+        help="allow serving a non-loopback address with no [auth]: anyone who reaches the "
+        "port may watch, publish, send input and end sessions",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -74,8 +92,13 @@ def main(argv: list[str] | None = None) -> int:
                 "source.height": args.height,
                 "source.fps": args.fps,
                 "server.adapter": args.adapter,
+                "server.tls_cert": args.tls_cert,
+                "server.tls_key": args.tls_key,
+                "server.tls_self_signed": args.tls_self_signed,
             },
         )
+        refuse_open_network(cfg, args.insecure_open)
+        ssl_context = tls_context(cfg)
         explicit = args.model is not None or (
             args.config is not None and "path" in _toml_keys(args.config, "model")
         )
@@ -92,17 +115,63 @@ def main(argv: list[str] | None = None) -> int:
     except (config_mod.ConfigError, FileNotFoundError, infer.ModelError, ValueError) as e:
         print(f"error: {e}")
         return 2
-    app = make_app(service)
-    print(f"framesmith serving on http://{cfg.server.host}:{cfg.server.port}/", flush=True)
+    try:
+        app = make_app(service, tls=ssl_context is not None)
+    except ValueError as e:  # an unreadable or too short [auth] secret
+        print(f"error: {e}")
+        return 2
+    scheme = "https" if ssl_context is not None else "http"
+    print(f"framesmith serving on {scheme}://{cfg.server.host}:{cfg.server.port}/", flush=True)
     web.run_app(
         app,
         host=cfg.server.host,
         port=cfg.server.port,
+        ssl_context=ssl_context,
         print=None,
         shutdown_timeout=5.0,
         handle_signals=True,
     )
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_open_network(cfg: config_mod.Config, insecure_open: bool) -> None:
+    """Secure by default: no [auth] is a developer's own machine, so loopback only."""
+    if cfg.auth.enabled or is_loopback(cfg.server.host):
+        return
+    if not insecure_open:
+        raise config_mod.ConfigError(
+            f"refusing to serve {cfg.server.host} with no [auth]: anyone who reaches the port "
+            "could watch, publish, send input to the game and end sessions. Add an [auth] "
+            'section with secret_file (see configs/serve.toml and README "Security"), or '
+            "pass --insecure-open to serve it open anyway"
+        )
+    log.warning("--insecure-open: serving %s with no auth; anyone may do anything", cfg.server.host)
+
+
+def tls_context(cfg: config_mod.Config) -> ssl.SSLContext | None:
+    srv = cfg.server
+    if srv.tls_self_signed:
+        folder = Path(tempfile.mkdtemp(prefix="framesmith-tls-"))
+        cert, key, fingerprint = tls.self_signed(folder, srv.host)
+        log.warning(
+            "serving HTTPS with a self-signed development certificate (%s); its SHA-256 "
+            "fingerprint is %s: check it before accepting the browser's warning",
+            cert,
+            fingerprint,
+        )
+        return tls.context(str(cert), str(key))
+    if srv.tls_cert:
+        return tls.context(srv.tls_cert, srv.tls_key)
+    return None
 
 
 def _toml_keys(path: str, section: str) -> set[str]:

@@ -33,7 +33,7 @@ from .webrtc import SessionKind, Sessions, SignallingError
 
 log = logging.getLogger(__name__)
 
-InputHook = Callable[[dict[str, Any]], None]
+InputHook = Callable[[dict[str, Any], str], None]  # (event, session id)
 
 
 class Feed:
@@ -92,6 +92,7 @@ class Service:
             fps=cfg.source.fps,
             loop=cfg.source.loop,
             marker=cfg.source.marker,
+            max_size=(cfg.source.max_width, cfg.source.max_height),
         )
         self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
         mode = cfg.model.mode
@@ -103,9 +104,12 @@ class Service:
         self.metrics = Metrics(self._live)
         self.sessions = Sessions(self, cfg.server, cfg.encoder)
         self.input_hooks: list[InputHook] = [self._log_input, self.source.on_input]
+        if isinstance(self.source, WebRTCSource):
+            self.source.on_reject = self._reject_publisher
         self.input_events = 0
         self.reports: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self._main_task: asyncio.Task[None] | None = None
         self._main_feed = Feed()
         self._compare_feed = Feed()
@@ -118,15 +122,18 @@ class Service:
     def pipeline(self, mode: str) -> FramePipeline:
         pipe = self._pipes.get(mode)
         if pipe is None:
-            scale = self.config.model.scale
+            m = self.config.model
             if mode in self.models:
-                pipe = FramePipeline(self.models[mode], mode="model", slots=self.config.model.slots)
+                pipe = FramePipeline(
+                    self.models[mode], mode="model", slots=m.slots, max_plans=m.plans
+                )
             else:
                 pipe = FramePipeline(
                     mode=mode,
-                    scale=scale,
-                    slots=self.config.model.slots,
+                    scale=m.scale,
+                    slots=m.slots,
                     adapter=self.config.server.adapter_index,
+                    max_plans=m.plans,
                 )
             self._pipes[mode] = pipe
             self.device = pipe.device.name
@@ -283,23 +290,34 @@ class Service:
 
     # -- the sessions' host (stream.webrtc.SessionHost) -------------------------------------
 
-    def on_input(self, event: dict[str, Any], session: str = "") -> None:
+    def on_input(self, event: dict[str, Any], session: str) -> None:
+        """A validated input event from a session allowed to play (webrtc/channel.py)."""
         self.input_events += 1
         for hook in self.input_hooks:
             try:
-                hook(event)
+                hook(event, session)
             except Exception:
                 log.exception("input hook %r failed", hook)
 
-    def _log_input(self, event: dict[str, Any]) -> None:
-        if event.get("kind") != "mousemove":
-            log.info("input: %s", {k: event[k] for k in list(event)[:6]})
+    def _log_input(self, event: dict[str, Any], session: str) -> None:
+        if event.get("kind") not in ("mousemove", "wheel"):
+            log.info("input from %s: %s", session[:8], {k: event[k] for k in list(event)[:6]})
 
     def on_report(self, session: str, report: dict[str, Any]) -> None:
         self.reports[session] = report
 
     def on_session(self, kind: SessionKind) -> None:
         self.metrics.sessions.labels(str(kind)).inc()
+
+    def session_closed(self, session: str) -> None:
+        self.reports.pop(session, None)
+
+    def _reject_publisher(self, session: str, reason: str) -> None:
+        """The WHIP source refused this publisher's stream (too big): end its session."""
+        log.warning("publisher %s dropped: %s", session, reason)
+        task = asyncio.ensure_future(self.sessions.close(session, reason=reason))
+        self._background.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._background.discard)
 
     def publisher_refusal(self) -> str | None:
         if isinstance(self.source, WebRTCSource):
@@ -330,7 +348,7 @@ class Service:
 
     def _live(self) -> dict[str, Any]:
         return {
-            "viewers": len(self.sessions.viewers),
+            "viewers": self.sessions.connected_viewers(),
             "publishers": len(self.sessions.publishers),
             "encoders": [e.stats() for e in self.encoders.values()],
             "viewer_dropped": self.sessions.viewer_dropped(),
@@ -339,13 +357,14 @@ class Service:
         }
 
     def health(self) -> dict[str, Any]:
+        """What anyone may read (/healthz): no session ids, addresses or error text."""
         return {
             "status": "ok" if self.source.state.healthy else "degraded",
             "device": self.device,
             "model": self.model_name or None,
             "mode": self.mode,
             "source": self.source.info(),
-            "viewers": len(self.sessions.viewers),
+            "viewers": self.sessions.connected_viewers(),
             "publishers": len(self.sessions.publishers),
             "uptime_s": round(time.time() - self.started, 1),
         }
@@ -385,6 +404,8 @@ class Service:
     def stats(self) -> dict[str, Any]:
         return {
             **self.health(),
+            "source": self.source.details(),
+            "sessions_open": len(self.sessions.viewers),
             "process": self.resources(),
             "pipelines": {m: p.stats.summary() for m, p in self._pipes.items()},
             "encoders": [e.stats() for e in self.encoders.values()],

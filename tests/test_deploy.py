@@ -110,6 +110,9 @@ def test_k8s_deployment_contract(tmp_path):
     (tmp_path / "serve.toml").write_text(toml)
     cfg = serve_config.load(tmp_path / "serve.toml")
     assert cfg.server.turn_servers and "$POD_IP" in cfg.server.public_url
+    assert cfg.auth.secret_file.startswith("/run/secrets/auth/")  # auth on as shipped
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert "/run/secrets/auth" in mounts
 
 
 def test_hpa_scales_on_a_metric_the_service_exports():
@@ -141,6 +144,41 @@ def test_compose_runs_the_service_with_turn(tmp_path):
     assert "turn_secret" in svc["secrets"] and "turn_secret" in coturn["secrets"]
     gpu = yaml.safe_load((DOCKER / "compose.nvidia.yaml").read_text())
     assert gpu["services"]["framesmith"]["build"]["dockerfile"] == "docker/Dockerfile.nvidia"
+
+
+def test_compose_ships_with_auth_on_and_a_turn_that_relays_only_to_public_peers(tmp_path):
+    import ipaddress
+
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    svc, coturn = compose["services"]["framesmith"], compose["services"]["coturn"]
+    toml = compose["configs"]["serve_toml"]["content"].replace("${PUBLIC_IP}", "203.0.113.10")
+    (tmp_path / "serve.toml").write_text(toml)
+    cfg = serve_config.load(tmp_path / "serve.toml")
+    assert cfg.auth.secret_file == "/run/secrets/auth_secret"
+    assert compose["secrets"]["auth_secret"] == {"environment": "AUTH_SECRET"}
+    assert "auth_secret" in svc["secrets"] and "auth_secret" not in coturn["secrets"]
+    # the TURN secret is never on a command line
+    command = " ".join(coturn["command"])
+    assert "static-auth-secret" not in command.split("printf")[-1].split("exec")[-1]
+    conf = compose["configs"]["turnserver_conf"]["content"].splitlines()
+    assert {"no-tcp-relay", "use-auth-secret", "no-multicast-peers"} <= set(conf)
+    assert any(x.startswith("user-quota=") for x in conf)
+    assert any(x.startswith("total-quota=") for x in conf)
+    denied = []
+    for line in conf:
+        if line.startswith("denied-peer-ip="):
+            lo, _, hi = line.split("=", 1)[1].partition("-")
+            denied.append((ipaddress.ip_address(lo), ipaddress.ip_address(hi or lo)))
+
+    def blocked(addr: str) -> bool:
+        a = ipaddress.ip_address(addr)
+        return any(lo.version == a.version and lo <= a <= hi for lo, hi in denied)
+
+    for private in ("10.1.2.3", "172.20.0.5", "192.168.1.1", "127.0.0.1", "169.254.169.254",
+                    "100.64.0.1", "::1", "fd00::1", "fe80::1", "0.0.0.0"):  # fmt: skip
+        assert blocked(private), private
+    for public in ("203.0.113.10", "8.8.8.8", "2001:4860::8888"):
+        assert not blocked(public), public
 
 
 def test_serve_all_gpus_script_parses_and_serve_takes_an_adapter():

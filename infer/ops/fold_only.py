@@ -6,6 +6,7 @@ is unsupported and the error names the node.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,43 @@ def _range(node: Node, a: list, opset: int) -> list[np.ndarray]:
     return [np.arange(start, limit, delta, dtype=np.asarray(a[0]).dtype)]
 
 
+# The output shape of ops whose size comes from their values: known before numpy builds them,
+# so folding can refuse a terabyte-sized Range or ConstantOfShape (infer/caps.py).
+
+
+def _const_of(ins: list[Value], k: int) -> np.ndarray:
+    v = ins[k].const
+    if v is None:
+        raise NotSupported("runs only on constants")
+    return np.asarray(v)
+
+
+def _constant_of_shape_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    return [tuple(int(d) for d in _const_of(ins, 0).reshape(-1))]
+
+
+def _range_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    start, limit, delta = (float(_const_of(ins, k).reshape(-1)[0]) for k in range(3))
+    if delta == 0:
+        raise NotSupported("Range with delta 0")
+    return [(max(0, math.ceil((limit - start) / delta)),)]
+
+
+def _expand_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    target = tuple(int(d) for d in _const_of(ins, 1).reshape(-1))
+    try:
+        return [tuple(np.broadcast_shapes(ins[0].shape, target))]
+    except ValueError as e:
+        raise NotSupported(f"Expand: {e}") from None
+
+
+_SIZED = {
+    "ConstantOfShape": _constant_of_shape_infer,
+    "Range": _range_infer,
+    "Expand": _expand_infer,
+}
+
+
 def _expand(node: Node, a: list, opset: int) -> list[np.ndarray]:
     shape = np.broadcast_shapes(a[0].shape, tuple(int(d) for d in a[1]))
     return [np.broadcast_to(a[0], shape).copy()]
@@ -101,4 +139,4 @@ _FOLD_ONLY = {
 }
 
 for _op, _fn in _FOLD_ONLY.items():
-    register(_op, infer=_no_shape, evaluate=_fn)
+    register(_op, infer=_SIZED.get(_op, _no_shape), evaluate=_fn)

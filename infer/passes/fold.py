@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ModelError, UnsupportedModelError
 from ..graph import Graph, Node
 from ..ops import lookup
-from ..ops.registry import NotSupported, Value
+from ..ops.registry import NotSupported, ShapeFn, Value
 
 # Ops whose value depends only on their input's shape: they fold even when that input is a
 # tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters).
@@ -24,6 +24,19 @@ def _shape_stand_in(v: Value) -> Value:
     if v.const is not None:
         return v
     return Value(v.shape, np.broadcast_to(np.zeros((), v.dtype), v.shape), v.dtype)
+
+
+def _check_fold_size(graph: Graph, node: Node, infer: ShapeFn, ins: list[Value]) -> None:
+    """A fold's outputs against the tensor cap before numpy builds them (a Range, Expand or
+    ConstantOfShape can ask for terabytes)."""
+    try:
+        shapes = infer(node, ins, graph.opset)
+    except Exception:  # noqa: BLE001 - no shape without evaluating: the result is checked after
+        return
+    for name, shape in zip(node.outputs, shapes, strict=False):
+        if name:
+            dims = tuple(int(d) for d in shape)
+            graph.caps.check_tensor(f"{node.op_type} {node.name!r}'s output", dims, np.float32)
 
 
 def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
@@ -44,6 +57,7 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
             ins[0] = _shape_stand_in(ins[0])
         present = [v for i, v in zip(node.inputs, ins, strict=True) if i]
         if opdef.evaluate is not None and all(v.const is not None for v in present):
+            _check_fold_size(graph, node, opdef.infer, ins)
             try:
                 arrays = [v.const if i else None for i, v in zip(node.inputs, ins, strict=True)]
                 outs = opdef.evaluate(node, arrays, graph.opset)
@@ -55,6 +69,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
             for name, arr in zip(node.outputs, outs, strict=False):
                 if name:
                     arr = np.asarray(arr)
+                    graph.caps.check_tensor(
+                        f"{node.op_type} {node.name!r}'s output", arr.shape, arr.dtype
+                    )
                     values[name] = Value(tuple(arr.shape), arr, arr.dtype)
                     graph.constants[name] = arr
             continue
@@ -76,7 +93,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
             continue
         for name, shape in zip(node.outputs, shapes, strict=False):
             if name:
-                values[name] = Value(tuple(int(d) for d in shape), None)
+                shape = tuple(int(d) for d in shape)
+                graph.caps.check_tensor(f"{node.op_type} {node.name!r}'s output", shape, np.float32)
+                values[name] = Value(shape, None)
         kept.append(node)
     if problems:
         raise UnsupportedModelError(problems, graph.opset)

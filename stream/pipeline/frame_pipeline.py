@@ -14,6 +14,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +25,7 @@ import infer
 
 from ..sources.frames import fill_plane
 from .baseline import baseline_model
-from .colour import colour_of
+from .colour import Colour, colour_of
 from .inbox import BoundedQueue, Inbox, LatestBox
 from .plan import PipelineError, Plan, debug_tensors
 from .stats import FrameTiming, PipelineStats
@@ -54,6 +55,7 @@ class FramePipeline:
         keep_tensors: bool = False,
         adapter: int | None = None,
         chroma_siting: str = "center",
+        max_plans: int = 4,
     ) -> None:
         if mode not in MODES:
             raise PipelineError(f"mode must be one of {MODES}, not {mode!r}")
@@ -76,7 +78,12 @@ class FramePipeline:
         self.device = self.model.device if self.model is not None else infer.get_device(adapter)
         self.stats = PipelineStats()
         self.last_tensors: dict[str, np.ndarray] = {}
-        self._plans: dict[tuple, Plan] = {}
+        # one Plan per frame size (and format, colour), least recently used freed: a publisher
+        # changing its size every frame must not grow GPU memory. More plans than slots, so
+        # the plan freed is never one a frame in flight still uses.
+        self.max_plans = max(max_plans, slots + 1)
+        self._plans: OrderedDict[tuple[int, int, str, Colour], Plan] = OrderedDict()
+        self.plans_made = 0
         self._submit_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-submit")
         self._readback_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-readback")
         self._next_slot = 0
@@ -107,8 +114,18 @@ class FramePipeline:
         plan = self._plans.get(key)
         if plan is None:
             plan = Plan(self, frame.width, frame.height, fmt, colour)
+            self.plans_made += 1
             self._plans[key] = plan
+            while len(self._plans) > self.max_plans:
+                _, old = self._plans.popitem(last=False)
+                old.release()
+        else:
+            self._plans.move_to_end(key)
         return plan, frame
+
+    @property
+    def plans(self) -> int:
+        return len(self._plans)
 
     def _upload_and_submit(self, frame: av.VideoFrame, slot: int, timing: FrameTiming) -> Plan:
         t0 = time.perf_counter()

@@ -113,6 +113,21 @@ class Plan:
             rb_size += self.rgb_in_bytes + self.rgb_out_bytes
         self.slots = [self._slot(d, rb_size) for _ in range(pipe.slots)]
 
+    def release(self) -> None:
+        """Free this plan's GPU memory now (textures, staging and readback buffers); the
+        model's tensors belong to its Executable, which infer caches and frees itself."""
+        owned: list[wgpu.GPUBuffer | wgpu.GPUTexture | None] = [self.planes, self.resolve]
+        if self.exe is None:
+            owned.append(self.rgb_in)
+        for s in self.slots:
+            owned += [*s.textures, s.readback]
+        for obj in owned:
+            if obj is not None:
+                obj.destroy()
+        if self.queries is not None:
+            self.queries.destroy()
+        self.slots = []
+
     def _group(self, pipeline: wgpu.GPUComputePipeline, buffers: list) -> wgpu.GPUBindGroup:
         entries = [
             {"binding": k, "resource": {"buffer": b, "offset": 0, "size": b.size}}

@@ -20,10 +20,17 @@ __all__ = [
 
 
 def open_source(
-    uri: str, *, width: int, height: int, fps: float, loop: bool = True, marker: bool = False
+    uri: str,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    loop: bool = True,
+    marker: bool = False,
+    max_size: tuple[int, int] = (3840, 2160),
 ) -> Source:
     if uri == "testsrc":
         return TestSource(width, height, fps)
     if uri == "webrtc":
-        return WebRTCSource(width, height, stamp_marker=marker)
+        return WebRTCSource(width, height, stamp_marker=marker, max_size=max_size)
     return FileSource(uri, loop=loop, stamp_marker=marker)

@@ -69,10 +69,10 @@ class Source:
         return self._meta.get(pts) if pts is not None else None
 
     def info(self) -> dict[str, Any]:
+        """What anyone may see (/healthz): no addresses, no error text."""
         return {
             "kind": self.kind,
             "state": str(self.state),
-            "error": self.error,
             "width": self.width,
             "height": self.height,
             "fps": self.fps,
@@ -94,11 +94,15 @@ class Source:
         self.frames_out += 1
         return frame
 
+    def details(self) -> dict[str, Any]:
+        """For admins (/api/stats): the error, and what the source reads (credentials cut)."""
+        return {**self.info(), "error": self.error}
+
     def fail(self, error: str, state: SourceState = SourceState.ERROR) -> None:
         self.state, self.error = state, error
 
-    def on_input(self, event: dict[str, Any]) -> None:
-        """Client input (keys, mouse) from viewers; sources that can react override this."""
+    def on_input(self, event: dict[str, Any], session: str) -> None:
+        """A player's input (keys, mouse); sources that can react override this."""
 
     async def close(self) -> None:
         pass

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 
@@ -17,6 +18,19 @@ from .marker import with_marker
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp")
+
+
+def redact(uri: str) -> str:
+    """A URI without its credentials: user:password@ and the query (an SRT passphrase, a
+    stream key) become ***."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"***@{host}" if (parts.username or parts.password) else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 class FileSource(Source):
@@ -34,8 +48,8 @@ class FileSource(Source):
         if "://" not in uri and not Path(uri).exists():
             raise FileNotFoundError(f"source {uri!r}: no such file (or use testsrc / webrtc)")
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "uri": self.uri}
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "uri": redact(self.uri)}
 
     def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         options = {"rtsp_transport": "tcp"} if self.uri.startswith("rtsp") else {}

@@ -24,7 +24,7 @@ class TestSource(Source):
         self.scene = Scene(width, height)
         self.width, self.height, self.fps = width, height, fps
 
-    def on_input(self, event: dict[str, Any]) -> None:
+    def on_input(self, event: dict[str, Any], session: str) -> None:
         self.scene.on_input(event)
 
     async def frames(self) -> AsyncIterator[av.VideoFrame]:

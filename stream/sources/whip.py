@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import av
@@ -26,8 +26,18 @@ class WebRTCSource(Source):
     SLATE_FPS = 5.0
     STALL_S = 2.0
 
-    def __init__(self, width: int = 640, height: int = 360, stamp_marker: bool = False) -> None:
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 360,
+        stamp_marker: bool = False,
+        max_size: tuple[int, int] = (3840, 2160),
+    ) -> None:
         super().__init__()
+        self.max_size = max_size
+        # called with (publisher, reason) when a publisher's stream is refused (the service
+        # ends that session; everyone else keeps watching the slate)
+        self.on_reject: Callable[[str, str], None] | None = None
         self.slate_size = (width, height)
         self.stamp_marker = stamp_marker
         self.track: MediaStreamTrack | None = None
@@ -35,8 +45,8 @@ class WebRTCSource(Source):
         self._changed = asyncio.Event()
         self.state = SourceState.NO_SOURCE
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "publisher": self.publisher}
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "publisher": self.publisher}
 
     def set_track(self, track: MediaStreamTrack, publisher: str) -> None:
         log.info("webrtc source: publisher %s takes over", publisher)
@@ -50,6 +60,12 @@ class WebRTCSource(Source):
             self.track, self.publisher = None, None
             self.state = SourceState.NO_SOURCE
             self._changed.set()
+
+    def _refuse(self, reason: str) -> None:
+        publisher = self.publisher or ""
+        self.drop_publisher(publisher)
+        if self.on_reject is not None:
+            self.on_reject(publisher, reason)
 
     async def frames(self) -> AsyncIterator[av.VideoFrame]:
         n = 0
@@ -78,6 +94,12 @@ class WebRTCSource(Source):
                     self.drop_publisher(self.publisher or "")
                 continue
             if track is not self.track or not isinstance(got, av.VideoFrame):
+                continue
+            if got.width > self.max_size[0] or got.height > self.max_size[1]:
+                self._refuse(
+                    f"frame {got.width}x{got.height} is over the {self.max_size[0]}x"
+                    f"{self.max_size[1]} limit (source.max_width/max_height)"
+                )
                 continue
             self.state = SourceState.LIVE
             frame = got

@@ -2,6 +2,7 @@
 // glass-to-glass latency read from the frame marker, a split compare (CNN vs bilinear), a
 // mode switch, and sends keyboard/mouse input to the server over the data channel.
 
+import { authHeaders, refusal } from "./auth.js";
 import { readMarker, MODULO } from "./marker.js";
 import { WhepSession } from "./whep.js";
 
@@ -105,6 +106,7 @@ function onMessage(msg) {
       sel.appendChild(o);
     }
     sel.value = msg.mode;
+    sel.disabled = !(msg.may || ["admin"]).includes("admin"); // only admins switch the mode
     $("label-left").textContent = msg.mode.startsWith("model") ? "CNN" : msg.mode;
     compareBox.disabled = !msg.compare;
   }
@@ -248,9 +250,10 @@ $("toggle-overlay").onclick = () => overlay.classList.toggle("hidden");
 $("mode").onchange = async (ev) => {
   const resp = await fetch("/api/mode", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: authHeaders({ "Content-Type": "application/json" }),
     body: JSON.stringify({ mode: ev.target.value }),
   });
+  if (!resp.ok) setStatus(`mode: ${refusal(resp.status, await resp.text())}`);
   if (resp.ok) {
     const d = await resp.json();
     state.hello.mode = d.mode;

@@ -1,4 +1,7 @@
-// WHIP publisher: a screen share or a camera, sent to POST /whip (non-trickle ICE).
+// WHIP publisher: a screen share or a camera, sent to POST /whip (non-trickle ICE), with the
+// page's bearer token (auth.js; the publisher role).
+
+import { authHeaders, refusal } from "./auth.js";
 
 const $ = (id) => document.getElementById(id);
 const statusEl = $("status");
@@ -40,12 +43,12 @@ async function publish(getStream) {
   });
   const resp = await fetch("/whip", {
     method: "POST",
-    headers: { "Content-Type": "application/sdp" },
+    headers: authHeaders({ "Content-Type": "application/sdp" }),
     body: pc.localDescription.sdp,
   });
   const body = await resp.text();
   if (resp.status !== 201) {
-    statusEl.textContent = `refused (${resp.status}): ${body}`;
+    statusEl.textContent = `refused: ${refusal(resp.status, body)}`;
     await stop();
     return;
   }
@@ -56,7 +59,7 @@ async function publish(getStream) {
 
 async function stop({ keepalive = false } = {}) {
   if (resource) {
-    fetch(resource, { method: "DELETE", keepalive }).catch(() => {});
+    fetch(resource, { method: "DELETE", keepalive, headers: authHeaders() }).catch(() => {});
     resource = null;
   }
   if (pc) pc.close();

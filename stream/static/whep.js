@@ -1,5 +1,8 @@
 // A minimal WHEP client: one (or two, for compare) recvonly video transceivers and a data
 // channel, non-trickle ICE (the offer waits for gathering), DELETE on close and pagehide.
+// Every request carries the page's bearer token (auth.js).
+
+import { authHeaders, refusal } from "./auth.js";
 
 function gatheringDone(pc, timeoutMs = 2000) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -32,7 +35,8 @@ export class WhepSession {
   // STUN/TURN servers (and TURN credentials, maybe minted per request) from the server
   async iceConfig() {
     try {
-      const resp = await fetch(new URL("/api/ice", new URL(this.endpoint, location.href)));
+      const url = new URL("/api/ice", new URL(this.endpoint, location.href));
+      const resp = await fetch(url, { headers: authHeaders() });
       if (resp.ok) return await resp.json();
     } catch (e) {
       console.warn("no ICE configuration from the server; host candidates only", e);
@@ -74,11 +78,11 @@ export class WhepSession {
     const url = `${this.endpoint}?codec=${encodeURIComponent(this.codec)}`;
     const resp = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "application/sdp" },
+      headers: authHeaders({ "Content-Type": "application/sdp" }),
       body: pc.localDescription.sdp,
     });
     const body = await resp.text();
-    if (resp.status !== 201) throw new Error(`WHEP ${resp.status}: ${body}`);
+    if (resp.status !== 201) throw new Error(`WHEP ${refusal(resp.status, body)}`);
     this.location = new URL(resp.headers.get("Location"), location.href).href;
     await pc.setRemoteDescription({ type: "answer", sdp: body });
   }
@@ -90,7 +94,7 @@ export class WhepSession {
   // keepalive: the request outlives the page (sendBeacon cannot DELETE)
   close({ keepalive = false } = {}) {
     if (this.location) {
-      fetch(this.location, { method: "DELETE", keepalive }).catch(() => {});
+      fetch(this.location, { method: "DELETE", keepalive, headers: authHeaders() }).catch(() => {});
       this.location = null;
     }
     if (this.pc) this.pc.close();

@@ -1,11 +1,16 @@
-"""The "control" data channel of a viewer session (JSON text messages).
+"""The "control" data channel of a session (JSON text messages), with a right and a rate per
+message type.
 
-server -> page  {"type": "frame", "n", "t_src", "t_sent", "stages": {...}}  per frame sent
-                {"type": "pong", "t": <page's ping time>, "server": <server ms>}
-                {"type": "hello", "session", "codec", "source", "mode", "modes", ...}
-page -> server  {"type": "ping", "t"}    clock offset for glass-to-glass latency
-                {"type": "input", "kind": "keydown"|"keyup"|"mousemove"|"mousedown"|..}
-                {"type": "report", ...}  the page's own figures (kept for /api/stats)
+  server -> page  {"type": "frame", "n", "t_src", "t_sent", "stages": {...}}  per frame sent
+                  {"type": "pong", "t": <page's ping time>, "server": <server ms>}
+                  {"type": "hello", "session", "codec", "role", "source", "mode", "modes", ...}
+  page -> server  {"type": "ping", "t"}    any role      clock offset for glass-to-glass latency
+                  {"type": "report", ...}  any role      the page's own figures (/api/stats)
+                  {"type": "input", ...}   player, admin keyboard and mouse (InputEvent)
+
+A message over its type's rate, of a type the session's role may not send, too big, not
+JSON, nested too deep or not matching its schema is dropped and counted (`refused`); it never
+closes the session.
 """
 
 from __future__ import annotations
@@ -13,7 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..auth import RIGHTS, Right, Role
+from ..limits import TokenBucket
 
 if TYPE_CHECKING:
     import av
@@ -27,41 +38,69 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 4096  # bytes of one page -> server message
 MAX_BUFFERED = 256 * 1024  # per-frame messages wait while the channel holds this much
 REPORT_KEYS = 40
+REPORT_TEXT = 64  # characters of a report's string value
 
 
-class TokenBucket:
-    """`rate` events a second, bursts of `burst`; what goes over is counted, not queued."""
+class InputEvent(BaseModel):
+    """A player's input, as the viewer page sends it; anything else is refused."""
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.t = time.monotonic()
-        self.dropped = 0
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        if self.tokens < 1:
-            self.dropped += 1
-            return False
-        self.tokens -= 1
-        return True
+    type: Literal["input"]
+    kind: Literal["mousemove", "mousedown", "mouseup", "wheel", "keydown", "keyup"]
+    x: float | None = Field(None, ge=0, le=1)  # within the picture, 0..1 of its width
+    y: float | None = Field(None, ge=0, le=1)
+    button: int | None = Field(None, ge=0, le=4)
+    dx: float | None = Field(None, ge=-10_000, le=10_000)  # wheel, or pointer-lock motion
+    dy: float | None = Field(None, ge=-10_000, le=10_000)
+    key: str | None = Field(None, max_length=32)  # DOM KeyboardEvent.key
+    code: str | None = Field(None, max_length=32)  # DOM KeyboardEvent.code
+    repeat: bool | None = None
+    relative: bool | None = None  # dx/dy are pointer-lock movementX/Y
+    t: float | None = None  # the page's clock, ms
+
+
+@dataclass(frozen=True)
+class MessageRule:
+    right: Right
+    rate: float  # messages a second ...
+    burst: float  # ... in bursts of this many
+
+
+RULES = {
+    "ping": MessageRule(Right.SESSION, 5, 10),
+    "report": MessageRule(Right.SESSION, 2, 4),
+    "input": MessageRule(Right.PLAY, 250, 100),
+}
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
 
 
 class ControlChannel:
     """One session's side of the control channel."""
 
-    INPUT_RATE = 250.0  # input events a second a viewer may send (more are dropped)
-    INPUT_BURST = 100.0
-
-    def __init__(self, session: str, codec: str, host: SessionHost) -> None:
+    def __init__(
+        self, session: str, codec: str, host: SessionHost, role: Role = Role.ADMIN
+    ) -> None:
         self.session = session
         self.codec = codec
         self.host = host
+        self.role = role
         self.channel: RTCDataChannel | None = None
         self.report: dict[str, Any] = {}
-        self.input = TokenBucket(self.INPUT_RATE, self.INPUT_BURST)
+        self.buckets = {kind: TokenBucket(r.rate, r.burst) for kind, r in RULES.items()}
+        self.counters = Counters()
+
+    @property
+    def input(self) -> TokenBucket:
+        return self.buckets["input"]
 
     def attach(self, channel: RTCDataChannel) -> None:
         self.channel = channel
@@ -84,7 +123,14 @@ class ControlChannel:
 
     def hello(self) -> None:
         self.send(
-            {"type": "hello", "session": self.session, "codec": self.codec, **self.host.describe()}
+            {
+                "type": "hello",
+                "session": self.session,
+                "codec": self.codec,
+                "role": str(self.role),
+                "may": sorted(str(r) for r in RIGHTS[self.role]),
+                **self.host.describe(),
+            }
         )
 
     def frame_sent(self, meta: FrameMeta, packet: av.Packet) -> None:
@@ -108,21 +154,66 @@ class ControlChannel:
         )
 
     def on_message(self, msg: str | bytes) -> None:
-        if not isinstance(msg, str) or len(msg) > MAX_MESSAGE:
-            return
-        try:
-            data = json.loads(msg)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
+        self.counters.received += 1
+        data = self._parse(msg)
+        if data is None:
             return
         kind = data.get("type")
+        rule = RULES.get(kind) if isinstance(kind, str) else None
+        if rule is None:
+            self.counters.refuse("unknown type")
+            return
+        if rule.right not in RIGHTS[self.role]:
+            self.counters.refuse(f"{kind}: not for the {self.role} role")
+            return
+        if not self.buckets[str(kind)].allow():
+            self.counters.refuse(f"{kind}: over its rate")
+            return
         if kind == "ping":
-            self.send({"type": "pong", "t": data.get("t"), "server": time.time() * 1000})
-        elif kind == "input":
-            if self.input.allow():
-                self.host.on_input(data, self.session)
+            t = data.get("t")
+            self.send(
+                {"type": "pong", "t": t if _number(t) else None, "server": time.time() * 1000}
+            )
         elif kind == "report":
-            data.pop("type", None)
-            self.report = {k: v for k, v in list(data.items())[:REPORT_KEYS]}
+            self.report = _flat(data)
             self.host.on_report(self.session, self.report)
+        elif kind == "input":
+            try:
+                event = InputEvent.model_validate(data)
+            except ValidationError:
+                self.counters.refuse("input: not a valid event")
+                return
+            self.host.on_input(event.model_dump(exclude_none=True), self.session)
+
+    def _parse(self, msg: str | bytes) -> dict[str, Any] | None:
+        if not isinstance(msg, str) or len(msg) > MAX_MESSAGE:
+            self.counters.refuse("not text or too big")
+            return None
+        try:
+            data = json.loads(msg)
+        except (ValueError, RecursionError):  # '[' * 1100 is a RecursionError in json
+            self.counters.refuse("not JSON")
+            return None
+        if not isinstance(data, dict):
+            self.counters.refuse("not an object")
+            return None
+        return data
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _flat(data: dict[str, Any]) -> dict[str, Any]:
+    """A report kept as flat scalars only (nothing nested, strings and keys short)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if k == "type" or not isinstance(k, str) or len(k) > REPORT_TEXT:
+            continue
+        if isinstance(v, str):
+            out[k] = v[:REPORT_TEXT]
+        elif v is None or isinstance(v, (bool, int, float)):
+            out[k] = v
+        if len(out) >= REPORT_KEYS:
+            break
+    return out

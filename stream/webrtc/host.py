@@ -34,6 +34,10 @@ class SessionHost(Protocol):
         """A session of this kind was accepted (metrics)."""
         ...
 
+    def session_closed(self, session: str) -> None:
+        """A session ended (whatever the reason): forget what was kept for it."""
+        ...
+
     def publisher_refusal(self) -> str | None:
         """Why a WHIP publisher cannot be taken now (None: it can)."""
         ...

@@ -61,14 +61,21 @@ def _read_secret(path: str, key: str) -> str:
     return value
 
 
-def turn_credentials(cfg: ServerConfig, now: float | None = None) -> tuple[str, str] | None:
-    """(username, credential) for the TURN servers, or None when none are configured."""
+def turn_credentials(
+    cfg: ServerConfig, now: float | None = None, user: str = TURN_REST_USER, ttl_s: float = 0
+) -> tuple[str, str] | None:
+    """(username, credential) for the TURN servers, or None when none are configured.
+
+    Minted credentials (turn_secret_file) name `user` (one per session or token, so coturn's
+    per-user quota and logs tell sessions apart) and expire after `ttl_s` (at most
+    server.turn_ttl_s; 0: that)."""
     if not cfg.turn_servers:
         return None
     if cfg.turn_secret_file:
         secret = _read_secret(cfg.turn_secret_file, "turn_secret_file")
-        expiry = int((time.time() if now is None else now) + cfg.turn_ttl_s)
-        user = f"{expiry}:{TURN_REST_USER}"
+        ttl = min(ttl_s, cfg.turn_ttl_s) if ttl_s > 0 else cfg.turn_ttl_s
+        expiry = int((time.time() if now is None else now) + ttl)
+        user = f"{expiry}:{user}"
         mac = hmac.new(secret.encode(), user.encode(), hashlib.sha1).digest()
         return user, base64.b64encode(mac).decode()
     credential = cfg.turn_credential
@@ -77,17 +84,36 @@ def turn_credentials(cfg: ServerConfig, now: float | None = None) -> tuple[str, 
     return cfg.turn_username, credential
 
 
-def browser_ice(cfg: ServerConfig) -> dict[str, Any]:
+def browser_ice(cfg: ServerConfig, user: str = TURN_REST_USER, ttl_s: float = 0) -> dict[str, Any]:
     """The viewer's RTCConfiguration: {"iceServers": [...]} (JSON for GET /api/ice)."""
     servers: list[dict[str, Any]] = []
     if cfg.stun_servers:
         servers.append({"urls": list(cfg.stun_servers)})
-    creds = turn_credentials(cfg)
+    creds = turn_credentials(cfg, user=user, ttl_s=ttl_s)
     if creds is not None:
         servers.append(
             {"urls": list(cfg.turn_servers), "username": creds[0], "credential": creds[1]}
         )
     return {"iceServers": servers}
+
+
+def link_headers(cfg: ServerConfig, user: str, ttl_s: float) -> list[str]:
+    """RFC 9725 section 4.6: the ICE servers as `Link: <url>; rel="ice-server"` header values
+    of a 201, TURN ones with this session's credentials."""
+    links = []
+    for server in browser_ice(cfg, user, ttl_s)["iceServers"]:
+        creds = ""
+        if "username" in server:
+            creds = (
+                f'; username="{_quoted(server["username"])}"; '
+                f'credential="{_quoted(server["credential"])}"; credential-type="password"'
+            )
+        links += [f'<{url}>; rel="ice-server"{creds}' for url in server["urls"]]
+    return links
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def ice_servers(cfg: ServerConfig) -> list[RTCIceServer]:

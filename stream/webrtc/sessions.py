@@ -26,6 +26,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..auth import OPEN, Grant, Role
 from ..config import EncoderConfig, ServerConfig
 from ..encode import PacketTrack
 from . import patches
@@ -52,6 +53,8 @@ class Session:
     pc: RTCPeerConnection
     control: ControlChannel
     codec: str = ""
+    owner: str = OPEN.nonce  # nonce of the token that made it: that token (or admin) ends it
+    role: Role = Role.ADMIN
     created: float = field(default_factory=time.time)
     tracks: list[PacketTrack] = field(default_factory=list)
     closed: bool = False
@@ -62,9 +65,12 @@ class Session:
             "id": self.id,
             "kind": str(self.kind),
             "codec": self.codec,
+            "role": str(self.role),
             "state": self.pc.connectionState,
             "age_s": round(time.time() - self.created, 1),
             "input_dropped": self.control.input.dropped,
+            "messages": self.control.counters.received,
+            "refused": self.control.counters.refused,
             "tracks": [
                 {
                     "stream": t.encoder.name,
@@ -88,6 +94,7 @@ class Sessions:
         self.server = server
         self.encoders = encoder
         self.by_id: dict[str, Session] = {}
+        self._joining = 0  # viewers between their POST's check and their session's entry
         self.viewer_dropped_closed = 0  # packets dropped by sessions already gone
         # every peer connection made and not closed by this server yet (aiortc closes one
         # itself when its DTLS ends, but the server must still drop it): a leak shows here
@@ -123,6 +130,10 @@ class Sessions:
     def viewers(self) -> list[Session]:
         return [s for s in self.by_id.values() if s.kind is SessionKind.WHEP]
 
+    def connected_viewers(self) -> int:
+        """Viewers whose media flows (what the autoscaler should count, not offers posted)."""
+        return sum(1 for s in self.viewers if s.pc.connectionState == "connected")
+
     @property
     def publishers(self) -> list[Session]:
         return [s for s in self.by_id.values() if s.kind is SessionKind.WHIP]
@@ -136,13 +147,26 @@ class Sessions:
 
     # -- WHEP ------------------------------------------------------------------------------
 
-    async def whep(self, offer: str, codec: str | None = None) -> tuple[Session, str]:
-        enc = self.encoders
+    async def whep(
+        self, offer: str, codec: str | None = None, grant: Grant = OPEN
+    ) -> tuple[Session, str]:
         desc = parse_offer(offer)
-        if len(self.viewers) >= self.server.max_viewers:
+        # the cap is checked and the place taken before any await, so concurrent POSTs
+        # cannot all pass it
+        if len(self.viewers) + self._joining >= self.server.max_viewers:
             raise SignallingError(
                 503, f"too many viewers (server.max_viewers = {self.server.max_viewers})"
             )
+        self._joining += 1
+        try:
+            return await self._whep(desc, offer, codec, grant)
+        finally:
+            self._joining -= 1
+
+    async def _whep(
+        self, desc: Any, offer: str, codec: str | None, grant: Grant
+    ) -> tuple[Session, str]:
+        enc = self.encoders
         videos = [m for m in desc.media if m.kind == "video"]
         if any(m.direction not in (None, "recvonly", "sendrecv", "inactive") for m in videos):
             raise SignallingError(400, "a WHEP offer's video must be recvonly")
@@ -164,7 +188,8 @@ class Sessions:
             )
         sid = new_session_id()
         pc = self._pc()
-        session = Session(sid, SessionKind.WHEP, pc, ControlChannel(sid, chosen, self.host), chosen)
+        control = ControlChannel(sid, chosen, self.host, grant.role)
+        session = Session(sid, SessionKind.WHEP, pc, control, chosen, grant.nonce, grant.role)
         prefs = [
             c
             for c in RTCRtpSender.getCapabilities("video").codecs
@@ -217,7 +242,7 @@ class Sessions:
 
     # -- WHIP ------------------------------------------------------------------------------
 
-    async def whip(self, offer: str) -> tuple[Session, str]:
+    async def whip(self, offer: str, grant: Grant = OPEN) -> tuple[Session, str]:
         refusal = self.host.publisher_refusal()
         if refusal is not None:
             raise SignallingError(409, refusal)
@@ -236,7 +261,8 @@ class Sessions:
         sid = new_session_id()
         pc = self._pc()
         codecs = "/".join(sorted(offered_codecs(videos[0])))
-        session = Session(sid, SessionKind.WHIP, pc, ControlChannel(sid, codecs, self.host), codecs)
+        control = ControlChannel(sid, codecs, self.host, grant.role)
+        session = Session(sid, SessionKind.WHIP, pc, control, codecs, grant.nonce, grant.role)
 
         @pc.on("track")
         def _track(track: MediaStreamTrack) -> None:
@@ -294,6 +320,7 @@ class Sessions:
             t.stop()
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
+        self.host.session_closed(sid)
         if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:
             self._leaked.append(session.pc)  # the test hook: "forget" to close it
         else:

@@ -14,6 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from stream import config as config_mod
+from stream.auth import TokenAuthority
 from stream.http import make_app
 from stream.service import Service
 
@@ -33,6 +34,18 @@ def small_config(**over) -> config_mod.Config:
     }
     base.update(over)
     return config_mod.load(None, base)
+
+
+def with_auth(cfg: config_mod.Config, tmp_path) -> tuple[config_mod.Config, TokenAuthority]:
+    """The config with an [auth] secret in tmp_path, and an authority minting its tokens."""
+    secret = tmp_path / "auth.secret"
+    secret.write_text("0123456789abcdef0123456789abcdef")
+    cfg = cfg.model_copy(update={"auth": config_mod.AuthConfig(secret_file=str(secret))})
+    return cfg, TokenAuthority.from_file(secret)
+
+
+def bearer(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def viewer_page_config() -> config_mod.Config:
@@ -79,11 +92,12 @@ class Viewer:
     tracks: list = field(default_factory=list)
     channel: object = None
     messages: list = field(default_factory=list)
+    token: str | None = None
 
     async def close(self, http: aiohttp.ClientSession | None = None, base: str = "") -> None:
         if http is not None:
             with contextlib.suppress(Exception):
-                await http.delete(base + self.location)
+                await http.delete(base + self.location, headers=bearer(self.token))
         await self.pc.close()
 
 
@@ -93,6 +107,7 @@ async def whep(
     videos: int = 1,
     codec: str | None = None,
     datachannel: bool = False,
+    token: str | None = None,
 ) -> Viewer:
     pc = RTCPeerConnection(NO_STUN)
     tracks: list = []
@@ -106,7 +121,7 @@ async def whep(
 
     for _ in range(videos):
         pc.addTransceiver("video", direction="recvonly")
-    viewer = Viewer(pc, "", tracks)
+    viewer = Viewer(pc, "", tracks, token=token)
     if datachannel:
         ch = pc.createDataChannel("control")
         viewer.channel = ch
@@ -117,9 +132,8 @@ async def whep(
 
     await pc.setLocalDescription(await pc.createOffer())
     url = base + "/whep" + (f"?codec={codec}" if codec else "")
-    async with http.post(
-        url, data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
-    ) as r:
+    headers = {"Content-Type": "application/sdp", **bearer(token)}
+    async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
         body = await r.text()
         assert r.status == 201, (r.status, body)
         assert r.content_type == "application/sdp"
@@ -133,13 +147,13 @@ async def whip(
     http: aiohttp.ClientSession,
     base: str,
     track: MediaStreamTrack,
+    token: str | None = None,
 ) -> tuple[RTCPeerConnection, str]:
     pc = RTCPeerConnection(NO_STUN)
     pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    async with http.post(
-        base + "/whip", data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
-    ) as r:
+    headers = {"Content-Type": "application/sdp", **bearer(token)}
+    async with http.post(base + "/whip", data=pc.localDescription.sdp, headers=headers) as r:
         body = await r.text()
         assert r.status == 201, (r.status, body)
         location = r.headers["Location"]

@@ -130,7 +130,8 @@ async def test_service_uses_the_ice_settings(tmp_path, monkeypatch, restore_netw
                 ice = await r.json()
             (turn,) = ice["iceServers"]
             assert turn["urls"] == ["turn:127.0.0.1:9?transport=udp"]
-            assert turn["username"].endswith(":framesmith") and turn["credential"]
+            # minted per token: the TURN user names it (an open server's is "open")
+            assert turn["username"].endswith(":open") and turn["credential"]
             offer_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             offer_pc.addTransceiver("video", direction="recvonly")
             await offer_pc.setLocalDescription(await offer_pc.createOffer())
@@ -142,8 +143,14 @@ async def test_service_uses_the_ice_settings(tmp_path, monkeypatch, restore_netw
                 answer = await r.text()
                 assert r.status == 201, answer
                 location = r.headers["Location"]
+                links = r.headers.getall("Link")
             await offer_pc.close()
             assert location.startswith("http://pod-3.example:8080/whep/")
+            # RFC 9725: the ICE servers on the 201, TURN with this session's own credentials
+            (link,) = links
+            sid = location.rsplit("/", 1)[1]
+            assert link.startswith('<turn:127.0.0.1:9?transport=udp>; rel="ice-server"; username="')
+            assert f':{sid[:16]}"' in link and 'credential-type="password"' in link
             cands = [
                 c
                 for m in aiortc_sdp.SessionDescription.parse(answer).media

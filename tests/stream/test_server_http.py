@@ -77,7 +77,7 @@ async def test_bad_requests_get_4xx_and_the_stream_goes_on():
             async with http.get(base + "/healthz") as r:
                 assert r.status == 200 and (await r.json())["viewers"] == 1
             async with http.get(base + "/metrics") as r:
-                assert 'framesmith_bad_requests_total{path="whep",status="400"}' in await r.text()
+                assert 'framesmith_bad_requests_total{path="/whep",status="400"}' in await r.text()
             async with http.delete(base + v.location) as r:
                 assert r.status == 200
             async with http.delete(base + v.location) as r:

@@ -49,6 +49,17 @@ ARGS = [
 ]
 
 
+async def wait_for(page, expression: str, timeout: float) -> None:
+    """Poll `expression` (a JS function or expression) until it is truthy. The page's CSP
+    forbids eval, which playwright's wait_for_function needs; evaluate does not."""
+    fn = expression if expression.lstrip().startswith("()") else f"() => ({expression})"
+    deadline = time.monotonic() + timeout / 1000
+    while not await page.evaluate(fn):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout / 1000:g} s for {expression}")
+        await asyncio.sleep(0.1)
+
+
 def _playwright():
     pw = pytest.importorskip("playwright.async_api")
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
@@ -69,7 +80,8 @@ async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec, arti
             page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
             t0 = time.monotonic()
             await page.goto(f"{srv.url}/?codec={codec}")
-            await page.wait_for_function(
+            await wait_for(
+                page,
                 "() => { const v = document.getElementById('main');"
                 " return v.videoWidth > 0 && v.currentTime > 0; }",
                 timeout=30_000,
@@ -87,9 +99,7 @@ async def test_viewer_page_plays_and_measures_glass_to_glass_latency(codec, arti
             await page.mouse.up()
             await page.keyboard.press("KeyD")
             # let latencies accumulate (a few seconds of frames)
-            await page.wait_for_function(
-                "() => window.framesmith.latencies.length >= 100", timeout=60_000
-            )
+            await wait_for(page, "() => window.framesmith.latencies.length >= 100", timeout=60_000)
             await asyncio.sleep(1.5)  # one more overlay refresh
             stats = await page.evaluate("() => window.framesmith.stats")
             overlay = await page.inner_text("#overlay")
@@ -152,7 +162,8 @@ async def test_viewer_page_compare_split_and_mode_switch(artifacts):
             browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = await browser.new_page(viewport={"width": 1000, "height": 560})
             await page.goto(f"{srv.url}/?compare=1")
-            await page.wait_for_function(
+            await wait_for(
+                page,
                 "() => ['main', 'side'].every(id => { const v = document.getElementById(id);"
                 " return v.videoWidth === 640 && v.currentTime > 0; })",
                 timeout=60_000,
@@ -164,8 +175,8 @@ async def test_viewer_page_compare_split_and_mode_switch(artifacts):
             )
             clip = await page.evaluate("() => document.getElementById('side').style.clipPath")
             assert clip == "inset(0px 0px 0px 35%)"
-            await page.wait_for_function(
-                "() => document.querySelectorAll('#mode option').length >= 3", timeout=10_000
+            await wait_for(
+                page, "() => document.querySelectorAll('#mode option').length >= 3", timeout=10_000
             )
             await asyncio.sleep(1.0)
             await page.screenshot(path=str(artifacts / "viewer-compare.png"))
@@ -227,6 +238,62 @@ async def test_browser_publishes_over_whip_and_a_viewer_gets_it_processed():
                     await asyncio.sleep(0.2)
                 assert svc.source.state == "no source" and not svc.sessions.publishers
                 await v.close(http, srv.url)
+            await browser.close()
+    finally:
+        await srv.close()
+
+
+@pytest.mark.timeout(150)
+async def test_the_pages_take_their_token_from_the_fragment_and_say_when_they_have_none(
+    tmp_path,
+):
+    pw = _playwright()
+    from stream.auth import Role
+
+    from .rtc import with_auth
+
+    cfg, auth = with_auth(small_config(**{"source.uri": "webrtc"}), tmp_path)
+    srv = await start_server(cfg)
+    svc = srv.service
+    try:
+        async with pw.async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    *ARGS,
+                    "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream",
+                ],
+            )
+            page = await browser.new_page()
+            await page.goto(f"{srv.url}/")  # no token: a refusal a person can act on
+            await wait_for(
+                page,
+                "document.querySelector('#status').textContent.includes('401')",
+                timeout=20_000,
+            )
+            assert "#token=" in await page.inner_text("#status")
+            # a publisher's token on /publish; a player's on the viewer page
+            pub = await browser.new_page()
+            await pub.goto(f"{srv.url}/publish#token={auth.mint(Role.PUBLISHER, 600)}")
+            await pub.select_option("#size", "320x180")
+            await pub.click("#camera")
+            deadline = time.monotonic() + 30
+            while not svc.sessions.publishers and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert svc.sessions.publishers, await pub.inner_text("#status")
+            page = await browser.new_page()  # (a new fragment alone does not reload a page)
+            await page.goto(f"{srv.url}/#token={auth.mint(Role.PLAYER, 600)}")
+            await wait_for(
+                page,
+                "window.framesmith && window.framesmith.stats.framesDecoded > 10",
+                timeout=40_000,
+            )
+            assert "token" not in page.url  # taken out of the address bar
+            assert await page.is_disabled("#mode")  # only admins switch modes
+            (viewer,) = svc.sessions.viewers
+            assert viewer.role is Role.PLAYER
             await browser.close()
     finally:
         await srv.close()

@@ -10,6 +10,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
+from ...auth import Role
 from .records import FrameRow
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ async def browser_viewer(run: Soak) -> None:
         try:
             page = await browser.new_page()
             t0 = run.now()
-            await page.goto(f"{run.base}/?codec={run.opts.codec}")
+            token = run.token(Role.PLAYER)
+            await page.goto(f"{run.base}/?codec={run.opts.codec}#token={token}")
             seen = 0
             while True:
                 await asyncio.sleep(run.opts.sample_s)

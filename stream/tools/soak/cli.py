@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--config", help="TOML config (see configs/soak.toml)")
     ap.add_argument("--url", help="a running server (default: start one on a free port)")
+    ap.add_argument("--token", help="an admin token for the server at --url")
     ap.add_argument("--serve-config", help="serve config of the server started here")
     ap.add_argument("--viewers", type=int, help="WHEP viewers held at once")
     ap.add_argument("--duration", type=float, help="seconds")
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.load(args.config),
             {
                 "url": args.url,
+                "token": args.token,
                 "serve_config": args.serve_config,
                 "viewers": args.viewers,
                 "duration_s": args.duration,

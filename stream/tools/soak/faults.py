@@ -9,6 +9,12 @@
              skips to the next frame and asks for a keyframe (jitter.py);
 - malformed: a burst of hostile requests (bad SDP, wrong content type, oversize body,
              unknown session DELETE, ...): each must get a 4xx;
+- abuse:     what an attacker who reaches the port tries (the server must run with auth):
+             no, forged and expired tokens; a viewer's token publishing, reading stats and
+             ending another viewer's session; oversize, chunked-oversize and never-finished
+             bodies; a foreign-origin preflight; a flood from one token. Each must get a
+             4xx (401, 403, 408, 413, 429) while the authorised viewers keep their latency
+             and frame rate (the verdict judges both).
 - publisher: (server with `--source webrtc`) the soak's WHIP publisher vanishes and
              reconnects.
 """
@@ -18,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from ...auth import Role
 from .records import Fault
 from .viewer import SDP
 
@@ -111,7 +119,8 @@ async def malformed(run: Soak) -> Fault | None:
     async def one(
         http: aiohttp.ClientSession, method: str, path: str, ctype: str | None, body: str | None
     ) -> dict[str, Any]:
-        headers = {"Content-Type": ctype} if ctype else {}
+        # a valid token each, so the request reaches the parsers (and its own rate limit)
+        headers = run.headers(run.token(Role.ADMIN), **({"Content-Type": ctype} if ctype else {}))
         data = body.encode("utf-8", "surrogateescape") if body is not None else None
         try:
             async with http.request(method, run.base + path, data=data, headers=headers) as r:
@@ -140,10 +149,106 @@ async def malformed(run: Soak) -> Fault | None:
     return Fault("malformed", None, round(t0, 3), round(run.now(), 3), detail)
 
 
+async def abuse(run: Soak) -> Fault | None:
+    if run.authority is None and not run.opts.token:
+        return Fault("abuse", None, 0.0, 0.0, skipped="the server is open (no auth to abuse)")
+    t0 = run.now()
+    base = run.base
+    offer = GOOD_SDP_HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    viewer = run.token(Role.VIEWER)  # valid, but of a role that may only watch
+    forged = viewer[:-4] + ("AAAA" if not viewer.endswith("AAAA") else "BBBB")
+    expired = (
+        run.authority.mint(Role.ADMIN, 1, now=time.time() - 60) if run.authority else "fs1.a.b"
+    )
+    victim = next((v.location for v in run.present if v.location), "/whep/" + "0" * 32)
+    sdp = {"Content-Type": SDP}
+    big = "v=0\r\n" + "a=x\r\n" * (1 << 17)  # far over server.max_body_bytes
+    cases: list[tuple[str, str, str, dict[str, str], Any]] = [
+        ("no token", "POST", "/whep", sdp, offer),
+        ("forged token", "POST", "/whep", run.headers(forged, **sdp), offer),
+        ("expired token", "POST", "/whep", run.headers(expired, **sdp), offer),
+        ("viewer publishes", "POST", "/whip", run.headers(viewer, **sdp), offer),
+        ("viewer reads stats", "GET", "/api/stats", run.headers(viewer), None),
+        ("viewer ends another's session", "DELETE", victim, run.headers(viewer), None),
+        ("oversize body", "POST", "/whep", run.headers(run.token(Role.VIEWER), **sdp), big),
+        ("chunked oversize", "POST", "/whep", run.headers(run.token(Role.VIEWER), **sdp),
+         _chunks(big)),
+        ("foreign preflight", "OPTIONS", "/whep",
+         {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, None),
+    ]  # fmt: skip
+    flood = run.token(Role.VIEWER)
+    cases += [("flood", "POST", "/whep", run.headers(flood, **sdp), "v=0") for _ in range(60)]
+    log.info("fault: abuse (%d requests and a body that never comes)", len(cases) + 1)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True),
+        timeout=aiohttp.ClientTimeout(total=15),
+    ) as http:
+
+        async def one(
+            label: str, method: str, path: str, headers: dict[str, str], body: Any
+        ) -> dict[str, Any]:
+            url = path if path.startswith("http") else base + path
+            try:
+                async with http.request(method, url, data=body, headers=headers) as r:
+                    await r.read()
+                    return {"abuse": label, "method": method, "status": r.status}
+            except Exception as e:  # noqa: BLE001 - the answer is what is judged
+                return {
+                    "abuse": label,
+                    "method": method,
+                    "status": None,
+                    "error": f"{type(e).__name__}: {e}",
+                }
+
+        answers = await asyncio.gather(*(one(*c) for c in cases), _slow_body(base, sdp, flood))
+    for a in answers:
+        a["t"] = round(t0, 3)
+    run.requests += answers
+    by_label: dict[str, set[Any]] = {}
+    for a in answers:
+        by_label.setdefault(a["abuse"], set()).add(a["status"])
+    detail = {
+        "requests": len(answers),
+        "statuses": {k: sorted(map(str, v)) for k, v in by_label.items()},
+    }
+    return Fault("abuse", None, round(t0, 3), round(run.now(), 3), detail)
+
+
+async def _chunks(text: str, size: int = 65536) -> AsyncIterator[bytes]:
+    data = text.encode()
+    for k in range(0, len(data), size):
+        yield data[k : k + size]
+
+
+async def _slow_body(base: str, headers: dict[str, str], token: str) -> dict[str, Any]:
+    """Headers and a promise of a body that never comes (a slowloris on the body)."""
+    label = {"abuse": "body never comes", "method": "POST"}
+    parts = urlsplit(base)
+    if parts.scheme != "http" or parts.hostname is None:
+        return {**label, "status": 408, "skipped": "only over plain http"}
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    try:
+        request = (
+            f"POST /whep HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: {headers['Content-Type']}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Length: 4000\r\n\r\nv=0\r\n"
+        )
+        writer.write(request.encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readline(), 60)
+        status = int(head.split()[1]) if head.startswith(b"HTTP/") else None
+        return {**label, "status": status}
+    except (TimeoutError, OSError, ValueError) as e:
+        return {**label, "status": None, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        writer.close()
+
+
 # the faults taken in turn every fault_every_s ("leave" is the churn, on its own clock)
 FAULTS: dict[str, FaultFn] = {
     "slow": slow,
     "lossy": lossy,
     "malformed": malformed,
+    "abuse": abuse,
     "publisher": publisher,
 }

@@ -12,6 +12,7 @@ import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from ...auth import Role
 from ...sources import marker
 from ...sources.scene import Scene, to_frame
 from .viewer import NO_STUN, SDP
@@ -62,14 +63,16 @@ class Publisher:
         self.size = (width, height, fps)
         self.pc: RTCPeerConnection | None = None
         self.location = ""
+        self.token = ""
 
     async def connect(self) -> None:
         pc = self.pc = RTCPeerConnection(NO_STUN)
         pc.addTransceiver(SceneTrack(*self.size, blank_marker=True), direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
-        async with self.run.client.post(
-            self.run.base + "/whip", data=pc.localDescription.sdp, headers={"Content-Type": SDP}
-        ) as r:
+        self.token = self.token or self.run.token(Role.PUBLISHER)
+        headers = self.run.headers(self.token, **{"Content-Type": SDP})
+        url = self.run.base + "/whip"
+        async with self.run.client.post(url, data=pc.localDescription.sdp, headers=headers) as r:
             body = await r.text()
             if r.status != 201:
                 raise RuntimeError(f"WHIP POST answered {r.status}: {body[:200]}")
@@ -79,7 +82,8 @@ class Publisher:
     async def close(self, delete: bool) -> None:
         if delete and self.location:
             with contextlib.suppress(Exception):  # the server may be gone already
-                async with self.run.client.delete(self.run.absolute(self.location)) as r:
+                url, headers = self.run.absolute(self.location), self.run.headers(self.token)
+                async with self.run.client.delete(url, headers=headers) as r:
                     await r.read()
         if self.pc is not None:
             with contextlib.suppress(Exception):

@@ -49,8 +49,8 @@ class Fault:
     @property
     def windowed(self) -> bool:
         """Whether the fault excuses its viewer for a while (a leave does not: the viewer
-        that left is gone, and a malformed burst must not hurt anyone)."""
-        return self.t1 > 0 and self.kind not in ("malformed", "leave") and not self.skipped
+        that left is gone; and a malformed or abusive burst must not hurt anyone)."""
+        return self.t1 > 0 and self.kind not in ("malformed", "abuse", "leave") and not self.skipped
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "viewer": self.viewer, "t0": self.t0}

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from ...auth import Role, TokenAuthority
 from ...sources import marker
 from .browser import browser_viewer
 from .faults import FAULTS, leave
@@ -54,7 +55,9 @@ class Soak:
         self.lags: list[tuple[float, float]] = []  # (t, s) when the loop woke late
         self.stop = asyncio.Event()  # set: end the run now and judge what was seen
         self.stopped_by = ""
+        self.admin = ""  # the token polls use
         self.error = ""
+        self.authority: TokenAuthority | None = None  # mints tokens for a server started here
         self._serial = 0
         self._hint: dict[int, float | None] = {}
 
@@ -74,6 +77,16 @@ class Soak:
             src_h = int(self.health.get("source", {}).get("height") or 0)
             self._hint[height] = marker.block_size(src_h) * height / src_h if src_h else None
         return self._hint[height]
+
+    def token(self, role: Role) -> str:
+        """A token of `role` for this soak's server: minted per call (one per viewer, so each
+        has its own rate limit), or the admin token given for a server at --url."""
+        if self.authority is not None:
+            return self.authority.mint(role, self.opts.duration_s + 3600)
+        return self.opts.token
+
+    def headers(self, token: str, **more: str) -> dict[str, str]:
+        return {**more, "Authorization": f"Bearer {token}"} if token else dict(more)
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -102,6 +115,8 @@ class Soak:
                 self.server = LocalServer(opts.serve_config, self.workdir, leak=self.leak)
                 await self.server.start()
                 self.base = self.server.url
+                self.authority = TokenAuthority.from_file(self.server.secret_file)
+            self.admin = self.token(Role.ADMIN)
             self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
             try:
                 async with self.http.get(self.base + "/healthz") as r:
@@ -169,7 +184,7 @@ class Soak:
 
     async def join(self) -> Viewer:
         self._serial += 1
-        v = Viewer(self, f"v{self._serial}")
+        v = Viewer(self, f"v{self._serial}", self.token(Role.PLAYER))
         self.viewers.append(v)
         try:
             await v.connect()
@@ -201,10 +216,11 @@ class Soak:
         t = round(self.now(), 3)
         t_req = time.perf_counter()
         try:
-            async with self.client.get(self.base + "/api/stats") as r:
+            auth = self.headers(self.admin)
+            async with self.client.get(self.base + "/api/stats", headers=auth) as r:
                 stats = await r.json()
             api_ms = round((time.perf_counter() - t_req) * 1000, 3)
-            async with self.client.get(self.base + "/metrics") as r:
+            async with self.client.get(self.base + "/metrics", headers=auth) as r:
                 text = await r.text()
         except Exception as e:  # noqa: BLE001 - a missed poll is recorded, not fatal
             self.bad_polls += 1

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -42,6 +43,7 @@ class LocalServer:
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
     log_path: Path = field(default_factory=Path)
+    secret_file: str = ""  # the [auth] secret the server runs with (made here when absent)
 
     async def start(self, timeout: float = 120.0) -> None:
         cfg_path = self._config()
@@ -81,11 +83,19 @@ class LocalServer:
 
     def _config(self) -> Path:
         """The serve config, with source.marker on for a webrtc source (so the frame
-        numbers are the server's) - written next to the report."""
+        numbers are the server's) and auth on as in production (a secret made next to the
+        report unless the config names one) - written next to the report."""
         data = read_toml(Path(self.serve_config)) if self.serve_config else {}
         src = data.setdefault("source", {})
         if src.get("uri") == "webrtc":
             src["marker"] = True
+        auth = data.setdefault("auth", {})
+        if not auth.get("secret_file"):
+            secret = (self.workdir / "auth.secret").resolve()
+            secret.touch(mode=0o600)
+            secret.write_text(secrets.token_hex(32))
+            auth["secret_file"] = str(secret)
+        self.secret_file = auth["secret_file"]
         return write_toml(data, (self.workdir / "serve.toml").resolve())
 
     @property

@@ -14,12 +14,13 @@ from pydantic import Field, field_validator
 
 from ...config import Section, load_section
 
-Fault = Literal["leave", "slow", "lossy", "malformed", "publisher"]
-FAULTS: tuple[Fault, ...] = ("leave", "slow", "lossy", "malformed", "publisher")
+Fault = Literal["leave", "slow", "lossy", "malformed", "abuse", "publisher"]
+FAULTS: tuple[Fault, ...] = ("leave", "slow", "lossy", "malformed", "abuse", "publisher")
 
 
 class SoakSettings(Section):
     url: str = ""  # a running server; empty: start `serve` with serve_config on a free port
+    token: str = ""  # an admin token for the server at `url` (one started here: minted here)
     serve_config: str = "configs/serve.toml"
     duration_s: float = Field(3600.0, ge=1, le=7 * 86400)
     viewers: int = Field(8, ge=1, le=1000)  # WHEP viewers held open at once

@@ -204,6 +204,23 @@ def check(
     )
 
 
+# an abuse fault's request that must have met its own refusal, at least once per burst
+ABUSE_EXPECTED = [
+    ("no token", 401),
+    ("forged token", 401),
+    ("expired token", 401),
+    ("viewer publishes", 403),
+    ("viewer ends another's session", 403),
+    ("oversize body", 413),
+    ("flood", 429),
+    ("body never comes", 408),
+]
+
+
+def _refused(answer: dict[str, Any]) -> bool:
+    return bool(answer["status"]) and 400 <= answer["status"] < 500
+
+
 def checks(run: Soak, s: dict[str, Any]) -> list[Check]:
     opts = run.opts
     slopes = s["slopes_per_min"]
@@ -239,11 +256,26 @@ def checks(run: Soak, s: dict[str, Any]) -> list[Check]:
             "not the server; run fewer viewers per soak, or the soak on another machine",
         ),
     ]
-    if run.requests:
-        bad = [a for a in run.requests if not (a["status"] and 400 <= a["status"] < 500)]
-        detail: Any = bad[:5] if bad else f"{len(run.requests)} requests, all 4xx"
+    malformed = [a for a in run.requests if "abuse" not in a]
+    if malformed:
+        bad = [a for a in malformed if not _refused(a)]
+        detail: Any = bad[:5] if bad else f"{len(malformed)} requests, all 4xx"
         out.append(
             Check("malformed_requests_refused", len(bad), 0, not bad, "not 4xx", "<=", detail)
+        )
+    abuse = [a for a in run.requests if "abuse" in a]
+    if abuse:
+        bad = [a for a in abuse if not _refused(a)]
+        seen = {(a["abuse"], a["status"]) for a in abuse}
+        missing = [
+            f"{label}: no {status}"
+            for label, status in ABUSE_EXPECTED
+            if (label, status) not in seen
+        ]
+        detail = (bad[:5] + missing) if bad or missing else f"{len(abuse)} requests, all refused"
+        ok = not bad and not missing
+        out.append(
+            Check("abuse_refused", len(bad) + len(missing), 0, ok, "not refused", "<=", detail)
         )
     out.append(
         Check("server_answered_polls", run.bad_polls, 0, run.bad_polls == 0, "failed polls", "<=")

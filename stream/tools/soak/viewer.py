@@ -61,9 +61,10 @@ class DecodeErrors(logging.Handler):
 class Viewer:
     """An aiortc WHEP viewer that reads the marker of every frame it decodes."""
 
-    def __init__(self, run: Soak, name: str) -> None:
+    def __init__(self, run: Soak, name: str, token: str = "") -> None:
         self.run = run
         self.name = name
+        self.token = token
         self.pc: RTCPeerConnection | None = None
         self.location = ""
         self.channel: Any = None
@@ -117,9 +118,8 @@ class Viewer:
         self._install_jitter_buffer()
         await pc.setLocalDescription(await pc.createOffer())
         url = run.base + "/whep" + (f"?codec={run.opts.codec}" if run.opts.codec else "")
-        async with run.client.post(
-            url, data=pc.localDescription.sdp, headers={"Content-Type": SDP}
-        ) as r:
+        headers = run.headers(self.token, **{"Content-Type": SDP})
+        async with run.client.post(url, data=pc.localDescription.sdp, headers=headers) as r:
             body = await r.text()
             if r.status != 201:
                 raise RuntimeError(f"WHEP POST answered {r.status}: {body[:200]}")
@@ -303,7 +303,9 @@ class Viewer:
             self.leave_mode = "delete"
             if self.location:
                 with contextlib.suppress(Exception):  # the server may be gone already
-                    async with self.run.client.delete(self.run.absolute(self.location)) as r:
+                    url = self.run.absolute(self.location)
+                    headers = self.run.headers(self.token)
+                    async with self.run.client.delete(url, headers=headers) as r:
                         await r.read()
         await self._stop()
 

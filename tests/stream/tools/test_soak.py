@@ -77,7 +77,7 @@ async def test_ci_soak_with_faults_passes_its_thresholds(tmp_path, artifacts):
         warmup_s=10.0,
         churn_s=15.0,
         rejoin_s=2.0,
-        faults=["leave", "slow", "lossy", "malformed"],
+        faults=["leave", "slow", "lossy", "malformed", "abuse"],
         fault_every_s=12.0,
         stall_s=3.0,
         loss=0.2,
@@ -93,6 +93,7 @@ async def test_ci_soak_with_faults_passes_its_thresholds(tmp_path, artifacts):
     # every fault ran, and the churn replaced viewers
     assert s["faults"]["leave"] >= 3 and s["faults"]["slow"] >= 1
     assert s["faults"]["lossy"] >= 1 and s["faults"]["malformed"] >= 1
+    assert s["faults"]["abuse"] >= 1 and _check(report, "abuse_refused")["ok"]
     assert s["viewers_total"] >= 3 + 3
     assert {f["mode"] for f in report["faults"] if f["kind"] == "leave"} == {"close", "vanish"}
     # per frame samples and per second polls are all in the report

@@ -1,0 +1,185 @@
+"""Who may do what: roles, their rights, and the signed bearer tokens that carry a role.
+
+Roles (RFC 9725 leaves the token format to the server):
+  viewer     watch (WHEP)
+  player     watch, and send input to the game
+  publisher  publish (WHIP), and read the players' input (GET /api/input)
+  admin      everything: mode switch, /api/stats, /metrics, ending any session
+
+A token is ``fs1.<payload>.<mac>``: the payload is base64url JSON ``{"r": role, "exp": unix
+seconds, "n": 128-bit nonce}`` and the mac is HMAC-SHA256 over ``fs1.<payload>`` keyed by the
+server secret ([auth] secret_file). The nonce names the token: a session remembers the nonce
+of the token that created it, so only that token (or an admin's) may end it, and rate limits
+count per token. Tokens are minted by ``python -m stream token --config FILE --role ROLE``.
+
+With no [auth] section a server bound to loopback is open (a developer's own machine: every
+caller holds every right); bound to any other address it refuses to start unless told
+``--insecure-open`` (serve.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+PREFIX = "fs1"
+MAX_TOKEN_CHARS = 512
+MIN_SECRET_BYTES = 16
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    PLAYER = "player"
+    PUBLISHER = "publisher"
+    ADMIN = "admin"
+
+
+class Right(StrEnum):
+    PUBLIC = "public"  # the pages, static files, /healthz: no token needed
+    WATCH = "watch"  # POST /whep
+    PLAY = "play"  # input events on the data channel
+    PUBLISH = "publish"  # POST /whip, GET /api/input
+    SESSION = "session"  # GET /api/ice, DELETE of one's own session: any valid token
+    ADMIN = "admin"  # /api/stats, /metrics, /api/mode, DELETE of anyone's session
+
+
+RIGHTS: dict[Role, frozenset[Right]] = {
+    Role.VIEWER: frozenset({Right.WATCH, Right.SESSION}),
+    Role.PLAYER: frozenset({Right.WATCH, Right.PLAY, Right.SESSION}),
+    Role.PUBLISHER: frozenset({Right.PUBLISH, Right.SESSION}),
+    Role.ADMIN: frozenset(Right),
+}
+
+
+class AuthError(Exception):
+    """A token that proves nothing: missing, malformed, forged or expired (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a request may do: its role, the token's nonce and when it expires."""
+
+    role: Role
+    nonce: str
+    expires: float
+
+    def may(self, right: Right) -> bool:
+        return right is Right.PUBLIC or right in RIGHTS[self.role]
+
+    def owns(self, owner: str) -> bool:
+        """May end the session created by the token with nonce `owner`."""
+        return self.role is Role.ADMIN or hmac.compare_digest(self.nonce, owner)
+
+
+OPEN = Grant(Role.ADMIN, "open", float("inf"))  # an open (loopback, no [auth]) server
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenAuthority:
+    """Mints and checks tokens with one server secret."""
+
+    def __init__(self, secret: bytes, max_ttl_s: float = 7 * 86400) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the auth secret must be at least {MIN_SECRET_BYTES} bytes")
+        self._key = secret
+        self.max_ttl_s = max_ttl_s
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_ttl_s: float = 7 * 86400) -> TokenAuthority:
+        try:
+            secret = Path(path).read_bytes().strip()
+        except OSError as e:
+            raise ValueError(
+                f"auth.secret_file: cannot read {str(path)!r} ({e.strerror})"
+            ) from None
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"auth.secret_file: {str(path)!r} holds {len(secret)} bytes; use at least "
+                f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32 > {path}`)"
+            )
+        return cls(secret, max_ttl_s)
+
+    def _mac(self, signed: str) -> str:
+        return _b64(hmac.new(self._key, signed.encode(), hashlib.sha256).digest())
+
+    def mint(self, role: Role, ttl_s: float, now: float | None = None) -> str:
+        if not 0 < ttl_s <= self.max_ttl_s:
+            raise ValueError(f"ttl must be 0..{self.max_ttl_s:g} s, not {ttl_s:g}")
+        exp = int((time.time() if now is None else now) + ttl_s)
+        body = {"r": str(role), "exp": exp, "n": secrets.token_hex(16)}
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+        signed = f"{PREFIX}.{payload}"
+        return f"{signed}.{self._mac(signed)}"
+
+    def verify(self, token: str, now: float | None = None) -> Grant:
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+            raise AuthError("malformed token")
+        prefix, payload, mac = token.split(".")
+        if prefix != PREFIX:
+            raise AuthError("malformed token")
+        if not hmac.compare_digest(mac, self._mac(f"{prefix}.{payload}")):
+            raise AuthError("invalid token")
+        try:
+            body = json.loads(_unb64(payload))
+            grant = Grant(Role(body["r"]), str(body["n"]), float(body["exp"]))
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise AuthError("malformed token") from None
+        if grant.expires <= (time.time() if now is None else now):
+            raise AuthError("token expired")
+        return grant
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None when there is none)."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+# -- python -m stream token ---------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError, load
+
+    ap = argparse.ArgumentParser(
+        prog="python -m stream token",
+        description="Mint a bearer token for a serve config's [auth] secret. The token alone "
+        "goes to stdout: pass it as `Authorization: Bearer <token>`, or open the viewer page "
+        "as http://host:port/#token=<token>.",
+    )
+    ap.add_argument("--config", required=True, help="the serve config (its [auth] secret_file)")
+    ap.add_argument("--role", required=True, choices=[str(r) for r in Role])
+    ap.add_argument("--ttl", type=float, help="lifetime in seconds (default: [auth] token_ttl_s)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load(args.config)
+        if not cfg.auth.secret_file:
+            raise ConfigError(f"{args.config}: no [auth] secret_file: this server is open")
+        authority = TokenAuthority.from_file(cfg.auth.secret_file, cfg.auth.max_token_ttl_s)
+        token = authority.mint(Role(args.role), args.ttl or cfg.auth.token_ttl_s)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
