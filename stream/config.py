@@ -199,11 +199,24 @@ class AuthConfig(Section):
         return bool(self.secret_file)
 
 
+class AdaptConfig(Section):
+    """Dynamic resolution (stream/pipeline/adapt.py): the CNN's input scale follows the GPU's
+    load so viewers keep the source's frame rate; the output size never changes."""
+
+    enabled: bool = True
+    floor: float = Field(0.25, ge=0.05, le=1.0)  # lowest input scale before falling back
+    headroom: float = Field(0.1, ge=0.0, lt=0.9)  # of the frame budget, kept free
+    fallback: Literal["bilinear", "bicubic"] = "bilinear"  # when even the floor is too slow
+    ramp_up_s: float = Field(10.0, gt=0)  # low load this long before stepping up (doubles
+    # after a step up that overloaded again, up to 240 s)
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     source: SourceConfig = Field(default_factory=SourceConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
 
 

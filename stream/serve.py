@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         help="allow serving a non-loopback address with no [auth]: anyone who reaches the "
         "port may watch, publish, send input and end sessions",
     )
+    ap.add_argument(
+        "--adapt",
+        choices=["on", "off"],
+        help="dynamic resolution: scale the model's input to hold the frame rate (default on)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 "server.tls_cert": args.tls_cert,
                 "server.tls_key": args.tls_key,
                 "server.tls_self_signed": args.tls_self_signed,
+                "adapt.enabled": None if args.adapt is None else args.adapt == "on",
             },
         )
         refuse_open_network(cfg, args.insecure_open)

@@ -24,6 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 import infer
 
 from . import webrtc
+from .adaptation import Adaptation
 from .config import Config
 from .encode import SharedEncoder
 from .metrics import Metrics
@@ -98,7 +99,8 @@ class Service:
         mode = cfg.model.mode
         if mode == "model" and model is None:
             mode = "bilinear"
-        self.mode: str = mode
+        self.mode: str = mode  # the mode chosen (config, or an admin's /api/mode)
+        self.adapt = Adaptation(cfg.adapt, cfg.source.fps)
         self._pipes: dict[str, FramePipeline] = {}
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
@@ -204,15 +206,17 @@ class Service:
 
     async def _run_pipeline(self, stream: str, feed: Feed) -> None:
         while True:
-            mode = self.mode if stream == "main" else "bilinear"
+            mode = self.adapt.running_mode(self.mode) if stream == "main" else "bilinear"
             pipe = self.pipeline(mode)
+            if stream == "main":
+                self.adapt.apply_scale(pipe)
             label = f"{stream}:{mode}"
             frames = pipe.frames(feed, live=True)
             try:
                 async for out in frames:
                     self._after_pipeline(stream, label, pipe, out)
-                    if stream == "main" and self.mode != mode:
-                        break  # mode switched: continue with the other pipeline
+                    if stream == "main" and self.adapt.running_mode(self.mode) != mode:
+                        break  # mode switched (by a user or the adaptation): the other pipeline
                 else:
                     return
             except asyncio.CancelledError:
@@ -256,6 +260,7 @@ class Service:
         self._last_dropped[label] = dropped
         if stream == "main" and timing is not None:
             self._check_rate(label, pipe, out)
+            self.adapt.observe(timing, pipe, self.mode, time.monotonic())
         if meta is not None and stream == "main":
             if timing is not None:
                 meta.stages.update(
@@ -269,6 +274,8 @@ class Service:
                 )
                 if timing.gpu_ms is not None:
                     meta.stages["gpu"] = timing.gpu_ms
+            meta.scale = pipe.input_scale if pipe.mode == "model" else 1.0
+            meta.mode = pipe.mode
             meta.t_processed = time.time()
             meta.stages["source_to_processed"] = (meta.t_processed - meta.t_src) * 1000
         for (s, _codec), enc in self.encoders.items():
@@ -404,6 +411,7 @@ class Service:
     def stats(self) -> dict[str, Any]:
         return {
             **self.health(),
+            "adapt": self.adapt.state(self.mode),
             "source": self.source.details(),
             "sessions_open": len(self.sessions.viewers),
             "process": self.resources(),

@@ -2,7 +2,10 @@
    Entry `luma` writes 4 luma bytes per invocation; entry `chroma` writes 4 Cb and 4 Cr bytes.
    Chroma is low-passed, not point-sampled: the mean of rows 2j, 2j+1 (centred) and of
    columns 2i, 2i+1 (h_center) or [1, 2, 1] / 4 across columns 2i-1, 2i, 2i+1 (co-sited,
-   mirrored at the left edge): the exact inverse of yuv_to_rgb.wgsl's upsampler. #}
+   mirrored at the left edge): the exact inverse of yuv_to_rgb.wgsl's upsampler.
+   With an RGB tensor of another size than the planes (src_width x src_height: the model's
+   output at a scaled-down input), each pixel is the bilinear mix of the four RGB texels
+   around its centre: the output size stays constant whatever the scale. #}
 @group(0) @binding(0) var<storage, read> rgb: array<vec4<{{ S }}>>;
 @group(0) @binding(1) var<storage, read_write> planes: array<u32>;
 
@@ -10,11 +13,31 @@ const W: i32 = {{ width }};
 const H: i32 = {{ height }};
 const CW: i32 = {{ (width + 1) // 2 }};
 const CH: i32 = {{ (height + 1) // 2 }};
+const SW: i32 = {{ src_width }};
+const SH: i32 = {{ src_height }};
+
+fn texel(x: i32, y: i32) -> vec3<f32> {
+  return vec4<f32>(rgb[u32(clamp(y, 0, SH - 1) * SW + clamp(x, 0, SW - 1))]).xyz;
+}
 
 fn pix(x: i32, y: i32) -> vec3<f32> {
   var xx = x;
   if (xx < 0) { xx = -xx; }
-  return vec4<f32>(rgb[u32(clamp(y, 0, H - 1) * W + clamp(xx, 0, W - 1))]).xyz;
+  xx = min(xx, W - 1);
+  let yy = clamp(y, 0, H - 1);
+{$ if src_width == width and src_height == height $}
+  return texel(xx, yy);
+{$ else $}
+  let sx = clamp((f32(xx) + 0.5) * {{ (src_width / width)|f32 }} - 0.5, 0.0, f32(SW - 1));
+  let sy = clamp((f32(yy) + 0.5) * {{ (src_height / height)|f32 }} - 0.5, 0.0, f32(SH - 1));
+  let x0 = i32(floor(sx));
+  let y0 = i32(floor(sy));
+  let fx = sx - f32(x0);
+  let fy = sy - f32(y0);
+  let top = mix(texel(x0, y0), texel(x0 + 1, y0), fx);
+  let bottom = mix(texel(x0, y0 + 1), texel(x0 + 1, y0 + 1), fx);
+  return mix(top, bottom, fy);
+{$ endif $}
 }
 
 fn luma_code(c: vec3<f32>) -> u32 {

@@ -7,7 +7,10 @@
    two pixels it covers get c[j] -/+ (c[j+1] - c[j-1]) / 8, which the downsampler's mean of
    the pair undoes. For co-sited "left" siting (H.264's default): even columns
    (-c[i-1] + 6 c[i] - c[i+1]) / 4, odd columns (c[i] + c[i+1]) / 2, mirrored at the left
-   edge, undone by the downsampler's [1, 2, 1] / 4. #}
+   edge, undone by the downsampler's [1, 2, 1] / 4.
+   With out_width x out_height smaller than the frame (dynamic resolution: the model runs on a
+   scaled-down input), each RGB pixel is the bilinear mix of the four source pixels around
+   its centre. #}
 @group(0) @binding(0) var luma: texture_2d<f32>;
 {$ if nv12 $}
 @group(0) @binding(1) var chroma: texture_2d<f32>;
@@ -21,6 +24,8 @@ const W: i32 = {{ width }};
 const H: i32 = {{ height }};
 const CW: i32 = {{ (width + 1) // 2 }};
 const CH: i32 = {{ (height + 1) // 2 }};
+const OW: i32 = {{ out_width }};
+const OH: i32 = {{ out_height }};
 
 fn c_at(i: i32, j: i32) -> vec2<f32> {
   // one chroma sample (Cb, Cr) in code values / 255, columns mirrored, rows clamped
@@ -52,11 +57,7 @@ fn c_row(x: i32, j: i32) -> vec2<f32> {
   return (c_at(i, j) + c_at(i + 1, j)) * 0.5;
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let x = i32(gid.x);
-  let y = i32(gid.y);
-  if (x >= W || y >= H) { return; }
+fn rgb_at(x: i32, y: i32) -> vec3<f32> {
   let j = y / 2;
   let slope = (c_row(x, j + 1) - c_row(x, j - 1)) * 0.125;
   var c = c_row(x, j);
@@ -68,5 +69,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r = yl + {{ (2.0 * (1.0 - kr))|f32 }} * cr;
   let b = yl + {{ (2.0 * (1.0 - kb))|f32 }} * cb;
   let g = (yl - {{ kr|f32 }} * r - {{ kb|f32 }} * b) / {{ (1.0 - kr - kb)|f32 }};
-  rgb[u32(y * W + x)] = vec4<{{ S }}>(vec4<f32>(r, g, b, 0.0));
+  return vec3<f32>(r, g, b);
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x = i32(gid.x);
+  let y = i32(gid.y);
+  if (x >= OW || y >= OH) { return; }
+{$ if out_width == width and out_height == height $}
+  let c = rgb_at(x, y);
+{$ else $}
+  let sx = clamp((f32(x) + 0.5) * {{ (width / out_width)|f32 }} - 0.5, 0.0, f32(W - 1));
+  let sy = clamp((f32(y) + 0.5) * {{ (height / out_height)|f32 }} - 0.5, 0.0, f32(H - 1));
+  let x0 = i32(floor(sx));
+  let y0 = i32(floor(sy));
+  let x1 = min(x0 + 1, W - 1);
+  let y1 = min(y0 + 1, H - 1);
+  let fx = sx - f32(x0);
+  let fy = sy - f32(y0);
+  let top = mix(rgb_at(x0, y0), rgb_at(x1, y0), fx);
+  let bottom = mix(rgb_at(x0, y1), rgb_at(x1, y1), fx);
+  let c = mix(top, bottom, fy);
+{$ endif $}
+  rgb[u32(y * OW + x)] = vec4<{{ S }}>(vec4<f32>(c, 0.0));
 }

@@ -82,7 +82,10 @@ class FramePipeline:
         # changing its size every frame must not grow GPU memory. More plans than slots, so
         # the plan freed is never one a frame in flight still uses.
         self.max_plans = max(max_plans, slots + 1)
-        self._plans: OrderedDict[tuple[int, int, str, Colour], Plan] = OrderedDict()
+        self._plans: OrderedDict[tuple[int, int, str, Colour, float], Plan] = OrderedDict()
+        # the model's input scale (dynamic resolution, adapt.py): frames submitted from now
+        # on run the model on the frame scaled by this, the output size unchanged
+        self.input_scale = 1.0
         self.plans_made = 0
         self._submit_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-submit")
         self._readback_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-readback")
@@ -110,10 +113,11 @@ class FramePipeline:
             frame = frame.reformat(format="yuv420p")
             fmt = "yuv420p"
         colour = colour_of(frame)
-        key = (frame.width, frame.height, fmt, colour)
+        scale = self.input_scale
+        key = (frame.width, frame.height, fmt, colour, scale)
         plan = self._plans.get(key)
         if plan is None:
-            plan = Plan(self, frame.width, frame.height, fmt, colour)
+            plan = Plan(self, frame.width, frame.height, fmt, colour, scale)
             self.plans_made += 1
             self._plans[key] = plan
             while len(self._plans) > self.max_plans:
@@ -153,7 +157,7 @@ class FramePipeline:
         cp = enc.begin_compute_pass(timestamp_writes=ts)
         cp.set_pipeline(plan.to_rgb)
         cp.set_bind_group(0, s.to_rgb)
-        cp.dispatch_workgroups(math.ceil(plan.width / 8), math.ceil(plan.height / 8), 1)
+        cp.dispatch_workgroups(math.ceil(plan.rgb_w / 8), math.ceil(plan.rgb_h / 8), 1)
         if plan.exe is not None:
             plan.exe.encode_pass(cp)
         cw, ch = (plan.out_w + 1) // 2, (plan.out_h + 1) // 2

@@ -31,16 +31,32 @@ class Slot:
     readback: wgpu.GPUBuffer
 
 
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """A frame size times `scale`, at least 16 px a side (1.0: the size itself)."""
+    if scale >= 1.0:
+        return width, height
+    return max(16, round(width * scale)), max(16, round(height * scale))
+
+
 class Plan:
     """Everything for one (input size, pixel format, colour) combination."""
 
     def __init__(
-        self, pipe: FramePipeline, width: int, height: int, fmt: str, colour: Colour
+        self,
+        pipe: FramePipeline,
+        width: int,
+        height: int,
+        fmt: str,
+        colour: Colour,
+        scale: float = 1.0,
     ) -> None:
         dev = pipe.device
         d = self.d = dev.device
         self.width, self.height, self.fmt, self.colour = width, height, fmt, colour
-        self.exe = pipe.executable_for(width, height)
+        self.scale = scale if pipe.model is not None and pipe.mode == "model" else 1.0
+        # the model's input: the frame, or scaled down (dynamic resolution, adapt.py)
+        self.rgb_w, self.rgb_h = scaled_size(width, height, self.scale)
+        self.exe = pipe.executable_for(self.rgb_w, self.rgb_h)
         # the RGB tensors are the model's, in its storage type (f32, or f16 at fp16)
         self.scalar, self.dtype = (
             (self.exe.scalar, self.exe.dtype) if self.exe else ("f32", np.float32)
@@ -56,14 +72,17 @@ class Plan:
                 )
             self.rgb_in = self.exe.tensor_buffer(xin)
             self.rgb_out = self.exe.tensor_buffer(yout)
-            self.out_w, self.out_h = out_shape[3], out_shape[2]
+            # the model's own output, and the output frame: the size a full-scale input gives
+            self.src_w, self.src_h = out_shape[3], out_shape[2]
+            self.out_w = round(width * self.src_w / self.rgb_w)
+            self.out_h = round(height * self.src_h / self.rgb_h)
         else:
             self.rgb_in = self.rgb_out = d.create_buffer(
                 size=width * height * vec, usage=_U.STORAGE | _U.COPY_SRC
             )
-            self.out_w, self.out_h = width, height
-        self.rgb_in_bytes = width * height * vec
-        self.rgb_out_bytes = self.out_w * self.out_h * vec
+            self.out_w, self.out_h = self.src_w, self.src_h = width, height
+        self.rgb_in_bytes = self.rgb_w * self.rgb_h * vec
+        self.rgb_out_bytes = self.src_w * self.src_h * vec
         # output planes packed with the line sizes PyAV will use, so a plane is one copy
         probe = av.VideoFrame(self.out_w, self.out_h, "yuv420p")
         self.pitches = [p.line_size for p in probe.planes]
@@ -79,7 +98,15 @@ class Plan:
             "S": self.scalar,
         }
         to_rgb_src = shaders.render(
-            "yuv_to_rgb.wgsl", {"width": width, "height": height, "nv12": fmt == "nv12", **cvars}
+            "yuv_to_rgb.wgsl",
+            {
+                "width": width,
+                "height": height,
+                "out_width": self.rgb_w,
+                "out_height": self.rgb_h,
+                "nv12": fmt == "nv12",
+                **cvars,
+            },
         )
         self.to_rgb = dev.pipeline(to_rgb_src, "yuv_to_rgb")
         to_yuv_src = shaders.render(
@@ -87,6 +114,8 @@ class Plan:
             {
                 "width": self.out_w,
                 "height": self.out_h,
+                "src_width": self.src_w,
+                "src_height": self.src_h,
                 "y_pitch": self.pitches[0],
                 "c_pitch": self.pitches[1],
                 "cb_offset": self.plane_offsets[1],
@@ -172,6 +201,6 @@ def debug_tensors(plan: Plan, data: np.ndarray) -> dict[str, np.ndarray]:
         plan.dtype,
     )
     rin, rout = rin.astype(np.float32), rout.astype(np.float32)
-    rin = rin.reshape(plan.height, plan.width, 4)[..., :3].transpose(2, 0, 1)[None]
-    rout = rout.reshape(plan.out_h, plan.out_w, 4)[..., :3].transpose(2, 0, 1)[None]
+    rin = rin.reshape(plan.rgb_h, plan.rgb_w, 4)[..., :3].transpose(2, 0, 1)[None]
+    rout = rout.reshape(plan.src_h, plan.src_w, 4)[..., :3].transpose(2, 0, 1)[None]
     return {"rgb_in": np.ascontiguousarray(rin), "rgb_out": np.ascontiguousarray(rout)}

@@ -45,6 +45,8 @@ class FrameMeta:
     stages: dict = field(default_factory=dict)  # ms per server stage, filled in on the way
     t_processed: float = 0.0
     t_encoded: float = 0.0
+    scale: float = 1.0  # the model's input scale it ran at (dynamic resolution)
+    mode: str = ""  # the pipeline mode that made it (a model, or a fallback scaler)
 
 
 class Source:

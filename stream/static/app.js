@@ -234,7 +234,7 @@ function render(s) {
     `dropped ${s.framesDropped ?? "–"}  freezes ${s.freezeCount ?? "–"}  lost ${s.packetsLost ?? "–"}  rtt ${f1(s.rttMs, " ms")}`,
     `server: upload ${stage("upload")} gpu ${stage("gpu")} readback ${stage("readback")}`,
     `        pipeline ${stage("pipeline")} encode ${f1(enc, " ms")} send ${f1(fr && fr.server_ms, " ms")}`,
-    `mode ${state.hello.mode || "?"}  source ${state.hello.source || "?"}  markers ${s.markersRead}/${s.markersRead + s.markersMissed}`,
+    `mode ${(fr && fr.mode) || state.hello.mode || "?"}  scale ${fr && fr.scale ? Math.round(fr.scale * 100) : "?"}%  source ${state.hello.source || "?"}  markers ${s.markersRead}/${s.markersRead + s.markersMissed}`,
   ].join("\n");
 }
 

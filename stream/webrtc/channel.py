@@ -150,6 +150,8 @@ class ControlChannel:
                 "bytes": packet.size,
                 "stages": {k: round(v, 3) for k, v in meta.stages.items()},
                 "server_ms": round((now - meta.t_src) * 1000, 3),
+                "scale": meta.scale,
+                "mode": meta.mode,
             }
         )
 

@@ -1,0 +1,113 @@
+"""Dynamic resolution: the controller on recorded GPU timings (deterministic), and the pipeline
+running the model on a scaled-down input while the output size stays the same."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+import infer
+from stream.pipeline import FramePipeline
+from stream.pipeline.adapt import AdaptSettings, Reason, ScaleController
+from stream.sources.frames import planes_of
+
+from .clips import smooth_rgb
+from .rtc import nearest_upscaler
+
+FPS = 30.0
+BUDGET = 1000 / FPS
+
+
+def replay(ctl: ScaleController, gpu_ms_at_full: float, seconds: float, fixed_ms: float = 0.0):
+    """Frames at 30 fps whose GPU time is proportional to the pixel count (scale^2), as the
+    controller assumes; the fallback costs `fixed_ms`. Returns the decisions."""
+    decisions = []
+    for k in range(int(seconds * FPS)):
+        now = k / FPS
+        ms = fixed_ms if ctl.fallback else gpu_ms_at_full * ctl.scale**2
+        d = ctl.observe(ms, now)
+        if d is not None:
+            decisions.append((round(now, 2), d))
+    return decisions
+
+
+def test_a_light_model_keeps_full_resolution():
+    ctl = ScaleController(AdaptSettings(BUDGET))
+    assert replay(ctl, 10.0, 20) == []
+    assert ctl.scale == 1.0 and not ctl.fallback
+
+
+def test_a_heavy_model_settles_on_the_scale_that_fits_the_budget():
+    ctl = ScaleController(AdaptSettings(BUDGET))
+    decisions = replay(ctl, 100.0, 30)
+    assert decisions and decisions[0][1].reason is Reason.PANIC  # two frames over: at once
+    assert decisions[0][0] < 0.2
+    # time is proportional to scale^2: sqrt(30 ms target / 100 ms) = 0.548 -> 0.55 at most
+    assert 0.45 <= ctl.scale <= 0.55
+    assert 100.0 * ctl.scale**2 <= BUDGET * 0.85
+    assert len(decisions) <= 3  # settles, no oscillation
+
+
+def test_when_even_the_floor_is_over_budget_it_falls_back_and_retries_later():
+    ctl = ScaleController(AdaptSettings(BUDGET, ramp_up_s=10.0))
+    decisions = replay(ctl, 2000.0, 100, fixed_ms=5.0)
+    kinds = [(d.fallback, d.reason) for _, d in decisions]
+    assert (True, Reason.FLOOR) in kinds
+    retries = [t for t, d in decisions if d.reason is Reason.RETRY]
+    assert len(retries) >= 2
+    # each retry led straight back to overuse: the wait before the next one doubles
+    assert retries[1] - retries[0] > 1.8 * 10
+    assert ctl.fallback
+
+
+def test_a_load_change_is_followed_both_ways_with_ramp_up_delay():
+    ctl = ScaleController(AdaptSettings(BUDGET, ramp_up_s=5.0))
+    replay(ctl, 20.0, 10)
+    assert ctl.scale == 1.0
+    # a heavier model (the hq one) for a while ...
+    for k in range(int(10 * FPS)):
+        ctl.observe(90.0 * ctl.scale**2, 10 + k / FPS)
+    low = ctl.scale
+    assert low <= 0.6
+    # ... and back: steps up only after the ramp-up wait of low usage
+    ups = []
+    for k in range(int(40 * FPS)):
+        now = 20 + k / FPS
+        d = ctl.observe(8.0 * ctl.scale**2, now)
+        if d is not None:
+            ups.append(now)
+    assert ctl.scale == 1.0
+    assert ups and ups[0] - 20 >= 5.0
+
+
+def test_small_jitter_changes_nothing():
+    ctl = ScaleController(AdaptSettings(BUDGET))
+    rng = np.random.default_rng(3)
+    for k in range(600):
+        ctl.observe(float(18 + rng.normal(0, 2)), k / FPS)
+    assert ctl.changes == 0
+
+
+@pytest.mark.gpu
+async def test_the_model_runs_on_a_scaled_input_and_the_output_size_holds():
+    model = infer.load(nearest_upscaler())
+    rgb = smooth_rgb(320, 180, 0.3)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    pipe = FramePipeline(model, keep_tensors=True)
+    try:
+        full = await pipe.process(frame)
+        pipe.input_scale = 0.5
+        half = await pipe.process(frame)
+        assert (half.width, half.height) == (full.width, full.height) == (640, 360)
+        assert pipe.last_tensors["rgb_in"].shape == (1, 3, 90, 160)  # the model ran at half
+        # smooth content: the half-resolution output is close to the full one
+        a, b = (planes_of(f)[0].astype(float) for f in (full, half))
+        psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
+        assert psnr > 30, psnr
+        pipe.input_scale = 0.25
+        quarter = await pipe.process(frame)
+        assert (quarter.width, quarter.height) == (640, 360)
+        assert pipe.last_tensors["rgb_in"].shape == (1, 3, 45, 80)
+    finally:
+        pipe.close()
