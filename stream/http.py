@@ -16,7 +16,8 @@ from aiohttp import web
 
 from .metrics import CONTENT_TYPE
 from .service import Service
-from .webrtc import SessionKind, SignallingError, browser_ice
+from .webrtc import SessionKind, SignallingError, browser_ice, ice_server_links
+from .webrtc.trickle import MIME as TRICKLE
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,48 @@ async def _read_sdp(request: web.Request) -> str:
 def _sdp_answer(request: web.Request, prefix: str, session_id: str, sdp: str) -> web.Response:
     # behind a load balancer, public_url names this very pod (docker/k8s/README.md)
     base = os.path.expandvars(request.app[SERVICE].config.server.public_url).rstrip("/")
-    return web.Response(
+    resp = web.Response(
         status=201,
         text=sdp,
         content_type=SDP,
         headers={"Location": f"{base}/{prefix}/{session_id}"},
     )
+    _rfc9725_headers(request, resp, session_id)
+    return resp
+
+
+def _rfc9725_headers(request: web.Request, resp: web.Response, session_id: str) -> None:
+    """ETag (a trickle PATCH names it in If-Match) and one `Link: rel="ice-server"` per
+    configured STUN/TURN URL (none unless server.stun_servers / turn_servers are set)."""
+    svc: Service = request.app[SERVICE]
+    resp.headers["ETag"] = svc.sessions.by_id[session_id].etag
+    for link in ice_server_links(svc.config.server):
+        resp.headers.add("Link", link)
+
+
+def _patch(kind: SessionKind) -> Handler:
+    """Trickle ICE (RFC 9725 4.3.1): same role as the session's POST; 204 when applied,
+    412 for a stale If-Match, 422 for an ICE restart (not supported)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        svc: Service = request.app[SERVICE]
+        try:
+            if request.content_type != TRICKLE:
+                raise SignallingError(415, f"Content-Type must be {TRICKLE}")
+            body = await request.content.read(svc.config.server.max_body_bytes + 1)
+            if len(body) > svc.config.server.max_body_bytes:
+                raise SignallingError(413, "body is over server.max_body_bytes")
+            await svc.sessions.trickle(
+                request.match_info["id"],
+                kind,
+                request.headers.get("If-Match"),
+                body.decode("utf-8", errors="replace"),
+            )
+        except SignallingError as e:
+            return _error(request, e.status, e.reason)
+        return web.Response(status=204)
+
+    return handler
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -99,10 +136,6 @@ def _delete(kind: SessionKind) -> Handler:
         return web.Response(status=200)
 
     return handler
-
-
-async def not_supported(request: web.Request) -> web.Response:
-    return _error(request, 405, "trickle ICE is not supported: send the full offer")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -168,7 +201,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     resp.headers["Access-Control-Allow-Origin"] = "*"
     resp.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, PATCH, OPTIONS"
     resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
-    resp.headers["Access-Control-Expose-Headers"] = "Location"
+    resp.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link"
     return resp
 
 
@@ -182,10 +215,10 @@ def make_app(service: Service) -> web.Application:
     app.router.add_static("/static/", app[STATIC_DIR], show_index=False)
     app.router.add_post("/whep", whep_post)
     app.router.add_delete("/whep/{id}", _delete(SessionKind.WHEP))
-    app.router.add_patch("/whep/{id}", not_supported)
+    app.router.add_patch("/whep/{id}", _patch(SessionKind.WHEP))
     app.router.add_post("/whip", whip_post)
     app.router.add_delete("/whip/{id}", _delete(SessionKind.WHIP))
-    app.router.add_patch("/whip/{id}", not_supported)
+    app.router.add_patch("/whip/{id}", _patch(SessionKind.WHIP))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/stats", api_stats)

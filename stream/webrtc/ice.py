@@ -90,6 +90,27 @@ def browser_ice(cfg: ServerConfig) -> dict[str, Any]:
     return {"iceServers": servers}
 
 
+def ice_server_links(cfg: ServerConfig) -> list[str]:
+    """`Link: <url>; rel="ice-server"` values for a WHIP/WHEP 201 (RFC 9725 section 4.6), one
+    per configured STUN/TURN URL, TURN ones with the credentials `browser_ice` gives (static
+    or minted); none when no server is configured (the client then uses host candidates)."""
+    links = []
+    for server in browser_ice(cfg)["iceServers"]:
+        extra = ""
+        if "username" in server:
+            extra = (
+                f"; username={_quoted(server['username'])}"
+                f'; credential={_quoted(server["credential"])}; credential-type="password"'
+            )
+        links += [f'<{url}>; rel="ice-server"{extra}' for url in server["urls"]]
+    return links
+
+
+def _quoted(value: str) -> str:
+    """An HTTP quoted-string (RFC 9110 5.6.4)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def ice_servers(cfg: ServerConfig) -> list[RTCIceServer]:
     """The same servers for aiortc (which uses the first STUN and first TURN URL only)."""
     return [RTCIceServer(**s) for s in browser_ice(cfg)["iceServers"]]
