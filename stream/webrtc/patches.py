@@ -107,7 +107,48 @@ CONSENT_LOOP = (
         _ice_transport,
     ),
 )
-SERVICE_PATCHES = tuple(dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP)))
+
+
+def _certificate() -> Any:
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    return RTCCertificate.generateCertificate()
+
+
+def _dtls_transport() -> Any:
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    return RTCDtlsTransport(_ice_transport(), [_certificate()])
+
+
+DTLS = (
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "RTCCertificate._create_ssl_context",
+        "replaced: a WHIP publisher's DTLS on GnuTLS, ECDHE-RSA suites for viewers (dtls.py)",
+    ),
+    Patch("aiortc.rtcdtlstransport", "RTCCertificate._cert", "its PEM for GnuTLS", _certificate),
+    Patch("aiortc.rtcdtlstransport", "RTCCertificate._key", "its PEM for GnuTLS", _certificate),
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "SSL.Connection",
+        "wrapped: a GnuTLS context gets a GnuTLS session (dtls.py)",
+    ),
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport._write_ssl",
+        "called until every GnuTLS datagram of a flight is sent",
+    ),
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport._ssl",
+        "the session whose queued datagrams are flushed",
+        _dtls_transport,
+    ),
+)
+SERVICE_PATCHES = tuple(
+    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS))
+)
 
 
 def check(patches: tuple[Patch, ...] = SERVICE_PATCHES) -> None:

@@ -9,7 +9,8 @@ we encode (h264.py).
 
 WHIP: the publisher's video track is handed to the host (the service's WebRTC source); a new
 publisher takes over from the old one. Any H.264 profile is accepted and decoded (h264.py);
-the publisher's media keeps its ICE consent fresh (consent.py: FFmpeg answers no STUN).
+the publisher's media keeps its ICE consent fresh (consent.py: FFmpeg answers no STUN); its
+DTLS runs on GnuTLS (dtls.py: FFmpeg's certificate is on a curve aiortc's OpenSSL refuses).
 
 Both: the answer carries all our candidates (gathered before it is returned; FFmpeg uses the
 first `udp ... typ host` one and OBS may offer none of its own); each session has an ETag,
@@ -33,7 +34,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from ..config import EncoderConfig, ServerConfig
 from ..encode import PacketTrack
-from . import consent, h264, patches
+from . import consent, dtls, h264, patches
 from .channel import ControlChannel
 from .host import SessionHost, SessionKind
 from .ice import ice_servers
@@ -262,6 +263,7 @@ class Sessions:
                 if tr.kind == "audio":
                     tr.direction = "inactive"
             consent.media_counts_as_consent(pc)
+            dtls.use_gnutls(pc)  # FFmpeg's P-224 certificate (dtls.py)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as e:  # noqa: BLE001 - aiortc's errors on an offer it cannot take
@@ -326,6 +328,7 @@ class Sessions:
             t.stop()
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
+            dtls.forget(session.pc)
         if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:
             self._leaked.append(session.pc)  # the test hook: "forget" to close it
         else:
