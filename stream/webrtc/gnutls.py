@@ -14,10 +14,11 @@ test_interop_ffmpeg.py); found by the interop study in docs/notes-issue15.md.
 What stays as aiortc does it: the same certificate and key (so the SDP fingerprint is
 unchanged), a client certificate required in both roles (aiortc then checks it against the
 SDP fingerprint), SRTP keys from the RFC 5705 exporter, the SRTP profiles aiortc offers that
-this GnuTLS knows (3.7.9: AES128_CM_HMAC_SHA1_80 and the AEAD GCM ones). What differs: the
-cipher suites are GnuTLS' NORMAL set restricted to DTLS 1.2 (ECDHE with ECDSA or RSA
-certificates), so RSA peers (GStreamer) work too; `bio_read` returns whole datagrams (aiortc
-must flush them all: dtls.py).
+this GnuTLS knows (3.7.9 has AES128_CM_HMAC_SHA1_80 only, which FFmpeg, GStreamer and
+Chromium pick anyway). What differs: the cipher suites are GnuTLS' NORMAL set restricted to
+DTLS 1.2 (ECDHE with ECDSA or RSA certificates), so RSA peers (GStreamer) work too; with
+Chromium GnuTLS picks ECDHE-ECDSA-CHACHA20-POLY1305. `bio_read` returns whole datagrams
+(aiortc must flush them all: dtls.py).
 
 The session is non-blocking and owns no socket: aiortc hands received datagrams to
 `bio_write`, GnuTLS's pull callback reads them, and its push callback queues the datagrams it

@@ -87,9 +87,7 @@ def handshake(server, client) -> str:
 def agree(server, client, server_cert, client_cert) -> None:
     assert server.get_selected_srtp_profile() == client.get_selected_srtp_profile() != b""
     n = 2 * (16 + 14)
-    assert server.export_keying_material(EXPORTER, n) == client.export_keying_material(
-        EXPORTER, n
-    )
+    assert server.export_keying_material(EXPORTER, n) == client.export_keying_material(EXPORTER, n)
     for me, other in ((server, client_cert), (client, server_cert)):
         peer = me.get_peer_certificate(as_cryptography=True)
         assert certificate_digest(peer, "sha-256") == certificate_digest(other._cert, "sha-256")
@@ -101,7 +99,10 @@ P224 = ec.SECP224R1  # FFmpeg's GnuTLS DTLS key (gnutls_sec_param_to_pk_bits(ECD
 
 @pytest.mark.parametrize("ffmpeg_is", ["server", "client"])
 def test_openssl_cannot_complete_a_handshake_with_a_p224_peer(ffmpeg_is):
-    ours, theirs = cert_on(ec.generate_private_key(P256())), cert_on(ec.generate_private_key(P224()))
+    ours, theirs = (
+        cert_on(ec.generate_private_key(P256())),
+        cert_on(ec.generate_private_key(P224())),
+    )
     if ffmpeg_is == "server":
         failed = handshake(gnu(theirs), openssl(ours))
     else:
@@ -112,7 +113,10 @@ def test_openssl_cannot_complete_a_handshake_with_a_p224_peer(ffmpeg_is):
 
 @pytest.mark.parametrize("ffmpeg_is", ["server", "client"])
 def test_gnutls_engine_completes_it_with_matching_keys_and_fingerprints(ffmpeg_is):
-    ours, theirs = cert_on(ec.generate_private_key(P256())), cert_on(ec.generate_private_key(P224()))
+    ours, theirs = (
+        cert_on(ec.generate_private_key(P256())),
+        cert_on(ec.generate_private_key(P224())),
+    )
     pair = (gnu(theirs), gnu(ours)) if ffmpeg_is == "server" else (gnu(ours), gnu(theirs))
     certs = (theirs, ours) if ffmpeg_is == "server" else (ours, theirs)
     assert handshake(*pair) == ""
