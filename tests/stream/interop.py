@@ -108,3 +108,14 @@ def report(fig: Figures, artifacts: Path) -> None:
     print(f"INTEROP {line}")
     with (artifacts / "interop.jsonl").open("a") as f:
         f.write(line + "\n")
+
+
+def server_ms(messages: list) -> float | None:
+    """Median time from the source's stamp to the packet leaving the server, from an aiortc
+    viewer's data channel: the server's share of a latency measured from that stamp."""
+    spans = []
+    for m in messages:
+        data = json.loads(m)
+        if data.get("type") == "frame":
+            spans.append(data["server_ms"])
+    return round(statistics.median(spans), 1) if spans else None

@@ -23,7 +23,7 @@ import pytest
 
 from stream.sources import marker
 
-from .interop import Received, figures, receive, report
+from .interop import Received, figures, receive, report, server_ms
 from .rtc import small_config, start_server, whep
 
 pytestmark = [pytest.mark.gpu, pytest.mark.interop]
@@ -113,15 +113,17 @@ async def test_gstreamer_webrtcbin_views_over_whep(codec, artifacts):
             frames, summary = await _run_gst("whep", f"{srv.url}/whep?codec={codec}", codec, 10)
             ours = await beside
             ref = _reference(clock.messages)
+            note = f"server stamp to decoded; the server's share {server_ms(clock.messages)} ms"
             left = [v.id for v in srv.service.sessions.viewers]
             assert left == [clock.location.rsplit("/", 1)[1]], "GStreamer's DELETE did not end it"
             await clock.close(http, srv.url)
     finally:
         await srv.close()
-    fig = figures("GStreamer 1.22 webrtcbin", "WHEP out", codec.upper(), frames, OUT, ref)
+    fig = figures("GStreamer 1.22 webrtcbin", "WHEP out", codec.upper(), frames, OUT, ref, note)
     report(fig, artifacts)
     # the same frames' latency at the aiortc viewer beside it, as a yardstick
-    report(figures("aiortc 1.16 (beside it)", "WHEP out", codec.upper(), ours, OUT, ref), artifacts)
+    beside = figures("aiortc 1.16 (beside it)", "WHEP out", codec.upper(), ours, OUT, ref, note)
+    report(beside, artifacts)
     assert summary["status"] == 201 and summary["deleted"] == 200, summary
     assert "connected" in summary["states"], summary
     assert fig.frames >= 0.6 * 8 * 15, fig  # ~2 s of the 10 go to start-up and gathering
@@ -153,12 +155,13 @@ async def test_gstreamer_webrtcbin_publishes_over_whip(codec, profile, artifacts
                 _run_gst("whip", f"{srv.url}/whip", codec, 10, *extra),
             )
             ref = _reference(viewer.messages)
+            note = f"server stamp to decoded; the server's share {server_ms(viewer.messages)} ms"
             assert srv.service.sessions.publishers == [], "GStreamer's DELETE did not end it"
             await viewer.close(http, srv.url)
     finally:
         await srv.close()
     name = codec.upper() + (f" {profile}" if profile else "")
-    fig = figures("GStreamer 1.22 webrtcbin", "WHIP in", name, got, OUT, ref)
+    fig = figures("GStreamer 1.22 webrtcbin", "WHIP in", name, got, OUT, ref, note)
     report(fig, artifacts)
     assert summary["status"] == 201 and summary["deleted"] == 200, summary
     if profile == "high":  # offered as High (64...), not relabelled: h264.py accepts it
