@@ -114,12 +114,14 @@ async def test_the_recorded_obs_offer_is_answered_with_our_candidates():
             # OBS offered no candidates: ours are the only way to connect (and FFmpeg uses the
             # first udp host one)
             assert any(re.match(r"a=candidate:\S+ 1 udp \d+ \S+ \d+ typ host", x) for x in lines)
+            assert "a=end-of-candidates" in lines  # all of them: we do not trickle ours
             assert "a=setup:active" in lines  # we take the DTLS client role OBS offered
             video = answer[answer.index("m=video") :]
             assert "a=recvonly" in video and "H264/90000" in video
             audio = answer[answer.index("m=audio") : answer.index("m=video")]
             assert "a=inactive" in audio  # we take no audio from a publisher
             assert len(answer.encode()) <= 8192  # FFmpeg's limit on an answer
+            print(f"INTEROP answer to the OBS offer: {len(answer.encode())} bytes")
             async with http.delete(srv.url + headers["Location"]) as r:
                 assert r.status == 200  # OBS needs 200 on DELETE
     finally:
