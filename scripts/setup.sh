@@ -21,6 +21,19 @@ fi
 if ! command -v firefox-esr >/dev/null 2>&1; then
   need_apt+=(firefox-esr)
 fi
+# WHIP publishers' DTLS runs on the system GnuTLS (stream/webrtc/gnutls.py: FFmpeg's
+# secp224r1 key); the interop tests drive GStreamer's webrtcbin under Debian's python3
+if ! compgen -G "/usr/lib/*/libgnutls.so.30" >/dev/null; then
+  need_apt+=(libgnutls30)
+fi
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0')" 2>/dev/null \
+  || ! command -v gst-inspect-1.0 >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 || ! gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 nicesrc >/dev/null 2>&1 || ! gst-inspect-1.0 vp8enc >/dev/null 2>&1; then
+  need_apt+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
+    python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   $SUDO apt-get update -qq

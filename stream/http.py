@@ -8,7 +8,6 @@ SignallingError (4xx + a short reason a client can act on, never exception text)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from .metrics import CONTENT_TYPE
 from .service import Service
 from .webrtc import SessionKind, SignallingError, browser_ice
 from .webrtc.ice import link_headers
+from .webrtc.trickle import MIME as TRICKLE
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _sdp_answer(request: web.Request, kind: SessionKind, session_id: str, sdp: s
         content_type=SDP,
         headers={
             "Location": f"{base}/{kind}/{session_id}",
-            "ETag": f'"{hashlib.sha256(sdp.encode()).hexdigest()[:16]}"',
+            "ETag": request.app[SERVICE].sessions.by_id[session_id].etag,
         },
     )
     # RFC 9725 4.6: the ICE servers, TURN with credentials of this session's own
@@ -75,6 +75,28 @@ def _sdp_answer(request: web.Request, kind: SessionKind, session_id: str, sdp: s
     except ValueError as e:  # an unreadable TURN secret file
         log.error("%s", e)
     return resp
+
+
+def _patch(kind: SessionKind) -> Handler:
+    """Trickle ICE (RFC 9725 4.3.1) by the session's own token (or admin): 204 when applied,
+    428 without If-Match, 412 for a stale one, 422 for an ICE restart (not supported)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        svc = request.app[SERVICE]
+        cfg = svc.config.server
+        sid = request.match_info["id"]
+        session = svc.sessions.by_id.get(sid)
+        if session is not None and not request[GRANT].owns(session.owner):
+            raise SignallingError(403, "only the token that made a session (or admin) changes it")
+        if request.content_type != TRICKLE:
+            raise SignallingError(415, f"Content-Type must be {TRICKLE}")
+        body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
+        await svc.sessions.trickle(
+            sid, kind, request.headers.get("If-Match"), body.decode("utf-8", errors="replace")
+        )
+        return web.Response(status=204)
+
+    return handler
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -107,10 +129,6 @@ def _delete(kind: SessionKind) -> Handler:
         return web.Response(status=200)
 
     return handler
-
-
-async def not_supported(request: web.Request) -> web.Response:
-    raise SignallingError(405, "trickle ICE is not supported: send the full offer")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -177,10 +195,10 @@ ROUTES = [
     Route("GET", "/healthz", healthz, Right.PUBLIC),
     Route("POST", "/whep", whep_post, Right.WATCH),
     Route("DELETE", "/whep/{id}", _delete(SessionKind.WHEP), Right.SESSION),
-    Route("PATCH", "/whep/{id}", not_supported, Right.SESSION),
+    Route("PATCH", "/whep/{id}", _patch(SessionKind.WHEP), Right.SESSION),
     Route("POST", "/whip", whip_post, Right.PUBLISH),
     Route("DELETE", "/whip/{id}", _delete(SessionKind.WHIP), Right.SESSION),
-    Route("PATCH", "/whip/{id}", not_supported, Right.SESSION),
+    Route("PATCH", "/whip/{id}", _patch(SessionKind.WHIP), Right.SESSION),
     Route("GET", "/api/ice", api_ice, Right.SESSION),
     Route("GET", "/api/stats", api_stats, Right.ADMIN),
     Route("POST", "/api/mode", api_mode, Right.ADMIN),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -16,6 +16,24 @@ from .marker import with_marker
 from .scene import slate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _within(aw: Awaitable[T], timeout: float) -> T:
+    """`asyncio.wait_for` without its Python 3.11 race (cpython gh-86296, fixed in 3.12): a
+    cancellation that lands as the awaited thing finishes or times out was swallowed, so the
+    service's stop() waited forever on this source's task (seen once in
+    tests/stream/test_interop_ffmpeg.py: the loop idled at the slate's 0.2 s wait). Here the
+    caller's cancellation always propagates; a timeout raises TimeoutError."""
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not done:
+        raise TimeoutError
+    return task.result()
 
 
 class WebRTCSource(Source):
@@ -77,11 +95,11 @@ class WebRTCSource(Source):
                 yield self.stamp(frame, n)
                 n += 1
                 self._changed.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 1.0 / self.SLATE_FPS)
+                with contextlib.suppress(TimeoutError):
+                    await _within(self._changed.wait(), 1.0 / self.SLATE_FPS)
                 continue
             try:
-                got = await asyncio.wait_for(track.recv(), self.STALL_S)
+                got = await _within(track.recv(), self.STALL_S)
             except TimeoutError:
                 if track is self.track:
                     self.state = SourceState.STALLED

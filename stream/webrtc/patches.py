@@ -1,7 +1,9 @@
 """Every private aiortc / aioice attribute framesmith patches or reads, checked at start-up.
 
 aiortc and aioice have no public hooks for what the service needs (a viewer's keyframe request
-reaching the shared encoder, ICE consent timing, a UDP port range, an announced address), so
+reaching the shared encoder, ICE consent timing, a UDP port range, an announced address,
+H.264 profiles beyond Constrained Baseline (h264.py), a WHIP publisher's media keeping its
+consent fresh (consent.py), a DTLS handshake FFmpeg and GStreamer can complete (dtls.py)), so
 we patch their internals. A renamed attribute would otherwise fail silently (a viewer's PLI
 stops reaching the encoder, and the viewer shows broken frames until the periodic keyframe),
 so `check()` runs when the service starts and fails loudly, naming the attribute and why we
@@ -26,10 +28,15 @@ class Patch:
     module: str
     attribute: str  # dotted below the module: "RTCRtpSender._send_keyframe"
     why: str
+    # for an attribute set in __init__ (not on the class): makes an instance to look on
+    sample: Callable[[], Any] | None = None
 
     def resolve(self) -> Any:
         obj: Any = importlib.import_module(self.module)
-        for part in self.attribute.split("."):
+        parts = self.attribute.split(".")
+        if self.sample is not None:
+            obj, parts = self.sample(), parts[1:]
+        for part in parts:
             if not hasattr(obj, part):
                 raise LibraryChanged(
                     f"{self.module}.{self.attribute} is gone (installed {_versions()}); "
@@ -57,7 +64,91 @@ PORT_RANGE = (
         "host candidates also announced at the configured public address",
     ),
 )
-SERVICE_PATCHES = (KEYFRAME, *CONSENT, *PORT_RANGE)
+
+
+def _ice_connection() -> Any:
+    from aioice.ice import Connection
+
+    return Connection(ice_controlling=False)
+
+
+def _ice_transport() -> Any:
+    from aiortc import RTCIceGatherer, RTCIceTransport
+
+    return RTCIceTransport(RTCIceGatherer())
+
+
+CODECS = Patch(
+    "aiortc.codecs",
+    "CODECS",
+    "the codec table an offer is matched against: H.264 Main/High appended so publishers' "
+    "High-profile offers are accepted (h264.py)",
+)
+ICE_CONNECTION_WHY = "a WHIP publisher's aioice connection, whose consent its media keeps fresh"
+CONSENT_LOOP = (
+    *CONSENT,
+    Patch("aioice.ice", "Connection.query_consent", "replaced: media keeps consent (consent.py)"),
+    Patch("aioice.ice", "Connection.build_request", "the consent check's STUN request"),
+    Patch("aioice.ice", "Connection.close", "consent expired: the connection is closed"),
+    Patch(
+        "aioice.ice", "Connection._nominated", "the pairs consent is checked on", _ice_connection
+    ),
+    Patch(
+        "aioice.ice",
+        "Connection._query_consent_task",
+        "cleared when consent expires, as aioice does",
+        _ice_connection,
+    ),
+    Patch("aioice.stun", "TransactionError", "an unanswered consent check"),
+    Patch(
+        "aiortc.rtcicetransport",
+        "RTCIceTransport._connection",
+        ICE_CONNECTION_WHY,
+        _ice_transport,
+    ),
+)
+
+
+def _certificate() -> Any:
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    return RTCCertificate.generateCertificate()
+
+
+def _dtls_transport() -> Any:
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    return RTCDtlsTransport(_ice_transport(), [_certificate()])
+
+
+DTLS = (
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "RTCCertificate._create_ssl_context",
+        "replaced: a WHIP publisher's DTLS on GnuTLS, ECDHE-RSA suites for viewers (dtls.py)",
+    ),
+    Patch("aiortc.rtcdtlstransport", "RTCCertificate._cert", "its PEM for GnuTLS", _certificate),
+    Patch("aiortc.rtcdtlstransport", "RTCCertificate._key", "its PEM for GnuTLS", _certificate),
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "SSL.Connection",
+        "wrapped: a GnuTLS context gets a GnuTLS session (dtls.py)",
+    ),
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport._write_ssl",
+        "called until every GnuTLS datagram of a flight is sent",
+    ),
+    Patch(
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport._ssl",
+        "the session whose queued datagrams are flushed",
+        _dtls_transport,
+    ),
+)
+SERVICE_PATCHES = tuple(
+    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS))
+)
 
 
 def check(patches: tuple[Patch, ...] = SERVICE_PATCHES) -> None:

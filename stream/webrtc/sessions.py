@@ -4,11 +4,17 @@ WHEP: the viewer's offer has one or two recvonly video m-lines (the second, when
 gets the bilinear compare stream) and optionally a data channel (channel.py). Before
 setRemoteDescription the session adds one sendonly transceiver per video m-line, each with
 a PacketTrack fed by the shared encoder of the chosen codec, and sets codec preferences to
-that codec only (else VP8 silently wins; ANCHORS "Streaming"). ICE is not trickled: the
-answer carries every candidate.
+that codec only (else VP8 silently wins; ANCHORS "Streaming"), and only to the H.264 profile
+we encode (h264.py).
 
 WHIP: the publisher's video track is handed to the host (the service's WebRTC source); a new
-publisher takes over from the old one.
+publisher takes over from the old one. Any H.264 profile is accepted and decoded (h264.py);
+the publisher's media keeps its ICE consent fresh (consent.py: FFmpeg answers no STUN); its
+DTLS runs on GnuTLS (dtls.py: FFmpeg's certificate is on a curve aiortc's OpenSSL refuses).
+
+Both: the answer carries all our candidates (gathered before it is returned; FFmpeg uses the
+first `udp ... typ host` one and OBS may offer none of its own); each session has an ETag,
+and a client may trickle its candidates by PATCH (trickle.py; no ICE restarts).
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from ..auth import OPEN, Grant, Role
 from ..config import EncoderConfig, ServerConfig
 from ..encode import PacketTrack
-from . import patches
+from . import consent, dtls, h264, patches
 from .channel import ControlChannel
 from .host import SessionHost, SessionKind
 from .ice import ice_servers
 from .signalling import MIME, SignallingError, offered_codecs, parse_offer
+from .trickle import apply_fragment, parse_fragment
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,11 @@ LEAK_ENV = "FRAMESMITH_TEST_LEAK_VIEWER_PCS"
 def new_session_id() -> str:
     """128 random bits: a session URL cannot be guessed."""
     return secrets.token_hex(16)
+
+
+def new_etag() -> str:
+    """The entity-tag of a session's ICE state (RFC 9725: a PATCH must name it in If-Match)."""
+    return f'"{secrets.token_hex(8)}"'
 
 
 @dataclass
@@ -59,6 +71,7 @@ class Session:
     tracks: list[PacketTrack] = field(default_factory=list)
     closed: bool = False
     expiry: asyncio.Future[None] | None = None
+    etag: str = field(default_factory=new_etag)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -192,7 +205,7 @@ class Sessions:
         session = Session(sid, SessionKind.WHEP, pc, control, chosen, grant.nonce, grant.role)
         prefs = [
             c
-            for c in RTCRtpSender.getCapabilities("video").codecs
+            for c in h264.sendable(RTCRtpSender.getCapabilities("video").codecs)
             if c.mimeType.lower() in (MIME[chosen].lower(), "video/rtx")
         ]
         streams = ["main", "compare"][: len(videos)]
@@ -275,6 +288,8 @@ class Sessions:
             for tr in pc.getTransceivers():
                 if tr.kind == "audio":
                     tr.direction = "inactive"
+            consent.media_counts_as_consent(pc)
+            dtls.use_gnutls(pc)  # FFmpeg's P-224 certificate (dtls.py)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as e:  # noqa: BLE001 - aiortc's errors on an offer it cannot take
@@ -287,6 +302,25 @@ class Sessions:
         self.host.on_session(SessionKind.WHIP)
         log.info("publisher %s connected", sid)
         return session, pc.localDescription.sdp
+
+    # -- trickle ICE (PATCH) ---------------------------------------------------------------
+
+    async def trickle(self, sid: str, kind: SessionKind, if_match: str | None, body: str) -> None:
+        """Candidates a client PATCHes after its offer (RFC 9725 4.3.1; trickle.py)."""
+        session = self.by_id.get(sid)
+        if session is None or session.kind is not kind:
+            raise SignallingError(404, f"no {kind.upper()} session {sid!r}")
+        if if_match is None:
+            raise SignallingError(428, "a trickle PATCH needs If-Match with the session's ETag")
+        frag = parse_fragment(body)
+        tag = if_match.strip()
+        if tag == "*" or (frag.ufrag and frag.ufrag != _remote_ufrag(session.pc)):
+            raise SignallingError(
+                422, "ICE restarts are not supported: POST a new offer to start a new session"
+            )
+        if tag != session.etag:
+            raise SignallingError(412, "If-Match does not match the session's ETag")
+        await apply_fragment(session.pc, frag)
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -320,6 +354,7 @@ class Sessions:
             t.stop()
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
+            dtls.forget(session.pc)
         self.host.session_closed(sid)
         if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:
             self._leaked.append(session.pc)  # the test hook: "forget" to close it
@@ -340,3 +375,13 @@ class Sessions:
         await asyncio.gather(
             *(self.close(s, "shutdown") for s in list(self.by_id)), return_exceptions=True
         )
+
+
+def _remote_ufrag(pc: RTCPeerConnection) -> str:
+    desc = pc.remoteDescription
+    if desc is None:
+        return ""
+    for line in desc.sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line[len("a=ice-ufrag:") :].strip()
+    return ""

@@ -28,6 +28,23 @@ def test_a_renamed_attribute_fails_loudly_naming_it(monkeypatch):
     assert "PLI" in str(e.value)
 
 
+def test_a_replaced_aioice_method_and_an_instance_attribute_are_checked_too(monkeypatch):
+    import aioice.ice
+
+    monkeypatch.delattr(aioice.ice.Connection, "query_consent")
+    init = aioice.ice.Connection.__init__
+
+    def without_nominated(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        del self._nominated  # as if aioice renamed it
+
+    monkeypatch.setattr(aioice.ice.Connection, "__init__", without_nominated)
+    with pytest.raises(patches.LibraryChanged) as e:
+        patches.check()
+    assert "aioice.ice.Connection.query_consent is gone" in str(e.value)
+    assert "aioice.ice.Connection._nominated is gone" in str(e.value)
+
+
 @pytest.mark.gpu
 @pytest.mark.timeout(90)
 async def test_the_service_refuses_to_start_with_a_changed_aiortc(monkeypatch):

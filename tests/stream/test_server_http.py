@@ -66,12 +66,12 @@ async def test_bad_requests_get_4xx_and_the_stream_goes_on():
             ):
                 async with http.request(method, base + path) as r:
                     assert r.status == 404, (method, path, r.status)
-            async with http.patch(
-                base + v.location,
-                data="a=candidate:x",
-                headers={"Content-Type": "application/trickle-ice-sdpfrag"},
-            ) as r:
-                assert r.status == 405
+            trickle = {"Content-Type": "application/trickle-ice-sdpfrag"}
+            async with http.patch(base + v.location, data="a=candidate:x", headers=trickle) as r:
+                assert r.status == 428 and "If-Match" in await r.text()
+            trickle["If-Match"] = '"stale"'
+            async with http.patch(base + v.location, data="a=candidate:x", headers=trickle) as r:
+                assert r.status == 400 and "malformed candidate" in await r.text()
             # the viewer never noticed
             assert len(await recv_frames(v.tracks[0], 10, 20)) == 10
             async with http.get(base + "/healthz") as r:

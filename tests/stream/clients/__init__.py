@@ -1,0 +1,1 @@
+"""Real clients the project did not write, driven as subprocesses by the interop tests."""
