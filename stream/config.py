@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Mode = Literal["model", "bilinear", "bicubic", "bypass"]
+Mode = Literal["model", "bilinear", "bicubic", "planar", "bypass"]
 Precision = Literal["fp32", "fp16"]
 Codec = Literal["vp8", "h264"]
 CODECS: tuple[Codec, ...] = ("vp8", "h264")
@@ -206,7 +206,9 @@ class AdaptConfig(Section):
     enabled: bool = True
     floor: float = Field(0.25, ge=0.05, le=1.0)  # lowest input scale before falling back
     headroom: float = Field(0.1, ge=0.0, lt=0.9)  # of the frame budget, kept free
-    fallback: Literal["bilinear", "bicubic"] = "bilinear"  # when even the floor is too slow
+    # when even the floor is too slow: planar (bilinear on the Y'CbCr planes, no RGB: the
+    # cheapest), bilinear or bicubic (through RGB, like the model)
+    fallback: Literal["planar", "bilinear", "bicubic"] = "planar"
     ramp_up_s: float = Field(10.0, gt=0)  # low load this long before stepping up (doubles
     # after a step up that overloaded again, up to 240 s)
 

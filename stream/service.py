@@ -95,7 +95,7 @@ class Service:
             marker=cfg.source.marker,
             max_size=(cfg.source.max_width, cfg.source.max_height),
         )
-        self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
+        self.modes = [*self.models, "bilinear", "bicubic", "planar", "bypass"]
         mode = cfg.model.mode
         if mode == "model" and model is None:
             mode = "bilinear"
