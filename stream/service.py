@@ -15,8 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -26,14 +25,23 @@ import infer
 from . import webrtc
 from .config import Config
 from .encode import SharedEncoder
+from .input import (
+    AgentHub,
+    CallbackSink,
+    ClickToPhoton,
+    InputControl,
+    InputEvent,
+    InputOutcome,
+)
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
-from .sources import Source, SourceState, WebRTCSource, open_source
+from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from .input.xtest import XTestInjector
 
-InputHook = Callable[[dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 
 class Feed:
@@ -102,7 +110,25 @@ class Service:
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
         self.sessions = Sessions(self, cfg.server, cfg.encoder)
-        self.input_hooks: list[InputHook] = [self._log_input, self.source.on_input]
+        # -- player input (issue 14, stream/input): who may drive, where events go ---------
+        self.input = InputControl(
+            mode=cfg.input.control,
+            auto_take=cfg.input.auto_take,
+            may_control=self.can_control,
+            notify=self._notify_session,
+        )
+        self.agents = AgentHub(cfg.input.control)  # GET /api/input: remote game hosts
+        self.injector: XTestInjector | None = None
+        if isinstance(self.source, X11Source):
+            from .input.xtest import XTestInjector  # python-xlib, only for X displays
+
+            self.injector = XTestInjector(self.source.display, keymap=cfg.input.keymap)
+        self.input.sinks += [
+            CallbackSink(self.source.on_input),  # the test scene's cursor
+            self.agents,
+            *([self.injector] if self.injector is not None else []),
+        ]
+        self.click_to_photon = ClickToPhoton()
         self.input_events = 0
         self.reports: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -283,17 +309,32 @@ class Service:
 
     # -- the sessions' host (stream.webrtc.SessionHost) -------------------------------------
 
-    def on_input(self, event: dict[str, Any], session: str = "") -> None:
-        self.input_events += 1
-        for hook in self.input_hooks:
-            try:
-                hook(event)
-            except Exception:
-                log.exception("input hook %r failed", hook)
+    def can_control(self, session: str) -> bool:
+        """AUTH HOOK (DESIGN "Auth", the roles work): may this session drive the game?
+        TODO(auth): True only for a session whose token has the player (or admin) role.
+        Today, with no auth (loopback), every viewer is a player; publishers are not."""
+        s = self.sessions.by_id.get(session)
+        return s is not None and s.kind is SessionKind.WHEP
 
-    def _log_input(self, event: dict[str, Any]) -> None:
-        if event.get("kind") != "mousemove":
-            log.info("input: %s", {k: event[k] for k in list(event)[:6]})
+    def on_input(self, event: InputEvent, session: str = "") -> InputOutcome:
+        self.input_events += 1
+        if event.kind != "mousemove":
+            log.debug("input from %s: %s", session, event)
+        return self.input.submit(session, event)  # injected only where can_control says so
+
+    def on_control(self, session: str, take: bool | None) -> dict[str, Any]:
+        return self.input.state(session) if take is None else self.input.take(session, take)
+
+    def on_click_to_photon(self, session: str, sample: dict[str, Any]) -> None:
+        self.click_to_photon.add(sample)
+
+    def session_closed(self, session: str, kind: SessionKind) -> None:
+        self.input.session_closed(session)
+
+    def _notify_session(self, session: str, message: dict[str, Any]) -> None:
+        s = self.sessions.by_id.get(session)
+        if s is not None:
+            s.control.send(message)
 
     def on_report(self, session: str, report: dict[str, Any]) -> None:
         self.reports[session] = report
@@ -391,6 +432,12 @@ class Service:
             "sessions": [s.info() for s in self.sessions.by_id.values()],
             "viewer_dropped": self.sessions.viewer_dropped(),
             "input_events": self.input_events,
+            "input": {
+                **self.input.stats(),
+                "agents": self.agents.stats(),
+                "x11_injected": getattr(self.injector, "injected", None),
+            },
+            "click_to_photon": self.click_to_photon.summary(),
         }
 
     async def stop(self) -> None:
@@ -404,4 +451,7 @@ class Service:
         for pipe in self._pipes.values():
             await asyncio.to_thread(pipe.close)  # drains GPU work in flight
         await self.source.close()
+        await self.agents.close()
+        if self.injector is not None:
+            self.injector.close()  # lets go of anything still held
         log.info("stopped")

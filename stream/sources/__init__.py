@@ -1,4 +1,4 @@
-"""Live frame sources of `serve`: the test scene, files and URLs, and WHIP publishers."""
+"""Live frame sources of `serve`: the test scene, files and URLs, WHIP publishers and X displays."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from .base import TIME_BASE, FrameMeta, Source, SourceState
 from .file import FileSource
 from .testsrc import TestSource
 from .whip import WebRTCSource
+from .x11 import X11Source, display_of
 
 __all__ = [
     "TIME_BASE",
@@ -15,6 +16,7 @@ __all__ = [
     "SourceState",
     "TestSource",
     "WebRTCSource",
+    "X11Source",
     "open_source",
 ]
 
@@ -24,6 +26,8 @@ def open_source(
 ) -> Source:
     if uri == "testsrc":
         return TestSource(width, height, fps)
+    if uri == "x11" or uri.startswith("x11:"):
+        return X11Source(display_of(uri), width, height, fps, stamp_marker=marker)
     if uri == "webrtc":
         return WebRTCSource(width, height, stamp_marker=marker)
     return FileSource(uri, loop=loop, stamp_marker=marker)

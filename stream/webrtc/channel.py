@@ -3,9 +3,19 @@
 server -> page  {"type": "frame", "n", "t_src", "t_sent", "stages": {...}}  per frame sent
                 {"type": "pong", "t": <page's ping time>, "server": <server ms>}
                 {"type": "hello", "session", "codec", "source", "mode", "modes", ...}
+                {"type": "control", "mode", "allowed", "you", "controller"}  who drives
+                {"type": "input_ack", "id", "ok", "reason", "t_recv", "t_injected"}  for an
+                input that carried an "id", or (at most once a second) a refused one
 page -> server  {"type": "ping", "t"}    clock offset for glass-to-glass latency
                 {"type": "input", "kind": "keydown"|"keyup"|"mousemove"|"mousedown"|..}
+                checked by stream/input/events.py (its docstring has every field)
+                {"type": "control", "take": true|false}  take over (or give up) control
+                {"type": "c2p", "total", ...}  one click-to-photon sample (stream/input/latency)
                 {"type": "report", ...}  the page's own figures (kept for /api/stats)
+
+Roles (DESIGN "Auth"): every message here needs the viewer role; "input" and "control" act
+only for sessions the host's `can_control` allows (the player role), and are refused with a
+reason otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+
+from ..input.events import InputError, parse_input
 
 if TYPE_CHECKING:
     import av
@@ -62,6 +74,8 @@ class ControlChannel:
         self.channel: RTCDataChannel | None = None
         self.report: dict[str, Any] = {}
         self.input = TokenBucket(self.INPUT_RATE, self.INPUT_BURST)
+        self.input_refused = 0
+        self._refusal_told = 0.0
 
     def attach(self, channel: RTCDataChannel) -> None:
         self.channel = channel
@@ -86,6 +100,7 @@ class ControlChannel:
         self.send(
             {"type": "hello", "session": self.session, "codec": self.codec, **self.host.describe()}
         )
+        self.send(self.host.on_control(self.session, None))
 
     def frame_sent(self, meta: FrameMeta, packet: av.Packet) -> None:
         """A frame's packet left for this viewer: when it was born and what each stage took."""
@@ -121,8 +136,40 @@ class ControlChannel:
             self.send({"type": "pong", "t": data.get("t"), "server": time.time() * 1000})
         elif kind == "input":
             if self.input.allow():
-                self.host.on_input(data, self.session)
+                self._input(data)
+        elif kind == "control":
+            take = data.get("take")
+            self.send(self.host.on_control(self.session, take if isinstance(take, bool) else None))
+        elif kind == "c2p":
+            self.host.on_click_to_photon(self.session, data)
         elif kind == "report":
             data.pop("type", None)
             self.report = {k: v for k, v in list(data.items())[:REPORT_KEYS]}
             self.host.on_report(self.session, self.report)
+
+    def _input(self, data: dict[str, Any]) -> None:
+        """A checked event to the host; refused ones are answered (with an id: always; without:
+        once a second) and do nothing else."""
+        raw_id = data.get("id")
+        try:
+            event = parse_input(data)
+        except InputError as e:
+            self.input_refused += 1
+            self._answer(raw_id if isinstance(raw_id, int) else None, False, str(e))
+            return
+        outcome = self.host.on_input(event, self.session)
+        if not outcome.ok:
+            self.input_refused += 1
+        if event.id is not None or not outcome.ok:
+            self._answer(event.id, outcome.ok, outcome.reason, outcome.ack(event.id))
+
+    def _answer(
+        self, event_id: int | None, ok: bool, reason: str, ack: dict[str, Any] | None = None
+    ) -> None:
+        now = time.monotonic()
+        if event_id is None and now - self._refusal_told < 1.0:
+            return
+        if event_id is None:
+            self._refusal_told = now
+        msg = {"type": "input_ack", "id": event_id, "ok": ok, "reason": reason}
+        self.send(ack if ack is not None else msg)

@@ -65,6 +65,7 @@ class Session:
             "state": self.pc.connectionState,
             "age_s": round(time.time() - self.created, 1),
             "input_dropped": self.control.input.dropped,
+            "input_refused": self.control.input_refused,
             "tracks": [
                 {
                     "stream": t.encoder.name,
@@ -294,6 +295,7 @@ class Sessions:
             t.stop()
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
+        self.host.session_closed(sid, session.kind)  # input: release what it held
         if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:
             self._leaked.append(session.pc)  # the test hook: "forget" to close it
         else:
