@@ -142,6 +142,19 @@ async def api_mode(request: web.Request) -> web.Response:
     return web.json_response(svc.describe())
 
 
+async def api_input(request: web.Request) -> web.StreamResponse:
+    """GET /api/input (WebSocket): the players' input events, for the agent of a remote game
+    host (stream/input/remote.py, `python -m stream agent`).
+
+    ROLE: publisher (or admin). TODO(auth): check the bearer token here, before the upgrade
+    (401 without one, 403 without the role); until then it is as open as the server (no
+    [auth]: loopback only)."""
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        return _error(request, 426, "GET /api/input is a WebSocket (Upgrade: websocket)")
+    return await request.app[SERVICE].agents.serve(request)
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(
         request.app[STATIC_DIR] / "index.html", headers={"Cache-Control": "no-cache"}
@@ -191,6 +204,7 @@ def make_app(service: Service) -> web.Application:
     app.router.add_get("/api/stats", api_stats)
     app.router.add_get("/api/ice", api_ice)
     app.router.add_post("/api/mode", api_mode)
+    app.router.add_get("/api/input", api_input)  # issue 14: remote game hosts' agents
 
     async def on_startup(app: web.Application) -> None:
         await service.start()

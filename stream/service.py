@@ -114,7 +114,7 @@ class Service:
         self.input = InputControl(
             mode=cfg.input.control,
             auto_take=cfg.input.auto_take,
-            may_control=self.can_control,
+            may_control=lambda session: self.can_control(session),  # the auth hook, late-bound
             notify=self._notify_session,
         )
         self.agents = AgentHub(cfg.input.control)  # GET /api/input: remote game hosts

@@ -26,6 +26,7 @@ reconnects, with nothing held.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -152,17 +153,17 @@ class XTestInjector:
         except _LOST as e:
             self._lost(e)
 
+    def release_all(self) -> None:
+        """Let go of everything every session holds (an agent that lost its server)."""
+        for session in {s for held in (self.keys, self.buttons) for o in held.values() for s in o}:
+            self.release(session)
+
     def close(self) -> None:
+        self.release_all()
         d, self.d = self.d, None
         if d is not None:
-            try:
-                for code in self.keys:
-                    xtest.fake_input(d, X.KeyRelease, code)
-                for b in self.buttons:
-                    xtest.fake_input(d, X.ButtonRelease, b)
+            with contextlib.suppress(*_LOST):
                 d.close()
-            except _LOST:
-                pass
 
     # -- events ------------------------------------------------------------------------------
 

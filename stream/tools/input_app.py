@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import select
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -97,9 +100,11 @@ class InputApp:
         bar_y = y0 + 4 * b
         self._fill(BACKGROUND, [(0, bar_y, self.w, b)])
         self._fill(0x40C0FF, [(0, bar_y, self.key_bar % max(1, self.w), b)])
-        if self.click is not None:
+        if self.click is not None:  # never over the counter (a click may land on it)
             x, y = self.click
-            self._fill(0xFFD040, [(x - 6, y, 13, 1), (x, y - 6, 1, 13)])
+            box_w, box_h = (marker.BLOCKS + 2) * b + 8, 3 * b + 8
+            if not (x < box_w and y0 - 8 <= y < y0 + box_h):
+                self._fill(0xFFD040, [(x - 6, y, 13, 1), (x, y - 6, 1, 13)])
         self.d.flush()
 
     def run(self) -> None:
@@ -161,6 +166,58 @@ class InputApp:
                 self.win.configure(width=self.w, height=self.h)
                 self.draw()
                 self.emit({"type": "resized", "w": self.w, "h": self.h})
+
+
+class InputAppProcess:
+    """The app in a child process (`with InputAppProcess(":1", log) as app:`): its events are
+    read back from the log file."""
+
+    def __init__(self, display: str, log: Path) -> None:
+        self.display, self.log = display, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> InputAppProcess:
+        self.log.write_text("")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.tools.input_app", self.display, "--log", str(self.log)]
+        )
+        self.wait_for(lambda e: e["type"] == "ready", timeout_s)
+        return self
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float
+    ) -> dict[str, Any]:
+        """The first event matching `predicate`, waiting up to `timeout_s` (TimeoutError)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for e in self.events():
+                if predicate(e):
+                    return e
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the input app exited ({self.proc.returncode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no such input app event within {timeout_s:g} s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def __enter__(self) -> InputAppProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
