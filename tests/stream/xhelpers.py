@@ -20,7 +20,9 @@ needs_xvfb = pytest.mark.skipif(
 
 
 @contextmanager
-def game(tmp_path: Path, width: int = 320, height: int = 180) -> Iterator[tuple[Xvfb, InputAppProcess]]:
+def game(
+    tmp_path: Path, width: int = 320, height: int = 180
+) -> Iterator[tuple[Xvfb, InputAppProcess]]:
     """An Xvfb with the input app filling it."""
     with Xvfb(width, height) as x, InputAppProcess(x.display, tmp_path / "app.jsonl") as app:
         yield x, app

@@ -25,7 +25,11 @@ def test_pointer_buttons_wheel_and_relative_motion(tmp_path):
     with game(tmp_path) as (x, app):
         inj = XTestInjector(x.display)
         # the picture's 0..1 mapped onto the 320x180 display (pixel (0,0) .. (319,179))
-        for (nx, ny), want in [((0.5, 0.25), (160, 45)), ((1.0, 1.0), (319, 179)), ((0, 0), (0, 0))]:
+        for (nx, ny), want in [
+            ((0.5, 0.25), (160, 45)),
+            ((1.0, 1.0), (319, 179)),
+            ((0, 0), (0, 0)),
+        ]:
             send(inj, "s", kind="mousemove", x=nx, y=ny)
             app.wait_for(lambda e, w=want: e["type"] == "motion" and (e["x"], e["y"]) == w, 5)
         send(inj, "s", kind="mousedown", button=2, x=0.75, y=0.2)  # DOM right -> X 3
