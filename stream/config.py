@@ -126,6 +126,7 @@ class SourceConfig(Section):
     fps: float = Field(30.0, ge=1, le=240)  # testsrc and x11 capture rate; files keep theirs
     loop: bool = True  # loop files at EOF
     marker: bool = False  # stamp the frame-number marker on file / webrtc sources too
+    on_change: bool = True  # x11: grab when the screen changes (at most fps, at least 5/s)
 
     @field_validator("uri")
     @classmethod

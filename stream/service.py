@@ -100,6 +100,7 @@ class Service:
             fps=cfg.source.fps,
             loop=cfg.source.loop,
             marker=cfg.source.marker,
+            on_change=cfg.source.on_change,
         )
         self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
         mode = cfg.model.mode

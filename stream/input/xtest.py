@@ -36,6 +36,7 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import xtest
 
+from ..xlib_tables import open_display
 from .events import InjectError, InputEvent
 from .keys import DOM_BUTTONS, DOM_CODES, DOM_KEYS, char_keysym
 
@@ -79,7 +80,7 @@ class XTestInjector:
             raise InjectError(f"X display {self.display_name} is not reachable")
         self._next_try = now + RECONNECT_S
         try:
-            d = xdisplay.Display(self.display_name)
+            d = open_display(self.display_name)
             if not d.has_extension("XTEST"):
                 d.close()
                 raise InjectError(f"X display {self.display_name} has no XTEST extension")

@@ -22,12 +22,21 @@ __all__ = [
 
 
 def open_source(
-    uri: str, *, width: int, height: int, fps: float, loop: bool = True, marker: bool = False
+    uri: str,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    loop: bool = True,
+    marker: bool = False,
+    on_change: bool = True,
 ) -> Source:
     if uri == "testsrc":
         return TestSource(width, height, fps)
     if uri == "x11" or uri.startswith("x11:"):
-        return X11Source(display_of(uri), width, height, fps, stamp_marker=marker)
+        return X11Source(
+            display_of(uri), width, height, fps, stamp_marker=marker, on_change=on_change
+        )
     if uri == "webrtc":
         return WebRTCSource(width, height, stamp_marker=marker)
     return FileSource(uri, loop=loop, stamp_marker=marker)

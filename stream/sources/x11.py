@@ -1,10 +1,12 @@
 """`x11:DISPLAY`: an X display (a game under Xvfb, or a desktop) captured at the source rate.
 
-Capture is XShm (xshm.py), one grab per tick of the wall clock like the test scene, in a
-worker thread (the ctypes calls and swscale release the GIL, so the event loop keeps
-running). The time a grab took goes into the frame's stages as `capture`, and the frame's
-birth time is the moment the grab started, so "injection -> capture" of click-to-photon is
-measured from it.
+Capture is XShm (xshm.py) in a worker thread (the ctypes calls and swscale release the GIL,
+so the event loop keeps running). By default a grab follows each change of the screen
+(xdamage.py: DAMAGE), at most `fps` times a second and at least MIN_FPS times (a static screen
+still feeds keyframes to new viewers); `on_change=False`, or a server without DAMAGE, grabs on
+a fixed tick of the wall clock like the test scene. The time a grab took goes into the frame's
+stages as `capture`, and the frame's birth time is the moment the grab started, so "injection
+-> capture" of click-to-photon is measured from it.
 
 The display may come and go (a game's Xvfb restarted, a desktop session ended): the source
 then shows a slate naming the display, says so once in the log, and retries with a backoff
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -28,6 +31,7 @@ import av
 from .base import Source, SourceState
 from .marker import with_marker
 from .scene import slate
+from .xdamage import DamageWatch
 from .xshm import XCaptureError, XServerLost, XShmCapture
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ class X11Source(Source):
 
     kind = "x11"
     SLATE_FPS = 5.0
+    MIN_FPS = 5.0  # grab-on-change: a static screen still gets this many frames a second
     RETRY_FIRST_S = 0.5
     RETRY_MAX_S = 10.0
 
@@ -57,13 +62,17 @@ class X11Source(Source):
         height: int = 360,
         fps: float = 30.0,
         stamp_marker: bool = False,
+        on_change: bool = True,
     ) -> None:
         super().__init__()
         self.display = display
         self.slate_size = (width, height)
         self.fps = fps
         self.stamp_marker = stamp_marker
+        self.on_change = on_change
         self.cap: XShmCapture | None = None
+        self.watch: DamageWatch | None = None
+        self._x = threading.Lock()  # one X call at a time: a worker's grab or wait, or close
         self.lost = 0  # times the X server went away
         self.grab_errors = 0
         self.capture_ms: deque[float] = deque(maxlen=300)  # wall time of each grab
@@ -79,6 +88,7 @@ class X11Source(Source):
         return {
             **super().info(),
             "display": self.display,
+            "grab": "on change" if self.watch is not None else "tick",
             "shm": self.cap.use_shm if self.cap is not None else None,
             "resizes": self.cap.resizes if self.cap is not None else 0,
             "lost": self.lost,
@@ -90,24 +100,41 @@ class X11Source(Source):
         }
 
     def _grab(self, cap: XShmCapture) -> tuple[av.VideoFrame, float, float, float]:
-        t_wall = time.time()
-        t0, c0 = time.perf_counter(), time.thread_time()
-        frame = cap.grab_frame()
-        return frame, t_wall, (time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000
+        with self._x:
+            t_wall = time.time()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            frame = cap.grab_frame()
+            ms, cpu_ms = (time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000
+        return frame, t_wall, ms, cpu_ms
+
+    def _wait_change(self, watch: DamageWatch, timeout_s: float) -> bool:
+        with self._x:
+            return watch.wait(timeout_s)
+
+    def _open(self) -> tuple[XShmCapture, DamageWatch | None]:
+        cap = XShmCapture(self.display)
+        watch = None
+        if self.on_change:
+            try:
+                watch = DamageWatch(self.display)
+            except XServerLost as e:
+                log.warning("x11 source: %s; grabbing on a fixed tick instead", e)
+        return cap, watch
 
     async def _connect(self) -> bool:
         try:
-            self.cap = await asyncio.to_thread(XShmCapture, self.display)
+            cap, self.watch = await asyncio.to_thread(self._open)
         except (XServerLost, XCaptureError) as e:
             self._unreachable(str(e))
             return False
+        self.cap = cap
         log.info(
-            "x11 source: capturing %s at %dx%d, %g fps (%s)",
+            "x11 source: capturing %s at %dx%d, %s (%s)",
             self.display,
-            self.cap.width,
-            self.cap.height,
-            self.fps,
-            "MIT-SHM" if self.cap.use_shm else "XGetImage: no shared memory with the server",
+            cap.width,
+            cap.height,
+            f"on change, {self.MIN_FPS:g}-{self.fps:g} fps" if self.watch else f"{self.fps:g} fps",
+            "MIT-SHM" if cap.use_shm else "XGetImage: no shared memory with the server",
         )
         self.state, self.error = SourceState.LIVE, ""
         self._retry_s = self.RETRY_FIRST_S
@@ -121,16 +148,46 @@ class X11Source(Source):
         self._retry_at = time.monotonic() + self._retry_s
         self._retry_s = min(self._retry_s * 2, self.RETRY_MAX_S)
 
+    async def _release(self) -> None:
+        cap, watch, self.cap, self.watch = self.cap, self.watch, None, None
+
+        def close() -> None:
+            with self._x:  # after a grab or wait in flight
+                if cap is not None:
+                    cap.close()
+                if watch is not None:
+                    watch.close()
+
+        await asyncio.to_thread(close)
+
     async def _drop(self, why: str) -> None:
-        cap, self.cap = self.cap, None
-        if cap is not None:
-            await asyncio.to_thread(cap.close)
+        await self._release()
         self._unreachable(why)
 
-    async def frames(self) -> AsyncIterator[av.VideoFrame]:
+    async def _pace(self, k: int, t0: float, last: float) -> int:
+        """Wait for the next grab: the next change (at most `fps`, at least MIN_FPS a
+        second), or the next tick. Returns the tick count."""
         period = 1.0 / self.fps
+        watch = self.watch
+        if watch is not None:
+            keepalive = last + 1.0 / self.MIN_FPS - time.monotonic()
+            await asyncio.to_thread(self._wait_change, watch, max(0.0, keepalive))
+            gap = last + period - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            return k + 1
+        delay = t0 + k * period - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -period:  # fell behind: skip to now rather than burst
+            behind = int(-delay / period)
+            k += behind
+            self.skipped += behind
+        return k + 1
+
+    async def frames(self) -> AsyncIterator[av.VideoFrame]:
         n = 0
-        k, t0 = 0, time.monotonic()
+        k, t0, last = 0, time.monotonic(), 0.0
         while True:
             if self.cap is None:
                 if time.monotonic() >= self._retry_at and await self._connect():
@@ -142,19 +199,13 @@ class X11Source(Source):
                     n += 1
                     await asyncio.sleep(1.0 / self.SLATE_FPS)
                     continue
-            delay = t0 + k * period - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -period:  # fell behind: skip to now rather than burst
-                behind = int(-delay / period)
-                k += behind
-                self.skipped += behind
-            k += 1
-            cap = self.cap
-            if cap is None:
-                continue
-            size = (cap.width, cap.height)
             try:
+                k = await self._pace(k, t0, last)
+                cap = self.cap
+                if cap is None:
+                    continue
+                size = (cap.width, cap.height)
+                last = time.monotonic()
                 frame, t_grab, ms, cpu_ms = await asyncio.to_thread(self._grab, cap)
             except XServerLost as e:
                 self.lost += 1
@@ -179,6 +230,4 @@ class X11Source(Source):
             yield frame
 
     async def close(self) -> None:
-        cap, self.cap = self.cap, None
-        if cap is not None:
-            await asyncio.to_thread(cap.close)
+        await self._release()
