@@ -21,6 +21,16 @@ fi
 if ! command -v firefox-esr >/dev/null 2>&1; then
   need_apt+=(firefox-esr)
 fi
+# remote play (issue 14): the x11 source and its tests need an X server and X clients: Xvfb,
+# libX11/libXext (XShm capture through ctypes), xterm, xdotool and xrandr (tests), Xtigervnc
+# (a virtual X server that can change size: the resize test)
+for x in Xvfb:xvfb xterm:xterm xdotool:xdotool xdpyinfo:x11-utils xrandr:x11-xserver-utils \
+  xclock:x11-apps Xtigervnc:tigervnc-standalone-server; do
+  if ! command -v "${x%%:*}" >/dev/null 2>&1; then need_apt+=("${x#*:}"); fi
+done
+if ! ldconfig -p 2>/dev/null | grep -q "libXext.so.6"; then
+  need_apt+=(libx11-6 libxext6)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   $SUDO apt-get update -qq
