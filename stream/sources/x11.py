@@ -72,6 +72,7 @@ class X11Source(Source):
         self.on_change = on_change
         self.cap: XShmCapture | None = None
         self.watch: DamageWatch | None = None
+        self.grab_mode = "on change" if on_change else "tick"
         self._x = threading.Lock()  # one X call at a time: a worker's grab or wait, or close
         self.lost = 0  # times the X server went away
         self.grab_errors = 0
@@ -88,7 +89,7 @@ class X11Source(Source):
         return {
             **super().info(),
             "display": self.display,
-            "grab": "on change" if self.watch is not None else "tick",
+            "grab": self.grab_mode,
             "shm": self.cap.use_shm if self.cap is not None else None,
             "resizes": self.cap.resizes if self.cap is not None else 0,
             "lost": self.lost,
@@ -128,6 +129,7 @@ class X11Source(Source):
             self._unreachable(str(e))
             return False
         self.cap = cap
+        self.grab_mode = "on change" if self.watch is not None else "tick"
         log.info(
             "x11 source: capturing %s at %dx%d, %s (%s)",
             self.display,
@@ -141,7 +143,7 @@ class X11Source(Source):
         return True
 
     def _unreachable(self, why: str) -> None:
-        message = f"{why}; showing a slate, retrying every {self._retry_s:g} s at most"
+        message = f"{why}; showing a slate, next try in {self._retry_s:g} s"
         if self.state is not SourceState.ERROR:
             log.warning("x11 source: %s", message)
         self.fail(message)
