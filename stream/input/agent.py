@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no X display: --display :0, or set $DISPLAY")
         return 2
     try:
-        agent = Agent(XTestInjector(args.display, keymap=args.keymap), args.url, args.token)
+        injector = XTestInjector(args.display, keymap=args.keymap)
+        if not injector.ready(10.0):
+            print(f"error: cannot open X display {args.display} (is it running? xhost?)")
+            return 2
+        agent = Agent(injector, args.url, args.token)
         asyncio.run(agent.run())
     except ValueError as e:
         print(f"error: {e}")

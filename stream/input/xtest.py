@@ -20,14 +20,18 @@ size comes from root ConfigureNotify events, keycodes from python-xlib's local k
   released when the last lets go), and `release(session)` lets go of everything a session
   holds: a player who leaves or whose connection dies leaves no key stuck.
 
-A lost X server (Xlib ConnectionClosedError) is logged once; the next event after a second
-reconnects, with nothing held.
+A lost X server (Xlib ConnectionClosedError) is logged once and reconnected in a thread, at
+most once a second, with nothing held.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import struct
+import termios
+import threading
 import time
 from collections import OrderedDict
 
@@ -49,6 +53,7 @@ WHEEL_PX = 100.0  # wheel pixels per notch (Chromium: 100 or 120 per notch of a 
 WHEEL_IDLE_S = 0.3  # after this long without wheel events, the next one scrolls at once
 SPARE_KEYCODES = 8
 RECONNECT_S = 1.0
+BACKLOG = 64 * 1024  # bytes unread by the X server before events are refused
 _LOST = (xerror.ConnectionClosedError, xerror.DisplayError, OSError)
 
 
@@ -60,48 +65,76 @@ class XTestInjector:
         self.use_evdev = keymap == "evdev"
         self.d: xdisplay.Display | None = None
         self._next_try = 0.0
+        self._connecting: threading.Thread | None = None
+        self._told = False  # the display's absence was logged once
         self.keys: dict[int, set[str]] = {}  # keycode -> sessions holding it
         self.buttons: dict[int, set[str]] = {}  # X button -> sessions holding it
         self.injected = 0
         self.lost = 0
         self._wheel: dict[str, tuple[float, float, float]] = {}  # session -> (t, acc x, acc y)
-        try:
-            self._connect()
-        except InjectError as e:  # the display may come later (the source retries too)
-            log.warning("input: %s; retrying on the next event", e)
+        self._connect()
 
     # -- the connection ------------------------------------------------------------------
+    # Opening a display is a few round trips; a hung X server (stopped, not dead) would never
+    # answer them and freeze the caller, which is the service's event loop. So it happens in
+    # a thread, and events are refused until it is done. Events never wait for the server
+    # (python-xlib's flush writes what the socket takes and keeps the rest), so a server that
+    # stops reading would grow that buffer without end: once BACKLOG bytes wait, in the socket
+    # and in python-xlib, events are refused.
 
-    def _connect(self) -> xdisplay.Display:
-        if self.d is not None:
-            return self.d
-        now = time.monotonic()
-        if now < self._next_try:
-            raise InjectError(f"X display {self.display_name} is not reachable")
-        self._next_try = now + RECONNECT_S
+    def _connect(self) -> None:
+        busy = self._connecting is not None and self._connecting.is_alive()
+        if self.d is not None or busy or time.monotonic() < self._next_try:
+            return
+        self._next_try = time.monotonic() + RECONNECT_S
+        self._connecting = threading.Thread(
+            target=self._open, name=f"xtest {self.display_name}", daemon=True
+        )
+        self._connecting.start()
+
+    def ready(self, timeout_s: float = 10.0) -> bool:
+        """Wait (in a thread, not on the event loop) for the connection; True when there."""
+        deadline = time.monotonic() + timeout_s
+        while self.d is None and time.monotonic() < deadline:
+            self._connect()
+            if self._connecting is not None:
+                self._connecting.join(max(0.0, min(0.2, deadline - time.monotonic())))
+        return self.d is not None
+
+    def _open(self) -> None:
         try:
             d = open_display(self.display_name)
             if not d.has_extension("XTEST"):
                 d.close()
                 raise InjectError(f"X display {self.display_name} has no XTEST extension")
-        except _LOST as e:
-            raise InjectError(f"cannot open X display {self.display_name}: {e}") from None
-        self.root = d.screen().root
-        self.root.change_attributes(event_mask=X.StructureNotifyMask)
-        g = self.root.get_geometry()
-        self.size = (g.width, g.height)
-        lo, hi = d.display.info.min_keycode, d.display.info.max_keycode
-        mapping = d.get_keyboard_mapping(lo, hi - lo + 1)
+            self.root = d.screen().root
+            self.root.change_attributes(event_mask=X.StructureNotifyMask)
+            g = self.root.get_geometry()
+            self.size = (g.width, g.height)
+            lo, hi = d.display.info.min_keycode, d.display.info.max_keycode
+            mapping = d.get_keyboard_mapping(lo, hi - lo + 1)
+        except (InjectError, *_LOST) as e:
+            if not self._told:
+                log.warning("input: cannot open X display %s (%s); retrying", self.display_name, e)
+                self._told = True
+            return
         spare = [lo + i for i, syms in enumerate(mapping) if not any(syms) and lo + i > 8]
         self._spare = spare[-SPARE_KEYCODES:]
         self._remapped: OrderedDict[int, int] = OrderedDict()  # keysym -> keycode, LRU
         self._cache: dict[int, tuple[int, int]] = {}  # keysym -> (keycode, shift level)
         self.shift = d.keysym_to_keycode(XK.XK_Shift_L)
         self.level3 = d.keysym_to_keycode(XK.string_to_keysym("ISO_Level3_Shift"))
-        self.keys.clear()
-        self.buttons.clear()
-        self.d = d
+        self._told = False
+        self.d = d  # last: the event loop uses the connection from here on
         log.info("input: injecting into %s (%dx%d) through XTEST", self.display_name, *self.size)
+
+    def _live(self) -> xdisplay.Display:
+        d = self.d
+        if d is None:
+            self._connect()
+            raise InjectError(f"X display {self.display_name} is not connected (yet)")
+        if _unread(d) > BACKLOG:
+            raise InjectError(f"X display {self.display_name} is not reading its input (hung?)")
         return d
 
     def _lost(self, e: Exception) -> InjectError:
@@ -126,7 +159,7 @@ class XTestInjector:
     def send(self, session: str, event: InputEvent) -> None:
         """Inject one checked event for a session allowed to control (InjectError: not
         injected, with the reason)."""
-        d = self._connect()
+        d = self._live()
         try:
             self._poll(d)
             self._inject(d, session, event)
@@ -138,9 +171,10 @@ class XTestInjector:
     def release(self, session: str) -> None:
         """Let go of every key and button only this session holds."""
         self._wheel.pop(session, None)
-        d = self.d
-        if d is None:
-            return
+        try:
+            d = self._live()
+        except InjectError:
+            return  # a display that is gone holds nothing
         try:
             for held, kind in ((self.keys, X.KeyRelease), (self.buttons, X.ButtonRelease)):
                 for code, owners in list(held.items()):
@@ -280,8 +314,9 @@ class XTestInjector:
             if kc in self.keys:  # still held: release before it changes meaning
                 xtest.fake_input(d, X.KeyRelease, kc)
                 del self.keys[kc]
-        d.change_keyboard_mapping(kc, [(keysym,) * 4])  # every level: no modifier needed
-        d.sync()  # the mapping must be in place before the key event
+        # every level: no modifier needed. No round trip: the server applies it before our
+        # next request, and clients get MappingNotify before the key event that follows
+        d.change_keyboard_mapping(kc, [(keysym,) * 4])
         self._remapped[keysym] = kc
         return kc
 
@@ -296,3 +331,14 @@ def _notches(acc: float, fresh: bool) -> tuple[int, float]:
         return (1 if acc > 0 else -1), 0.0
     n = max(-10, min(10, n))
     return n, acc - n * WHEEL_PX
+
+
+def _unread(d: xdisplay.Display) -> int:
+    """Bytes for the X server that it has not read yet: the socket's send queue, and what
+    python-xlib keeps when the socket takes no more."""
+    waiting = len(d.display.data_send or b"")
+    try:
+        raw = fcntl.ioctl(d.display.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return waiting
+    return waiting + int(struct.unpack("i", raw)[0])

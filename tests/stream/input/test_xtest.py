@@ -21,9 +21,15 @@ def send(inj: XTestInjector, session: str, **msg) -> None:
     inj.send(session, parse_input(msg))
 
 
+def injector(display: str) -> XTestInjector:
+    inj = XTestInjector(display)
+    assert inj.ready(10), f"no XTEST connection to {display}"
+    return inj
+
+
 def test_pointer_buttons_wheel_and_relative_motion(tmp_path):
     with game(tmp_path) as (x, app):
-        inj = XTestInjector(x.display)
+        inj = injector(x.display)
         # the picture's 0..1 mapped onto the 320x180 display (pixel (0,0) .. (319,179))
         for (nx, ny), want in [
             ((0.5, 0.25), (160, 45)),
@@ -50,7 +56,7 @@ def test_pointer_buttons_wheel_and_relative_motion(tmp_path):
 
 def test_keys_by_code_by_key_and_remapped(tmp_path):
     with game(tmp_path) as (x, app):
-        inj = XTestInjector(x.display)
+        inj = injector(x.display)
         for msg in (
             {"code": "KeyA", "key": "a"},
             {"code": "ArrowUp", "key": "ArrowUp"},
@@ -75,7 +81,7 @@ def test_keys_by_code_by_key_and_remapped(tmp_path):
 
 def test_release_lets_go_of_what_a_session_holds(tmp_path):
     with game(tmp_path) as (x, app):
-        inj = XTestInjector(x.display)
+        inj = injector(x.display)
         send(inj, "a", kind="keydown", code="KeyW", key="w")
         send(inj, "b", kind="keydown", code="KeyW", key="w")  # shared control: both hold W
         send(inj, "a", kind="keydown", code="ShiftLeft", key="Shift")
@@ -97,7 +103,7 @@ def test_a_lost_display_is_an_error_then_reconnects(tmp_path):
     x = Xvfb(320, 180)
     x.start()
     try:
-        inj = XTestInjector(x.display)
+        inj = injector(x.display)
         send(inj, "s", kind="keydown", code="KeyQ", key="q")
         x.kill()
         with pytest.raises(InjectError, match="went away|not reachable|cannot open"):
@@ -108,7 +114,8 @@ def test_a_lost_display_is_an_error_then_reconnects(tmp_path):
         again = Xvfb(320, 180, display=x.display)
         again.start()
         try:
-            time.sleep(1.1)  # reconnects at most once a second
+            time.sleep(1.1)  # reconnects at most once a second, in a thread
+            assert inj.ready(10)
             send(inj, "s", kind="mousemove", x=0.5, y=0.5)
             assert inj.lost == 1 and inj.d is not None
         finally:
@@ -127,8 +134,12 @@ def test_typing_into_xterm_runs_a_command(tmp_path):
             env={"DISPLAY": x.display, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         )
         try:
-            time.sleep(1.5)  # xterm maps its window and starts the shell
-            inj = XTestInjector(x.display)
+            inj = injector(x.display)
+            deadline = time.monotonic() + 20  # xterm maps its window (keys before are lost)
+            while not [w for w in inj.root.query_tree().children if w.get_attributes().map_state]:
+                assert time.monotonic() < deadline, "xterm never mapped its window"
+                time.sleep(0.1)
+            time.sleep(0.3)
             send(inj, "s", kind="mousemove", x=0.3, y=0.3)  # no WM: focus follows the pointer
             for ch in f"echo hi-$((6*7)) > {out}":
                 code = f"Key{ch.upper()}" if ch.isalpha() and ch.islower() else ""
@@ -144,3 +155,23 @@ def test_typing_into_xterm_runs_a_command(tmp_path):
         finally:
             term.kill()
             term.wait(5)
+
+
+def test_a_display_that_stops_reading_is_refused_not_waited_for(tmp_path):
+    """A hung X server (SIGSTOP) neither freezes the caller (the service's event loop) nor
+    makes it buffer without end."""
+    import os
+    import signal
+
+    with game(tmp_path) as (x, _app):
+        inj = injector(x.display)
+        os.kill(x.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(InjectError, match="not reading"):
+                for _ in range(20_000):  # ~1 MB of motion: far more than a socket buffers
+                    send(inj, "s", kind="mousemove", x=0.5, y=0.5)
+            assert time.monotonic() - t0 < 10
+        finally:
+            os.kill(x.proc.pid, signal.SIGCONT)
+        inj.close()
