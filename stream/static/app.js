@@ -249,7 +249,7 @@ function render(s) {
     `glass-to-glass  ${f1(s.g2gMedian, " ms")} median  ${f1(s.g2gP95, " ms")} p95  (${s.g2gSamples})`,
     `jitter buffer   ${f1(s.jitterBufferMs, " ms")}   decode ${f1(s.decodeMs, " ms")}`,
     `dropped ${s.framesDropped ?? "–"}  freezes ${s.freezeCount ?? "–"}  lost ${s.packetsLost ?? "–"}  rtt ${f1(s.rttMs, " ms")}`,
-    `server: upload ${stage("upload")} gpu ${stage("gpu")} readback ${stage("readback")}`,
+    `server: ${st.capture !== undefined ? `capture ${stage("capture")} ` : ""}upload ${stage("upload")} gpu ${stage("gpu")} readback ${stage("readback")}`,
     `        pipeline ${stage("pipeline")} encode ${f1(enc, " ms")} send ${f1(fr && fr.server_ms, " ms")}`,
     `mode ${state.hello.mode || "?"}  source ${state.hello.source || "?"}  markers ${s.markersRead}/${s.markersRead + s.markersMissed}`,
     ...c2pLines(s),
@@ -303,7 +303,12 @@ const stage = $("stage");
 const player = new PlayerInput({
   stage,
   video,
-  send: (msg) => state.session && state.session.send(msg),
+  // not while another player controls (the server would refuse it): take control first
+  send: (msg) => {
+    const c = state.control;
+    if (c && (!c.allowed || (c.mode === "single" && c.controller === "other"))) return;
+    if (state.session) state.session.send(msg);
+  },
   onPress: (id, t) => state.c2p.press(id, t, video),
 });
 player.attach();
