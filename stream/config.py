@@ -139,15 +139,18 @@ class ServerConfig(Section):
 
 
 class SourceConfig(Section):
-    uri: str = "testsrc"  # "testsrc", "webrtc" (WHIP ingest), or a file / URL PyAV opens
+    # "testsrc", "webrtc" (WHIP ingest), "x11:DISPLAY" (screen capture: "x11::1"; "x11" takes
+    # $DISPLAY; player input is injected into that display), or a file / URL PyAV opens
+    uri: str = "testsrc"
     width: int = Field(640, ge=64, le=7680)  # testsrc size, and the "no source" slate size
     height: int = Field(360, ge=36, le=4320)
-    fps: float = Field(30.0, ge=1, le=240)  # testsrc rate; files play at their own rate
+    fps: float = Field(30.0, ge=1, le=240)  # testsrc and x11 capture rate; files keep theirs
     loop: bool = True  # loop files at EOF
     marker: bool = False  # stamp the frame-number marker on file / webrtc sources too
     # the largest frame a publisher may send (a bigger one ends that publisher's session)
     max_width: int = Field(3840, ge=64, le=16384)
     max_height: int = Field(2160, ge=36, le=16384)
+    on_change: bool = True  # x11: grab when the screen changes (at most fps, at least 5/s)
 
     @field_validator("uri")
     @classmethod
@@ -213,6 +216,14 @@ class AdaptConfig(Section):
     # after a step up that overloaded again, up to 240 s)
 
 
+class InputConfig(Section):
+    """Players' input (stream/input): who drives the game and how keys map (issue 14)."""
+
+    control: Literal["single", "shared"] = "single"  # one controlling player, or all at once
+    auto_take: bool = True  # nobody in control: the first player's input takes it
+    keymap: Literal["keysym", "evdev"] = "keysym"  # evdev: physical keys on non-US servers
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -220,6 +231,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
 
 
 # -- reading, validating and writing TOML ------------------------------------------------------
