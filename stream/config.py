@@ -216,6 +216,18 @@ class AdaptConfig(Section):
     # after a step up that overloaded again, up to 240 s)
 
 
+class BandwidthConfig(Section):
+    """Per-viewer links (stream/bitrate.py): RTCP-based estimates, the shared encoders'
+    bitrate policy and VP8 temporal layers."""
+
+    enabled: bool = True
+    layers: bool = True  # VP8 in 3 temporal layers; a slow viewer gets fewer of them
+    min_bitrate: int = Field(300_000, ge=50_000, le=100_000_000)  # the policy's floor
+    percentile: float = Field(75.0, ge=0, le=100)  # of viewers' estimates, with no player
+    hold_s: float = Field(2.0, gt=0, le=60)  # quiet link this long: try the next layer up
+    max_hold_s: float = Field(6.0, gt=0, le=300)  # the hold doubles after a failed step up
+
+
 class InputConfig(Section):
     """Players' input (stream/input): who drives the game and how keys map (issue 14)."""
 
@@ -231,6 +243,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    bandwidth: BandwidthConfig = Field(default_factory=BandwidthConfig)
     input: InputConfig = Field(default_factory=InputConfig)
 
 

@@ -27,12 +27,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from typing import Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.codeccontext import VideoCodecContext
 
 from .sources.base import FrameMeta
+from .temporal import LAYERS, Layer, TemporalPattern, layer_targets, ts_parameters
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,19 @@ def vp8_speed(width: int, height: int) -> str:
     return "12" if width * height >= 1280 * 720 else "8"
 
 
+class LayerFilter(Protocol):
+    """A viewer's link (webrtc/link.py): which temporal layers it takes, what it was sent."""
+
+    def forward(self, layer: Layer | None) -> bool: ...
+
+    def on_sent(self, size: int, now: float) -> None: ...
+
+
+def layer_of(packet: av.Packet) -> Layer | None:
+    layer = packet.opaque
+    return layer if isinstance(layer, Layer) else None
+
+
 class PacketTrack(MediaStreamTrack):
     """One viewer's video track: pre-encoded packets from a SharedEncoder."""
 
@@ -75,9 +90,11 @@ class PacketTrack(MediaStreamTrack):
         encoder: SharedEncoder,
         maxlen: int = 4,
         on_sent: Callable[[FrameMeta, av.Packet], None] | None = None,
+        link: LayerFilter | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.link = link
         self.maxlen = maxlen
         self.on_sent = on_sent
         self.queue: collections.deque = collections.deque()
@@ -101,6 +118,8 @@ class PacketTrack(MediaStreamTrack):
             self.dropped += 1
             self._ask_keyframe()
             return
+        if self.link is not None and not self.link.forward(layer_of(packet)):
+            return  # a temporal layer this viewer's link cannot take
         self.need_keyframe = False
         self.queue.append((packet, meta))
         self.event.set()
@@ -127,6 +146,8 @@ class PacketTrack(MediaStreamTrack):
             await self.event.wait()
         packet, meta = self.queue.popleft()
         self.sent += 1
+        if self.link is not None:
+            self.link.on_sent(packet.size, time.monotonic())
         if not self.queue:
             self.overflows = 0  # caught up
         if self.on_sent is not None and meta is not None:
@@ -157,6 +178,7 @@ class SharedEncoder:
         gpu: bool = False,
         name: str = "main",
         rtp_clock: str = "send",
+        layers: bool = False,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise ValueError(f"codec must be vp8 or h264, not {codec!r}")
@@ -187,6 +209,14 @@ class SharedEncoder:
         self.rtp_clock = rtp_clock
         self._clock0 = time.monotonic()
         self._last_stamp = -1
+        # VP8 temporal layers (stream/temporal.py): libvpx only; the layer of each packet
+        # goes in packet.opaque for the viewers' selectors
+        self.layered = layers and codec == "vp8"
+        self._pattern = TemporalPattern()
+        self._layer_bytes: collections.deque[tuple[float, int, int]] = collections.deque()
+        self.max_bitrate = bitrate
+        self.bitrate_changes = 0
+        self._bitrate_due: int | None = None  # set by the policy, applied on the encoder thread
 
     # -- subscribers -----------------------------------------------------------------------
 
@@ -207,6 +237,32 @@ class SharedEncoder:
             return
         due = self._last_key + KEYFRAME_MIN_GAP_S
         self._key_due = due if self._key_due is None else min(self._key_due, due)
+
+    def set_bitrate(self, bps: int) -> None:
+        """A new target (stream/bitrate.py). x264 and NVENC take it on the next frame
+        (FFmpeg reconfigures them); FFmpeg's libvpx wrapper reads the bitrate only when it
+        opens, so VP8 reopens at its next frame, which is then a keyframe: the policy
+        changes it seldom."""
+        bps = int(max(50_000, min(self.max_bitrate, bps)))
+        if bps != self.bitrate:
+            self._bitrate_due = bps
+
+    def layer_bps(self, window_s: float = 3.0) -> list[float]:
+        """Bits per second of the layers <= k over the last `window_s` (keyframes in TL0),
+        at most libvpx's targets for them: rate control overshoots and keyframes asked by
+        other viewers land in TL0, and a viewer on a link that takes the target should not
+        lose a layer for either."""
+        now = time.monotonic()
+        while self._layer_bytes and now - self._layer_bytes[0][0] > window_s:
+            self._layer_bytes.popleft()
+        if not self._layer_bytes:
+            return []
+        span = max(1.0, now - self._layer_bytes[0][0])
+        per = [0.0] * LAYERS
+        for _, tid, size in self._layer_bytes:
+            per[tid] += size * 8 / span
+        targets = layer_targets(self.bitrate)
+        return [min(sum(per[: k + 1]), targets[k]) for k in range(LAYERS)]
 
     # -- frames in -------------------------------------------------------------------------
 
@@ -275,6 +331,9 @@ class SharedEncoder:
                     self.keyframes += 1
                     self._last_key = time.monotonic()
                 self.bytes_out += p.size
+                if self.layered and (layer := layer_of(p)) is not None:
+                    tid = 0 if layer.key else layer.tid
+                    self._layer_bytes.append((time.monotonic(), tid, p.size))
                 for track in list(self.subscribers):
                     track.push(p, meta)
             if packets:
@@ -314,6 +373,8 @@ class SharedEncoder:
                 "maxrate": str(self.bitrate),
                 "error-resilient": "1",
             }
+            if self.layered:
+                ctx.options = {**ctx.options, "ts-parameters": ts_parameters(self.bitrate)}
             ctx.thread_count = _threads(width, height)
         elif name == "libx264":
             ctx.profile = "Baseline"
@@ -322,8 +383,8 @@ class SharedEncoder:
                 "tune": "zerolatency",
                 "level": "31",
                 "bf": "0",
-                "maxrate": str(self.bitrate),
-                "bufsize": str(self.bitrate // 2),
+                "maxrate": str(self.max_bitrate),
+                "bufsize": str(self.max_bitrate // 2),
                 "x264-params": "repeat-headers=1:scenecut=0",
             }
             ctx.thread_count = _threads(width, height)
@@ -343,6 +404,13 @@ class SharedEncoder:
         return ctx
 
     def _encode(self, frame: av.VideoFrame, force_key: bool) -> list[av.Packet]:
+        if self._bitrate_due is not None:
+            self.bitrate, self._bitrate_due = self._bitrate_due, None
+            self.bitrate_changes += 1
+            if self.ctx is not None and self.codec_name == "libvpx":
+                self.ctx = None  # reopened below at the new rate
+            elif self.ctx is not None:
+                self.ctx.bit_rate = self.bitrate
         if self.ctx is None or (self.ctx.width, self.ctx.height) != (frame.width, frame.height):
             self.ctx = self._open(frame.width, frame.height)
             force_key = True
@@ -352,11 +420,14 @@ class SharedEncoder:
         if frame.time_base != TIME_BASE and frame.pts is not None and frame.time_base:
             frame.pts = int(frame.pts * frame.time_base / TIME_BASE)
         frame.time_base = TIME_BASE
+        tid, sync = self._pattern.next(force_key) if self.layered else (0, False)
         packets = list(self.ctx.encode(frame))
         for p in packets:
             p.time_base = TIME_BASE
             if p.pts is None:
                 p.pts = frame.pts
+            if self.layered:
+                p.opaque = Layer(tid, sync, bool(p.is_keyframe))
         return packets
 
     # -- figures -----------------------------------------------------------------------------
@@ -386,6 +457,10 @@ class SharedEncoder:
             "bytes": self.bytes_out,
             "dropped": self.dropped,
             "rate_limited": self.rate_limited,
+            "bitrate": self.bitrate,
+            "bitrate_changes": self.bitrate_changes,
+            "layers": LAYERS if self.layered else 1,
+            "layer_kbps": [round(b / 1000, 1) for b in self.layer_bps()] if self.layered else None,
             "fps": round(self.fps, 2),
             "encode_ms_mean": round(sum(ms) / len(ms), 3) if ms else None,
             "encode_ms_p95": round(ms[int(0.95 * (len(ms) - 1))], 3) if ms else None,

@@ -25,6 +25,7 @@ import infer
 from . import webrtc
 from .adaptation import Adaptation
 from .auth import RIGHTS, Right
+from .bitrate import BitratePolicy
 from .config import Config
 from .encode import SharedEncoder
 from .input import (
@@ -114,7 +115,13 @@ class Service:
         self._pipes: dict[str, FramePipeline] = {}
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
-        self.sessions = Sessions(self, cfg.server, cfg.encoder)
+        self.sessions = Sessions(self, cfg.server, cfg.encoder, cfg.bandwidth)
+        self.bitrate = BitratePolicy(
+            cfg.bandwidth,
+            encoders=lambda: self.encoders,
+            viewers=lambda: [(s.id, t) for s in self.sessions.viewers for t in s.tracks],
+            controller=lambda: self.input.controller,
+        )
         if isinstance(self.source, WebRTCSource):
             self.source.on_reject = self._reject_publisher
         # -- player input (issue 14, stream/input): who may drive, where events go ---------
@@ -190,6 +197,7 @@ class Service:
                 gpu=gpu,
                 name=stream,
                 rtp_clock=e.rtp_clock,
+                layers=self.config.bandwidth.enabled and self.config.bandwidth.layers,
             )
             self.encoders[key] = enc
         return enc
@@ -199,6 +207,7 @@ class Service:
         self.pipeline(self.mode)  # find the device and compile early
         self._tasks.append(asyncio.ensure_future(self._run_source()))
         self._main_task = asyncio.ensure_future(self._run_pipeline("main", self._main_feed))
+        self.bitrate.start()
         if self.config.model.compare:
             self._tasks.append(
                 asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
@@ -452,6 +461,7 @@ class Service:
         return {
             **self.health(),
             "adapt": self.adapt.state(self.mode),
+            "bandwidth": self.bitrate.state(),
             "source": self.source.details(),
             "sessions_open": len(self.sessions.viewers),
             "process": self.resources(),
@@ -469,6 +479,7 @@ class Service:
         }
 
     async def stop(self) -> None:
+        await self.bitrate.stop()
         await self.sessions.close_all()
         tasks = [*self._tasks, *([self._main_task] if self._main_task else [])]
         for t in tasks:

@@ -439,10 +439,15 @@ def plot_result(result: dict | str | Path, out_dir: Path | None = None) -> list[
     if kind == "service-bench":
         return [plot_service_bench(result, out_dir / f"{stem}.service.png")]
     if kind == "soak":
-        return [
+        from .plots_links import has_links, plot_links
+
+        out = [
             plot_latency_hist(result, out_dir / f"{stem}.latency_hist.png"),
             plot_latency_time(result, out_dir / f"{stem}.latency_time.png"),
         ]
+        if has_links(result):
+            out.append(plot_links(result, out_dir / f"{stem}.links.png"))
+        return out
     if kind == "click-to-photon":
         from .plots_input import plot_click_to_photon
 

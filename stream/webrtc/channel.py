@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..auth import RIGHTS, Right, Role
+from ..encode import layer_of
 from ..input.events import InputError, parse_input
 from ..limits import TokenBucket
 
@@ -144,6 +145,7 @@ class ControlChannel:
                 "server_ms": round((now - meta.t_src) * 1000, 3),
                 "scale": meta.scale,
                 "mode": meta.mode,
+                "tl": None if (layer := layer_of(packet)) is None else layer.tid,
             }
         )
 

@@ -13,6 +13,7 @@ runs tests/stream/test_patches.py (a real peer's PLI must reach the encoder).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,8 +147,45 @@ DTLS = (
         _dtls_transport,
     ),
 )
+
+
+def _sender() -> Any:
+    from aiortc import RTCRtpSender
+
+    async def make() -> Any:  # a sender takes the running loop
+        return RTCRtpSender("video", _dtls_transport())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    return RTCRtpSender("video", _dtls_transport())
+
+
+SENDER_RTT = "_RTCRtpSender__rtt"
+SENDER_ENCODER = "_RTCRtpSender__encoder"
+RTCP = Patch(
+    "aiortc.rtcrtpsender",
+    "RTCRtpSender._handle_rtcp_packet",
+    "wrapped per sender: a viewer's receiver reports and REMB reach its link estimate "
+    "(link.py); aiortc keeps the RTT private and gives REMB only to its own encoder",
+)
+LINK = (
+    RTCP,
+    Patch("aiortc.rtcrtpsender", f"RTCRtpSender.{SENDER_RTT}", "a viewer's RTT", _sender),
+    Patch("aiortc.rtcrtpsender", "RTCRtpSender._ssrc", "whose reports are ours", _sender),
+    Patch(
+        "aiortc.rtcrtpsender",
+        f"RTCRtpSender.{SENDER_ENCODER}",
+        "set before the sender starts: the VP8 packetizer that writes temporal-layer fields "
+        "(layers.py); aiortc makes its own when it is None",
+        _sender,
+    ),
+)
+
+
 SERVICE_PATCHES = tuple(
-    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS))
+    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS, *LINK))
 )
 
 
@@ -167,6 +205,12 @@ def on_keyframe_request(sender: Any, callback: Callable[[], None]) -> None:
     """Route this sender's PLI/FIR to `callback` (see KEYFRAME)."""
     KEYFRAME.resolve()
     sender._send_keyframe = callback
+
+
+def use_packer(sender: Any, packer: Any) -> None:
+    """This sender packetizes with `packer` (see LINK: aiortc makes one when none is set)."""
+    require(sender, SENDER_ENCODER, "the VP8 temporal-layer packetizer")
+    setattr(sender, SENDER_ENCODER, packer)
 
 
 def set_consent(interval_s: float, failures: int) -> None:

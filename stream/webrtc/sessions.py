@@ -33,12 +33,14 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..auth import OPEN, Grant, Role
-from ..config import EncoderConfig, ServerConfig
-from ..encode import PacketTrack
+from ..config import BandwidthConfig, EncoderConfig, ServerConfig
+from ..encode import PacketTrack, SharedEncoder
 from . import consent, dtls, h264, patches
 from .channel import ControlChannel
 from .host import SessionHost, SessionKind
 from .ice import ice_servers
+from .layers import SelectorSettings, Vp8LayerPacker
+from .link import EstimateBounds, ViewerLink, observe
 from .signalling import MIME, SignallingError, offered_codecs, parse_offer
 from .trickle import apply_fragment, parse_fragment
 
@@ -103,10 +105,17 @@ class Sessions:
     """Every WHEP and WHIP session of one service; sessions reach the service only through
     its SessionHost side."""
 
-    def __init__(self, host: SessionHost, server: ServerConfig, encoder: EncoderConfig) -> None:
+    def __init__(
+        self,
+        host: SessionHost,
+        server: ServerConfig,
+        encoder: EncoderConfig,
+        bandwidth: BandwidthConfig | None = None,
+    ) -> None:
         self.host = host
         self.server = server
         self.encoders = encoder
+        self.bandwidth = bandwidth or BandwidthConfig(enabled=False)
         self.by_id: dict[str, Session] = {}
         self._joining = 0  # viewers between their POST's check and their session's entry
         self.viewer_dropped_closed = 0  # packets dropped by sessions already gone
@@ -214,11 +223,16 @@ class Sessions:
             for k, stream in enumerate(streams):
                 shared = self.host.encoder(stream, chosen)
                 on_sent = session.control.frame_sent if k == 0 else None
-                track = PacketTrack(shared, enc.viewer_queue, on_sent)
+                link = self._link(shared)
+                track = PacketTrack(shared, enc.viewer_queue, on_sent, link)
                 session.tracks.append(track)
                 tr = pc.addTransceiver(track, direction="sendonly")
                 tr.setCodecPreferences(prefs)
                 patches.on_keyframe_request(tr.sender, track.request_keyframe)
+                if link is not None:
+                    observe(tr.sender, link)
+                    if shared.layered:
+                        patches.use_packer(tr.sender, Vp8LayerPacker())
             self._wire(session)
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             answer = await pc.createAnswer()
@@ -240,6 +254,15 @@ class Sessions:
             len(self.viewers),
         )
         return session, pc.localDescription.sdp
+
+    def _link(self, shared: SharedEncoder) -> ViewerLink | None:
+        """A viewer's link estimate and layer selector (stream/bitrate.py steers them)."""
+        bw = self.bandwidth
+        if not bw.enabled:
+            return None
+        bounds = EstimateBounds(shared.bitrate, bw.min_bitrate, shared.max_bitrate)
+        settings = SelectorSettings(hold_s=bw.hold_s, max_hold_s=max(bw.hold_s, bw.max_hold_s))
+        return ViewerLink(bounds, shared.layered, settings)
 
     def _wire(self, session: Session) -> None:
         pc = session.pc

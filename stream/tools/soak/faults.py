@@ -7,6 +7,10 @@
 - lossy:     a viewer loses `loss` of its RTP packets for `loss_s` (NACK/PLI storm); like a
              browser, a viewer waits at most `viewer_max_wait_s` for a lost packet before it
              skips to the next frame and asks for a keyframe (jitter.py);
+- bandwidth: a viewer's receive path is capped (a token bucket with a 200 ms queue) for
+             `bandwidth_s`: on fewer VP8 temporal layers it must keep a moving picture while
+             the others keep the whole stream, and be back on every layer soon after (the
+             verdict's bandwidth_* checks);
 - malformed: a burst of hostile requests (bad SDP, wrong content type, oversize body,
              unknown session DELETE, ...): each must get a 4xx;
 - abuse:     what an attacker who reaches the port tries (the server must run with auth):
@@ -79,6 +83,26 @@ async def lossy(run: Soak) -> Fault | None:
     v.loss = opts.loss
     v.loss_until = time.time() + opts.loss_s
     return Fault("lossy", v.name, round(t0, 3), round(t0 + opts.loss_s, 3), {"loss": opts.loss})
+
+
+async def bandwidth(run: Soak) -> Fault | None:
+    opts = run.opts
+    v = run.target()
+    if v is None:
+        return None
+    t0 = run.now()
+    if opts.codec != "vp8":
+        return Fault("bandwidth", v.name, t0, t0, skipped="temporal layers are VP8's only")
+    layers = run.layer_kbps()
+    kbps = opts.bandwidth_kbps or (
+        (layers[1] + layers[2]) / 2 * 1.05 if layers and len(layers) == 3 else 0.0
+    )
+    if not kbps:
+        return Fault("bandwidth", v.name, t0, t0, skipped="no layer rates in /api/stats yet")
+    log.info("fault: viewer %s capped at %.0f kbit/s for %.1f s", v.name, kbps, opts.bandwidth_s)
+    v.shaper.cap(kbps, until=time.monotonic() + opts.bandwidth_s)
+    detail = {"kbps": round(kbps, 1), "layer_kbps": layers, "session": v.session}
+    return Fault("bandwidth", v.name, round(t0, 3), round(t0 + opts.bandwidth_s, 3), detail)
 
 
 async def publisher(run: Soak) -> Fault | None:
@@ -248,6 +272,7 @@ async def _slow_body(base: str, headers: dict[str, str], token: str) -> dict[str
 FAULTS: dict[str, FaultFn] = {
     "slow": slow,
     "lossy": lossy,
+    "bandwidth": bandwidth,
     "malformed": malformed,
     "abuse": abuse,
     "publisher": publisher,

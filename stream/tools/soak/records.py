@@ -105,6 +105,8 @@ class Poll:
     encoders: list[dict[str, Any]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    # per viewer session: its temporal layer and link figures (stream/bitrate.py)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def get(self, key: str) -> Any:
         return getattr(self, key)
@@ -127,7 +129,10 @@ ENCODER_KEYS = (
     "keyframes",
     "encode_ms_mean",
     "subscribers",
+    "bitrate",
+    "layer_kbps",
 )
+LINK_KEYS = ("layer", "target_layer", "estimate_kbps", "sent_kbps", "loss", "remb_kbps")
 
 
 def mb(v: float | None) -> float | None:
@@ -159,4 +164,8 @@ def poll_from(t: float, stats: dict[str, Any], metrics: dict[str, float], api_ms
         encoders=[{k: e.get(k) for k in ENCODER_KEYS} for e in stats.get("encoders") or []],
         source={k: (stats.get("source") or {}).get(k) for k in ("state", "frames", "skipped")},
         metrics=metrics,
+        links={
+            sid: {k: v.get(k) for k in LINK_KEYS}
+            for sid, v in ((stats.get("bandwidth") or {}).get("viewers") or {}).items()
+        },
     )

@@ -65,7 +65,8 @@ def _json_default(o: object) -> Any:
 
 def write_plots(report: dict[str, Any], report_path: Path, out_dir: Path) -> list[Path]:
     """Latency histogram and latency over time (stream.tools.plots) of the judged frames:
-    after warm-up, outside faults (a stalled viewer's backlog would flatten the rest)."""
+    after warm-up, outside faults (a stalled viewer's backlog would flatten the rest); each
+    viewer's temporal layer and rate over the whole run (plots_links.py)."""
     try:
         from .. import plots
     except ImportError as e:  # the plots extra (matplotlib) is not installed
@@ -82,4 +83,8 @@ def write_plots(report: dict[str, Any], report_path: Path, out_dir: Path) -> lis
         out.append(plots.plot_latency_time(judged, out_dir / f"{stem}.latency_time.png"))
     except ValueError as e:  # no latencies at all
         log.warning("no plots: %s", e)
+    from ..plots_links import has_links, plot_links
+
+    if has_links(report):  # every viewer's layer and rate, faults included
+        out.append(plot_links(report, out_dir / f"{stem}.links.png"))
     return [Path(p) for p in out]

@@ -237,6 +237,14 @@ class Soak:
 
     # -- faults ----------------------------------------------------------------------------
 
+    def layer_kbps(self) -> list[float]:
+        """The main VP8 encode's rates of layers <= k, from the newest poll that has them."""
+        for p in reversed(self.polls):
+            for e in p.encoders:
+                if e.get("stream") == "main" and e.get("codec") == "vp8" and e.get("layer_kbps"):
+                    return list(e["layer_kbps"])
+        return []
+
     def target(self) -> Viewer | None:
         """The present viewer that has gone longest without a fault (and has frames)."""
         now = self.now()

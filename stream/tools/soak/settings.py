@@ -14,8 +14,16 @@ from pydantic import Field, field_validator
 
 from ...config import Section, load_section
 
-Fault = Literal["leave", "slow", "lossy", "malformed", "abuse", "publisher"]
-FAULTS: tuple[Fault, ...] = ("leave", "slow", "lossy", "malformed", "abuse", "publisher")
+Fault = Literal["leave", "slow", "lossy", "bandwidth", "malformed", "abuse", "publisher"]
+FAULTS: tuple[Fault, ...] = (
+    "leave",
+    "slow",
+    "lossy",
+    "bandwidth",
+    "malformed",
+    "abuse",
+    "publisher",
+)
 
 
 class SoakSettings(Section):
@@ -36,6 +44,15 @@ class SoakSettings(Section):
     stall_s: float = Field(3.0, gt=0, le=600)  # "slow": the viewer's reader stalls this long
     loss: float = Field(0.2, gt=0, le=1)  # "lossy": share of RTP packets the viewer loses ...
     loss_s: float = Field(4.0, gt=0, le=600)  # ... for this long
+    # "bandwidth": a viewer's receive path capped (a token bucket with a 200 ms queue) for
+    # bandwidth_s at bandwidth_kbps (0: halfway between the VP8 encode's layers 0-1 and the
+    # whole stream, as /api/stats measures them); it must keep bandwidth_min_fps with no gap
+    # over bandwidth_max_gap_s, and be back on every layer bandwidth_recovery_s after
+    bandwidth_kbps: float = Field(0.0, ge=0)
+    bandwidth_s: float = Field(20.0, gt=0, le=3600)
+    bandwidth_min_fps: float = Field(7.0, ge=0)
+    bandwidth_max_gap_s: float = Field(1.0, gt=0)
+    bandwidth_recovery_s: float = Field(15.0, gt=0)
     # a viewer waits this long for a lost packet, then skips and asks for a keyframe (as a
     # browser does; aiortc's own buffer waits for 512 packets: seconds)
     viewer_max_wait_s: float = Field(0.5, gt=0, le=60)

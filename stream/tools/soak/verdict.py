@@ -51,9 +51,111 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
 
 
 def fault_windows(run: Soak, viewer: str) -> list[Window]:
-    """When `viewer` is excused: its own faults and everyone's, plus the grace time."""
-    g = run.opts.grace_s
-    return [(f.t0, f.t1 + g) for f in run.faults if f.windowed and f.viewer in (None, viewer)]
+    """When `viewer` is excused: its own faults and everyone's, plus the grace time (a
+    capped link: the time it has to get back on every layer; bandwidth_checks judges it)."""
+    g, r = run.opts.grace_s, run.opts.bandwidth_recovery_s
+    return [
+        (f.t0, f.t1 + (max(g, r) if f.kind == "bandwidth" else g))
+        for f in run.faults
+        if f.windowed and f.viewer in (None, viewer)
+    ]
+
+
+BANDWIDTH_SETTLE_S = 2.0  # a receiver report's time: the link's estimate has not fallen yet
+
+
+def _rate(rows: list[FrameRow], t0: float, t1: float) -> tuple[float | None, float | None]:
+    """Frames per second and the longest gap (edges included) of `rows` in [t0, t1]."""
+    if t1 - t0 < 1.0:
+        return None, None
+    ts = [r.t for r in rows if t0 <= r.t <= t1]
+    edges = [t0, *ts, t1]
+    return len(ts) / (t1 - t0), max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def bandwidth_checks(run: Soak, end: float) -> tuple[list[Check], list[dict[str, Any]]]:
+    """Each capped link: its viewer's frame rate and longest gap under the cap, the others'
+    frame rate meanwhile, and how long it took to be back on every layer (from the polls'
+    per-session layer)."""
+    opts = run.opts
+    rows: dict[str, list[FrameRow]] = {}
+    for r in run.frames:
+        rows.setdefault(r.viewer, []).append(r)
+    figures: list[dict[str, Any]] = []
+    for f in run.faults:
+        if f.kind != "bandwidth" or f.skipped or f.viewer is None:
+            continue
+        t0, t1 = f.t0 + BANDWIDTH_SETTLE_S, min(f.t1, end)
+        fps, gap = _rate(rows.get(f.viewer, []), t0, t1)
+        others = [
+            _rate(rows.get(v.name, []), f.t0, t1)[0]
+            for v in run.viewers
+            if v.name != f.viewer and v.name != "chromium"
+            and v.first_frame is not None and v.first_frame < f.t0 - 2
+            and (v.left is None or v.left > t1)
+        ]  # fmt: skip
+        session = f.detail.get("session", "")
+        back = next(
+            (
+                p.t - f.t1
+                for p in run.polls
+                if p.t >= f.t1 and (p.links.get(session) or {}).get("layer") == 2
+            ),
+            None,
+        )
+        figures.append(
+            {
+                "viewer": f.viewer,
+                "t0": f.t0,
+                "t1": f.t1,
+                "kbps": f.detail.get("kbps"),
+                "fps": None if fps is None else round(fps, 2),
+                "max_gap_s": None if gap is None else round(gap, 3),
+                "others_fps_min": min((o for o in others if o is not None), default=None),
+                "back_s": None if back is None else round(back, 3),
+                "ended_early": end < f.t1 + opts.bandwidth_recovery_s,
+            }
+        )
+    # a cap the run ended in, or whose recovery it did not cover, is reported, not judged
+    judged = [x for x in figures if not x["ended_early"]]
+    if not judged:
+        return [], figures
+    fps_values: list[float] = [x["fps"] for x in judged if x["fps"] is not None]
+    backs = [x["back_s"] for x in judged]
+    others_fps: list[float] = [
+        x["others_fps_min"] for x in judged if x["others_fps_min"] is not None
+    ]
+    out = [
+        check(
+            "bandwidth_capped_fps",
+            min(fps_values, default=None),
+            opts.bandwidth_min_fps,
+            at_least=True,
+            unit="fps",
+        ),
+        check(
+            "bandwidth_capped_gap",
+            max((x["max_gap_s"] for x in judged if x["max_gap_s"] is not None), default=None),
+            opts.bandwidth_max_gap_s,
+            unit="s",
+        ),
+        check(
+            "bandwidth_others_fps",
+            min(others_fps, default=None),
+            opts.min_fps,
+            at_least=True,
+            unit="fps",
+            need=False,
+        ),
+        check(
+            "bandwidth_recovery",
+            None if None in backs else max(backs),
+            opts.bandwidth_recovery_s,
+            unit="s",
+            why="the capped viewer was not back on every temporal layer in time",
+        ),
+    ]
+    return out, figures
 
 
 def latency_figures(judged: list[FrameRow]) -> dict[str, Any]:
@@ -332,6 +434,9 @@ def analyse(run: Soak, started: float) -> dict[str, Any]:
         "client_lag_over_0_25_s": sum(1 for lag in lags if lag > 0.25),
     }
     results = checks(run, summary)
+    more, links = bandwidth_checks(run, end)
+    results += more
+    summary["bandwidth"] = links
     passed = all(c.ok for c in results)
     return {
         "kind": "soak",

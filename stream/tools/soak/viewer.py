@@ -5,7 +5,7 @@ number up in the data channel's per-frame messages (``{"type": "frame", "n", "t_
 "t_sent"}``, stream/webrtc/channel.py); remote clocks are aligned by ping/pong (lowest round
 trip wins). It replaces two parts of aiortc's receive path, each checked when it joins: the
 video jitter buffer (jitter.py: give up on a lost packet as a browser does) and the SRTP
-receive hook (the "lossy" fault drops packets there).
+receive hook (the "lossy" fault drops packets there, the "bandwidth" fault caps it).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ...sources.frames import plane_rows
 from ...webrtc.patches import require
 from .jitter import BoundedWaitJitterBuffer
 from .records import FrameRow
+from .shaper import LinkShaper, shaped
 
 if TYPE_CHECKING:
     from .runner import Soak
@@ -87,6 +88,7 @@ class Viewer:
         self.loss_until = 0.0
         self.lost_packets = 0
         self.jitter: BoundedWaitJitterBuffer | None = None
+        self.shaper = LinkShaper()
         self.error = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random(hash(name) & 0xFFFF)
@@ -129,6 +131,11 @@ class Viewer:
         track = await asyncio.wait_for(got, JOIN_TIMEOUT_S)
         self._tasks.append(asyncio.ensure_future(self._reader(track)))
 
+    @property
+    def session(self) -> str:
+        """The server's id of this viewer's session (the last part of its WHEP location)."""
+        return self.location.rsplit("/", 1)[-1]
+
     def _receiver(self) -> Any:
         assert self.pc is not None
         return self.pc.getTransceivers()[0].receiver
@@ -141,7 +148,8 @@ class Viewer:
         setattr(receiver, JITTER_ATTR, self.jitter)
 
     def _install_loss(self) -> None:
-        """Wrap this viewer's SRTP receive path so the "lossy" fault can drop RTP packets."""
+        """Wrap this viewer's SRTP receive path so the "lossy" fault can drop RTP packets and
+        the "bandwidth" fault can cap it."""
         dtls = self._receiver().transport
         inner = require(dtls, "_handle_rtp_data", "the soak's lossy fault")
 
@@ -151,7 +159,8 @@ class Viewer:
                 return
             await inner(data, arrival_time_ms)
 
-        dtls._handle_rtp_data = lossy
+        # the "bandwidth" fault's link in front (shaper.py)
+        dtls._handle_rtp_data = shaped(lossy, self.shaper, time.monotonic)
 
     async def _pinger(self) -> None:
         """Clock offset to the server (needed when it runs on another machine)."""
@@ -324,6 +333,7 @@ class Viewer:
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "session": self.session,
             "joined": round(self.joined, 3),
             "first_frame": None if self.first_frame is None else round(self.first_frame, 3),
             "left": None if self.left is None else round(self.left, 3),
