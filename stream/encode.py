@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from typing import Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -54,6 +55,13 @@ def _threads(width: int, height: int) -> int:
     if pixels < 1280 * 720:
         return 1
     return min(cpus, 2 if pixels < 1920 * 1080 else 4)
+
+
+class PacketSubscriber(Protocol):
+    """What a SharedEncoder feeds: a viewer's PacketTrack, or a push sink (stream/sinks/).
+    push() runs on the event loop and must return at once (queue or drop, never wait)."""
+
+    def push(self, packet: av.Packet, meta: FrameMeta | None) -> None: ...
 
 
 class PacketTrack(MediaStreamTrack):
@@ -159,7 +167,7 @@ class SharedEncoder:
         self.use_hw = codec == "h264" and hardware == "auto" and gpu and hardware_h264_available()
         self.ctx: VideoCodecContext | None = None
         self.codec_name = ""
-        self.subscribers: set[PacketTrack] = set()
+        self.subscribers: set[PacketSubscriber] = set()  # viewers' tracks and push sinks
         self.frames_encoded = 0
         self.keyframes = 0
         self.bytes_out = 0
@@ -181,11 +189,11 @@ class SharedEncoder:
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def subscribe(self, track: PacketTrack) -> None:
+    def subscribe(self, track: PacketSubscriber) -> None:
         self.subscribers.add(track)
         self.request_keyframe(urgent=True)
 
-    def unsubscribe(self, track: PacketTrack) -> None:
+    def unsubscribe(self, track: PacketSubscriber) -> None:
         self.subscribers.discard(track)
 
     def request_keyframe(self, urgent: bool = False) -> None:

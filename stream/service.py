@@ -29,6 +29,7 @@ from .config import Config
 from .encode import SharedEncoder
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
+from .sinks import PushSinks
 from .sources import Source, SourceState, WebRTCSource, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
 
@@ -118,6 +119,9 @@ class Service:
         self._last_dropped: dict[str, int] = {}
         self._rate_checked: set[str] = set()
         self.device = ""
+        # push sinks (stream/sinks/): checked now (a bad token file stops the start), run
+        # from start() on the main stream's shared encoders
+        self.push = PushSinks(cfg.push, cfg.server)
 
     # -- pipelines ---------------------------------------------------------------------------
 
@@ -175,6 +179,7 @@ class Service:
             self._tasks.append(
                 asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
             )
+        self.push.start(lambda codec: self.encoder("main", codec), self.source.audio)
         log.info(
             "serving %s through %s (%s) on %s",
             self.source.kind,
@@ -361,6 +366,7 @@ class Service:
             "viewer_dropped": self.sessions.viewer_dropped(),
             "source_state": str(self.source.state),
             "process": self.resources(),
+            "push": self.push.stats(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -420,9 +426,11 @@ class Service:
             "sessions": [s.info() for s in self.sessions.by_id.values()],
             "viewer_dropped": self.sessions.viewer_dropped(),
             "input_events": self.input_events,
+            "push": self.push.stats(),
         }
 
     async def stop(self) -> None:
+        await self.push.stop()
         await self.sessions.close_all()
         tasks = [*self._tasks, *([self._main_task] if self._main_task else [])]
         for t in tasks:
