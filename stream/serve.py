@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help="also push the processed stream to rtmp://host/app/key, srt://host:port, "
         "rtp://host:port (an SDP file is written) or whip+http(s)://host/path; repeatable; "
-        "replaces [push] urls (README \"Audiences beyond one machine\")",
+        'replaces [push] urls (README "Audiences beyond one machine")',
     )
     ap.add_argument(
         "--push-token-file",

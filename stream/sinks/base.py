@@ -97,7 +97,9 @@ class SinkFigures:
             wait = f"; retrying in {retry_in:.1f} s" if retry_in is not None else ""
             log.warning("%s: %s -> retrying: %s%s", where, self.state, error or "closed", wait)
         elif state is SinkState.LIVE:
-            log.info("%s: live (%s%s)", where, self.codec, f", audio {self.audio}" * bool(self.audio))
+            log.info(
+                "%s: live (%s%s)", where, self.codec, f", audio {self.audio}" * bool(self.audio)
+            )
         else:
             log.info("%s: %s -> %s%s", where, self.state, state, f": {error}" * bool(error))
         if state is SinkState.CONNECTING and self.state is SinkState.RETRYING:

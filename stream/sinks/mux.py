@@ -164,6 +164,8 @@ class MuxSink:
             caller: SrtCaller | None = None
             try:
                 caller = self._connect()
+                if self.audio is not None and self.target.kind is not SinkKind.RTP:
+                    self.audio.subscribe(self._audio_in)  # from now: see queue.py
                 self.queue.open()
                 self._on_loop(self._attach)
                 self._pump(caller)
@@ -239,12 +241,12 @@ class MuxSink:
             return
         stream.time_base = TIME_BASE
         f.audio = self.audio.codec
-        self.audio.subscribe(self._audio_in)
 
     def _pump(self, caller: SrtCaller | None) -> None:
         f = self.figures
         out: Any = None
-        video = audio = None
+        video: Any = None
+        audio: Any = None
         ts0 = 0
         last = {False: -1, True: -1}  # per stream: strictly increasing (FLV counts in ms)
         while not self._stop.is_set():
@@ -273,7 +275,9 @@ class MuxSink:
 
     def _write_sdp(self) -> None:
         parts = urlsplit(self.target.resolved())
-        text = sdp.describe(parts.hostname or "", parts.port or 0, self.figures.codec, ssrc=self.ssrc)
+        text = sdp.describe(
+            parts.hostname or "", parts.port or 0, self.figures.codec, ssrc=self.ssrc
+        )
         folder = Path(self.settings.sdp_dir) if self.settings.sdp_dir else default_sdp_dir()
         path = sdp.write(folder, self.target.index, text)
         self.figures.detail["sdp"] = str(path)

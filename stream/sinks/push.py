@@ -51,7 +51,9 @@ class PushSinks:
         for t in self.targets:
             missing = t.unresolved_vars()
             if missing:
-                log.warning("push %d (%s): $%s not set in the environment", t.index, t.shown, missing[0])
+                log.warning(
+                    "push %d (%s): $%s not set in the environment", t.index, t.shown, missing[0]
+                )
 
     def codec_of(self, target: Target) -> str:
         return FIXED_CODEC.get(target.kind, self.settings.codec)
@@ -61,13 +63,19 @@ class PushSinks:
             codec = self.codec_of(t)
             sink: Sink
             if t.kind is SinkKind.WHIP:
-                sink = WhipSink(t, codec, encoder_for(codec), self.settings, self.server, self.token)
+                sink = WhipSink(
+                    t, codec, encoder_for(codec), self.settings, self.server, self.token
+                )
             else:
                 sink = MuxSink(t, codec, encoder_for(codec), self.settings, audio)
             sink.start()
             self.sinks.append(sink)
         if self.sinks:
-            log.info("pushing to %d sink(s): %s", len(self.sinks), ", ".join(t.shown for t in self.targets))
+            log.info(
+                "pushing to %d sink(s): %s",
+                len(self.sinks),
+                ", ".join(t.shown for t in self.targets),
+            )
 
     async def stop(self) -> None:
         for sink in self.sinks:

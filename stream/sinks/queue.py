@@ -3,7 +3,13 @@ thread (the muxer's writes).
 
 The encoder calls push() on the event loop and must never wait: a full queue is emptied and
 the sink resumes at the next keyframe (which it asks for), as a slow viewer's PacketTrack
-does. The packets are copied out of the shared av.Packet here (its bytes, a few kB), so the
+does. Audio (a file source's, passed through) is demuxed ahead of the video by up to the file's
+interleaving (about a second in an MP4 whose chunks hold a second each), and the video
+reaches the sink later still, by the pipeline's latency: while the queue waits for its
+first keyframe it holds the latest audio, and hands on what is not older than that keyframe,
+so a sink's audio starts with its picture instead of a second later.
+
+The packets are copied out of the shared av.Packet here (its bytes, a few kB), so the
 sink's thread never touches an object aiortc is packetizing for the viewers.
 """
 
@@ -36,6 +42,7 @@ class ChunkQueue:
         self.dropped = 0  # video chunks lost (overflow, or before a keyframe)
         self.overflows = 0
         self._items: collections.deque[Chunk] = collections.deque()
+        self._early_audio: collections.deque[Chunk] = collections.deque(maxlen=maxlen)
         self._cond = threading.Condition()
         self._closed = False
 
@@ -49,11 +56,17 @@ class ChunkQueue:
                 self._items.clear()
                 self.need_keyframe = True
                 self.overflows += 1
-            if self.need_keyframe and not (chunk.key and not chunk.audio):
-                self.dropped += not chunk.audio  # audio waits for the picture unnoticed
+            if self.need_keyframe and chunk.audio:
+                self._early_audio.append(chunk)  # kept for the keyframe to come
                 return False
-            self.need_keyframe = False
+            if self.need_keyframe and not chunk.key:
+                self.dropped += 1
+                return False
             self._items.append(chunk)
+            if self.need_keyframe:
+                self.need_keyframe = False
+                self._items.extend(a for a in self._early_audio if a.ts >= chunk.ts)
+                self._early_audio.clear()
             self._cond.notify()
             return True
 
@@ -67,6 +80,7 @@ class ChunkQueue:
         """Forget what is queued (a connection was lost): the next one starts at a keyframe."""
         with self._cond:
             self._items.clear()
+            self._early_audio.clear()
             self.need_keyframe = True
 
     def close(self) -> None:

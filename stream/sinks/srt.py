@@ -84,18 +84,20 @@ def _last_error(lib: Any) -> str:
 def sockaddr(host: str, port: int) -> bytes:
     """struct sockaddr_in / sockaddr_in6 (Linux layout) for the first address of host."""
     family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    ip = str(addr[0])
     if family == socket.AF_INET:
         return (
             struct.pack("=H", socket.AF_INET)
             + struct.pack("!H", port)
-            + socket.inet_pton(socket.AF_INET, addr[0])
+            + socket.inet_pton(socket.AF_INET, ip)
             + bytes(8)
         )
+    scope = int(addr[3]) if len(addr) > 3 else 0
     return (
         struct.pack("=H", socket.AF_INET6)
         + struct.pack("!HI", port, 0)
-        + socket.inet_pton(socket.AF_INET6, addr[0])
-        + struct.pack("=I", addr[3])
+        + socket.inet_pton(socket.AF_INET6, ip)
+        + struct.pack("=I", scope)
     )
 
 

@@ -4,9 +4,9 @@ is shown without its secrets.
 A platform's RTMP URL holds its stream key in the path (`rtmp://live.twitch.tv/app/KEY`), an
 SRT URL its passphrase in the query, a WHIP endpoint may hold a key in its path (Cloudflare's
 `https://…/<key>/webRTC/publish`): `redact` keeps the scheme, host, port and a short first
-path segment that reads as a name (RTMP's application, `live2`; elsewhere letters only, like
-`whip`), never the user, the query or the rest of the path. Logs, /api/stats and error messages only ever show that form; metric
-labels show only the sink's index and kind.
+path segment that is a name, not a key (RTMP's application, `live2`; elsewhere only a common
+word like `whip`), never the user, the query or the rest of the path. Logs, /api/stats and
+error messages only ever show that form; metric labels show only the sink's index and kind.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ SCHEMES = {
 # the codec each container carries (rtp and whip carry the [push] codec)
 FIXED_CODEC = {SinkKind.RTMP: "h264", SinkKind.SRT: "h264"}
 _APP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,12}$")  # rtmp://host/<app>/<key>
-_WORD = re.compile(r"^[A-Za-z_-]{1,12}$")  # whip+https://host/whip; a key has digits
+# elsewhere the first segment is shown only when it is one of these (whip+https://host/whip)
+_WORDS = frozenset({"whip", "live", "app", "ingest", "publish", "rtc", "webrtc", "stream", "api"})
 
 
 class TargetError(ValueError):
@@ -80,8 +81,9 @@ def redact(url: str) -> str:
     segments = [s for s in parts.path.split("/") if s]
     path = ""
     if segments:
-        safe = _APP_NAME if parts.scheme.lower().startswith("rtmp") else _WORD
-        first = segments[0] if safe.match(segments[0]) else "***"
+        rtmp = parts.scheme.lower().startswith("rtmp")
+        safe = _APP_NAME.match(segments[0]) if rtmp else segments[0].lower() in _WORDS
+        first = segments[0] if safe else "***"
         path = "/" + first + ("/***" if len(segments) > 1 else "")
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, path, query, ""))
@@ -99,9 +101,7 @@ def parse(url: str, index: int = 0) -> Target:
     kind = SCHEMES.get(scheme)
     shown = redact(url)
     if kind is None:
-        raise TargetError(
-            f"{shown}: unknown scheme {scheme[:16]!r} (known: {', '.join(SCHEMES)})"
-        )
+        raise TargetError(f"{shown}: unknown scheme {scheme[:16]!r} (known: {', '.join(SCHEMES)})")
     parts = urlsplit(url)
     if not parts.hostname:
         raise TargetError(f"{shown}: no host")

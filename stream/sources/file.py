@@ -148,7 +148,7 @@ class FileSource(Source):
         time the video of that instant is (or was) shown, as the pacing above decides."""
         if self.audio is not None:
             for packet in held:
-                t = float(packet.pts * packet.time_base) + offset
+                t = float((packet.pts or 0) * packet.time_base) + offset
                 self.audio.publish(bytes(packet), int((t - self._t0) * 90000))
         held.clear()
 
