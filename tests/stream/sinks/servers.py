@@ -257,6 +257,7 @@ framesmith: {{
             port = {rtp_port}
             pt = 96
             codec = "{codec}"
+            bufferkf = true
             {fmtp}
         }}
     )
