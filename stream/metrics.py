@@ -53,7 +53,7 @@ class _Live(Collector):
         )
         subs = GaugeMetricFamily(
             "framesmith_encoder_subscribers",
-            "Viewers fed by an encoder",
+            "Viewers and push sinks fed by an encoder",
             labels=["stream", "codec"],
         )
         for e in live.get("encoders", []):

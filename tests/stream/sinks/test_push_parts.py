@@ -155,3 +155,17 @@ def test_sdp_describes_the_rtp_push():
     assert "m=video 5004 RTP/AVP 96" in text and "a=rtpmap:96 H264/90000" in text
     assert "packetization-mode=1" in text and "a=ssrc:1234" in text
     assert "c=IN IP6 ::1" in sdp_of("::1", 5004, "vp8") and "VP8/90000" in sdp_of("::1", 1, "vp8")
+
+
+def test_serve_push_flags_reach_the_config_and_a_bad_one_stops_the_start(capsys, tmp_path):
+    from stream import serve
+
+    token = tmp_path / "t"
+    token.write_text("tok")
+    rc = serve.main(["--push", "rtmp://h/live/SECRETKEY", "--push", "srt://h",
+                     "--push-token-file", str(token)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 2 and "push.urls: [1] srt://h: srt:// needs a port" in out
+    assert "SECRET" not in out
+    rc = serve.main(["--push", "whip+http://127.0.0.1:9/whip", "--push-token-file", "/nope"])
+    assert rc == 2 and "push.whip_token_file: cannot read /nope" in capsys.readouterr().out
