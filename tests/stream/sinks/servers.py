@@ -195,9 +195,10 @@ class SrtListener:
     proc: subprocess.Popen | None = None
 
     @classmethod
-    def start(cls, tmp_path: Path, options: str = "") -> SrtListener:
+    def start(cls, tmp_path: Path, options: str = "", port: int = 0) -> SrtListener:
         binary = need("srt-live-transmit")
-        port = free_port(socket.SOCK_DGRAM)
+        port = port or free_port(socket.SOCK_DGRAM)
+        tmp_path.mkdir(parents=True, exist_ok=True)
         out = tmp_path / "srt.ts"
         url = f"srt://127.0.0.1:{port}?mode=listener{options}"
         proc = subprocess.Popen(

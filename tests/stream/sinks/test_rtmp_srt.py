@@ -105,3 +105,37 @@ async def test_a_file_source_audio_is_passed_through_unchanged(tmp_path):
     print("first and last timestamps of audio and video in the SRT recording:", spans)
     assert abs(spans["audio"][0] - spans["video"][0]) < 0.15, spans
     assert abs(spans["audio"][1] - spans["video"][1]) < 0.3, spans
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_srt_listener_is_noticed_and_the_push_reconnects(tmp_path):
+    first = SrtListener.start(tmp_path / "a", "")
+    cfg = small_config(
+        **{"push.urls": [f"srt://127.0.0.1:{first.port}"], "push.backoff_max_s": 1.0}
+    )
+    srv = await start_server(cfg)
+    second = None
+    try:
+        await wait_live(srv.service, 1)
+        first.proc.kill()  # no goodbye: SRT notices by its peer idle timeout (5 s)
+        first.proc.wait()
+        for _ in range(100):
+            if srv.service.push.stats()[0]["state"] != "live":
+                break
+            await asyncio.sleep(0.1)
+        lost = srv.service.push.stats()[0]
+        second = SrtListener.start(tmp_path / "b", "", port=first.port)
+        await asyncio.sleep(1)
+        await wait_live(srv.service, 1)
+        await asyncio.sleep(3)
+        back = srv.service.push.stats()[0]
+    finally:
+        await srv.close()
+        for listener in (first, second):
+            if listener is not None:
+                listener.stop()
+    assert lost["state"] != "live" and "SrtError" in lost["error"], lost
+    assert back["state"] == "live" and back["reconnects"] >= 1, back
+    assert second is not None
+    got = read_back(str(second.out), 1000, 10)
+    assert len(got.sizes) >= 20 and set(got.sizes) == {OUT}
