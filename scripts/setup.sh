@@ -34,6 +34,16 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0')" 2>/
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
     python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0)
 fi
+# remote play (issue 14): the x11 source and its tests need an X server and X clients: Xvfb,
+# libX11/libXext (XShm capture through ctypes), xterm, xdotool and xrandr (tests), Xtigervnc
+# (a virtual X server that can change size: the resize test)
+for x in Xvfb:xvfb xterm:xterm xdotool:xdotool xdpyinfo:x11-utils xrandr:x11-xserver-utils \
+  xclock:x11-apps Xtigervnc:tigervnc-standalone-server; do
+  if ! command -v "${x%%:*}" >/dev/null 2>&1; then need_apt+=("${x#*:}"); fi
+done
+if ! ldconfig -p 2>/dev/null | grep -q "libXext.so.6"; then
+  need_apt+=(libx11-6 libxext6)
+fi
 # push sinks (stream/sinks/, issue 18): libsrt for srt:// pushes; the servers the push tests
 # talk to (nginx + RTMP module, srt-live-transmit, Janus), started by the tests themselves
 push_servers=()

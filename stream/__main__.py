@@ -1,4 +1,4 @@
-"""`python -m stream serve|process|bench|bench-pipeline|devices|soak|plot`."""
+"""`python -m stream serve|process|bench|bench-pipeline|devices|soak|plot|agent`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         "devices": "stream.tools.devices:main",
         "soak": "stream.tools.soak.cli:main",
         "plot": "stream.tools.plots:main",
+        "agent": "stream.input.agent:main",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m stream {{{','.join(commands)}}} [options]   (-h for help)")

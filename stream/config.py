@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Mode = Literal["model", "bilinear", "bicubic", "bypass"]
+Mode = Literal["model", "bilinear", "bicubic", "planar", "bypass"]
 Precision = Literal["fp32", "fp16"]
 Codec = Literal["vp8", "h264"]
 CODECS: tuple[Codec, ...] = ("vp8", "h264")
@@ -139,15 +139,18 @@ class ServerConfig(Section):
 
 
 class SourceConfig(Section):
-    uri: str = "testsrc"  # "testsrc", "webrtc" (WHIP ingest), or a file / URL PyAV opens
+    # "testsrc", "webrtc" (WHIP ingest), "x11:DISPLAY" (screen capture: "x11::1"; "x11" takes
+    # $DISPLAY; player input is injected into that display), or a file / URL PyAV opens
+    uri: str = "testsrc"
     width: int = Field(640, ge=64, le=7680)  # testsrc size, and the "no source" slate size
     height: int = Field(360, ge=36, le=4320)
-    fps: float = Field(30.0, ge=1, le=240)  # testsrc rate; files play at their own rate
+    fps: float = Field(30.0, ge=1, le=240)  # testsrc and x11 capture rate; files keep theirs
     loop: bool = True  # loop files at EOF
     marker: bool = False  # stamp the frame-number marker on file / webrtc sources too
     # the largest frame a publisher may send (a bigger one ends that publisher's session)
     max_width: int = Field(3840, ge=64, le=16384)
     max_height: int = Field(2160, ge=36, le=16384)
+    on_change: bool = True  # x11: grab when the screen changes (at most fps, at least 5/s)
 
     @field_validator("uri")
     @classmethod
@@ -206,9 +209,19 @@ class AdaptConfig(Section):
     enabled: bool = True
     floor: float = Field(0.25, ge=0.05, le=1.0)  # lowest input scale before falling back
     headroom: float = Field(0.1, ge=0.0, lt=0.9)  # of the frame budget, kept free
-    fallback: Literal["bilinear", "bicubic"] = "bilinear"  # when even the floor is too slow
+    # when even the floor is too slow: planar (bilinear on the Y'CbCr planes, no RGB: the
+    # cheapest), bilinear or bicubic (through RGB, like the model)
+    fallback: Literal["planar", "bilinear", "bicubic"] = "planar"
     ramp_up_s: float = Field(10.0, gt=0)  # low load this long before stepping up (doubles
     # after a step up that overloaded again, up to 240 s)
+
+
+class InputConfig(Section):
+    """Players' input (stream/input): who drives the game and how keys map (issue 14)."""
+
+    control: Literal["single", "shared"] = "single"  # one controlling player, or all at once
+    auto_take: bool = True  # nobody in control: the first player's input takes it
+    keymap: Literal["keysym", "evdev"] = "keysym"  # evdev: physical keys on non-US servers
 
 
 # -- push sinks (issue 18: stream/sinks/) ---------------------------------------------------
@@ -253,6 +266,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
     push: PushConfig = Field(default_factory=PushConfig)
 
 

@@ -172,6 +172,16 @@ async def api_mode(request: web.Request) -> web.Response:
     return web.json_response(svc.describe())
 
 
+async def api_input(request: web.Request) -> web.StreamResponse:
+    """GET /api/input (WebSocket): the players' input events, for the agent of a remote game
+    host (stream/input/remote.py, `python -m stream agent`). The publisher role (checked by
+    the guard before the upgrade: the agent sends its token as a Bearer header)."""
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        raise SignallingError(426, "GET /api/input is a WebSocket (Upgrade: websocket)")
+    return await request.app[SERVICE].agents.serve(request)
+
+
 def _page(name: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(
@@ -200,6 +210,7 @@ ROUTES = [
     Route("DELETE", "/whip/{id}", _delete(SessionKind.WHIP), Right.SESSION),
     Route("PATCH", "/whip/{id}", _patch(SessionKind.WHIP), Right.SESSION),
     Route("GET", "/api/ice", api_ice, Right.SESSION),
+    Route("GET", "/api/input", api_input, Right.PUBLISH),
     Route("GET", "/api/stats", api_stats, Right.ADMIN),
     Route("POST", "/api/mode", api_mode, Right.ADMIN),
     Route("GET", "/metrics", metrics, Right.ADMIN),

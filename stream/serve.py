@@ -45,15 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m stream serve", description="Serve a processed live stream over WebRTC."
     )
     ap.add_argument("--model", help="ONNX file or bundled model name (default upscale.onnx)")
-    ap.add_argument("--source", help="testsrc (default), webrtc (WHIP ingest), or file/URL")
+    ap.add_argument(
+        "--source",
+        help="testsrc (default), webrtc (WHIP ingest), x11:DISPLAY (capture an X display and "
+        "inject the players' input: x11::1; x11 = $DISPLAY), or file/URL",
+    )
     ap.add_argument("--host", help="listen address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, help="listen port (default 8080)")
     ap.add_argument("--config", help="TOML config (see configs/serve.toml)")
-    ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "bypass"])
+    ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "planar", "bypass"])
     ap.add_argument("--precision", choices=["fp32", "fp16"], help="tensor storage on the GPU")
     ap.add_argument("--width", type=int, help="test scene width (default 640)")
     ap.add_argument("--height", type=int, help="test scene height (default 360)")
-    ap.add_argument("--fps", type=float, help="test scene frame rate (default 30)")
+    ap.add_argument("--fps", type=float, help="test scene / x11 capture rate (default 30)")
     ap.add_argument(
         "--adapter",
         type=int,

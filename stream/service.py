@@ -15,8 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -25,17 +24,27 @@ import infer
 
 from . import webrtc
 from .adaptation import Adaptation
+from .auth import RIGHTS, Right
 from .config import Config
 from .encode import SharedEncoder
+from .input import (
+    AgentHub,
+    CallbackSink,
+    ClickToPhoton,
+    InputControl,
+    InputEvent,
+    InputOutcome,
+)
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
 from .sinks import PushSinks
-from .sources import Source, SourceState, WebRTCSource, open_source
+from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from .input.xtest import XTestInjector
 
-InputHook = Callable[[dict[str, Any], str], None]  # (event, session id)
+log = logging.getLogger(__name__)
 
 
 class Feed:
@@ -95,8 +104,9 @@ class Service:
             loop=cfg.source.loop,
             marker=cfg.source.marker,
             max_size=(cfg.source.max_width, cfg.source.max_height),
+            on_change=cfg.source.on_change,
         )
-        self.modes = [*self.models, "bilinear", "bicubic", "bypass"]
+        self.modes = [*self.models, "bilinear", "bicubic", "planar", "bypass"]
         mode = cfg.model.mode
         if mode == "model" and model is None:
             mode = "bilinear"
@@ -106,9 +116,27 @@ class Service:
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
         self.sessions = Sessions(self, cfg.server, cfg.encoder)
-        self.input_hooks: list[InputHook] = [self._log_input, self.source.on_input]
         if isinstance(self.source, WebRTCSource):
             self.source.on_reject = self._reject_publisher
+        # -- player input (issue 14, stream/input): who may drive, where events go ---------
+        self.input = InputControl(
+            mode=cfg.input.control,
+            auto_take=cfg.input.auto_take,
+            may_control=lambda session: self.can_control(session),  # the auth hook, late-bound
+            notify=self._notify_session,
+        )
+        self.agents = AgentHub(cfg.input.control)  # GET /api/input: remote game hosts
+        self.injector: XTestInjector | None = None
+        if isinstance(self.source, X11Source):
+            from .input.xtest import XTestInjector  # python-xlib, only for X displays
+
+            self.injector = XTestInjector(self.source.display, keymap=cfg.input.keymap)
+        self.input.sinks += [
+            CallbackSink(self.source.on_input),  # the test scene's cursor
+            self.agents,
+            *([self.injector] if self.injector is not None else []),
+        ]
+        self.click_to_photon = ClickToPhoton()
         self.input_events = 0
         self.reports: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -302,27 +330,39 @@ class Service:
 
     # -- the sessions' host (stream.webrtc.SessionHost) -------------------------------------
 
-    def on_input(self, event: dict[str, Any], session: str) -> None:
-        """A validated input event from a session allowed to play (webrtc/channel.py)."""
-        self.input_events += 1
-        for hook in self.input_hooks:
-            try:
-                hook(event, session)
-            except Exception:
-                log.exception("input hook %r failed", hook)
+    def can_control(self, session: str) -> bool:
+        """May this session drive the game: a viewer whose token has the player (or admin)
+        role (an open server's viewers all do; publishers never)."""
+        s = self.sessions.by_id.get(session)
+        return s is not None and s.kind is SessionKind.WHEP and Right.PLAY in RIGHTS[s.role]
 
-    def _log_input(self, event: dict[str, Any], session: str) -> None:
-        if event.get("kind") not in ("mousemove", "wheel"):
-            log.info("input from %s: %s", session[:8], {k: event[k] for k in list(event)[:6]})
+    def on_input(self, event: InputEvent, session: str = "") -> InputOutcome:
+        self.input_events += 1
+        if event.kind != "mousemove":
+            log.debug("input from %s: %s", session, event)
+        return self.input.submit(session, event)  # injected only where can_control says so
+
+    def on_control(self, session: str, take: bool | None) -> dict[str, Any]:
+        return self.input.state(session) if take is None else self.input.take(session, take)
+
+    def on_click_to_photon(self, session: str, sample: dict[str, Any]) -> None:
+        self.click_to_photon.add(sample)
+
+    def session_closed(self, session: str, kind: SessionKind) -> None:
+        """Forget what was kept for a session, and release the keys it held."""
+        self.reports.pop(session, None)
+        self.input.session_closed(session)
+
+    def _notify_session(self, session: str, message: dict[str, Any]) -> None:
+        s = self.sessions.by_id.get(session)
+        if s is not None:
+            s.control.send(message)
 
     def on_report(self, session: str, report: dict[str, Any]) -> None:
         self.reports[session] = report
 
     def on_session(self, kind: SessionKind) -> None:
         self.metrics.sessions.labels(str(kind)).inc()
-
-    def session_closed(self, session: str) -> None:
-        self.reports.pop(session, None)
 
     def _reject_publisher(self, session: str, reason: str) -> None:
         """The WHIP source refused this publisher's stream (too big): end its session."""
@@ -426,6 +466,12 @@ class Service:
             "sessions": [s.info() for s in self.sessions.by_id.values()],
             "viewer_dropped": self.sessions.viewer_dropped(),
             "input_events": self.input_events,
+            "input": {
+                **self.input.stats(),
+                "agents": self.agents.stats(),
+                "x11_injected": getattr(self.injector, "injected", None),
+            },
+            "click_to_photon": self.click_to_photon.summary(),
             "push": self.push.stats(),
         }
 
@@ -441,4 +487,7 @@ class Service:
         for pipe in self._pipes.values():
             await asyncio.to_thread(pipe.close)  # drains GPU work in flight
         await self.source.close()
+        await self.agents.close()
+        if self.injector is not None:
+            self.injector.close()  # lets go of anything still held
         log.info("stopped")

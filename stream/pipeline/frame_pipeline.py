@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
@@ -32,7 +31,7 @@ from .stats import FrameTiming, PipelineStats
 
 log = logging.getLogger(__name__)
 
-MODES = ("model", "bypass", "bilinear", "bicubic")
+MODES = ("model", "bypass", "bilinear", "bicubic", "planar")
 
 
 class FramePipeline:
@@ -73,7 +72,7 @@ class FramePipeline:
         self.model = (
             model
             if mode == "model"
-            else (None if mode == "bypass" else baseline_model(mode, scale, adapter))
+            else (None if mode in ("bypass", "planar") else baseline_model(mode, scale, adapter))
         )
         self.device = self.model.device if self.model is not None else infer.get_device(adapter)
         self.stats = PipelineStats()
@@ -155,18 +154,7 @@ class FramePipeline:
                 "end_of_pass_write_index": 2 * slot + 1,
             }
         cp = enc.begin_compute_pass(timestamp_writes=ts)
-        cp.set_pipeline(plan.to_rgb)
-        cp.set_bind_group(0, s.to_rgb)
-        cp.dispatch_workgroups(math.ceil(plan.rgb_w / 8), math.ceil(plan.rgb_h / 8), 1)
-        if plan.exe is not None:
-            plan.exe.encode_pass(cp)
-        cw, ch = (plan.out_w + 1) // 2, (plan.out_h + 1) // 2
-        cp.set_pipeline(plan.luma)
-        cp.set_bind_group(0, plan.luma_group)
-        cp.dispatch_workgroups(math.ceil(plan.out_w / 64), math.ceil(plan.out_h / 4), 1)
-        cp.set_pipeline(plan.chroma)
-        cp.set_bind_group(0, plan.chroma_group)
-        cp.dispatch_workgroups(math.ceil(cw / 64), math.ceil(ch / 4), 1)
+        plan.encode(cp, s)
         cp.end()
         enc.copy_buffer_to_buffer(plan.planes, 0, s.readback, 0, plan.planes_bytes)
         if plan.timestamps:

@@ -1,5 +1,15 @@
-"""Everything the GPU needs for one (input size, pixel format, colour) combination: plane
-textures and readback buffers per slot, the colour passes, the model specialised for the size."""
+"""Everything the GPU needs for one (input size, pixel format, colour, model scale): plane
+textures and readback buffers per slot, the passes of a frame, the model specialised for the
+size.
+
+Two shapes of frame:
+- through RGB (modes model, bilinear, bicubic, bypass): yuv_to_rgb.wgsl writes the model's
+  input tensor (scaled down when dynamic resolution asks), the model's passes run, and
+  rgb_to_yuv.wgsl writes the output planes (scaling the model's output to the constant output
+  size when needed);
+- planar (mode planar): scale_planes.wgsl scales each Y'CbCr plane straight into the output
+  planes, no RGB at all: the cheapest 2x, the adaptation's fallback.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +37,19 @@ class PipelineError(Exception):
 @dataclass
 class Slot:
     textures: list[wgpu.GPUTexture]
-    to_rgb: wgpu.GPUBindGroup
+    groups: list[wgpu.GPUBindGroup]  # of the passes that read the textures
     readback: wgpu.GPUBuffer
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One dispatch of a frame: its pipeline, its grid, and which bind group it takes (a
+    slot's, by index, or the plan's own)."""
+
+    pipeline: wgpu.GPUComputePipeline
+    grid: tuple[int, int, int]
+    slot_group: int | None = None
+    group: wgpu.GPUBindGroup | None = None
 
 
 def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -38,8 +59,12 @@ def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(16, round(width * scale)), max(16, round(height * scale))
 
 
+def _groups(n: int, size: int) -> int:
+    return (n + size - 1) // size
+
+
 class Plan:
-    """Everything for one (input size, pixel format, colour) combination."""
+    """Everything for one (input size, pixel format, colour, model scale) combination."""
 
     def __init__(
         self,
@@ -51,18 +76,67 @@ class Plan:
         scale: float = 1.0,
     ) -> None:
         dev = pipe.device
+        self.dev = dev
         d = self.d = dev.device
         self.width, self.height, self.fmt, self.colour = width, height, fmt, colour
+        self.planar = pipe.mode == "planar"
         self.scale = scale if pipe.model is not None and pipe.mode == "model" else 1.0
         # the model's input: the frame, or scaled down (dynamic resolution, adapt.py)
         self.rgb_w, self.rgb_h = scaled_size(width, height, self.scale)
-        self.exe = pipe.executable_for(self.rgb_w, self.rgb_h)
+        self.exe = None if self.planar else pipe.executable_for(self.rgb_w, self.rgb_h)
         # the RGB tensors are the model's, in its storage type (f32, or f16 at fp16)
         self.scalar, self.dtype = (
             (self.exe.scalar, self.exe.dtype) if self.exe else ("f32", np.float32)
         )
-        vec = 4 * (self.exe.esize if self.exe else 4)  # bytes of one RGB(A) texel
-        if self.exe is not None:
+        self.vec = 4 * (self.exe.esize if self.exe else 4)  # bytes of one RGB(A) texel
+        self.rgb_in: wgpu.GPUBuffer | None = None
+        self.rgb_out: wgpu.GPUBuffer | None = None
+        self._sizes(pipe)
+        # output planes packed with the line sizes PyAV will use, so a plane is one copy
+        probe = av.VideoFrame(self.out_w, self.out_h, "yuv420p")
+        self.pitches = [p.line_size for p in probe.planes]
+        self.plane_rows = [p.height for p in probe.planes]
+        self.plane_offsets = [0]
+        for pitch, rows in zip(self.pitches, self.plane_rows, strict=True):
+            self.plane_offsets.append(self.plane_offsets[-1] + pitch * rows)
+        self.planes_bytes = (self.plane_offsets[-1] + 255) // 256 * 256
+        self.planes = d.create_buffer(size=self.planes_bytes, usage=_U.STORAGE | _U.COPY_SRC)
+        planes_vars = {
+            "width": self.out_w,
+            "height": self.out_h,
+            "y_pitch": self.pitches[0],
+            "c_pitch": self.pitches[1],
+            "cb_offset": self.plane_offsets[1],
+            "cr_offset": self.plane_offsets[2],
+        }
+        self.passes = (
+            self._planar_passes(planes_vars)
+            if self.planar
+            else self._colour_passes(pipe, planes_vars)
+        )
+        self.timestamps = "timestamp-query" in dev.features
+        self.queries = (
+            d.create_query_set(type="timestamp", count=2 * pipe.slots) if self.timestamps else None
+        )
+        self.resolve = (
+            d.create_buffer(size=256 * pipe.slots, usage=_U.QUERY_RESOLVE | _U.COPY_SRC)
+            if self.timestamps
+            else None
+        )
+        self.debug = pipe.keep_tensors and not self.planar
+        rb_size = self.planes_bytes + 256
+        if self.debug:
+            rb_size += self.rgb_in_bytes + self.rgb_out_bytes
+        self.slots = [self._slot(d, rb_size) for _ in range(pipe.slots)]
+
+    def _sizes(self, pipe: FramePipeline) -> None:
+        """The RGB tensors' sizes (the model's input and output) and the output frame's."""
+        if self.planar:
+            self.src_w, self.src_h = self.out_w, self.out_h = (
+                self.width * pipe.scale,
+                self.height * pipe.scale,
+            )
+        elif self.exe is not None:
             xin, yout = self.exe.gpu_inputs[0], self.exe.outputs[0]
             out_shape = self.exe.shape(yout)
             if self.exe.shape(xin)[1] != 3 or out_shape[1] != 3:
@@ -74,73 +148,77 @@ class Plan:
             self.rgb_out = self.exe.tensor_buffer(yout)
             # the model's own output, and the output frame: the size a full-scale input gives
             self.src_w, self.src_h = out_shape[3], out_shape[2]
-            self.out_w = round(width * self.src_w / self.rgb_w)
-            self.out_h = round(height * self.src_h / self.rgb_h)
-        else:
-            self.rgb_in = self.rgb_out = d.create_buffer(
-                size=width * height * vec, usage=_U.STORAGE | _U.COPY_SRC
+            self.out_w = round(self.width * self.src_w / self.rgb_w)
+            self.out_h = round(self.height * self.src_h / self.rgb_h)
+        else:  # bypass: the colour passes alone
+            self.rgb_in = self.rgb_out = self.d.create_buffer(
+                size=self.width * self.height * self.vec, usage=_U.STORAGE | _U.COPY_SRC
             )
-            self.out_w, self.out_h = self.src_w, self.src_h = width, height
-        self.rgb_in_bytes = self.rgb_w * self.rgb_h * vec
-        self.rgb_out_bytes = self.src_w * self.src_h * vec
-        # output planes packed with the line sizes PyAV will use, so a plane is one copy
-        probe = av.VideoFrame(self.out_w, self.out_h, "yuv420p")
-        self.pitches = [p.line_size for p in probe.planes]
-        self.plane_rows = [p.height for p in probe.planes]
-        self.plane_offsets = [0]
-        for pitch, rows in zip(self.pitches, self.plane_rows, strict=True):
-            self.plane_offsets.append(self.plane_offsets[-1] + pitch * rows)
-        self.planes_bytes = (self.plane_offsets[-1] + 255) // 256 * 256
-        self.planes = d.create_buffer(size=self.planes_bytes, usage=_U.STORAGE | _U.COPY_SRC)
+            self.out_w, self.out_h = self.src_w, self.src_h = self.width, self.height
+        self.rgb_in_bytes = self.rgb_w * self.rgb_h * self.vec
+        self.rgb_out_bytes = self.src_w * self.src_h * self.vec
+
+    def _colour_passes(self, pipe: FramePipeline, planes_vars: dict[str, int]) -> list[Pass]:
+        assert self.rgb_out is not None
         cvars = {
-            **colour.shader_vars(),
+            **self.colour.shader_vars(),
             "h_center": pipe.chroma_siting == "center",
             "S": self.scalar,
         }
         to_rgb_src = shaders.render(
             "yuv_to_rgb.wgsl",
             {
-                "width": width,
-                "height": height,
+                "width": self.width,
+                "height": self.height,
                 "out_width": self.rgb_w,
                 "out_height": self.rgb_h,
-                "nv12": fmt == "nv12",
+                "nv12": self.fmt == "nv12",
                 **cvars,
             },
         )
-        self.to_rgb = dev.pipeline(to_rgb_src, "yuv_to_rgb")
+        self.to_rgb = self.dev.pipeline(to_rgb_src, "yuv_to_rgb")
         to_yuv_src = shaders.render(
             "rgb_to_yuv.wgsl",
+            {**planes_vars, "src_width": self.src_w, "src_height": self.src_h, **cvars},
+        )
+        luma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "luma")
+        chroma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "chroma")
+        cw, ch = (self.out_w + 1) // 2, (self.out_h + 1) // 2
+        return [
+            Pass(self.to_rgb, (_groups(self.rgb_w, 8), _groups(self.rgb_h, 8), 1), slot_group=0),
+            Pass(luma, (_groups(self.out_w, 64), _groups(self.out_h, 4), 1),
+                 group=self._group(luma, [self.rgb_out, self.planes])),
+            Pass(chroma, (_groups(cw, 64), _groups(ch, 4), 1),
+                 group=self._group(chroma, [self.rgb_out, self.planes])),
+        ]  # fmt: skip
+
+    def _planar_passes(self, planes_vars: dict[str, int]) -> list[Pass]:
+        src = shaders.render(
+            "scale_planes.wgsl",
             {
-                "width": self.out_w,
-                "height": self.out_h,
-                "src_width": self.src_w,
-                "src_height": self.src_h,
-                "y_pitch": self.pitches[0],
-                "c_pitch": self.pitches[1],
-                "cb_offset": self.plane_offsets[1],
-                "cr_offset": self.plane_offsets[2],
-                **cvars,
+                **planes_vars,
+                "in_width": self.width,
+                "in_height": self.height,
+                "nv12": self.fmt == "nv12",
             },
         )
-        self.luma = dev.pipeline(to_yuv_src, "rgb_to_yuv", "luma")
-        self.chroma = dev.pipeline(to_yuv_src, "rgb_to_yuv", "chroma")
-        self.luma_group = self._group(self.luma, [self.rgb_out, self.planes])
-        self.chroma_group = self._group(self.chroma, [self.rgb_out, self.planes])
-        self.timestamps = "timestamp-query" in dev.features
-        self.queries = (
-            d.create_query_set(type="timestamp", count=2 * pipe.slots) if self.timestamps else None
-        )
-        self.resolve = (
-            d.create_buffer(size=256 * pipe.slots, usage=_U.QUERY_RESOLVE | _U.COPY_SRC)
-            if self.timestamps
-            else None
-        )
-        self.debug = pipe.keep_tensors
-        rb_size = self.planes_bytes + 256
-        if self.debug:
-            rb_size += self.rgb_in_bytes + self.rgb_out_bytes
-        self.slots = [self._slot(d, rb_size) for _ in range(pipe.slots)]
+        luma = self.dev.pipeline(src, "scale_planes", "luma")
+        chroma = self.dev.pipeline(src, "scale_planes", "chroma")
+        cw, ch = (self.out_w + 1) // 2, (self.out_h + 1) // 2
+        return [
+            Pass(luma, (_groups(self.out_w, 64), _groups(self.out_h, 4), 1), slot_group=0),
+            Pass(chroma, (_groups(cw, 64), _groups(ch, 4), 1), slot_group=1),
+        ]
+
+    def encode(self, cp: wgpu.GPUComputePassEncoder, slot: Slot) -> None:
+        """Record this frame's dispatches: the passes around the model, and the model's."""
+        for k, p in enumerate(self.passes):
+            if k == 1 and self.exe is not None:
+                self.exe.encode_pass(cp)  # between the input and output colour passes
+            cp.set_pipeline(p.pipeline)
+            group = slot.groups[p.slot_group] if p.slot_group is not None else p.group
+            cp.set_bind_group(0, group)
+            cp.dispatch_workgroups(*p.grid)
 
     def release(self) -> None:
         """Free this plan's GPU memory now (textures, staging and readback buffers); the
@@ -172,25 +250,33 @@ class Plan:
         ]
         if self.fmt == "nv12":
             textures.append(d.create_texture(size=(cw, ch, 1), format="rg8unorm", usage=usage))
-            bindings = [0, 1]
         else:
             textures += [
                 d.create_texture(size=(cw, ch, 1), format="r8unorm", usage=usage) for _ in range(2)
             ]
-            bindings = [0, 1, 2]
-        entries = [
-            {"binding": b, "resource": t.create_view()}
-            for b, t in zip(bindings, textures, strict=True)
-        ]
-        entries.append(
-            {
-                "binding": 3,
-                "resource": {"buffer": self.rgb_in, "offset": 0, "size": self.rgb_in_bytes},
-            }
-        )
-        group = d.create_bind_group(layout=self.to_rgb.get_bind_group_layout(0), entries=entries)
+        views = {k: t.create_view() for k, t in enumerate(textures)}
+        if self.planar:
+            out = {"buffer": self.planes, "offset": 0, "size": self.planes_bytes}
+            # auto layouts keep only the bindings an entry point uses: luma reads the Y
+            # texture, chroma the others; both write the planes
+            groups = [
+                self._bind(self.passes[0].pipeline, {0: views[0], 3: out}),
+                self._bind(
+                    self.passes[1].pipeline, {**{k: v for k, v in views.items() if k}, 3: out}
+                ),
+            ]
+        else:
+            assert self.rgb_in is not None
+            rgb = {"buffer": self.rgb_in, "offset": 0, "size": self.rgb_in_bytes}
+            groups = [self._bind(self.to_rgb, {**views, 3: rgb})]
         readback = d.create_buffer(size=rb_size, usage=_U.MAP_READ | _U.COPY_DST)
-        return Slot(textures, group, readback)
+        return Slot(textures, groups, readback)
+
+    def _bind(
+        self, pipeline: wgpu.GPUComputePipeline, resources: dict[int, object]
+    ) -> wgpu.GPUBindGroup:
+        entries = [{"binding": k, "resource": r} for k, r in sorted(resources.items())]
+        return self.d.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
 
 
 def debug_tensors(plan: Plan, data: np.ndarray) -> dict[str, np.ndarray]:

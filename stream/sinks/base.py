@@ -133,6 +133,7 @@ def describe(error: BaseException, target: Target) -> str:
     """An exception as a short reason that never carries the URL: PyAV's errors name the
     file (the URL, stream key and all), so only their strerror is kept."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    for secret in {target.url, target.resolved()}:
+    resolved = target.resolved()
+    for secret in sorted({target.url, resolved, resolved.removeprefix("whip+")}, key=len)[::-1]:
         text = text.replace(secret, target.shown)
     return f"{type(error).__name__}: {text}"[:300]

@@ -78,6 +78,7 @@ class MuxSink:
         self._last_ts: int | None = None
         self._last_pts: int | None = None
         self._out: Any = None  # the muxer of the connection now (the sink's thread)
+        self.cpu_s = 0.0
         self.ssrc = secrets.randbits(32) or 1
         if target.kind is SinkKind.RTP:
             self._write_sdp()
@@ -269,6 +270,7 @@ class MuxSink:
             packet.stream = audio if chunk.audio else video
             out.mux(packet)
             f.sent(len(chunk.data), chunk.audio)
+            self.cpu_s = time.thread_time()  # this thread's CPU: muxing and sending
             f.dropped = self.queue.dropped
             if f.state is not SinkState.LIVE and not chunk.audio:
                 f.set_state(SinkState.LIVE)
@@ -283,7 +285,7 @@ class MuxSink:
         self.figures.detail["sdp"] = str(path)
 
     def stats(self) -> dict[str, Any]:
-        return {**self.figures.stats(), "queued": len(self.queue)}
+        return {**self.figures.stats(), "queued": len(self.queue), "cpu_s": round(self.cpu_s, 3)}
 
 
 def default_sdp_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Live frame sources of `serve`: the test scene, files and URLs, and WHIP publishers."""
+"""Live frame sources of `serve`: the test scene, files and URLs, WHIP publishers and X displays."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from .base import TIME_BASE, FrameMeta, Source, SourceState
 from .file import FileSource
 from .testsrc import TestSource
 from .whip import WebRTCSource
+from .x11 import X11Source, display_of
 
 __all__ = [
     "TIME_BASE",
@@ -15,6 +16,7 @@ __all__ = [
     "SourceState",
     "TestSource",
     "WebRTCSource",
+    "X11Source",
     "open_source",
 ]
 
@@ -28,9 +30,14 @@ def open_source(
     loop: bool = True,
     marker: bool = False,
     max_size: tuple[int, int] = (3840, 2160),
+    on_change: bool = True,
 ) -> Source:
     if uri == "testsrc":
         return TestSource(width, height, fps)
+    if uri == "x11" or uri.startswith("x11:"):
+        return X11Source(
+            display_of(uri), width, height, fps, stamp_marker=marker, on_change=on_change
+        )
     if uri == "webrtc":
         return WebRTCSource(width, height, stamp_marker=marker, max_size=max_size)
     return FileSource(uri, loop=loop, stamp_marker=marker)

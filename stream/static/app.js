@@ -1,8 +1,11 @@
 // framesmith viewer: plays the WHEP stream, shows a Moonlight-style stats overlay with the
 // glass-to-glass latency read from the frame marker, a split compare (CNN vs bilinear), a
-// mode switch, and sends keyboard/mouse input to the server over the data channel.
+// mode switch, and sends keyboard/mouse input to the server over the data channel (input.js),
+// with click-to-photon measured when the picture carries an input counter (clicks.js).
 
 import { authHeaders, refusal } from "./auth.js";
+import { ClickToPhoton } from "./clicks.js";
+import { PlayerInput, showControl } from "./input.js";
 import { readMarker, MODULO } from "./marker.js";
 import { WhepSession } from "./whep.js";
 
@@ -32,6 +35,10 @@ const state = {
 
 // exposed for tests and the console
 window.framesmith = state;
+state.c2p = new ClickToPhoton(state);
+state.c2p.onSample = (s) => {
+  if (state.session) state.session.send({ type: "c2p", ...s });
+};
 
 const codecSel = $("codec");
 const compareBox = $("compare");
@@ -88,6 +95,13 @@ function onMessage(msg) {
       state.pending.delete(key);
       addLatency(shown, msg);
     }
+    state.c2p.onFrameMessage(key, msg);
+  } else if (msg.type === "input_ack") {
+    state.c2p.ack(msg);
+    if (!msg.ok) setStatus(`input refused: ${msg.reason}`);
+  } else if (msg.type === "control") {
+    state.control = msg;
+    showControl(msg, $("take"), $("control"));
   } else if (msg.type === "pong") {
     const now = performance.timeOrigin + performance.now();
     const rtt = now - msg.t;
@@ -138,6 +152,7 @@ function onVideoFrame(now, meta) {
     ctx.drawImage(video, 0, 0, sw, sh, 0, 0, sw, sh);
     const found = readMarker(ctx.getImageData(0, 0, sw, sh), vh, state.markerHint);
     const shown = performance.timeOrigin + (meta.expectedDisplayTime || now);
+    state.c2p.onFrame(video, vw, vh, shown, found ? found.n : null, meta);
     if (found) {
       state.markerHint = found.block;
       state.markersRead++;
@@ -208,6 +223,10 @@ async function pollStats() {
   s.markersRead = state.markersRead;
   s.markersMissed = state.markersMissed;
   s.clockOffsetMs = state.clockOffset;
+  const totals = state.c2p.samples.map((c) => c.total);
+  s.c2pMedian = percentile(totals, 50);
+  s.c2pP95 = percentile(totals, 95);
+  s.c2pSamples = totals.length;
   state.prevStats = { t, inbound };
   state.stats = s;
   render(s);
@@ -232,10 +251,22 @@ function render(s) {
     `glass-to-glass  ${f1(s.g2gMedian, " ms")} median  ${f1(s.g2gP95, " ms")} p95  (${s.g2gSamples})`,
     `jitter buffer   ${f1(s.jitterBufferMs, " ms")}   decode ${f1(s.decodeMs, " ms")}`,
     `dropped ${s.framesDropped ?? "–"}  freezes ${s.freezeCount ?? "–"}  lost ${s.packetsLost ?? "–"}  rtt ${f1(s.rttMs, " ms")}`,
-    `server: upload ${stage("upload")} gpu ${stage("gpu")} readback ${stage("readback")}`,
+    `server: ${st.capture !== undefined ? `capture ${stage("capture")} ` : ""}upload ${stage("upload")} gpu ${stage("gpu")} readback ${stage("readback")}`,
     `        pipeline ${stage("pipeline")} encode ${f1(enc, " ms")} send ${f1(fr && fr.server_ms, " ms")}`,
     `mode ${(fr && fr.mode) || state.hello.mode || "?"}  scale ${fr && fr.scale ? Math.round(fr.scale * 100) : "?"}%  source ${state.hello.source || "?"}  markers ${s.markersRead}/${s.markersRead + s.markersMissed}`,
+    ...c2pLines(s),
   ].join("\n");
+}
+
+// click-to-photon and the median of each stage (stream/input/latency.py names them)
+function c2pLines(s) {
+  if (!s.c2pSamples) return [];
+  const med = (k) => f1(percentile(state.c2p.samples.filter((c) => k in c).map((c) => c[k]), 50));
+  return [
+    `click-to-photon ${f1(s.c2pMedian, " ms")} p50  ${f1(s.c2pP95, " ms")} p95  (${s.c2pSamples})`,
+    `  transit ${med("transit")} inject ${med("inject")} to capture ${med("to_capture")} capture ${med("capture")}`,
+    `  pipeline ${med("pipeline")} encode ${med("encode")} network ${med("network")} decode ${med("decode")}`,
+  ];
 }
 
 setInterval(() => pollStats().catch((e) => console.warn(e)), 1000);
@@ -272,42 +303,26 @@ applySplit();
 // -- input to the server -----------------------------------------------------------------------
 
 const stage = $("stage");
-let lastMove = 0;
-function videoPoint(ev) {
-  // position within the displayed picture (the element may letterbox)
-  const r = video.getBoundingClientRect();
-  const vw = video.videoWidth || r.width;
-  const vh = video.videoHeight || r.height;
-  const scale = Math.min(r.width / vw, r.height / vh);
-  const w = vw * scale;
-  const h = vh * scale;
-  const x = (ev.clientX - r.left - (r.width - w) / 2) / w;
-  const y = (ev.clientY - r.top - (r.height - h) / 2) / h;
-  return { x: Math.min(1, Math.max(0, x)), y: Math.min(1, Math.max(0, y)) };
-}
-function sendInput(kind, extra) {
-  if (state.session) state.session.send({ type: "input", kind, t: Date.now(), ...extra });
-}
-stage.addEventListener("mousemove", (ev) => {
-  const now = performance.now();
-  if (now - lastMove < 16) return;
-  lastMove = now;
-  sendInput("mousemove", videoPoint(ev));
+const player = new PlayerInput({
+  stage,
+  video,
+  // not while another player controls (the server would refuse it): take control first
+  send: (msg) => {
+    const c = state.control;
+    if (c && (!c.allowed || (c.mode === "single" && c.controller === "other"))) return;
+    if (state.session) state.session.send(msg);
+  },
+  onPress: (id, t) => state.c2p.press(id, t, video),
 });
-stage.addEventListener("mousedown", (ev) => {
-  stage.focus();
-  sendInput("mousedown", { ...videoPoint(ev), button: ev.button });
-});
-stage.addEventListener("mouseup", (ev) => sendInput("mouseup", { ...videoPoint(ev), button: ev.button }));
+player.attach();
 stage.addEventListener("keydown", (ev) => {
-  if (ev.key === "F2") {
-    overlay.classList.toggle("hidden");
-    return;
-  }
-  sendInput("keydown", { key: ev.key, code: ev.code, repeat: ev.repeat });
-  ev.preventDefault();
+  if (ev.key === "F2") overlay.classList.toggle("hidden");
 });
-stage.addEventListener("keyup", (ev) => sendInput("keyup", { key: ev.key, code: ev.code }));
+$("take").onclick = () => state.session && state.session.send({ type: "control", take: true });
+$("lock").onchange = (ev) => {
+  player.lockWanted = ev.target.checked;
+  if (!player.lockWanted && document.pointerLockElement) document.exitPointerLock();
+};
 
 // -- leaving -----------------------------------------------------------------------------------
 

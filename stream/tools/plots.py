@@ -413,6 +413,10 @@ def figures(result: dict) -> list[str]:
         lines = [_soak_title(result, ok, dropped)] if ok.size else []
         lines += [f"threshold {k} = {v:g}" for k, v in _threshold_items(result)]
         return lines
+    if kind == "click-to-photon":
+        from .plots_input import click_to_photon_lines
+
+        return click_to_photon_lines(result)
     if kind in ("layers", "engine"):
         from infer.tools.plots import figures as engine_figures
 
@@ -439,13 +443,17 @@ def plot_result(result: dict | str | Path, out_dir: Path | None = None) -> list[
             plot_latency_hist(result, out_dir / f"{stem}.latency_hist.png"),
             plot_latency_time(result, out_dir / f"{stem}.latency_time.png"),
         ]
+    if kind == "click-to-photon":
+        from .plots_input import plot_click_to_photon
+
+        return [plot_click_to_photon(result, out_dir / f"{stem}.c2p.png")]
     if kind in ("layers", "engine"):  # engine results too, so one report can hold all kinds
         from infer.tools import plots as engine_plots
 
         return engine_plots.plot_result(result, out_dir, stem)
     raise ValueError(
         f"no plot for a result of kind {kind!r} "
-        "(known kinds: pipeline, service-bench, soak, layers, engine)"
+        "(known kinds: pipeline, service-bench, soak, click-to-photon, layers, engine)"
     )
 
 

@@ -1,16 +1,23 @@
 """The "control" data channel of a session (JSON text messages), with a right and a rate per
 message type.
 
-  server -> page  {"type": "frame", "n", "t_src", "t_sent", "stages": {...}}  per frame sent
+  server -> page  {"type": "frame", "n", "t_src", "t_sent", "stages", "scale", "mode"}  a frame
                   {"type": "pong", "t": <page's ping time>, "server": <server ms>}
-                  {"type": "hello", "session", "codec", "role", "source", "mode", "modes", ...}
-  page -> server  {"type": "ping", "t"}    any role      clock offset for glass-to-glass latency
-                  {"type": "report", ...}  any role      the page's own figures (/api/stats)
-                  {"type": "input", ...}   player, admin keyboard and mouse (InputEvent)
+                  {"type": "hello", "session", "codec", "role", "may", "source", "mode", ...}
+                  {"type": "control", "mode", "allowed", "you", "controller"}  who drives
+                  {"type": "input_ack", "id", "ok", "reason", "t_recv", "t_injected"}  for an
+                  input that carried an "id", or (at most once a second) a refused one
+  page -> server  {"type": "ping", "t"}       any role  clock offset for glass-to-glass latency
+                  {"type": "report", ...}     any role  the page's own figures (/api/stats)
+                  {"type": "input", ...}      player    keyboard and mouse, checked by
+                                                        stream/input/events.py (every field)
+                  {"type": "control", "take"} player    take over (or give up) control
+                  {"type": "c2p", ...}        player    one click-to-photon sample
 
 A message over its type's rate, of a type the session's role may not send, too big, not
 JSON, nested too deep or not matching its schema is dropped and counted (`refused`); it never
-closes the session.
+closes the session. Input also acts only while the host lets this session control the game
+(one controlling player at a time by default: stream/input/control.py).
 """
 
 from __future__ import annotations
@@ -19,11 +26,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from ..auth import RIGHTS, Right, Role
+from ..input.events import InputError, parse_input
 from ..limits import TokenBucket
 
 if TYPE_CHECKING:
@@ -41,25 +47,6 @@ REPORT_KEYS = 40
 REPORT_TEXT = 64  # characters of a report's string value
 
 
-class InputEvent(BaseModel):
-    """A player's input, as the viewer page sends it; anything else is refused."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    type: Literal["input"]
-    kind: Literal["mousemove", "mousedown", "mouseup", "wheel", "keydown", "keyup"]
-    x: float | None = Field(None, ge=0, le=1)  # within the picture, 0..1 of its width
-    y: float | None = Field(None, ge=0, le=1)
-    button: int | None = Field(None, ge=0, le=4)
-    dx: float | None = Field(None, ge=-10_000, le=10_000)  # wheel, or pointer-lock motion
-    dy: float | None = Field(None, ge=-10_000, le=10_000)
-    key: str | None = Field(None, max_length=32)  # DOM KeyboardEvent.key
-    code: str | None = Field(None, max_length=32)  # DOM KeyboardEvent.code
-    repeat: bool | None = None
-    relative: bool | None = None  # dx/dy are pointer-lock movementX/Y
-    t: float | None = None  # the page's clock, ms
-
-
 @dataclass(frozen=True)
 class MessageRule:
     right: Right
@@ -71,6 +58,8 @@ RULES = {
     "ping": MessageRule(Right.SESSION, 5, 10),
     "report": MessageRule(Right.SESSION, 2, 4),
     "input": MessageRule(Right.PLAY, 250, 100),
+    "control": MessageRule(Right.PLAY, 2, 4),
+    "c2p": MessageRule(Right.PLAY, 10, 20),
 }
 
 
@@ -97,6 +86,8 @@ class ControlChannel:
         self.report: dict[str, Any] = {}
         self.buckets = {kind: TokenBucket(r.rate, r.burst) for kind, r in RULES.items()}
         self.counters = Counters()
+        self.input_refused = 0  # input events checked and refused (by role, schema or host)
+        self._refusal_told = 0.0
 
     @property
     def input(self) -> TokenBucket:
@@ -132,6 +123,7 @@ class ControlChannel:
                 **self.host.describe(),
             }
         )
+        self.send(self.host.on_control(self.session, None))
 
     def frame_sent(self, meta: FrameMeta, packet: av.Packet) -> None:
         """A frame's packet left for this viewer: when it was born and what each stage took."""
@@ -166,7 +158,11 @@ class ControlChannel:
             self.counters.refuse("unknown type")
             return
         if rule.right not in RIGHTS[self.role]:
-            self.counters.refuse(f"{kind}: not for the {self.role} role")
+            reason = f"{kind}: not for the {self.role} role"
+            self.counters.refuse(reason)
+            if kind == "input":
+                self.input_refused += 1
+                self._answer(None, False, reason)
             return
         if not self.buckets[str(kind)].allow():
             self.counters.refuse(f"{kind}: over its rate")
@@ -176,16 +172,44 @@ class ControlChannel:
             self.send(
                 {"type": "pong", "t": t if _number(t) else None, "server": time.time() * 1000}
             )
+        elif kind == "input":
+            self._input(data)
+        elif kind == "control":
+            take = data.get("take")
+            self.send(self.host.on_control(self.session, take if isinstance(take, bool) else None))
+        elif kind == "c2p":
+            self.host.on_click_to_photon(self.session, data)
         elif kind == "report":
             self.report = _flat(data)
             self.host.on_report(self.session, self.report)
-        elif kind == "input":
-            try:
-                event = InputEvent.model_validate(data)
-            except ValidationError:
-                self.counters.refuse("input: not a valid event")
-                return
-            self.host.on_input(event.model_dump(exclude_none=True), self.session)
+
+    def _input(self, data: dict[str, Any]) -> None:
+        """A checked event to the host; refused ones are answered (with an id: always; without:
+        once a second) and do nothing else."""
+        raw_id = data.get("id")
+        try:
+            event = parse_input(data)
+        except InputError as e:
+            self.input_refused += 1
+            self.counters.refuse("input: not a valid event")
+            self._answer(raw_id if isinstance(raw_id, int) else None, False, str(e))
+            return
+        outcome = self.host.on_input(event, self.session)
+        if not outcome.ok:
+            self.input_refused += 1
+        if event.id is not None or not outcome.ok:
+            self._answer(event.id, outcome.ok, outcome.reason, outcome.ack(event.id))
+
+    def _answer(
+        self, event_id: int | None, ok: bool, reason: str, ack: dict[str, Any] | None = None
+    ) -> None:
+        now = time.monotonic()
+        if event_id is None and now - self._refusal_told < 1.0:
+            return
+        if event_id is None:
+            self._refusal_told = now
+        msg = {"type": "input_ack", "id": event_id, "ok": ok, "reason": reason}
+        self.send(ack if ack is not None else msg)
 
     def _parse(self, msg: str | bytes) -> dict[str, Any] | None:
         if not isinstance(msg, str) or len(msg) > MAX_MESSAGE:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
 
     from ..encode import SharedEncoder
+    from ..input import InputEvent, InputOutcome
 
 
 class SessionKind(StrEnum):
@@ -26,16 +27,22 @@ class SessionHost(Protocol):
         """What a viewer's hello message says about the service (source, modes, ...)."""
         ...
 
-    def on_input(self, event: dict[str, Any], session: str) -> None: ...
+    def on_input(self, event: InputEvent, session: str) -> InputOutcome:
+        """A viewer's checked input event: injected when the session may control, else
+        refused with the reason."""
+        ...
+
+    def on_control(self, session: str, take: bool | None) -> dict[str, Any]:
+        """Take (True) or give up (False) control, or just ask (None): the "control" message
+        the session's page shows."""
+        ...
+
+    def on_click_to_photon(self, session: str, sample: dict[str, Any]) -> None: ...
 
     def on_report(self, session: str, report: dict[str, Any]) -> None: ...
 
     def on_session(self, kind: SessionKind) -> None:
         """A session of this kind was accepted (metrics)."""
-        ...
-
-    def session_closed(self, session: str) -> None:
-        """A session ended (whatever the reason): forget what was kept for it."""
         ...
 
     def publisher_refusal(self) -> str | None:
@@ -45,3 +52,8 @@ class SessionHost(Protocol):
     def publisher_track(self, session: str, track: MediaStreamTrack) -> None: ...
 
     def publisher_left(self, session: str) -> None: ...
+
+    def session_closed(self, session: str, kind: SessionKind) -> None:
+        """A session ended, whatever the reason (DELETE, ICE consent lost, shutdown): what was
+        kept for it is forgotten, what it held (keys, buttons, control) is let go."""
+        ...

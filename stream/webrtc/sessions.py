@@ -82,6 +82,7 @@ class Session:
             "state": self.pc.connectionState,
             "age_s": round(time.time() - self.created, 1),
             "input_dropped": self.control.input.dropped,
+            "input_refused": self.control.input_refused,
             "messages": self.control.counters.received,
             "refused": self.control.counters.refused,
             "tracks": [
@@ -355,7 +356,7 @@ class Sessions:
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
             dtls.forget(session.pc)
-        self.host.session_closed(sid)
+        self.host.session_closed(sid, session.kind)  # reports dropped, held input released
         if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:
             self._leaked.append(session.pc)  # the test hook: "forget" to close it
         else:

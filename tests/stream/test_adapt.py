@@ -111,3 +111,23 @@ async def test_the_model_runs_on_a_scaled_input_and_the_output_size_holds():
         assert pipe.last_tensors["rgb_in"].shape == (1, 3, 45, 80)
     finally:
         pipe.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", ["yuv420p", "nv12"])
+async def test_the_planar_scaler_matches_swscale_bilinear_without_an_rgb_pass(fmt):
+    from av.video.reformatter import Interpolation
+
+    rgb = smooth_rgb(322, 182, 0.6)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
+    pipe = FramePipeline(mode="planar")
+    try:
+        out = await pipe.process(frame)
+    finally:
+        pipe.close()
+    assert (out.width, out.height) == (644, 364)
+    ref = frame.reformat(width=644, height=364, format="yuv420p",
+                         interpolation=Interpolation.BILINEAR)  # fmt: skip
+    for got, want in zip(planes_of(out), planes_of(ref), strict=True):
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 1.0

@@ -231,3 +231,23 @@ async def test_data_channel_messages_are_rate_limited_per_type(tmp_path):
             await v.close(http, srv.url)
     finally:
         await srv.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(60)
+async def test_the_input_websocket_is_for_publishers(tmp_path):
+    cfg, auth = with_auth(small_config(), tmp_path)
+    srv = await start_server(cfg)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for token, status in ((None, 401), (auth.mint(Role.PLAYER, 60), 403)):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                    await http.ws_connect(srv.url + "/api/input", headers=bearer(token))
+                assert e.value.status == status
+            ws = await http.ws_connect(
+                srv.url + "/api/input", headers=bearer(auth.mint(Role.PUBLISHER, 60))
+            )
+            assert not ws.closed
+            await ws.close()
+    finally:
+        await srv.close()

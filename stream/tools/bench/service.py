@@ -177,6 +177,11 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else None
+    if argv is not None and "--click-to-photon" in argv:  # issue 14: remote play's latency
+        from .click_to_photon import main as click_to_photon
+
+        return click_to_photon([a for a in argv if a != "--click-to-photon"])
     p = argparse.ArgumentParser(
         prog="python -m stream bench",
         description=__doc__,
@@ -195,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="where servers' configs, logs and soak reports go")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--plot", action="store_true", help="also write a PNG next to --json")
+    p.add_argument(
+        "--click-to-photon",
+        action="store_true",
+        help="measure remote play instead: see python -m stream bench --click-to-photon -h",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -100,6 +100,8 @@ def test_env_vars_expand_at_start_and_stay_hidden(monkeypatch):
     err = OSError(5, "Input/output error", "rtmp://h/live/SECRETKEY")
     assert "SECRET" not in describe(err, t)
     assert parse("rtmp://h/live/$FS_TEST_UNSET_VAR").unresolved_vars() == ["FS_TEST_UNSET_VAR"]
+    whip = parse("whip+https://h/SECRET/x")
+    assert "SECRET" not in describe(ValueError("bad URL https://h/SECRET/x"), whip)
 
 
 def test_backoff_doubles_to_its_cap_and_resets_after_a_long_live():

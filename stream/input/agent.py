@@ -1,0 +1,156 @@
+"""`python -m stream agent --display :0 --url https://server:8080 --token T`: the players'
+input, injected into the X display of a game host that publishes over WHIP.
+
+The game host streams its screen to the server (OBS, FFmpeg or the publish page, over WHIP)
+and runs this next to the game. It connects to the server's `GET /api/input` WebSocket (the
+publisher role: its token goes in `Authorization: Bearer`), and every event it gets is checked
+again (stream/input/events.py: the agent trusts no server blindly) and injected with the same
+XTEST code as a server that captures its own display (xtest.py). A "release" message, or the
+connection dropping, lets go of every key and button; the agent then reconnects with a
+backoff (1 s doubling to 10 s). A refused token (401/403) ends it: retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from typing import Any
+
+import aiohttp
+
+from .events import InjectError, InputError, parse_input
+from .xtest import XTestInjector
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 10.0
+
+
+class AuthRefused(RuntimeError):
+    """The server refused the token: retrying cannot help."""
+
+
+def input_url(url: str) -> str:
+    """The WebSocket URL of /api/input from the server's base URL (or the URL itself)."""
+    url = url.rstrip("/")
+    if url.startswith("http://"):
+        url = "ws://" + url[len("http://") :]
+    elif url.startswith("https://"):
+        url = "wss://" + url[len("https://") :]
+    elif not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"--url must be http(s):// or ws(s)://, not {url!r}")
+    return url if url.endswith("/api/input") else url + "/api/input"
+
+
+class Agent:
+    def __init__(self, injector: XTestInjector, url: str, token: str = "") -> None:
+        self.injector = injector
+        self.url = input_url(url)
+        self.token = token
+        self.injected = 0
+        self.refused = 0
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        session = message.get("session")
+        if not isinstance(session, str) or not session:
+            return
+        if kind == "release":
+            self.injector.release(session)
+            return
+        if kind != "input":
+            return
+        try:
+            self.injector.send(session, parse_input(message))
+            self.injected += 1
+        except (InputError, InjectError) as e:
+            self.refused += 1
+            log.info("agent: event refused: %s", e)
+
+    async def session(self, http: aiohttp.ClientSession) -> None:
+        """One connection, until it ends."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            ws = await http.ws_connect(self.url, headers=headers, heartbeat=10.0)
+        except aiohttp.WSServerHandshakeError as e:
+            if e.status in (401, 403):
+                raise AuthRefused(f"{self.url}: {e.status} {e.message}") from None
+            raise
+        log.info("agent: connected to %s, injecting into %s", self.url, self.injector.display_name)
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    continue
+                if isinstance(data, dict):
+                    self.handle(data)
+        finally:
+            self.injector.release_all()
+            await ws.close()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Connect, and reconnect after every drop, until `stop` is set (or AuthRefused)."""
+        stop = stop or asyncio.Event()
+        retry = RETRY_FIRST_S
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                try:
+                    await self.session(http)
+                    retry = RETRY_FIRST_S
+                    log.warning("agent: the server closed the connection; reconnecting")
+                except AuthRefused:
+                    raise
+                except (aiohttp.ClientError, OSError) as e:
+                    log.warning("agent: %s: %s; retrying in %g s", self.url, e, retry)
+                    retry = min(retry * 2, RETRY_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), retry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m stream agent",
+        description="Inject the players' input from a framesmith server into this host's X "
+        "display (a game host that publishes over WHIP).",
+    )
+    ap.add_argument("--display", default=os.environ.get("DISPLAY", ""), help="default $DISPLAY")
+    ap.add_argument("--url", required=True, help="the server, e.g. https://stream.example:8080")
+    ap.add_argument(
+        "--token",
+        default=os.environ.get("FRAMESMITH_TOKEN", ""),
+        help="a publisher token (python -m stream token --role publisher); "
+        "default $FRAMESMITH_TOKEN",
+    )
+    ap.add_argument("--keymap", choices=("keysym", "evdev"), default="keysym")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.display:
+        print("error: no X display: --display :0, or set $DISPLAY")
+        return 2
+    try:
+        injector = XTestInjector(args.display, keymap=args.keymap)
+        if not injector.ready(10.0):
+            print(f"error: cannot open X display {args.display} (is it running? xhost?)")
+            return 2
+        agent = Agent(injector, args.url, args.token)
+        asyncio.run(agent.run())
+    except ValueError as e:
+        print(f"error: {e}")
+        return 2
+    except AuthRefused as e:
+        print(f"error: the server refused the token ({e}): a publisher token is needed")
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,238 @@
+"""`python -m stream bench --click-to-photon`: a player's click (or key) to the first frame on
+their screen that shows its effect, end to end, with where the time goes.
+
+Everything is real: an Xvfb with our input app (stream/tools/input_app.py: it redraws an input
+counter on each press) captured by `python -m stream serve --source x11:...` in a child
+process, and the viewer page in headless Chromium (Debian's, through playwright) clicking the
+picture and pressing keys like a player, at random gaps (150-350 ms: the press lands at a
+random phase of the capture tick). The page measures each press itself (static/clicks.js) and
+the stages between from the server's acknowledgement and the frame's message
+(stream/input/latency.py names them). The JSON (kind "click-to-photon") holds every sample,
+their p50/p95 and stage medians, the server's own summary (/api/stats), the capture's cost,
+and the aim: one capture interval + the server's stages + one frame interval. `--plot` draws
+the distribution and the breakdown.
+
+The bar from the issue: a naive loop (PyAV x11grab at 15 fps + xdotool per event + aiortc,
+no CNN, 640x360) measured 130-157 ms on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from infer.tools.benchmark import parse_size
+
+from ...config import write_toml
+from ...input.latency import STAGES, percentile
+from ..input_app import InputAppProcess
+from ..soak.browser import ARGS, CHROMIUM
+from ..soak.server import LocalServer
+from ..xvfb import Xvfb
+
+log = logging.getLogger(__name__)
+
+NAIVE_MS = (130.0, 157.0)  # the issue's bar: x11grab 15 fps + xdotool + aiortc, 640x360
+
+
+def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    totals = [s["total"] for s in samples]
+    stages = {}
+    for k in STAGES:
+        values = [s[k] for s in samples if isinstance(s.get(k), int | float)]
+        if values:
+            stages[k] = round(percentile(values, 50) or 0.0, 2)
+    p50, p95 = percentile(totals, 50), percentile(totals, 95)
+    return {
+        "samples": len(totals),
+        "p50_ms": round(p50, 2) if p50 is not None else None,
+        "p95_ms": round(p95, 2) if p95 is not None else None,
+        "mean_ms": round(sum(totals) / len(totals), 2) if totals else None,
+        "stages_p50_ms": stages,
+    }
+
+
+async def press_and_measure(
+    url: str, *, clicks: int, keys: int, codec: str, seed: int, screenshot: Path | None
+) -> dict[str, Any]:
+    """The viewer page in Chromium: `clicks` clicks and `keys` key presses, each waited for
+    (3 s at most), at random gaps. The page's samples, misses, stats and overlay."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+    from playwright.async_api import async_playwright
+
+    rng = random.Random(seed)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 820})
+            await page.goto(f"{url}/?codec={codec}")
+            await page.wait_for_function(
+                "() => { const v = document.getElementById('main'); return v.videoWidth > 0"
+                " && v.currentTime > 0 && window.framesmith.control"
+                " && window.framesmith.bestRtt < Infinity; }",
+                timeout=60_000,
+            )
+            await asyncio.sleep(2.0)  # keyframe, jitter buffer settled, clock offset found
+            box = await page.locator("#main").bounding_box()
+            if box is None:
+                raise RuntimeError("the viewer page shows no video")
+            missed = 0
+            presses = ["click"] * clicks + ["key"] * keys
+            rng.shuffle(presses)
+            presses.insert(0, "click")  # the first click focuses the stage for the keys
+            for kind in presses:
+                before = await page.evaluate("() => window.framesmith.c2p.samples.length")
+                if kind == "click":
+                    x = box["x"] + box["width"] * rng.uniform(0.55, 0.95)
+                    y = box["y"] + box["height"] * rng.uniform(0.05, 0.4)
+                    await page.mouse.click(x, y)
+                else:
+                    await page.keyboard.press(rng.choice(["KeyA", "KeyS", "KeyD", "Space"]))
+                try:
+                    await page.wait_for_function(
+                        "n => window.framesmith.c2p.samples.length > n", arg=before, timeout=3000
+                    )
+                except PlaywrightTimeout:
+                    missed += 1
+                await asyncio.sleep(rng.uniform(0.15, 0.35))
+            await asyncio.sleep(1.5)  # one more overlay refresh
+            got = await page.evaluate(
+                "() => ({samples: window.framesmith.c2p.samples, stats: window.framesmith.stats,"
+                " missed: window.framesmith.c2p.missed,"
+                " size: [document.getElementById('main').videoWidth,"
+                " document.getElementById('main').videoHeight]})"
+            )
+            got["overlay"] = await page.inner_text("#overlay")
+            got["missed_waits"] = missed
+            if screenshot is not None:
+                await page.screenshot(path=str(screenshot))
+            return got
+        finally:
+            await browser.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    w, h = parse_size(args.size)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="framesmith-c2p-"))
+    work.mkdir(parents=True, exist_ok=True)
+    with Xvfb(w, h) as x, InputAppProcess(x.display, work / "input_app.jsonl") as app:
+        cfg = {
+            "source": {
+                "uri": f"x11:{x.display}",
+                "fps": args.fps,
+                "marker": True,
+                "on_change": args.grab == "change",
+            },
+            "model": {"mode": args.mode, "compare": False, "path": args.model},
+            "encoder": {"default_codec": args.codec},
+        }
+        server = LocalServer(str(write_toml(cfg, work / "bench-serve.toml")), work)
+        await server.start()
+        try:
+            page = await press_and_measure(
+                server.url,
+                clicks=args.clicks,
+                keys=args.keys,
+                codec=args.codec,
+                seed=args.seed,
+                screenshot=work / "c2p-page.png",
+            )
+            async with aiohttp.ClientSession() as http, http.get(server.url + "/api/stats") as r:
+                stats = await r.json()
+        finally:
+            await server.stop()
+        presses = sum(1 for e in app.events() if e["type"] in ("button", "key"))
+    samples = page["samples"]
+    summary = summarise(samples)
+    interval = 1000.0 / args.fps
+    st = summary["stages_p50_ms"]
+    server_ms = sum(st.get(k, 0.0) for k in ("capture", "pipeline", "encode"))
+    aim = interval + server_ms + interval
+    return {
+        "kind": "click-to-photon",
+        "display": f"{w}x{h}",
+        "output": page["size"],
+        "fps": args.fps,
+        "grab": args.grab,
+        "mode": args.mode,
+        "codec": args.codec,
+        "clicks": args.clicks,
+        "keys": args.keys,
+        "presses_seen_by_app": presses,
+        "missed": page["missed_waits"],
+        "summary": summary,
+        "server": stats.get("click_to_photon"),
+        "capture": {k: v for k, v in stats.get("source", {}).items() if k.startswith("capture")},
+        "device": stats.get("device"),
+        "aim_ms": round(aim, 2),
+        "aim": "one capture interval + capture, pipeline and encode (p50) + one frame interval",
+        "naive_ms": list(NAIVE_MS),
+        "overlay": page["overlay"],
+        "page_stats": page["stats"],
+        "samples": samples,
+        "workdir": str(work),
+    }
+
+
+def lines(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    st = " ".join(f"{k} {v:.1f}" for k, v in s["stages_p50_ms"].items())
+    return (
+        f"click-to-photon {result['display']}@{result['fps']:g} ({result['grab']}) "
+        f"{result['mode']} -> "
+        f"{result['output'][0]}x{result['output'][1]} {result['codec']}: p50 {s['p50_ms']} ms, "
+        f"p95 {s['p95_ms']} ms ({s['samples']} samples, {result['missed']} missed); "
+        f"aim {result['aim_ms']} ms; naive bar {NAIVE_MS[0]:g}-{NAIVE_MS[1]:g} ms\n"
+        f"  stage medians (ms): {st}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m stream bench --click-to-photon",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--size", default="640x360", help="the X display (Xvfb) size")
+    p.add_argument("--fps", type=float, default=30.0, help="capture rate")
+    p.add_argument(
+        "--grab",
+        choices=("change", "tick"),
+        default="change",
+        help="grab when the screen changes (default) or on every tick",
+    )
+    p.add_argument("--mode", default="bilinear", help="model | bilinear | bicubic | bypass")
+    p.add_argument("--model", default="upscale.onnx", help="for --mode model")
+    p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    p.add_argument("--clicks", type=int, default=40)
+    p.add_argument("--keys", type=int, default=10)
+    p.add_argument("--seed", type=int, default=14)
+    p.add_argument("--workdir", help="server config and log, the input app's log, a screenshot")
+    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--plot", action="store_true", help="also write a PNG next to --json")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = asyncio.run(run(args))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}")
+        return 2
+    print(lines(result))
+    if args.json:
+        path = Path(args.json)
+        path.write_text(json.dumps(result, indent=2))
+        print(f"wrote {path}")
+        if args.plot:
+            from ..plots import plot_result
+
+            for png in plot_result(path):
+                print(f"wrote {png}")
+    return 0 if result["summary"]["samples"] else 1

@@ -1,0 +1,50 @@
+"""Click-to-photon end to end, as `python -m stream bench --click-to-photon` measures it: an
+Xvfb with our input app, `serve --source x11:...` in a child process, and the viewer page in
+headless Chromium clicking and pressing keys. Every press is measured on the page, reported to
+the server (/api/stats), shown in the overlay, and its stages add up to its total."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from stream.input.latency import STAGES
+from stream.tools.bench.click_to_photon import lines, run
+from stream.tools.plots import plot_result
+
+from .test_viewer_browser import _playwright
+from .xhelpers import needs_xvfb
+
+pytestmark = [needs_xvfb, pytest.mark.browser, pytest.mark.gpu, pytest.mark.slow]
+
+
+@pytest.mark.timeout(300)
+async def test_click_to_photon_is_measured_reported_and_broken_down(tmp_path, artifacts):
+    _playwright()
+    args = argparse.Namespace(
+        size="320x180", fps=30.0, grab="change", mode="bilinear", model="upscale.onnx",
+        codec="vp8", clicks=6, keys=3, seed=1, workdir=str(tmp_path / "work"),
+    )  # fmt: skip
+    result = await run(args)
+    (artifacts / "click_to_photon.json").write_text(json.dumps(result, indent=1))
+    print(lines(result))
+    presses = args.clicks + args.keys + 1  # + the click that focuses the stage
+    assert result["presses_seen_by_app"] == presses  # every press reached the X client
+    s = result["summary"]
+    assert s["samples"] >= presses - 2 and result["missed"] <= 2, result["samples"]
+    assert 0 < s["p50_ms"] <= s["p95_ms"] < 3000
+    assert set(s["stages_p50_ms"]) == set(STAGES)
+    for sample in result["samples"]:
+        if all(k in sample for k in STAGES):  # the stages partition the press's total
+            assert abs(sum(sample[k] for k in STAGES) - sample["total"]) < 1.0, sample
+            assert sample["to_capture"] > -5 and sample["transit"] > -5, sample
+    # the server kept what the page reported, the overlay shows it, the capture says its cost
+    assert result["server"]["samples"] == s["samples"]
+    assert result["server"]["p50_ms"] == pytest.approx(s["p50_ms"], abs=0.05)
+    assert "click-to-photon" in result["overlay"] and "p50" in result["overlay"]
+    assert result["output"] == [640, 360]
+    assert 0 < result["capture"]["capture_cpu_share"] < 1
+    pngs = plot_result(result, artifacts)
+    assert pngs and all(p.stat().st_size > 10_000 for p in pngs)
