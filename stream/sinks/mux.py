@@ -96,11 +96,12 @@ class MuxSink:
         self._stop.set()
         self.queue.close()
         self._detach()
+        stuck = ""
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, JOIN_TIMEOUT_S)
-            if self._thread.is_alive():
-                self.figures.set_state(SinkState.STOPPED, "its last write never returned")
-        self.figures.set_state(SinkState.STOPPED)
+            if self._thread.is_alive():  # a daemon thread: it goes with the process
+                stuck = f"its last write did not return in {JOIN_TIMEOUT_S:g} s"
+        self.figures.set_state(SinkState.STOPPED, stuck)
 
     def push(self, packet: av.Packet, meta: FrameMeta | None) -> None:
         """A packet of the shared encoder (on the loop): copied, stamped, queued; never waits."""
