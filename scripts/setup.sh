@@ -44,10 +44,29 @@ done
 if ! ldconfig -p 2>/dev/null | grep -q "libXext.so.6"; then
   need_apt+=(libx11-6 libxext6)
 fi
+# push sinks (stream/sinks/, issue 18): libsrt for srt:// pushes; the servers the push tests
+# talk to (nginx + RTMP module, srt-live-transmit, Janus), started by the tests themselves
+push_servers=()
+if ! compgen -G "/usr/lib/*/libsrt*.so.1.5" >/dev/null; then
+  need_apt+=(libsrt1.5-gnutls)
+fi
+if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+  need_apt+=(nginx libnginx-mod-rtmp); push_servers+=(nginx)
+fi
+if ! command -v srt-live-transmit >/dev/null 2>&1; then
+  need_apt+=(srt-tools)
+fi
+if ! command -v janus >/dev/null 2>&1; then
+  need_apt+=(janus); push_servers+=(janus)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# the packages enable their own daemons (nginx on port 80); the tests run their own copies
+if [ ${#push_servers[@]} -gt 0 ] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now "${push_servers[@]}" >/dev/null 2>&1 || true
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -5,9 +5,11 @@ encoder's per-layer rates (webrtc/link.py, webrtc/layers.py); then each encoder'
 is the controlling player's estimate when a player controls (the one whose picture matters
 most, as Sunshine and Selkies serve one player), else a percentile of its viewers' estimates
 (75th by default: most viewers get the whole stream, the slowest quarter fewer layers),
-within [bandwidth.min_bitrate, encoder.bitrate]. It moves only when the target is 20% away,
-down at most every 4 s and up every 10 s: a VP8 change reopens libvpx (a keyframe for
-everyone, see SharedEncoder.set_bitrate). One log line per change.
+within [bandwidth.min_bitrate, encoder.bitrate] (an encode that also feeds a push sink
+keeps encoder.bitrate: an ingest expects a steady rate; its viewers have the layers). It
+moves only when the target is 20% away, down at most every 4 s and up every 10 s: a VP8
+change reopens libvpx (a keyframe for everyone, see SharedEncoder.set_bitrate). One log line
+per change.
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ class BitratePolicy:
             return
         controller = self.controller()
         mine = [link for sid, link in reported if sid == controller]
-        if mine:
+        if any(not isinstance(sub, PacketTrack) for sub in enc.subscribers):
+            target, reason = enc.max_bitrate, "a push sink takes this encode at its bitrate"
+        elif mine:
             target, reason = mine[0].estimate.rate, "the controlling player's link"
         else:
             rates = [link.estimate.rate for _, link in reported]

@@ -236,6 +236,41 @@ class InputConfig(Section):
     keymap: Literal["keysym", "evdev"] = "keysym"  # evdev: physical keys on non-US servers
 
 
+# -- push sinks (issue 18: stream/sinks/) ---------------------------------------------------
+
+
+class PushConfig(Section):
+    """Push the processed stream on (stream/sinks/): rtmp://, srt://, rtp://, whip+http(s)://,
+    each from the shared encoder of its codec (no encode per sink)."""
+
+    urls: list[str] = Field(default_factory=list)  # $VARS expanded at start (stream keys)
+    codec: Codec = "h264"  # of rtp:// and whip+ pushes (rtmp:// and srt:// carry H.264)
+    whip_token: str = ""  # bearer token of whip+ pushes, inline: for trying only
+    whip_token_file: str = ""  # a file holding it (a Docker/k8s secret)
+    sdp_dir: str = ""  # rtp:// pushes write push-<n>.sdp here ("": a temporary folder)
+    queue: int = Field(150, ge=8, le=10000)  # packets (video and audio) queued per sink
+    keyframe_interval_s: float = Field(2.0, ge=0.5, le=60)  # of an encoder feeding a sink
+    backoff_max_s: float = Field(10.0, ge=0.5, le=600)  # reconnect delays double up to this
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    send_timeout_s: float = Field(5.0, gt=0, le=120)  # an SRT send blocked this long fails
+
+    @model_validator(mode="after")
+    def _targets(self) -> PushConfig:
+        from .sinks.targets import TargetError, parse
+
+        for i, url in enumerate(self.urls):
+            try:
+                parse(url, i)
+            except TargetError as e:  # the message shows the URL redacted
+                raise ValueError(f"urls: [{i}] {e}") from None
+        if self.whip_token and self.whip_token_file:
+            raise ValueError("whip_token: give whip_token or whip_token_file, not both")
+        return self
+
+
+# -- end of push sinks ---------------------------------------------------------------------
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -245,6 +280,7 @@ class Config(Section):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     bandwidth: BandwidthConfig = Field(default_factory=BandwidthConfig)
     input: InputConfig = Field(default_factory=InputConfig)
+    push: PushConfig = Field(default_factory=PushConfig)
 
 
 # -- reading, validating and writing TOML ------------------------------------------------------

@@ -80,6 +80,13 @@ def layer_of(packet: av.Packet) -> Layer | None:
     return layer if isinstance(layer, Layer) else None
 
 
+class PacketSubscriber(Protocol):
+    """What a SharedEncoder feeds: a viewer's PacketTrack, or a push sink (stream/sinks/).
+    push() runs on the event loop and must return at once (queue or drop, never wait)."""
+
+    def push(self, packet: av.Packet, meta: FrameMeta | None) -> None: ...
+
+
 class PacketTrack(MediaStreamTrack):
     """One viewer's video track: pre-encoded packets from a SharedEncoder."""
 
@@ -190,7 +197,7 @@ class SharedEncoder:
         self.use_hw = codec == "h264" and hardware == "auto" and gpu and hardware_h264_available()
         self.ctx: VideoCodecContext | None = None
         self.codec_name = ""
-        self.subscribers: set[PacketTrack] = set()
+        self.subscribers: set[PacketSubscriber] = set()  # viewers' tracks and push sinks
         self.frames_encoded = 0
         self.keyframes = 0
         self.bytes_out = 0
@@ -220,11 +227,11 @@ class SharedEncoder:
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def subscribe(self, track: PacketTrack) -> None:
+    def subscribe(self, track: PacketSubscriber) -> None:
         self.subscribers.add(track)
         self.request_keyframe(urgent=True)
 
-    def unsubscribe(self, track: PacketTrack) -> None:
+    def unsubscribe(self, track: PacketSubscriber) -> None:
         self.subscribers.discard(track)
 
     def request_keyframe(self, urgent: bool = False) -> None:

@@ -53,7 +53,7 @@ class _Live(Collector):
         )
         subs = GaugeMetricFamily(
             "framesmith_encoder_subscribers",
-            "Viewers fed by an encoder",
+            "Viewers and push sinks fed by an encoder",
             labels=["stream", "codec"],
         )
         for e in live.get("encoders", []):
@@ -79,6 +79,35 @@ class _Live(Collector):
                 g = GaugeMetricFamily(name, doc)
                 g.add_metric([], value)
                 yield g
+        yield from _push_metrics(live.get("push", []))
+
+
+# push sinks (stream/sinks/): labelled by the sink's index and kind, never by its URL
+_PUSH = (
+    ("bitrate_bps", "framesmith_push_bitrate_bps", "Bits per second sent by a push sink (2 s)"),
+    ("bytes", "framesmith_push_bytes", "Bytes sent by a push sink"),
+    ("packets", "framesmith_push_packets", "Video packets sent by a push sink"),
+    ("dropped", "framesmith_push_packets_dropped", "Video packets a push sink could not send"),
+    ("reconnects", "framesmith_push_reconnects", "Connection attempts after a push's first"),
+    ("queued", "framesmith_push_queue_packets", "Packets waiting in a push sink's queue"),
+)
+PUSH_STATES = ("connecting", "live", "retrying", "stopped")
+
+
+def _push_metrics(sinks: list[dict]) -> Iterator[Metric]:
+    labels = ["sink", "kind"]
+    for key, name, doc in _PUSH:
+        g = GaugeMetricFamily(name, doc, labels=labels)
+        for s in sinks:
+            g.add_metric([str(s["sink"]), s["kind"]], s.get(key, 0))
+        yield g
+    g = GaugeMetricFamily(
+        "framesmith_push_state", "1 for a push sink's current state", labels=[*labels, "state"]
+    )
+    for s in sinks:
+        for state in PUSH_STATES:
+            g.add_metric([str(s["sink"]), s["kind"], state], 1 if s["state"] == state else 0)
+    yield g
 
 
 class Metrics:

@@ -82,6 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         choices=["on", "off"],
         help="dynamic resolution: scale the model's input to hold the frame rate (default on)",
     )
+    ap.add_argument(
+        "--push",
+        action="append",
+        metavar="URL",
+        help="also push the processed stream to rtmp://host/app/key, srt://host:port, "
+        "rtp://host:port (an SDP file is written) or whip+http(s)://host/path; repeatable; "
+        'replaces [push] urls (README "Audiences beyond one machine")',
+    )
+    ap.add_argument(
+        "--push-token-file",
+        metavar="FILE",
+        help="file holding the bearer token of whip+ pushes ([push] whip_token_file)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -105,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 "server.tls_key": args.tls_key,
                 "server.tls_self_signed": args.tls_self_signed,
                 "adapt.enabled": None if args.adapt is None else args.adapt == "on",
+                "push.urls": args.push,
+                "push.whip_token_file": args.push_token_file,
             },
         )
         refuse_open_network(cfg, args.insecure_open)

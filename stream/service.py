@@ -38,6 +38,7 @@ from .input import (
 )
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
+from .sinks import PushSinks
 from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
 
@@ -153,6 +154,9 @@ class Service:
         self._last_dropped: dict[str, int] = {}
         self._rate_checked: set[str] = set()
         self.device = ""
+        # push sinks (stream/sinks/): checked now (a bad token file stops the start), run
+        # from start() on the main stream's shared encoders
+        self.push = PushSinks(cfg.push, cfg.server)
 
     # -- pipelines ---------------------------------------------------------------------------
 
@@ -212,6 +216,7 @@ class Service:
             self._tasks.append(
                 asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
             )
+        self.push.start(lambda codec: self.encoder("main", codec), self.source.audio)
         log.info(
             "serving %s through %s (%s) on %s",
             self.source.kind,
@@ -410,6 +415,7 @@ class Service:
             "viewer_dropped": self.sessions.viewer_dropped(),
             "source_state": str(self.source.state),
             "process": self.resources(),
+            "push": self.push.stats(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -476,10 +482,12 @@ class Service:
                 "x11_injected": getattr(self.injector, "injected", None),
             },
             "click_to_photon": self.click_to_photon.summary(),
+            "push": self.push.stats(),
         }
 
     async def stop(self) -> None:
         await self.bitrate.stop()
+        await self.push.stop()
         await self.sessions.close_all()
         tasks = [*self._tasks, *([self._main_task] if self._main_task else [])]
         for t in tasks:

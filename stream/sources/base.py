@@ -17,6 +17,8 @@ from typing import Any
 
 import av
 
+from .audio import AudioFeed
+
 TIME_BASE = Fraction(1, 90000)
 
 
@@ -63,6 +65,7 @@ class Source:
         self._meta: OrderedDict[int, FrameMeta] = OrderedDict()
         self._t0 = time.monotonic()
         self._last_pts = -1
+        self.audio: AudioFeed | None = None  # compressed audio to pass on (file sources)
 
     def frames(self) -> AsyncIterator[av.VideoFrame]:
         raise NotImplementedError

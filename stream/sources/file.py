@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import av
 
+from .audio import AudioFeed
 from .base import Source, SourceState
 from .marker import with_marker
 
@@ -47,6 +48,7 @@ class FileSource(Source):
         self.live = "://" in uri and uri.split("://", 1)[0].lower() in LIVE_SCHEMES
         if "://" not in uri and not Path(uri).exists():
             raise FileNotFoundError(f"source {uri!r}: no such file (or use testsrc / webrtc)")
+        self.audio = AudioFeed()  # its compressed audio, for push sinks (stream/sinks/)
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "uri": redact(self.uri)}
@@ -61,7 +63,18 @@ class FileSource(Source):
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or 30
         self.fps = float(rate)
+        if self.audio is not None:
+            with self.audio.lock:
+                self.audio.set_template(next(iter(container.streams.audio), None))
         return container, stream
+
+    def _close(self, container: av.container.InputContainer) -> None:
+        if self.audio is None:
+            container.close()
+            return
+        with self.audio.lock:  # a sink may be copying the audio's parameters right now
+            self.audio.set_template(None)
+            container.close()
 
     async def frames(self) -> AsyncIterator[av.VideoFrame]:
         backoff = 0.5
@@ -79,15 +92,21 @@ class FileSource(Source):
                 continue
             self.state, self.error = SourceState.LIVE, ""
             backoff = 0.5
-            decoder = container.decode(stream)
+            decoder = demux(container, stream, self.audio)
             base_wall = None
             base_t = 0.0
             last_t = None
+            held: list[av.Packet] = []  # audio before the first frame sets the clock
             try:
                 while True:
                     frame = await asyncio.to_thread(next, decoder, None)
                     if frame is None:
                         break
+                    if isinstance(frame, av.Packet):  # audio, passed on compressed
+                        held.append(frame)
+                        if base_wall is not None:
+                            self._pass_audio(held, base_wall - base_t)
+                        continue
                     t = (
                         float(frame.time)
                         if frame.time is not None
@@ -100,6 +119,7 @@ class FileSource(Source):
                     if base_wall is None:
                         base_wall, base_t = now, t
                     delay = base_wall + (t - base_t) - now
+                    self._pass_audio(held, base_wall - base_t)
                     if delay > 0:
                         await asyncio.sleep(delay)
                     elif delay < -0.5:  # behind by more than half a second: drop, resync
@@ -116,9 +136,34 @@ class FileSource(Source):
                 log.warning("source %s: %s", self.uri, e)
                 self.fail(str(e))
             finally:
-                container.close()
+                self._close(container)
             if not self.live and not self.loop:
                 self.state = SourceState.ENDED
                 return
             if self.live:
                 await asyncio.sleep(backoff)
+
+    def _pass_audio(self, held: list[av.Packet], offset: float) -> None:
+        """Held audio packets onto the frames' clock: file time + offset is the monotonic
+        time the video of that instant is (or was) shown, as the pacing above decides."""
+        if self.audio is not None:
+            for packet in held:
+                t = float((packet.pts or 0) * packet.time_base) + offset
+                self.audio.publish(bytes(packet), int((t - self._t0) * 90000))
+        held.clear()
+
+
+def demux(
+    container: av.container.InputContainer,
+    video: av.video.stream.VideoStream,
+    audio: AudioFeed | None,
+) -> Iterator[av.VideoFrame | av.Packet]:
+    """The video's decoded frames, with the audio's packets (undecoded) between them while
+    a sink wants them."""
+    streams: list[Any] = [video, *container.streams.audio[:1]]
+    for packet in container.demux(*streams):
+        if packet.stream.type == "audio":
+            if audio is not None and audio.wanted and packet.pts is not None and packet.size:
+                yield packet
+            continue
+        yield from packet.decode()
