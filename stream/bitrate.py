@@ -127,7 +127,7 @@ class BitratePolicy:
         controller = self.controller()
         mine = [link for sid, link in reported if sid == controller]
         if any(not isinstance(sub, PacketTrack) for sub in enc.subscribers):
-            target, reason = enc.max_bitrate, "a push sink takes this encode at its bitrate"
+            target, reason = float(enc.max_bitrate), "a push sink takes this encode at its bitrate"
         elif mine:
             target, reason = mine[0].estimate.rate, "the controlling player's link"
         else:
