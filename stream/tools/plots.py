@@ -417,6 +417,10 @@ def figures(result: dict) -> list[str]:
         from .plots_input import click_to_photon_lines
 
         return click_to_photon_lines(result)
+    if kind == "adapt-run":
+        from .plots_adapt import adapt_lines
+
+        return adapt_lines(result)
     if kind in ("layers", "engine"):
         from infer.tools.plots import figures as engine_figures
 
@@ -452,13 +456,17 @@ def plot_result(result: dict | str | Path, out_dir: Path | None = None) -> list[
         from .plots_input import plot_click_to_photon
 
         return [plot_click_to_photon(result, out_dir / f"{stem}.c2p.png")]
+    if kind == "adapt-run":
+        from .plots_adapt import plot_adapt
+
+        return [plot_adapt(result, out_dir / f"{stem}.adapt.png")]
     if kind in ("layers", "engine"):  # engine results too, so one report can hold all kinds
         from infer.tools import plots as engine_plots
 
         return engine_plots.plot_result(result, out_dir, stem)
     raise ValueError(
         f"no plot for a result of kind {kind!r} "
-        "(known kinds: pipeline, service-bench, soak, click-to-photon, layers, engine)"
+        "(known kinds: pipeline, service-bench, soak, click-to-photon, adapt-run, layers, engine)"
     )
 
 

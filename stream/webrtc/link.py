@@ -1,13 +1,18 @@
 """One viewer's link: what its RTCP says (loss, jitter, round trip, REMB) and the rate it can
 take, estimated as libwebrtc's loss-based controller does (draft-ietf-rmcat-gcc-02 section 6:
 above 10% loss the rate drops by half the loss, at most once per SETTLE_S; below 2% it grows
-8% a second; in between it holds). A REMB is the receiver's delay-based estimate, which by
-design never says more than 1.5 times what it receives, so it cannot be a ceiling for a
-viewer on fewer layers (it would never be let back up): a REMB under 85% of what is sent
-means queues are building on the path, and counts as congestion (the rate drops to it); one
-above says nothing. The growth is capped at 1.5 times what is actually sent, except when the
-layer selector steps up: the step is the probe (its rate is let through, and loss or a REMB
-soon undo it if the link cannot take it).
+8% a second; in between it holds). NACKs count as loss between reports (a report covers
+about a second; NACKs over the last half second's packets tell within a round trip).
+
+A REMB is the receiver's delay-based estimate, which by design never says more than 1.5
+times what it receives, so it cannot be a ceiling for a viewer on fewer layers (it would
+never be let back up). A REMB under 85% of what is sent says queues are building, but
+aiortc's estimator (and a browser's on a busy machine) says so too when the receiver's own
+CPU is late reading packets: in the CI soak, three aiortc viewers in one loaded process lost
+layers that way on a loopback link (7-17% of frames). So a low REMB only sets how far the
+rate drops when loss is seen too; loss is the signal. The growth is capped at 1.5 times what
+is actually sent, except when the layer selector steps up: the step is the probe (its rate
+is let through, and loss soon undoes it if the link cannot take it).
 
 aiortc reads RTCP in RTCRtpSender._handle_rtcp_packet and keeps the figures private (RTT) or
 drops them (REMB goes to its own encoder only, which a packet track does not have), so
@@ -25,8 +30,10 @@ from typing import Any
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     RtcpSrPacket,
     unpack_remb_fci,
 )
@@ -40,10 +47,13 @@ LOSS_LOW = 0.02
 GROWTH_PER_S = 1.08
 REMB_FRESH_S = 5.0
 REMB_CONGESTED = 0.85  # a REMB under this share of what is sent: queues are building
+LOSS_RECENT_S = 2.5  # ... which counts only with loss reported this recently
 # loss reported this soon after a decrease is mostly from before it took effect (a receiver
 # report covers about a second, the layer changes at the next tick and a queue drains)
 SETTLE_S = 1.5
 RATE_WINDOW_S = 2.0
+NACK_WINDOW_S = 0.5  # NACKs over the packets sent in this window: loss long before a report
+RTP_PAYLOAD = 1280  # bytes of a frame per RTP packet (aiortc's PACKET_MAX, less headers)
 
 
 @dataclass
@@ -73,27 +83,34 @@ class LinkEstimate:
         self.last_report = now
         self.reports += 1
         self.loss = fraction_lost
-        if fraction_lost > LOSS_HIGH:
-            if now - self.last_decrease >= SETTLE_S:
-                base = min(self.rate, sent_bps) if sent_bps > 0 else self.rate
-                self.rate = base * (1 - 0.5 * fraction_lost)
-                self.last_decrease = now
-            self.last_loss = now
-        elif fraction_lost >= LOSS_LOW:
-            self.last_loss = now
+        if fraction_lost >= LOSS_LOW:
+            self.lost(fraction_lost, sent_bps, now)
         else:
             cap = max(1.5 * sent_bps, self.rate)  # never grown by a report, but not cut
             self.rate = min(self.rate * GROWTH_PER_S**dt, max(cap, b.min_bps))
         self.rate = min(b.max_bps, max(b.min_bps, self.rate))
 
+    def lost(self, fraction: float, sent_bps: float, now: float) -> None:
+        """Loss seen (a receiver report, or NACKs between reports): above LOSS_HIGH the rate
+        drops by half of it, at most once per SETTLE_S; any of it ends the quiet time."""
+        self.last_loss = now
+        if fraction > LOSS_HIGH and now - self.last_decrease >= SETTLE_S:
+            base = min(self.rate, sent_bps) if sent_bps > 0 else self.rate
+            self.rate = max(self.bounds.min_bps, base * (1 - 0.5 * fraction))
+            self.last_decrease = now
+
     def remb(self, bps: float, sent_bps: float, now: float) -> None:
         self.remb_bps = bps
         self.remb_at = now
-        if sent_bps > 0 and bps < REMB_CONGESTED * sent_bps:
-            self.last_loss = now
-            if now - self.last_decrease >= SETTLE_S and bps < self.rate:
-                self.rate = max(self.bounds.min_bps, bps)
-                self.last_decrease = now
+        congested = sent_bps > 0 and bps < REMB_CONGESTED * sent_bps
+        if (
+            congested
+            and now - self.last_loss <= LOSS_RECENT_S
+            and now - self.last_decrease >= SETTLE_S
+            and bps < self.rate
+        ):
+            self.rate = max(self.bounds.min_bps, bps)
+            self.last_decrease = now
 
     def probe(self, bps: float) -> None:
         """The selector stepped up: let the new layer's rate through."""
@@ -116,6 +133,9 @@ class ViewerLink:
         self.estimate = LinkEstimate(bounds)
         self.selector = LayerSelector(settings) if layered else None
         self.sent: collections.deque[tuple[float, int]] = collections.deque()
+        self.nacks: collections.deque[tuple[float, int]] = collections.deque()
+        self.nacked = 0
+        self.layer_bps: list[float] = []  # the encoder's, at the last tick
         self.skipped = 0  # frames of layers this viewer was not sent
         self.history: collections.deque[tuple[float, int, float]] = collections.deque(maxlen=600)
 
@@ -144,9 +164,28 @@ class ViewerLink:
 
     # -- RTCP -------------------------------------------------------------------------------
 
+    def nack_loss(self, now: float) -> float | None:
+        """The share of packets sent in the last NACK_WINDOW_S that were NACKed (None: too
+        few sent to tell)."""
+        while self.nacks and now - self.nacks[0][0] > NACK_WINDOW_S:
+            self.nacks.popleft()
+        packets = sum(-(-size // RTP_PAYLOAD) for t, size in self.sent if now - t <= NACK_WINDOW_S)
+        if packets < 10:
+            return None
+        return min(1.0, sum(n for _, n in self.nacks) / packets)
+
     def on_rtcp(self, packet: Any, ssrc: int, rtt_s: float | None, now: float) -> None:
         e = self.estimate
-        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+        if (
+            isinstance(packet, RtcpRtpfbPacket)
+            and packet.fmt == RTCP_RTPFB_NACK
+            and packet.media_ssrc == ssrc
+        ):
+            self.nacks.append((now, len(packet.lost)))
+            self.nacked += len(packet.lost)
+            if self.layer_bps and (self.nack_loss(now) or 0.0) > LOSS_HIGH:
+                self.tick(self.layer_bps, now)  # a failing step up: undo it now, not next tick
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     e.jitter_ms = report.jitter / 90.0  # RTP clock of video: 90 kHz
@@ -166,6 +205,10 @@ class ViewerLink:
     def tick(self, layer_bps: list[float], now: float) -> None:
         """Layer choice from the estimate; `layer_bps[k]`: the rate of layers <= k."""
         e, sel = self.estimate, self.selector
+        self.layer_bps = layer_bps
+        nack = self.nack_loss(now)
+        if nack is not None and nack >= LOSS_LOW:
+            e.lost(nack, self.sent_bps(now), now)
         if sel is not None and len(layer_bps) == LAYERS:
             fits = max([k for k, bps in enumerate(layer_bps) if bps <= e.rate], default=0)
             if sel.decide(fits, now - e.last_loss, now):
@@ -192,6 +235,7 @@ class ViewerLink:
             "layer_changes": sel.changes if sel is not None else 0,
             "layer_reason": sel.reason if sel is not None else "no temporal layers",
             "skipped": self.skipped,
+            "nacked": self.nacked,
         }
 
 

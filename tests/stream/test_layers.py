@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 from aiortc.codecs.vpx import VpxPayloadDescriptor
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpReceiverInfo, RtcpRrPacket, RtcpRtpfbPacket
 
 from stream.bitrate import BitratePolicy, percentile
 from stream.config import BandwidthConfig
@@ -160,9 +160,12 @@ def test_the_estimate_follows_loss_remb_and_what_was_sent():
     # a REMB over what is sent says nothing (a receiver's estimate stays under 1.5x that)
     e.remb(800_000, sent_bps=600_000, now=6.5)
     assert e.rate == pytest.approx(900_000) and e.last_loss == 1.0
-    e.remb(450_000, sent_bps=600_000, now=7.0)  # under 85% of it: queues are building
-    assert e.rate == 450_000 and e.last_loss == 7.0
-    assert e.fresh_remb(8.0) == 450_000 and e.fresh_remb(13.0) is None
+    e.remb(450_000, sent_bps=600_000, now=7.0)  # under 85% of it, but no loss: a busy receiver
+    assert e.rate == pytest.approx(900_000)
+    e.report(0.05, sent_bps=600_000, now=7.5)  # loss (holds the rate) ...
+    e.remb(450_000, sent_bps=600_000, now=8.0)  # ... and a low REMB: down to it
+    assert e.rate == 450_000 and e.last_loss == 7.5
+    assert e.fresh_remb(9.0) == 450_000 and e.fresh_remb(14.0) is None
     e.rate = 900_000
     e.report(1.0, sent_bps=0.0, now=13.0)
     assert e.rate == 450_000
@@ -198,6 +201,23 @@ def test_a_viewer_link_reads_its_own_reports_and_picks_layers_from_the_encoder_r
     assert link.selector.target == 1 and link.layer == 1
     state = link.state(1.0)
     assert state["layer"] == 1 and state["loss"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_nacks_between_reports_count_as_loss():
+    """A report covers about a second; NACKs tell within a round trip."""
+    link = ViewerLink(EstimateBounds(1_000_000, 100_000, 1_000_000), layered=True)
+    for k in range(20):  # 20 frames of 2 packets in the last half second: 40 packets
+        link.on_sent(2 * 1280, now=1.0 + k * 0.025)
+    link.tick([400_000.0, 600_000.0, 1_000_000.0], now=1.5)
+    assert link.estimate.rate == 1_000_000 and link.layer == 2  # no NACKs: nothing
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=7, lost=list(range(12)))
+    link.on_rtcp(nack, ssrc=7, rtt_s=None, now=1.5)
+    other = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=8, lost=list(range(40)))
+    link.on_rtcp(other, ssrc=7, rtt_s=None, now=1.5)  # another sender's
+    assert link.nack_loss(1.5) == pytest.approx(12 / 40)
+    link.tick([400_000.0, 600_000.0, 1_000_000.0], now=1.5)
+    assert link.estimate.rate < 1_000_000 * (1 - 0.5 * 0.3) + 1 and link.layer < 2
+    assert link.state(1.5)["nacked"] == 12
 
 
 def test_percentile_is_nearest_rank():

@@ -120,7 +120,8 @@ async def test_a_capped_viewer_gets_fewer_layers_and_the_other_the_whole_stream(
     print(
         f"LAYERS layer kbps {[round(r / 1000) for r in rates]}, cap {shaper.kbps} -> "
         f"{(rates[1] + rates[2]) / 2 * 1.05 / 1000:.0f} kbit/s; uncapped {full_fps:.1f} fps "
-        f"before, {fast_fps:.1f} during (encoder {encoded_fps:.1f}); capped {slow_fps:.1f} fps, longest gap {gap:.2f} s, "
+        f"before, {fast_fps:.1f} during (encoder {encoded_fps:.1f}); capped {slow_fps:.1f} fps, "
+        f"longest gap {gap:.2f} s, "
         f"layers {slow_layers}; back to the whole stream {back} s after the cap lifted; "
         f"shaper dropped {shaper.dropped}; after: {slow_clock.fps(t_end - 3, t_end):.1f} fps"
     )

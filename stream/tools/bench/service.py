@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         from .click_to_photon import main as click_to_photon
 
         return click_to_photon([a for a in argv if a != "--click-to-photon"])
+    if argv is not None and "--adapt" in argv:  # issue 16: the frame rate held over time
+        from .adapt import main as adapt
+
+        return adapt([a for a in argv if a != "--adapt"])
     p = argparse.ArgumentParser(
         prog="python -m stream bench",
         description=__doc__,
