@@ -16,6 +16,7 @@ from .compile import Program, specialise
 from .device import Device, get_device
 from .errors import ModelError, UnsupportedModelError
 from .graph import Graph, from_onnx, load_proto
+from .layout import ROWS, Layout
 from .ops import lookup
 from .ops.registry import Value
 from .runtime import ConstantStore, Executable
@@ -70,7 +71,11 @@ class _ShapeOnly:
 class Model:
     """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
 
-    def __init__(self, graph: Graph, device: Device, precision: str = "fp32") -> None:
+    def __init__(
+        self, graph: Graph, device: Device, precision: str = "fp32", token_layout: Layout = ROWS
+    ) -> None:
+        """`token_layout`: how tensors that are not images are stored (passes.layouts);
+        "image" stores every tensor as an image, for measuring what row-major buys."""
         if precision not in ("fp32", "fp16"):
             raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
         if precision == "fp16" and "shader-f16" not in device.features:
@@ -81,6 +86,7 @@ class Model:
         self.graph = graph
         self.device = device
         self.precision = precision
+        self.token_layout = token_layout
         self.inputs = [vi.name for vi in graph.inputs]
         self.outputs = list(graph.outputs)
         self._value_inputs = _const_inputs(graph)
@@ -126,7 +132,11 @@ class Model:
     ) -> Program:
         """The folded, fused dispatch list for these input shapes (no GPU work)."""
         return specialise(
-            self.graph, self._seed(shapes, arrays or {}), self.device.limits, self.precision
+            self.graph,
+            self._seed(shapes, arrays or {}),
+            self.device.limits,
+            self.precision,
+            self.token_layout,
         )
 
     def prepare(self, shapes: dict[str, tuple[int, ...]] | tuple[int, ...]) -> Executable:

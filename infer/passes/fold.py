@@ -51,7 +51,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
                 problems.append((node.op_type, node.name, str(e)))
                 continue
             except Exception as e:
-                raise ModelError(f"folding {node.op_type} node {node.name!r} failed: {e}") from e
+                raise ModelError(
+                    f"folding {node.op_type} node {node.name!r} failed: {type(e).__name__}: {e}"
+                ) from e
             for name, arr in zip(node.outputs, outs, strict=False):
                 if name:
                     arr = np.asarray(arr)
@@ -74,9 +76,15 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
         except NotSupported as e:
             problems.append((node.op_type, node.name, str(e)))
             continue
+        except Exception as e:
+            raise ModelError(
+                f"shape inference of {node.op_type} node {node.name!r} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        dtype = np.dtype(np.float32) if opdef.out_dtype is None else opdef.out_dtype
         for name, shape in zip(node.outputs, shapes, strict=False):
             if name:
-                values[name] = Value(tuple(int(d) for d in shape), None)
+                values[name] = Value(tuple(int(d) for d in shape), None, dtype)
         kept.append(node)
     if problems:
         raise UnsupportedModelError(problems, graph.opset)

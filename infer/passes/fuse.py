@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from ..graph import Graph, Node
-from ..ops.elementwise import UNARY_ACTIVATIONS, activation_spec
 from ..ops.registry import NotSupported, Value
+from ..ops.unary import UNARY_ACTIVATIONS, activation_spec
 
 FUSABLE_PRODUCERS = ("Conv", "ConvTranspose")
 

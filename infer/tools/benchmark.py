@@ -70,7 +70,8 @@ def dispatch_bytes(program: Program, d: Dispatch) -> int:
         elif b.kind == "const":
             total += max(0, program.consts[b.ref].nbytes - b.offset)
         else:
-            total += buffer_bytes(program.values[b.ref].shape, esize)
+            v = program.values[b.ref]
+            total += buffer_bytes(v.shape, esize, v.layout)
     return total
 
 
