@@ -49,15 +49,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ endfor $}
   }
 {$ for r in range(tm) $}
-  let m{{ r }} = m0 + {{ r }}u;
-  if (m{{ r }} < {{ m }}u) {
+  let mr{{ r }} = m0 + {{ r }}u;
+  if (mr{{ r }} < {{ m }}u) {
 {$ for q in range(tn) $}
     if (n0 + {{ q }}u < {{ n }}u) {
       var v = acc{{ r }}[{{ q }}] * {{ alpha | f32 }};
 {$ if bias $}
-      v += {{ bias.beta | f32 }} * f32(bias[qo + m{{ r }} * {{ bias.m }}u + (n0 + {{ q }}u) * {{ bias.n }}u]);
+      v += {{ bias.beta | f32 }} * f32(bias[qo + mr{{ r }} * {{ bias.m }}u + (n0 + {{ q }}u) * {{ bias.n }}u]);
 {$ endif $}
-      c[co + m{{ r }} * {{ c[0] }}u + (n0 + {{ q }}u) * {{ c[1] }}u] = {{ S }}(activate(vec4<f32>(v), 0u).x);
+      c[co + mr{{ r }} * {{ c[0] }}u + (n0 + {{ q }}u) * {{ c[1] }}u] = {{ S }}(activate(vec4<f32>(v), 0u).x);
     }
 {$ endfor $}
   }
