@@ -69,6 +69,10 @@ def specialise(
             ) from e
     if problems:
         raise UnsupportedModelError(problems, g.opset)
+    for d in dispatches:  # a kernel that binds a folded tensor as a GPU one gets it uploaded
+        for k, b in enumerate(d.bindings):
+            if b.kind == "in" and values[b.ref].const is not None:
+                d.bindings[k] = ctx.data_binding(b.ref, f"{d.label}/{b.ref}")
     read = {ctx.aliases.get(b.ref, b.ref) for d in dispatches for b in d.bindings if b.kind == "in"}
     gpu_inputs = [name for name in inputs if name in read]
     return Program(g, values, dispatches, ctx.consts, gpu_inputs, precision, dict(ctx.aliases))

@@ -196,13 +196,18 @@ class Model:
 
     def _finish(self, exe: Executable, arrays: dict, results: dict) -> np.ndarray | dict:
         out = {}
+        values = exe.program.values
         for name in self.outputs:
             if name in results:
                 out[name] = results[name]
             elif name in arrays:
                 out[name] = arrays[name]
-            else:
+            elif name in exe.program.graph.constants:
                 out[name] = np.asarray(exe.program.graph.constants[name])
+            elif name in values and 0 in values[name].shape:  # empty: nothing to compute
+                out[name] = np.zeros(values[name].shape, values[name].dtype)
+            else:
+                raise ModelError(f"output {name!r} was not computed")
         return out[self.outputs[0]] if len(out) == 1 else out
 
     def run(self, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:

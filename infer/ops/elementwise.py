@@ -62,12 +62,11 @@ def _inputs(node: Node) -> list[str]:
 
 
 def _binary_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
-    if node.op_type in VARIADIC and len(ins) != 2:
-        raise NotSupported(f"{node.op_type} of {len(ins)} GPU inputs (2 run on the GPU)")
-    for v in ins:
-        dtype = v.const.dtype if v.const is not None else v.dtype
-        if np.dtype(dtype).kind not in "fb":
-            raise NotSupported(f"{node.op_type} on a {np.dtype(dtype).name} tensor on the GPU")
+    for v in ins:  # constants of any number type are uploaded as floats
+        if v.const is None and np.dtype(v.dtype).kind not in "fb":
+            raise NotSupported(f"{node.op_type} on a {np.dtype(v.dtype).name} tensor on the GPU")
+        if v.const is not None and np.dtype(v.const.dtype).kind not in "fbiu":
+            raise NotSupported(f"{node.op_type} of a {v.const.dtype.name} constant")
     return [broadcast_shape(*(v.shape for v in ins))]
 
 
@@ -176,10 +175,46 @@ def binary_dispatches(
     return [Dispatch("binary.wgsl", variables, bindings, grid, node.name, flops)]
 
 
+def _variadic(node: Node, ctx: BuildContext, ins: list[str]) -> list[Dispatch]:
+    """Sum, Mean, Max, Min of 1 or 3+ inputs: a chain of binary dispatches (Mean: a Sum, then
+    a multiply by 1/n) through scratch tensors of the output's shape and layout."""
+    y = node.outputs[0]
+    out = ctx.values[y]
+    if len(ins) == 1:
+        if ctx.shape(ins[0]) != out.shape:
+            raise NotSupported("a single input of another shape than the output")
+        return binary_dispatches(node, ctx, "Mul", ins[0], _one(ctx, node), y, NO_ACTIVATION)
+    op = {"Sum": "Add", "Mean": "Add"}.get(node.op_type, node.op_type)
+    dispatches: list[Dispatch] = []
+    acc = ins[0]
+    steps = len(ins) - 1 + (node.op_type == "Mean")
+    for k in range(1, steps + 1):
+        dst = y if k == steps else f"{y}#{node.op_type.lower()}{k}"
+        if dst != y:
+            ctx.values[dst] = Value(out.shape, None, out.dtype, out.layout)
+        if k < len(ins):
+            dispatches += binary_dispatches(node, ctx, op, acc, ins[k], dst, NO_ACTIVATION)
+        else:
+            scale = f"{node.name}#1/n"
+            arr = np.array(1.0 / len(ins), np.float32)
+            ctx.values[scale] = Value((), arr, arr.dtype)
+            dispatches += binary_dispatches(node, ctx, "Mul", acc, scale, dst, NO_ACTIVATION)
+        acc = dst
+    return dispatches
+
+
+def _one(ctx: BuildContext, node: Node) -> str:
+    name = f"{node.name}#one"
+    ctx.values[name] = Value((), np.array(1.0, np.float32), np.dtype(np.float32))
+    return name
+
+
 def _binary_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     ins = _inputs(node)
+    if node.op_type in VARIADIC and len(ins) != 2:
+        return _variadic(node, ctx, ins)
     if len(ins) != 2:
-        raise NotSupported(f"{node.op_type} of {len(ins)} inputs on the GPU")
+        raise NotSupported(f"{node.op_type} of {len(ins)} inputs")
     act = node.attrs.get("_activation", NO_ACTIVATION)
     op = "Add" if node.op_type == "Sum" else node.op_type
     return binary_dispatches(node, ctx, op, ins[0], ins[1], node.outputs[0], act)

@@ -150,6 +150,20 @@ def _cast_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...
     return [ins[0].shape]
 
 
+def _cast_like(node: Node, a: list, opset: int) -> list[np.ndarray]:
+    return [np.asarray(a[0]).astype(np.asarray(a[1]).dtype)]
+
+
+def _cast_like_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    target = ins[1].const.dtype if ins[1].const is not None else ins[1].dtype
+    if np.dtype(target).kind != "f" or np.dtype(ins[0].dtype).kind != "f":
+        raise NotSupported(
+            f"CastLike of a {np.dtype(ins[0].dtype).name} tensor to {np.dtype(target).name} "
+            "on the GPU (float to float only)"
+        )
+    return [ins[0].shape]
+
+
 def _cast_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     """float -> float: tensors are stored at the model's precision either way, a copy."""
     return [unary_dispatch(ctx, node.inputs[0], node.outputs[0], NO_ACTIVATION, node.name)]
@@ -173,5 +187,16 @@ _FOLD_ONLY = {
 }
 
 for _op, _fn in _FOLD_ONLY.items():
-    register(_op, infer=_no_shape, evaluate=_fn)
+    # every input must be known: a graph input feeding one is asked for by value (model.py)
+    # (Shape and Size read only the input's shape)
+    known = () if _op in ("Shape", "Size") else (0, 1, 2, 3, 4)
+    register(_op, infer=_no_shape, evaluate=_fn, const_inputs=known)
 register("Cast", infer=_cast_infer, evaluate=_cast, build=_cast_build, any_layout=True)
+register(
+    "CastLike",
+    infer=_cast_like_infer,
+    evaluate=_cast_like,
+    build=_cast_build,
+    any_layout=True,
+    since=15,
+)

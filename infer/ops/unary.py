@@ -16,7 +16,7 @@ import numpy as np
 
 from ..graph import Node
 from ..layout import is_image, pad4, vec4_count
-from .common import grid_for
+from .common import grid_for, index_vars
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
 
 _F32_MAX = 3.4028234663852886e38
@@ -190,8 +190,23 @@ def unary_dispatch(
     ctx: BuildContext, x: str, y: str, act: dict, label: str, flops_per: float = 1.0
 ) -> Dispatch:
     """y = activate(x), 4 values per invocation. In the image layout padding lanes are written
-    as zero (log, sqrt or 1/x of a zero lane is not); a row-major tail is never read."""
+    as zero (log, sqrt or 1/x of a zero lane is not); a row-major tail is never read. When x
+    and y lie in different layouts, one element per invocation at each one's strides."""
     shape, layout = ctx.shape(x), ctx.layout(x)
+    if is_image(shape, layout) != is_image(shape, ctx.layout(y)):
+        out = index_vars(shape, layout=ctx.layout(y))
+        grid, pitch = grid_for(out["total"])
+        variables = {
+            "op": "Unary",
+            "out": out,
+            "pitch": pitch,
+            "act": act,
+            "a_strides": ctx.strides(x),
+        }
+        bindings = [Binding("in", x), Binding("out", y)]
+        return Dispatch(
+            "binary.wgsl", variables, bindings, grid, label, flops_per * math.prod(shape)
+        )
     count = vec4_count(shape, layout)
     grid, pitch = grid_for(count)
     image = is_image(shape, layout)

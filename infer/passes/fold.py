@@ -14,9 +14,10 @@ from ..graph import Graph, Node
 from ..ops import lookup
 from ..ops.registry import NotSupported, Value
 
-# Ops whose value depends only on their input's shape: they fold even when that input is a
-# tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters).
-SHAPE_ONLY = ("Shape", "Size")
+# Inputs of which only the shape and type matter: these ops fold even when that input is a
+# tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters;
+# CastLike(constant, x) in onnx's function bodies).
+SHAPE_ONLY = {"Shape": 0, "Size": 0, "CastLike": 1}
 
 
 def _shape_stand_in(v: Value) -> Value:
@@ -40,8 +41,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
         if any(i and i not in values for i in node.inputs):
             continue  # downstream of an earlier problem
         ins = [values[i] if i else Value((0,), None) for i in node.inputs]
-        if node.op_type in SHAPE_ONLY and node.domain in ("", "ai.onnx") and ins:
-            ins[0] = _shape_stand_in(ins[0])
+        k = SHAPE_ONLY.get(node.op_type, -1) if node.domain in ("", "ai.onnx") else -1
+        if 0 <= k < len(ins):
+            ins[k] = _shape_stand_in(ins[k])
         present = [v for i, v in zip(node.inputs, ins, strict=True) if i]
         if opdef.evaluate is not None and all(v.const is not None for v in present):
             try:

@@ -10,6 +10,14 @@ fn erf4(x: vec4<f32>) -> vec4<f32> {
   return s * y;
 }
 {$ endif $}
+{$ if act.kind in ("Softplus", "Mish") $}
+fn softplus4(v: vec4<f32>) -> vec4<f32> {
+  // max(v, 0) + log(1 + exp(-|v|)), with log1p's series where 1 + t rounds t away
+  let t = exp(-abs(v));
+  let l = select(log(1.0 + t), t * (1.0 - 0.5 * t), t < vec4<f32>(1e-3));
+  return max(v, vec4<f32>(0.0)) + l;
+}
+{$ endif $}
 fn activate(v: vec4<f32>, c4: u32) -> vec4<f32> {
 {$ if act.kind == "none" $}
   return v;
@@ -41,13 +49,14 @@ fn activate(v: vec4<f32>, c4: u32) -> vec4<f32> {
   return 0.5 * v * (1.0 + erf4(v * 0.7071067811865476));
 {$ endif $}
 {$ elif act.kind == "Softplus" $}
-  return max(v, vec4<f32>(0.0)) + log(1.0 + exp(-abs(v)));
+  return softplus4(v);
 {$ elif act.kind == "Softsign" $}
   return v / (1.0 + abs(v));
 {$ elif act.kind == "Mish" $}
-  let sp = max(v, vec4<f32>(0.0)) + log(1.0 + exp(-abs(v)));
+  let sp = softplus4(v);
   let e = exp(-2.0 * sp);
-  return v * (1.0 - e) / (1.0 + e);
+  // tanh(sp) for sp >= 0; its series below 1e-3, where 1 - e cancels
+  return v * select((1.0 - e) / (1.0 + e), sp * (1.0 - sp * sp / 3.0), sp < vec4<f32>(1e-3));
 {$ elif act.kind == "Selu" $}
   return {{ act.gamma|f32 }} * select({{ act.alpha|f32 }} * (exp(min(v, vec4<f32>(0.0))) - 1.0), v, v > vec4<f32>(0.0));
 {$ elif act.kind == "Celu" $}

@@ -27,11 +27,14 @@ fn binop(x: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
   let r = select(neg, p, x >= vec4<f32>(0.0));
   return select(select(r, x * x, z == vec4<f32>(2.0)), vec4<f32>(1.0), z == vec4<f32>(0.0));
 {$ elif op == "Mod" $}
-{$ if fmod $}
-  return x - z * trunc(x / z);
-{$ else $}
-  return x - z * floor(x / z);
+  // C's fmod (x - z * trunc(x / z)), but x itself for an infinite z; fmod=0 (Python's %):
+  // a nonzero result takes the sign of z
+  let inf_z = abs(z) > vec4<f32>(3.4028234663852886e38);
+  var r = select(x - z * trunc(x / z), x, inf_z & (abs(x) <= vec4<f32>(3.4028234663852886e38)));
+{$ if not fmod $}
+  r = select(r, r + z, (r != vec4<f32>(0.0)) & ((r < vec4<f32>(0.0)) != (z < vec4<f32>(0.0))));
 {$ endif $}
+  return r;
 {$ elif op == "Equal" $}
   return select(vec4<f32>(0.0), vec4<f32>(1.0), x == z);
 {$ elif op == "Less" $}
