@@ -15,7 +15,7 @@ from .graph import Graph
 from .layout import ROWS, Layout
 from .ops import lookup
 from .ops.registry import BuildContext, Dispatch, NotSupported, Value
-from .passes import assign_layouts, fold_and_infer, fuse
+from .passes import assign_layouts, fold_and_infer, fold_views, fuse
 
 
 @dataclass
@@ -48,9 +48,10 @@ def specialise(
     values = dict(inputs)
     fold_and_infer(g, values)
     try:
-        fuse(g, values)
+        fuse(g, values, limits)
         assign_layouts(g, values, token_layout)
-    except (NotSupported, KeyError, ValueError, IndexError, TypeError) as e:
+        fold_views(g, values)
+    except Exception as e:
         raise ModelError(f"graph rewriting failed: {type(e).__name__}: {e}") from e
     ctx = BuildContext(values, limits, precision)
     dispatches: list[Dispatch] = []

@@ -1,11 +1,12 @@
 """MatMul, Gemm and Einsum: one batched matrix-product kernel (matmul.wgsl) for all three.
 
 The kernel reads A[batch, m, k] and B[batch, k, n] and writes C[batch, m, n] at arbitrary
-element strides per tensor (broadcast batch axes have stride 0), so a transposed operand
-(Gemm's transA/transB, `k.transpose(-2, -1)` folded in by passes.fuse, any einsum index
-order) costs no copy, and tensors of either layout are read where they lie. Each invocation
-computes a TM x TN tile of C in registers: per step of k, TM loads of A and TN of B feed
-TM * TN multiply-adds.
+element strides and offsets per tensor (products.py), so a transposed operand (Gemm's
+transA/transB, `k.transpose(-2, -1)`, `qkv[0]` of a permuted tensor: passes.views folds
+those in), any einsum index order, and tensors of either layout cost no copy. Each
+invocation computes a TM x TN tile of C in registers: per step of k, TM loads of A and TN
+of B feed TM * TN multiply-adds. A MatMul may carry a bias (an Add folded in by passes.fuse)
+and writes through an activation.
 
 Einsum is lowered to this kernel when the equation is a batched product of two operands:
 every index is a batch index (in the output), a row index (A and output), a column index
@@ -22,7 +23,20 @@ import numpy as np
 
 from ..graph import Node
 from .common import grid_for, pad_lanes_dispatch
+from .products import (
+    Operand,
+    Plan,
+    einsum_plan,
+    einsum_shape,
+    gemm_mnk,
+    gemm_plan,
+    matmul_plan,
+    matmul_shape,
+    operand,
+    output,
+)
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
+from .unary import NO_ACTIVATION
 
 TEMPLATE = "matmul.wgsl"
 TM, TN = 4, 4  # outputs per invocation (rows x columns)
@@ -35,24 +49,27 @@ def _check_float(node: Node, ins: list[Value]) -> None:
             raise NotSupported(f"{node.op_type} of {np.dtype(dtype).name} tensors on the GPU")
 
 
-# ---- the product plan: batch / m / n / k extents and each tensor's strides ----------------
-
-
 def product_dispatch(
     node: Node,
     ctx: BuildContext,
-    a: str,
-    b: str,
-    y: str,
-    plan: dict[str, Any],
+    a: Operand,
+    b: Operand,
+    y: Operand,
+    plan: Plan,
     bias: tuple[str, list[int], float] | None = None,
     alpha: float = 1.0,
 ) -> list[Dispatch]:
-    """C = alpha * A @ B (+ beta * bias) for a plan: {"batch": [(n, sa, sb, sc)], "m", "n",
-    "k", "a": (sm, sk), "b": (sk, sn), "c": (sm, sn)}; bias = (name, strides over the
-    batch axes then m, n, beta)."""
+    """C = alpha * A @ B (+ beta * bias) (then the node's activation); bias = (name, its
+    strides over the output axes, beta)."""
     m, n, k = plan["m"], plan["n"], plan["k"]
-    batch = [bt for bt in plan["batch"] if bt[0] > 1]
+    if 0 in (m, n, k) or any(bt[0] == 0 for bt in plan["batch"]):
+        raise NotSupported(f"{node.op_type} with an empty dimension")
+    bias_batch = bias[1][: len(plan["batch"])] if bias is not None else []
+    batch = [
+        (*bt, bias_batch[j] if j < len(bias_batch) else 0)
+        for j, bt in enumerate(plan["batch"])
+        if bt[0] > 1
+    ]
     batches = math.prod(bt[0] for bt in batch)
     mt, nt = -(-m // TM), -(-n // TN)
     grid, pitch = grid_for(batches * mt * nt)
@@ -73,123 +90,66 @@ def product_dispatch(
                 "a": bt[1],
                 "b": bt[2],
                 "c": bt[3],
-                "bias": bt[4] if len(bt) > 4 else 0,
+                "bias": bt[4],
             }
             for j, bt in enumerate(batch)
         ],  # fmt: skip
         "a": plan["a"],
         "b": plan["b"],
         "c": plan["c"],
+        "offsets": (a.offset, b.offset),
         "alpha": float(alpha),
         "bias": None,
-        "act": node.attrs.get("_activation", {"kind": "none"}),
+        "act": node.attrs.get("_activation", NO_ACTIVATION),
     }
-    bindings = [ctx.data_binding(a, f"{node.name}/{a}"), ctx.data_binding(b, f"{node.name}/{b}")]
+    bindings = [
+        ctx.data_binding(a.name, f"{node.name}/{a.name}"),
+        ctx.data_binding(b.name, f"{node.name}/{b.name}"),
+    ]
     if bias is not None:
         name, strides, beta = bias
         variables["bias"] = {"m": strides[-2], "n": strides[-1], "beta": float(beta)}
         bindings.append(ctx.data_binding(name, f"{node.name}/{name}"))
-    bindings.append(Binding("out", y))
+    bindings.append(Binding("out", y.name))
     flops = 2.0 * batches * m * n * k
     out = [Dispatch(TEMPLATE, variables, bindings, grid, node.name, flops)]
-    return out + pad_lanes_dispatch(y, ctx.shape(y), ctx.layout(y), node.name)
+    return out + pad_lanes_dispatch(y.name, ctx.shape(y.name), ctx.layout(y.name), node.name)
 
 
-def _bias_plan(
-    ctx: BuildContext, name: str, out_shape: tuple[int, ...]
-) -> tuple[list[int], list[int]]:
-    """A bias broadcast to the output: (its strides over the output axes, the batch ones)."""
+def _bias_strides(ctx: BuildContext, name: str, out_shape: tuple[int, ...]) -> list[int]:
+    """A bias broadcast to the output: its element strides over the output axes."""
     shape = ctx.shape(name)
-    if len(shape) > len(out_shape):
-        raise NotSupported(f"bias {list(shape)} does not broadcast to {list(out_shape)}")
     try:
-        np.broadcast_shapes(shape, out_shape)
+        if len(shape) > len(out_shape) or np.broadcast_shapes(shape, out_shape) != out_shape:
+            raise ValueError
     except ValueError as e:
         raise NotSupported(f"bias {list(shape)} does not broadcast to {list(out_shape)}") from e
     st = ctx.strides(name)
     pad = len(out_shape) - len(shape)
-    full = [0] * pad + [0 if d == 1 else s for d, s in zip(shape, st, strict=True)]
-    return full, full[:-2]
+    return [0] * pad + [0 if d == 1 else s for d, s in zip(shape, st, strict=True)]
 
 
 # ---- MatMul ------------------------------------------------------------------------------
 
 
-def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
-    if not a or not b:
-        raise NotSupported("MatMul of a scalar")
-    a2 = (1, *a) if len(a) == 1 else a
-    b2 = (*b, 1) if len(b) == 1 else b
-    if a2[-1] != b2[-2]:
-        raise NotSupported(f"MatMul of {list(a)} and {list(b)}: inner sizes differ")
-    try:
-        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
-    except ValueError as e:
-        raise NotSupported(f"MatMul batch axes {list(a)} and {list(b)} do not broadcast") from e
-    out = (*batch, a2[-2], b2[-1])
-    if len(a) == 1:
-        out = (*out[:-2], out[-1])
-    if len(b) == 1:
-        out = out[:-1]
-    return tuple(out)
-
-
 def _matmul_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
     _check_float(node, ins)
-    return [_matmul_shape(ins[0].shape, ins[1].shape)]
+    return [matmul_shape(ins[0].shape, ins[1].shape)]
 
 
 def _matmul_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
-    return [np.matmul(a[0], a[1])]
-
-
-def matmul_plan(ctx: BuildContext, a: str, b: str, y: str) -> dict[str, Any]:
-    ra, rb = len(ctx.shape(a)), len(ctx.shape(b))
-    sa, sb = ctx.shape(a), ctx.shape(b)
-    ta, tb, ty = ctx.strides(a), ctx.strides(b), ctx.strides(y)
-    # 1-D operands: a row vector (m = 1) / a column vector (n = 1), absent from the output
-    if ra == 1:
-        sa, ta = (1, *sa), [0, *ta]
-    if rb == 1:
-        sb, tb = (*sb, 1), [*tb, 0]
-    if ra > 1 and rb > 1:
-        cm, cn = ty[-2], ty[-1]
-    elif ra > 1:
-        cm, cn = ty[-1], 0
-    elif rb > 1:
-        cm, cn = 0, ty[-1]
-    else:
-        cm = cn = 0
-    batch_shape = np.broadcast_shapes(sa[:-2], sb[:-2])
-    nb = len(batch_shape)
-    batch = []
-    for j, d in enumerate(batch_shape):
-        ja, jb = j - (nb - (len(sa) - 2)), j - (nb - (len(sb) - 2))
-        stra = ta[ja] if ja >= 0 and sa[ja] != 1 else 0
-        strb = tb[jb] if jb >= 0 and sb[jb] != 1 else 0
-        batch.append((d, stra, strb, ty[j]))
-    return {
-        "batch": batch,
-        "m": sa[-2],
-        "n": sb[-1],
-        "k": sa[-1],
-        "a": (ta[-2], ta[-1]),
-        "b": (tb[-2], tb[-1]),
-        "c": (cm, cn),
-    }
+    y = np.matmul(a[0], a[1])
+    return [y + a[2] if len(a) > 2 and a[2] is not None else y]
 
 
 def _matmul_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    a, b = node.inputs[0], node.inputs[1]
-    y = node.outputs[0]
-    if 0 in ctx.shape(y) or 0 in ctx.shape(a):
-        raise NotSupported("MatMul with an empty dimension")
-    plan = matmul_plan(ctx, a, b, y)
+    a, b, y = operand(ctx, node, 0), operand(ctx, node, 1), output(ctx, node)
+    plan = matmul_plan(a, b, y)
     bias = None
-    if len(node.inputs) > 2 and node.inputs[2]:  # an Add fused by passes.fuse
-        full, batch = _bias_plan(ctx, node.inputs[2], ctx.shape(y))
-        plan["batch"] = [(*bt, batch[j]) for j, bt in enumerate(plan["batch"])]
-        bias = (node.inputs[2], full, 1.0)
+    if len(node.inputs) > 2 and node.inputs[2]:  # an Add folded in by passes.fuse
+        if len(y.shape) < 2 or len(a.shape) < 2 or len(b.shape) < 2:
+            raise NotSupported("a bias on a MatMul of vectors")
+        bias = (node.inputs[2], _bias_strides(ctx, node.inputs[2], y.shape), 1.0)
     return product_dispatch(node, ctx, a, b, y, plan, bias)
 
 
@@ -205,19 +165,9 @@ register(
 # ---- Gemm --------------------------------------------------------------------------------
 
 
-def _gemm_mnk(node: Node, sa: tuple[int, ...], sb: tuple[int, ...]) -> tuple[int, int, int]:
-    if len(sa) != 2 or len(sb) != 2:
-        raise NotSupported(f"Gemm of rank {len(sa)} and {len(sb)} (2-D only)")
-    m, k = (sa[1], sa[0]) if int(node.attr("transA", 0)) else sa
-    k2, n = (sb[1], sb[0]) if int(node.attr("transB", 0)) else sb
-    if k != k2:
-        raise NotSupported(f"Gemm inner sizes {k} and {k2} differ")
-    return m, n, k
-
-
 def _gemm_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
     _check_float(node, ins)
-    m, n, _ = _gemm_mnk(node, ins[0].shape, ins[1].shape)
+    m, n, _ = gemm_mnk(node, ins[0].shape, ins[1].shape)
     if len(ins) > 2:
         try:
             np.broadcast_shapes(ins[2].shape, (m, n))
@@ -239,24 +189,12 @@ def _gemm_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
 
 
 def _gemm_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    m, n, k = _gemm_mnk(node, ctx.shape(a), ctx.shape(b))
-    if 0 in (m, n, k):
-        raise NotSupported("Gemm with an empty dimension")
-    ta, tb, ty = ctx.strides(a), ctx.strides(b), ctx.strides(y)
-    plan = {
-        "batch": [],
-        "m": m,
-        "n": n,
-        "k": k,
-        "a": (ta[1], ta[0]) if int(node.attr("transA", 0)) else (ta[0], ta[1]),
-        "b": (tb[1], tb[0]) if int(node.attr("transB", 0)) else (tb[0], tb[1]),
-        "c": (ty[0], ty[1]),
-    }
+    a, b, y = operand(ctx, node, 0), operand(ctx, node, 1), output(ctx, node)
+    plan = gemm_plan(node, a, b, y)
     bias = None
     if len(node.inputs) > 2 and node.inputs[2]:
-        full, _ = _bias_plan(ctx, node.inputs[2], (m, n))
-        bias = (node.inputs[2], full, float(node.attr("beta", 1.0)))
+        strides = _bias_strides(ctx, node.inputs[2], (plan["m"], plan["n"]))
+        bias = (node.inputs[2], strides, float(node.attr("beta", 1.0)))
     return product_dispatch(node, ctx, a, b, y, plan, bias, float(node.attr("alpha", 1.0)))
 
 
@@ -266,84 +204,24 @@ register("Gemm", infer=_gemm_infer, evaluate=_gemm_eval, build=_gemm_build, any_
 # ---- Einsum ------------------------------------------------------------------------------
 
 
-def parse_einsum(equation: str, ranks: list[int]) -> tuple[list[str], str]:
-    eq = equation.replace(" ", "")
-    if "..." in eq:
-        raise NotSupported(f"einsum {equation!r}: ellipsis")
-    lhs, arrow, out = eq.partition("->")
-    terms = lhs.split(",")
-    if not arrow:  # implicit output: the letters seen once, sorted
-        letters = "".join(terms)
-        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    if len(terms) != len(ranks) or any(len(t) != r for t, r in zip(terms, ranks, strict=True)):
-        raise NotSupported(f"einsum {equation!r} does not match inputs of rank {ranks}")
-    return terms, out
-
-
-def einsum_roles(equation: str, ranks: list[int]) -> dict[str, Any]:
-    """The letters of a two-operand batched product, by role, or NotSupported naming why."""
-    terms, out = parse_einsum(equation, ranks)
-    if len(terms) != 2:
-        raise NotSupported(f"einsum {equation!r}: {len(terms)} operands (2 run on the GPU)")
-    ta, tb = terms
-    for t in (ta, tb, out):
-        if len(set(t)) != len(t):
-            raise NotSupported(f"einsum {equation!r}: a repeated index (a diagonal)")
-    batch = [c for c in out if c in ta and c in tb]
-    ms = [c for c in out if c in ta and c not in tb]
-    ns = [c for c in out if c in tb and c not in ta]
-    ks = [c for c in ta if c in tb and c not in out]
-    alone = [c for c in ta + tb if c not in out and c not in ks]
-    if len(ms) > 1 or len(ns) > 1 or len(ks) > 1 or alone or any(c not in ta + tb for c in out):
-        raise NotSupported(
-            f"einsum {equation!r}: not a batched product of two operands (at most one row, "
-            "one column and one contracted index)"
-        )
-    return {"a": ta, "b": tb, "out": out, "batch": batch, "m": ms, "n": ns, "k": ks}
-
-
 def _einsum_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
     _check_float(node, ins)
-    roles = einsum_roles(str(node.attr("equation")), [len(v.shape) for v in ins])
-    size: dict[str, int] = {}
-    for term, v in ((roles["a"], ins[0]), (roles["b"], ins[1])):
-        for c, d in zip(term, v.shape, strict=True):
-            if size.setdefault(c, d) != d:
-                raise NotSupported(f"einsum index {c!r} is {size[c]} and {d}")
-    return [tuple(size[c] for c in roles["out"])]
+    if len(ins) != 2:
+        raise NotSupported(f"einsum of {len(ins)} operands (2 run on the GPU)")
+    return [einsum_shape(str(node.attr("equation")), ins[0].shape, ins[1].shape)]
 
 
 def _einsum_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
     arrays = [np.asarray(v) for v in a]
     try:
         return [np.einsum(str(node.attr("equation")), *arrays)]
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise NotSupported(f"einsum: {e}") from e
 
 
 def _einsum_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    roles = einsum_roles(str(node.attr("equation")), [len(ctx.shape(a)), len(ctx.shape(b))])
-    size = dict(zip(roles["a"], ctx.shape(a), strict=True))
-    size.update(zip(roles["b"], ctx.shape(b), strict=True))
-    st: dict[str, dict[str, int]] = {"a": {}, "b": {}, "out": {}}
-    for key, name in (("a", a), ("b", b), ("out", y)):
-        st[key] = dict(zip(roles[key], ctx.strides(name), strict=True))
-
-    def stride(key: str, letters: list[str]) -> int:
-        return st[key].get(letters[0], 0) if letters else 0
-
-    plan = {
-        "batch": [(size[c], st["a"][c], st["b"][c], st["out"][c]) for c in roles["batch"]],
-        "m": size[roles["m"][0]] if roles["m"] else 1,
-        "n": size[roles["n"][0]] if roles["n"] else 1,
-        "k": size[roles["k"][0]] if roles["k"] else 1,
-        "a": (stride("a", roles["m"]), stride("a", roles["k"])),
-        "b": (stride("b", roles["k"]), stride("b", roles["n"])),
-        "c": (stride("out", roles["m"]), stride("out", roles["n"])),
-    }
-    if 0 in ctx.shape(y) or plan["k"] == 0:
-        raise NotSupported("einsum with an empty dimension")
+    a, b, y = operand(ctx, node, 0), operand(ctx, node, 1), output(ctx, node)
+    plan = einsum_plan(str(node.attr("equation")), a, b, y)
     return product_dispatch(node, ctx, a, b, y, plan)
 
 

@@ -1,7 +1,7 @@
 {# Batched matrix product (infer/ops/matmul.py: MatMul, Gemm, Einsum): C = alpha * A @ B
    (+ beta * bias) (then an activation). Every tensor is read and written at its own element
-   strides: a = (m, k), b = (k, n), c = (m, n), per batch axis (n, div, a, b, c, bias); a
-   transposed operand is just swapped strides. Each invocation computes a tm x tn tile. #}
+   strides: a = (m, k), b = (k, n), c = (m, n), per batch axis (n, div, a, b, c, bias), from
+   element offsets (a view into a larger tensor); a transposed operand is swapped strides. Each invocation computes a tm x tn tile. #}
 @group(0) @binding(0) var<storage, read> a: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> b: array<{{ S }}>;
 {$ if bias $}
@@ -17,8 +17,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = (i % {{ nt }}u) * {{ tn }}u;
   let m0 = ((i / {{ nt }}u) % {{ mt }}u) * {{ tm }}u;
   let bt = i / {{ nt * mt }}u;
-  var ao = 0u;
-  var bo = 0u;
+  var ao = {{ offsets[0] }}u;
+  var bo = {{ offsets[1] }}u;
   var co = 0u;
 {$ if bias $}
   var qo = 0u;
