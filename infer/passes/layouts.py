@@ -58,7 +58,7 @@ def assign_layouts(graph: Graph, values: dict[str, Value], token_layout: Layout 
 
     for name, v in values.items():
         if v.const is not None:
-            v.layout = IMAGE if needs_image(name) else ROWS
+            v.layout = IMAGE if token_layout == IMAGE or needs_image(name) else ROWS
     for vi in graph.inputs:
         if vi.name in values:
             values[vi.name].layout = IMAGE

@@ -45,3 +45,32 @@ def test_matches_onnxruntime_at_two_sizes(case, zoo_onnx):
 
 def test_newest_opset_is_newer_than_17():
     assert newest_opset() >= 20
+
+
+# what the graph passes are for, per architecture: op type -> its count in the program
+EXPECTED = {
+    "rrdb_x2": {"SpaceToDepth": 1, "Transpose": 0, "Reshape": 0},
+    "rrdb_x2_basicsr": {"SpaceToDepth": 1, "Transpose": 0, "Reshape": 0},
+    "span_x4": {"SiLU": 0, "Sigmoid": 6},  # the SiLUs in the convs; sigmoid(x) - 0.5 stays
+    "swinir_x2": {"Attention": 2, "Softmax": 0, "Gather": 0, "Erf": 0},
+    "hat_x4": {"Attention": 3, "Softmax": 0, "Erf": 0},
+    "safmn_x4": {"LayerNormAxes": 4, "ReduceMean": 0, "Sqrt": 0, "Erf": 0},
+    "omnisr_x2": {"Attention": 2, "LayerNormAxes": 6, "Erf": 0},
+    "nafnet": {"LayerNormAxes": 10, "ReduceMean": 0, "Sqrt": 0, "Pow": 0},
+    "nafnet_sr_x2": {"LayerNormAxes": 4, "ReduceMean": 0},
+}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in EXPECTED], ids=_ids)
+def test_graph_passes_fuse_the_blocks(case, zoo_onnx):
+    name, _ = case
+    h, w = ARCHS[name].sizes[0]
+    program = infer.load(zoo_onnx[case]).program({INPUT: (1, 3, h, w)})
+    ops = [n.op_type for n in program.graph.nodes]
+    got = {op: ops.count(op) for op in EXPECTED[name]}
+    assert got == EXPECTED[name], ops
+    if name == "span_x4":
+        acts = [
+            n.attrs["_activation"]["kind"] for n in program.graph.nodes if "_activation" in n.attrs
+        ]
+        assert acts.count("SiLU") == 12  # two per SPAB, in the convs' stores
