@@ -87,7 +87,8 @@ class InferBackendRep(BackendRep):
         outs = []
         for name, dtype in zip(self.model.outputs, self.output_dtypes, strict=True):
             arr = np.asarray(result[name])
-            if dtype is not None and dtype.kind == "f" and arr.dtype != dtype:
+            is_float = dtype is not None and (dtype.kind == "f" or dtype.name == "bfloat16")
+            if dtype is not None and is_float and arr.dtype != dtype:
                 # computed in float32 on the GPU; returned in the type the graph declares
                 arr = arr.astype(dtype)
             outs.append(arr)

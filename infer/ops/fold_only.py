@@ -183,7 +183,10 @@ _FOLD_ONLY = {
     "OneHot": _one_hot,
     "NonZero": lambda node, a, opset: [np.array(np.nonzero(a[0]), np.int64)],
     "IsNaN": lambda node, a, opset: [np.isnan(a[0])],
-    "IsInf": lambda node, a, opset: [np.isinf(a[0])],
+    "IsInf": lambda node, a, opset: [
+        np.isinf(a[0]) & ((a[0] > 0) if int(node.attr("detect_positive", 1)) else False)
+        | np.isinf(a[0]) & ((a[0] < 0) if int(node.attr("detect_negative", 1)) else False)
+    ],
 }
 
 for _op, _fn in _FOLD_ONLY.items():

@@ -169,9 +169,16 @@ def apply_activation(x: np.ndarray, spec: dict) -> np.ndarray:
     return fn(x)
 
 
-def _unary_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
-    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
+def _check_dropout(node: Node, training: np.ndarray | None) -> None:
+    if len(node.outputs) > 1 and node.outputs[1]:
         raise NotSupported("Dropout mask output")
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]):
+        raise NotSupported("training-mode Dropout (random masks): the engine is inference only")
+
+
+def _unary_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    if node.op_type == "Dropout":
+        _check_dropout(node, ins[2].const if len(ins) > 2 else None)
     dtype = ins[0].const.dtype if ins[0].const is not None else ins[0].dtype
     if np.dtype(dtype).kind not in "fb":
         raise NotSupported(f"{node.op_type} on a {np.dtype(dtype).name} tensor on the GPU")
@@ -179,6 +186,8 @@ def _unary_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ..
 
 
 def _unary_eval(node: Node, arrays: list[np.ndarray], opset: int) -> list[np.ndarray]:
+    if node.op_type == "Dropout":
+        _check_dropout(node, arrays[2] if len(arrays) > 2 else None)
     spec = activation_spec(node, lambda n: arrays[node.inputs.index(n)] if n else None)
     x = np.asarray(arrays[0])
     with np.errstate(all="ignore"):  # log(0), sqrt(-1): numpy's inf / nan, as onnxruntime
