@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
+from ..layout import pad4
 from .common import broadcast_strides, grid_for, pad_lanes_dispatch
 from .products import einsum_shape, matmul_shape, operand, output, plan_for, rows
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
@@ -32,10 +33,11 @@ MAX_HEAD = 64  # channels per head a kernel keeps in registers (q and the accumu
 
 
 def fits_workgroup_memory(nk: int, d: int, dv: int, limits: dict[str, int]) -> bool:
-    """Whether one batch element's keys (nk x d) and values (nk x dv) fit in workgroup memory
-    (16 KiB: WebGPU's guaranteed minimum, unless the device says more)."""
+    """Whether one batch element's keys (nk x d) and values (nk x dv), channels padded to 4,
+    fit in workgroup memory (16 KiB: WebGPU's guaranteed minimum, unless the device says
+    more)."""
     budget = limits.get("max-compute-workgroup-storage-size", 16384)
-    return d <= MAX_HEAD and dv <= MAX_HEAD and 4 * nk * (d + dv) <= budget
+    return d <= MAX_HEAD and dv <= MAX_HEAD and 4 * nk * (pad4(d) + pad4(dv)) <= budget
 
 
 def _product_shape(op: str, attrs: dict, a: tuple[int, ...], b: tuple[int, ...]) -> tuple:
