@@ -66,16 +66,6 @@ def user_models(
     return paths
 
 
-def size_multiple(path: Path) -> int:
-    """What H and W of a zoo model must be multiples of (1 for models of any size)."""
-    try:
-        from ..training.zoo import ARCHS
-    except ImportError:
-        return 1
-    spec = ARCHS.get(path.stem.rsplit("_op", 1)[0])
-    return spec.multiple if spec is not None else 1
-
-
 def zoo_models(cache_dir: Path | None = None) -> list[Path]:
     bundled = [bundled_dir() / n for n in bundled_models()]
     return bundled + reference_models(cache_dir) + user_models(cache_dir)
