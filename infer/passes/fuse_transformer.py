@@ -234,14 +234,11 @@ def hoist_bias_through_views(graph: Graph, values: dict[str, Value]) -> None:
 
 
 def _product(node: Node | None) -> bool:
+    """A plain two-operand MatMul or Einsum (no bias, no activation folded in yet)."""
     return (
         node is not None
-        and (
-            node.op_type == "MatMul"
-            and len(node.inputs) == 2
-            or node.op_type == "Einsum"
-            and len(node.inputs) == 2
-        )
+        and node.op_type in ("MatMul", "Einsum")
+        and len(node.inputs) == 2
         and "_activation" not in node.attrs
     )
 
