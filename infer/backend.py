@@ -87,8 +87,10 @@ class InferBackendRep(BackendRep):
         outs = []
         for name, dtype in zip(self.model.outputs, self.output_dtypes, strict=True):
             arr = np.asarray(result[name])
-            if dtype == np.float32 and arr.dtype != np.float32:
-                arr = arr.astype(np.float32)
+            is_float = dtype is not None and (dtype.kind == "f" or dtype.name == "bfloat16")
+            if dtype is not None and is_float and arr.dtype != dtype:
+                # computed in float32 on the GPU; returned in the type the graph declares
+                arr = arr.astype(dtype)
             outs.append(arr)
         return namedtupledict("Outputs", self.model.outputs)(*outs)
 

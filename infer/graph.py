@@ -167,6 +167,12 @@ def from_onnx(proto: onnx.ModelProto, caps: Caps = DEFAULT) -> Graph:
             constants[init.name] = numpy_helper.to_array(init)
         except Exception as e:
             raise ModelError(f"initializer {init.name!r} cannot be read: {e}") from e
+    for vi in list(g.input) + list(g.output):
+        if vi.type.WhichOneof("value") not in (None, "tensor_type"):
+            raise ModelError(
+                f"{vi.name!r} is of {vi.type.WhichOneof('value')} type: the engine runs "
+                "tensors only"
+            )
     inputs = [
         ValueInfo(
             vi.name,

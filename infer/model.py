@@ -17,6 +17,7 @@ from .compile import Program, specialise
 from .device import Device, get_device
 from .errors import ModelError, UnsupportedModelError
 from .graph import Graph, from_onnx, load_proto
+from .layout import ROWS, Layout
 from .ops import lookup
 from .ops.registry import Value
 from .runtime import ConstantStore, Executable
@@ -71,7 +72,11 @@ class _ShapeOnly:
 class Model:
     """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
 
-    def __init__(self, graph: Graph, device: Device, precision: str = "fp32") -> None:
+    def __init__(
+        self, graph: Graph, device: Device, precision: str = "fp32", token_layout: Layout = ROWS
+    ) -> None:
+        """`token_layout`: how tensors that are not images are stored (passes.layouts);
+        "image" stores every tensor as an image, for measuring what row-major buys."""
         if precision not in ("fp32", "fp16"):
             raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
         if precision == "fp16" and "shader-f16" not in device.features:
@@ -82,6 +87,7 @@ class Model:
         self.graph = graph
         self.device = device
         self.precision = precision
+        self.token_layout = token_layout
         self.inputs = [vi.name for vi in graph.inputs]
         self.outputs = list(graph.outputs)
         self._value_inputs = _const_inputs(graph)
@@ -128,7 +134,11 @@ class Model:
     ) -> Program:
         """The folded, fused dispatch list for these input shapes (no GPU work)."""
         return specialise(
-            self.graph, self._seed(shapes, arrays or {}), self.device.limits, self.precision
+            self.graph,
+            self._seed(shapes, arrays or {}),
+            self.device.limits,
+            self.precision,
+            self.token_layout,
         )
 
     def prepare(self, shapes: dict[str, tuple[int, ...]] | tuple[int, ...]) -> Executable:
@@ -188,13 +198,18 @@ class Model:
 
     def _finish(self, exe: Executable, arrays: dict, results: dict) -> np.ndarray | dict:
         out = {}
+        values = exe.program.values
         for name in self.outputs:
             if name in results:
                 out[name] = results[name]
             elif name in arrays:
                 out[name] = arrays[name]
-            else:
+            elif name in exe.program.graph.constants:
                 out[name] = np.asarray(exe.program.graph.constants[name])
+            elif name in values and 0 in values[name].shape:  # empty: nothing to compute
+                out[name] = np.zeros(values[name].shape, values[name].dtype)
+            else:
+                raise ModelError(f"output {name!r} was not computed")
         return out[self.outputs[0]] if len(out) == 1 else out
 
     def run(self, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:

@@ -44,27 +44,31 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
     """Assign each GPU tensor a (pool slot, size) so that tensors not alive at once share memory.
 
     Inputs are live from the start, outputs to the end; a dispatch's outputs are allocated
-    before its inputs are released, so no kernel reads and writes the same memory.
+    before its inputs are released, so no kernel reads and writes the same memory. A view
+    (a Reshape of a row-major tensor) shares its root's slot, which stays alive until the
+    last read of any of its views.
     """
     steps = program.dispatches
     esize = element_size(program.precision)
+    root = program.root
     first: dict[str, int] = {n: -1 for n in program.gpu_inputs}
     last: dict[str, int] = {}
     for i, d in enumerate(steps):
         for b in d.bindings:
             if b.kind == "out":
-                first.setdefault(b.ref, i)
+                first.setdefault(root(b.ref), i)
             if b.kind in ("in", "out"):
-                last[b.ref] = i
+                last[root(b.ref)] = i
     for name in program.graph.outputs:
-        if name in first:
-            last[name] = len(steps)
+        if root(name) in first:
+            last[root(name)] = len(steps)
     free: list[tuple[int, int]] = []  # (size, slot)
     slots: list[int] = []
     where: dict[str, tuple[int, int]] = {}
 
     def alloc(name: str) -> None:
-        size = buffer_bytes(program.values[name].shape, esize)
+        v = program.values[name]
+        size = buffer_bytes(v.shape, esize, v.layout)
         size = (size + 255) // 256 * 256
         best = None
         for k, (fsize, _slot) in enumerate(free):
@@ -87,6 +91,9 @@ def plan_buffers(program: Program) -> dict[str, tuple[int, int]]:
             if lst == i and name in where:
                 slot, _ = where[name]
                 free.append((slots[slot], slot))
+    for view, base in program.aliases.items():
+        if base in where:
+            where[view] = where[base]
     return where
 
 
@@ -109,8 +116,14 @@ class Executable:
         self.pool_bytes = sum(sizes.values())
         self.steps: list[tuple[wgpu.GPUComputePipeline, wgpu.GPUBindGroup, tuple]] = []
         for d in program.dispatches:
-            source = wgsl.render(d.template, {**d.variables, "S": self.scalar})
-            pipeline = device.pipeline(source, d.label)
+            try:
+                source = wgsl.render(d.template, {**d.variables, "S": self.scalar})
+                pipeline = device.pipeline(source, d.label)
+            except Exception as e:
+                # an engine bug, but the caller still gets the engine's error, naming the node
+                raise ModelError(
+                    f"{d.label}: kernel {d.template} could not be built ({type(e).__name__}: {e})"
+                ) from e
             entries = []
             for k, b in enumerate(d.bindings):
                 if b.kind == "const":
@@ -151,14 +164,16 @@ class Executable:
 
     def nbytes(self, name: str) -> int:
         """Bytes of a tensor in its buffer (physical layout, `dtype` elements)."""
-        return buffer_bytes(self.program.values[name].shape, self.esize)
+        v = self.program.values[name]
+        return buffer_bytes(v.shape, self.esize, v.layout)
 
     def tensor_buffer(self, name: str) -> wgpu.GPUBuffer:
         return self.pool[self.assignment[name][0]]
 
     def upload(self, inputs: dict[str, np.ndarray]) -> None:
         for name in self.program.gpu_inputs:
-            data: np.ndarray = to_physical(inputs[name]).astype(self.dtype, copy=False)
+            layout = self.program.values[name].layout
+            data: np.ndarray = to_physical(inputs[name], layout).astype(self.dtype, copy=False)
             self.device.queue.write_buffer(self.tensor_buffer(name), 0, data)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -203,8 +218,14 @@ class Executable:
         for name in self.outputs:
             off, size = self.out_offsets[name]
             flat = raw[off // self.esize : (off + size) // self.esize]
-            out[name] = from_physical(flat, self.program.values[name].shape)
+            v = self.program.values[name]
+            out[name] = self._typed(from_physical(flat, v.shape, v.layout), v.dtype)
         return out
+
+    @staticmethod
+    def _typed(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """A bool tensor comes back as 0.0 / 1.0 (how the GPU stores it): as bools."""
+        return arr != 0 if np.dtype(dtype).kind == "b" else arr
 
     def profile(self, inputs: dict[str, np.ndarray], repeats: int = 3) -> list[dict]:
         """Wall time of each dispatch, run alone and waited for (best of `repeats`)."""

@@ -30,3 +30,18 @@ def artifacts(tmp_path: Path) -> Path:
     path = Path(keep)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def zoo_onnx(tmp_path_factory) -> dict[tuple[str, int], Path]:
+    """The users' architectures (infer.training.zoo) exported once per session at opset 17 and
+    at the newest opset the exporter offers: (name, opset) -> path. Skips without torch."""
+    pytest.importorskip("torch", reason="the zoo needs torch (the train extra)")
+    from infer.training.zoo import ARCHS, EXPORT_OPSET, export, newest_opset
+
+    root = tmp_path_factory.mktemp("user-zoo")
+    return {
+        (name, opset): export(name, root / f"{name}_op{opset}.onnx", opset)
+        for opset in sorted({EXPORT_OPSET, newest_opset()})
+        for name in ARCHS
+    }

@@ -6,11 +6,15 @@ from . import (  # noqa: F401
     conv,
     elementwise,
     fold_only,
+    indexing,
+    matmul,
     norm,
     pool,
+    reduce,
     resize,
     shape,
     slice_pad,
+    unary,
 )
 from .registry import gpu_ops, lookup, registered_ops
 

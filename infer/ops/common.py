@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from ..layout import logical_strides, pad4, physical_shape, physical_size
-from .registry import NotSupported
+from ..layout import IMAGE, Layout, is_image, logical_strides, pad4, physical_shape, physical_size
+from .registry import Binding, Dispatch, NotSupported
 
 WORKGROUP = 64
 MAX_GROUPS = 65535
@@ -25,14 +25,14 @@ def grid_for(invocations: int, workgroup: int = WORKGROUP) -> tuple[tuple[int, i
     return (gx, gy, 1), gx * workgroup
 
 
-def index_vars(shape: tuple[int, ...], prefix: str = "") -> dict:
-    """Template variables for decoding a physical f32 index into logical coordinates.
+def index_vars(shape: tuple[int, ...], prefix: str = "", layout: Layout = IMAGE) -> dict:
+    """Template variables for decoding a physical element index into logical coordinates.
 
-    Logical coordinate k is (i / div[k]) % mod[k]; for rank >= 2 a channel coordinate at or
-    beyond `channels` is a padding lane, which kernels must write as zero.
+    Logical coordinate k is (i / div[k]) % mod[k]; in the image layout a channel coordinate at
+    or beyond `channels` is a padding lane, which kernels must write as zero.
     """
     rank = len(shape)
-    if rank >= 2:
+    if is_image(shape, layout):
         phys = physical_shape(shape)
         pstr = [math.prod(phys[i + 1 :]) for i in range(len(phys))]
         div = [pstr[0], 1, *pstr[1:-1]]
@@ -47,15 +47,17 @@ def index_vars(shape: tuple[int, ...], prefix: str = "") -> dict:
         f"{prefix}div": div,
         f"{prefix}mod": mod,
         f"{prefix}channels": channels,
-        f"{prefix}total": physical_size(shape),
-        f"{prefix}strides": logical_strides(shape),
+        f"{prefix}total": physical_size(shape, layout),
+        f"{prefix}strides": logical_strides(shape, layout),
         f"{prefix}shape": list(shape),
     }
 
 
-def broadcast_strides(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[int]:
+def broadcast_strides(
+    in_shape: tuple[int, ...], out_shape: tuple[int, ...], layout: Layout = IMAGE
+) -> list[int]:
     """Physical strides of `in_shape` seen through numpy broadcasting to `out_shape`."""
-    lst = logical_strides(in_shape)
+    lst = logical_strides(in_shape, layout)
     pad = len(out_shape) - len(in_shape)
     out = [0] * len(out_shape)
     for k, (d, s) in enumerate(zip(in_shape, lst, strict=True)):
@@ -74,3 +76,49 @@ def normalize_axis(axis: int, rank: int) -> int:
     if not -rank <= axis < max(rank, 1):
         raise NotSupported(f"axis {axis} out of range for rank {rank}")
     return axis % rank if rank else 0
+
+
+def pad_lanes_dispatch(
+    y: str, shape: tuple[int, ...], layout: Layout, label: str
+) -> list[Dispatch]:
+    """A dispatch that writes zero into the channel padding lanes of an image-layout tensor
+    whose kernel writes only logical elements (the row kernels: LayerNorm, Softmax, MatMul,
+    attention); none when there are no padding lanes."""
+    if not is_image(shape, layout) or shape[1] % 4 == 0:
+        return []
+    c, p = shape[1], pad4(shape[1])
+    total = physical_size(shape, layout) // p * (p - c)
+    if total == 0:
+        return []
+    grid, pitch = grid_for(total)
+    variables = {"total": total, "pitch": pitch, "c": c, "p": p}
+    return [Dispatch("zero_lanes.wgsl", variables, [Binding("out", y)], grid, f"{label}/pad")]
+
+
+def row_plan(in_shape: tuple[int, ...], axes: list[int], strides: dict[str, list[int]]) -> dict:
+    """How a row kernel walks a tensor: one row per combination of the kept axes, the reduced
+    `axes` walked inside the row. `strides` maps each tensor the kernel touches to its
+    element strides (at least for the kept axes, and for the reduced ones where it has
+    them). Row and element coordinates are decoded row-major (k = (i / div) % n)."""
+    kept = [a for a in range(len(in_shape)) if a not in axes]
+    kdims = [in_shape[a] for a in kept]
+    rdims = [in_shape[a] for a in axes]
+
+    def table(ax: list[int], dims: list[int]) -> list[dict]:
+        out = []
+        for j, a in enumerate(ax):
+            if dims[j] == 1:
+                continue
+            entry = {"n": dims[j], "div": math.prod(dims[j + 1 :])}
+            for name, st in strides.items():
+                entry[name] = st[a] if a < len(st) else 0
+            out.append(entry)
+        return out
+
+    return {
+        "rows": math.prod(kdims),
+        "extent": math.prod(rdims),
+        "kept": table(kept, kdims),
+        "red": table(axes, rdims),
+        "names": list(strides),
+    }

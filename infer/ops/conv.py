@@ -14,8 +14,8 @@ import numpy as np
 from ..graph import Node
 from ..layout import logical_strides, pad4
 from .common import grid_for, index_vars
-from .elementwise import NO_ACTIVATION
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr_ints, register
+from .unary import NO_ACTIVATION
 
 Shape = tuple[int, ...]
 # output rows [r0, r1), input (offset, size) and output (offset, size) in bytes (None: all)

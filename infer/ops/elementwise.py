@@ -1,4 +1,17 @@
-"""Elementwise ops: broadcasting binary arithmetic and activations (fusable into convs)."""
+"""Broadcasting elementwise ops with several inputs: arithmetic (Add ... Pow, PRelu, Mod),
+comparisons and logic (stored on the GPU as 0.0 / 1.0), Where, and the variadic Sum, Mean,
+Max and Min.
+
+Either operand may be a constant of any shape (SPAN's mean (1, 3, 1, 1), a Linear's bias,
+`x * 0.2`): the common cases are folded into the fast kernel, the rest uploaded in the
+tensor's layout and broadcast by strides.
+
+- binary_same.wgsl (4 values per invocation) when the GPU operands have the output's shape
+  and layout: a constant operand is then a literal in the shader (one value) or a vector
+  along the buffer's innermost axis (a per-channel constant in the image layout, a
+  per-feature one such as a Linear's bias in the row-major layout), read per vec4;
+- binary.wgsl (one element per invocation, any broadcast, any layouts) otherwise.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +22,16 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
-from ..layout import pad4, physical_size
+from ..layout import Layout, is_image, pad4, physical_shape, vec4_count
 from .common import broadcast_shape, broadcast_strides, grid_for, index_vars
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
+from .unary import NO_ACTIVATION
 
-_F32_MAX = 3.4028234663852886e38
+
+def _mod(a: np.ndarray, b: np.ndarray, fmod: int) -> np.ndarray:
+    """fmod=1: the sign of the dividend (C's fmod); 0: the sign of the divisor (Python's %)."""
+    return np.fmod(a, b) if fmod else np.mod(a, b)
+
 
 BINARY_NUMPY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add,
@@ -24,213 +42,236 @@ BINARY_NUMPY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Min": np.minimum,
     "Pow": np.power,
     "PRelu": lambda x, s: np.where(x >= 0, x, x * s).astype(x.dtype),
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
 }
+ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Pow", "PRelu", "Mod")
+COMPARISONS = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor")
+VARIADIC = ("Sum", "Mean", "Max", "Min")
+SAME_MAX_VECTOR = 4096  # longest constant vector the fast kernel reads per vec4 (16 KiB)
+
+
+def _inputs(node: Node) -> list[str]:
+    return [i for i in node.inputs if i]
 
 
 def _binary_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
-    if node.op_type in ("Max", "Min") and len(ins) != 2:
-        raise NotSupported(f"{node.op_type} with {len(ins)} inputs (only 2 supported)")
+    for v in ins:  # constants of any number type are uploaded as floats
+        if v.const is None and np.dtype(v.dtype).kind not in "fb":
+            raise NotSupported(f"{node.op_type} on a {np.dtype(v.dtype).name} tensor on the GPU")
+        if v.const is not None and np.dtype(v.const.dtype).kind not in "fbiu":
+            raise NotSupported(f"{node.op_type} of a {v.const.dtype.name} constant")
     return [broadcast_shape(*(v.shape for v in ins))]
 
 
 def _binary_eval(node: Node, arrays: list[np.ndarray], opset: int) -> list[np.ndarray]:
+    arrays = [np.asarray(a) for a in arrays if a is not None]
+    op = node.op_type
+    if op in VARIADIC:
+        if op == "Mean":
+            return [np.asarray(sum(arrays) / len(arrays), dtype=arrays[0].dtype)]
+        fn = {"Sum": np.add, "Max": np.maximum, "Min": np.minimum}[op]
+        out = arrays[0]
+        for a in arrays[1:]:
+            out = fn(out, a)
+        return [np.asarray(out, dtype=np.result_type(*arrays))]
     a, b = arrays
-    if node.op_type == "Div" and np.issubdtype(a.dtype, np.integer):
+    if op == "Div" and np.issubdtype(a.dtype, np.integer):
         return [np.trunc(a / b).astype(a.dtype)]
-    out = BINARY_NUMPY[node.op_type](a, b)
+    if op == "Mod":
+        with np.errstate(all="ignore"):
+            return [np.asarray(_mod(a, b, int(node.attr("fmod", 0))), a.dtype)]
+    with np.errstate(all="ignore"):
+        out = BINARY_NUMPY[op](a, b)
+    if op in COMPARISONS:
+        return [np.asarray(out, bool)]
     return [np.asarray(out, dtype=np.result_type(a, b))]
 
 
-def _binary_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    a, b = node.inputs
-    y = node.outputs[0]
-    out_shape = ctx.shape(y)
-    act = node.attrs.get("_activation", NO_ACTIVATION)
-    same = ctx.shape(a) == out_shape and ctx.shape(b) == out_shape
-    if same and len(out_shape) >= 2 and act["kind"] != "PRelu":
-        count = physical_size(out_shape) // 4
+def _operand(
+    ctx: BuildContext, name: str, out_shape: tuple[int, ...], layout: Layout
+) -> dict | None:
+    """How binary_same.wgsl reads an operand: None when it needs the generic kernel."""
+    v = ctx.values[name]
+    if v.const is None:
+        if v.shape == out_shape and v.layout == layout:
+            return {"kind": "tensor"}
+        return None
+    arr = np.asarray(v.const, np.float64)
+    if arr.size == 1:
+        value = float(arr.reshape(-1)[0])
+        return {"kind": "scalar", "value": value} if math.isfinite(value) else None
+    rank = len(out_shape)
+    if arr.ndim > rank:
+        return None
+    full = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+    inner = 1 if is_image(out_shape, layout) else rank - 1  # the buffer's innermost axis
+    if any(d != 1 for k, d in enumerate(full.shape) if k != inner) or rank == 0:
+        return None
+    n = out_shape[inner]
+    width = physical_shape(out_shape, layout)[-1]
+    if width % 4 or width > SAME_MAX_VECTOR:
+        return None
+    vec = np.zeros(width, np.float32)
+    vec[:n] = np.broadcast_to(full.reshape(-1), (n,))
+    return {"kind": "vector", "vector": vec, "w4": width // 4}
+
+
+def binary_dispatches(
+    node: Node, ctx: BuildContext, op: str, a: str, b: str, y: str, act: dict
+) -> list[Dispatch]:
+    out_shape, layout = ctx.shape(y), ctx.layout(y)
+    ka, kb = _operand(ctx, a, out_shape, layout), _operand(ctx, b, out_shape, layout)
+    fast = ka is not None and kb is not None and "tensor" in (ka["kind"], kb["kind"])
+    if fast and ka is not None and kb is not None:
+        count = vec4_count(out_shape, layout)
         grid, pitch = grid_for(count)
-        c = out_shape[1]
-        return [
-            Dispatch(
-                "binary_same.wgsl",
-                {
-                    "op": node.op_type,
-                    "count": count,
-                    "pitch": pitch,
-                    "act": act,
-                    "channels": c if c % 4 else None,
-                    "cp4": pad4(c) // 4,
-                },
-                [Binding("in", a), Binding("in", b), Binding("out", y)],
-                grid,
-                node.name,
-            )
-        ]
-    if act["kind"] != "none":
-        raise NotSupported("fused activation on a broadcasting binary op")
-    out = index_vars(out_shape)
-    grid, pitch = grid_for(out["total"])
-    variables = {
-        "op": node.op_type,
-        "out": out,
-        "pitch": pitch,
-        "a_strides": broadcast_strides(ctx.shape(a), out_shape),
-        "b_strides": broadcast_strides(ctx.shape(b), out_shape),
-    }
-    return [
-        Dispatch(
-            "binary.wgsl",
-            variables,
-            [Binding("in", a), Binding("in", b), Binding("out", y)],
-            grid,
-            node.name,
-        )
-    ]
-
-
-register(
-    ["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu"],
-    infer=_binary_infer,
-    evaluate=_binary_eval,
-    build=_binary_build,
-)
-
-
-# ---- activations -------------------------------------------------------------------------
-
-NO_ACTIVATION: dict = {"kind": "none"}
-UNARY_ACTIVATIONS = (
-    "Relu",
-    "LeakyRelu",
-    "Clip",
-    "Sigmoid",
-    "Tanh",
-    "HardSigmoid",
-    "HardSwish",
-    "Elu",
-    "Gelu",
-    "Softplus",
-    "Identity",
-    "Dropout",
-)
-
-
-def _scalar(v: np.ndarray | None, default: float) -> float:
-    if v is None or v.size == 0:
-        return default
-    return float(np.asarray(v).reshape(-1)[0])
-
-
-def activation_spec(node: Node, const: Callable[[str], np.ndarray | None]) -> dict[str, Any]:
-    """The template description of an activation node, for its own kernel or a fused store."""
-    op = node.op_type
-    if op in ("Identity", "Dropout"):
-        return {"kind": "none"}
-    if op == "Relu":
-        return {"kind": "Relu"}
-    if op == "LeakyRelu":
-        return {"kind": "LeakyRelu", "alpha": float(node.attr("alpha", 0.01))}
-    if op == "Clip":
-        if "min" in node.attrs or "max" in node.attrs or len(node.inputs) == 1:
-            lo = float(node.attr("min", -_F32_MAX))
-            hi = float(node.attr("max", _F32_MAX))
-        else:
-            lo = _scalar(const(node.inputs[1]) if len(node.inputs) > 1 else None, -_F32_MAX)
-            hi = _scalar(const(node.inputs[2]) if len(node.inputs) > 2 else None, _F32_MAX)
-        return {"kind": "Clip", "lo": max(lo, -_F32_MAX), "hi": min(hi, _F32_MAX)}
-    if op in ("Sigmoid", "Tanh", "HardSwish", "Softplus"):
-        return {"kind": op}
-    if op == "HardSigmoid":
-        return {
-            "kind": op,
-            "alpha": float(node.attr("alpha", 0.2)),
-            "beta": float(node.attr("beta", 0.5)),
-        }
-    if op == "Elu":
-        return {"kind": op, "alpha": float(node.attr("alpha", 1.0))}
-    if op == "Gelu":
-        return {"kind": op, "approximate": node.attr("approximate", "none")}
-    raise NotSupported(f"{op} is not an activation")
-
-
-def apply_activation(x: np.ndarray, spec: dict) -> np.ndarray:
-    """numpy twin of activation.wgsl, for constant folding."""
-    k = spec["kind"]
-    if k == "none":
-        return x
-    if k == "Relu":
-        return np.maximum(x, 0)
-    if k == "LeakyRelu":
-        return np.where(x >= 0, x, x * spec["alpha"])
-    if k == "Clip":
-        return np.clip(x, spec["lo"], spec["hi"])
-    if k == "Sigmoid":
-        return 1 / (1 + np.exp(-x))
-    if k == "Tanh":
-        return np.tanh(x)
-    if k == "HardSigmoid":
-        return np.clip(x * spec["alpha"] + spec["beta"], 0, 1)
-    if k == "HardSwish":
-        return x * np.clip(x / 6 + 0.5, 0, 1)
-    if k == "Elu":
-        return np.where(x > 0, x, spec["alpha"] * (np.exp(np.minimum(x, 0)) - 1))
-    if k == "Gelu":
-        if spec.get("approximate") == "tanh":
-            return 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
-        erf = np.vectorize(math.erf)
-        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
-    if k == "Softplus":
-        return np.logaddexp(x, 0)
-    raise NotSupported(k)
-
-
-def _unary_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
-    shapes = [ins[0].shape]
-    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
-        raise NotSupported("Dropout mask output")
-    return shapes
-
-
-def _unary_eval(node: Node, arrays: list[np.ndarray], opset: int) -> list[np.ndarray]:
-    spec = activation_spec(node, lambda n: arrays[node.inputs.index(n)] if n else None)
-    x = arrays[0]
-    return [np.asarray(apply_activation(x, spec), dtype=x.dtype)]
-
-
-def unary_dispatch(x: str, y: str, shape: tuple[int, ...], act: dict, label: str) -> Dispatch:
-    total = physical_size(shape)
-    vec = len(shape) >= 2
-    count = total // 4 if vec else total
-    grid, pitch = grid_for(count)
-    c = shape[1] if vec else 0
-    return Dispatch(
-        "unary.wgsl",
-        {
-            "vec": vec,
+        image = is_image(out_shape, layout)
+        c = out_shape[1] if image else 0
+        bindings: list[Binding] = []
+        for name, k in ((a, ka), (b, kb)):
+            if k["kind"] == "tensor":
+                bindings.append(Binding("in", name))
+            elif k["kind"] == "vector":
+                key = ctx.add_const(f"{node.name}/{name}/vector", k.pop("vector"))
+                bindings.append(Binding("const", key))
+        variables = {
+            "op": op,
+            "fmod": int(node.attr("fmod", 0)),
             "count": count,
             "pitch": pitch,
             "act": act,
-            "channels": c if vec and c % 4 else None,
-            "cp4": pad4(c) // 4 if vec else 0,
-        },
-        [Binding("in", x), Binding("out", y)],
-        grid,
-        label,
-    )
-
-
-def _unary_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    spec = activation_spec(node, ctx.const)
-    return [
-        unary_dispatch(node.inputs[0], node.outputs[0], ctx.shape(node.inputs[0]), spec, node.name)
+            "a": ka,
+            "b": kb,
+            "channels": c if image and c % 4 else None,
+            "cp4": pad4(c) // 4,
+        }
+        bindings.append(Binding("out", y))
+        return [Dispatch("binary_same.wgsl", variables, bindings, grid, node.name, count * 4.0)]
+    if act["kind"] != "none":
+        raise NotSupported("fused activation on a broadcasting binary op")
+    out = index_vars(out_shape, layout=layout)
+    grid, pitch = grid_for(out["total"])
+    variables = {
+        "op": op,
+        "fmod": int(node.attr("fmod", 0)),
+        "out": out,
+        "pitch": pitch,
+        "a_strides": broadcast_strides(ctx.shape(a), out_shape, ctx.layout(a)),
+        "b_strides": broadcast_strides(ctx.shape(b), out_shape, ctx.layout(b)),
+    }
+    bindings = [
+        ctx.data_binding(a, f"{node.name}/{a}"),
+        ctx.data_binding(b, f"{node.name}/{b}"),
+        Binding("out", y),
     ]
+    flops = float(math.prod(out_shape))
+    return [Dispatch("binary.wgsl", variables, bindings, grid, node.name, flops)]
+
+
+def _variadic(node: Node, ctx: BuildContext, ins: list[str]) -> list[Dispatch]:
+    """Sum, Mean, Max, Min of 1 or 3+ inputs: a chain of binary dispatches (Mean: a Sum, then
+    a multiply by 1/n) through scratch tensors of the output's shape and layout."""
+    y = node.outputs[0]
+    out = ctx.values[y]
+    if len(ins) == 1:
+        if ctx.shape(ins[0]) != out.shape:
+            raise NotSupported("a single input of another shape than the output")
+        return binary_dispatches(node, ctx, "Mul", ins[0], _one(ctx, node), y, NO_ACTIVATION)
+    op = {"Sum": "Add", "Mean": "Add"}.get(node.op_type, node.op_type)
+    dispatches: list[Dispatch] = []
+    acc = ins[0]
+    steps = len(ins) - 1 + (node.op_type == "Mean")
+    for k in range(1, steps + 1):
+        dst = y if k == steps else f"{y}#{node.op_type.lower()}{k}"
+        if dst != y:
+            ctx.values[dst] = Value(out.shape, None, out.dtype, out.layout)
+        if k < len(ins):
+            dispatches += binary_dispatches(node, ctx, op, acc, ins[k], dst, NO_ACTIVATION)
+        else:
+            scale = f"{node.name}#1/n"
+            arr = np.array(1.0 / len(ins), np.float32)
+            ctx.values[scale] = Value((), arr, arr.dtype)
+            dispatches += binary_dispatches(node, ctx, "Mul", acc, scale, dst, NO_ACTIVATION)
+        acc = dst
+    return dispatches
+
+
+def _one(ctx: BuildContext, node: Node) -> str:
+    name = f"{node.name}#one"
+    ctx.values[name] = Value((), np.array(1.0, np.float32), np.dtype(np.float32))
+    return name
+
+
+def _binary_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
+    ins = _inputs(node)
+    if node.op_type in VARIADIC and len(ins) != 2:
+        return _variadic(node, ctx, ins)
+    if len(ins) != 2:
+        raise NotSupported(f"{node.op_type} of {len(ins)} inputs")
+    act = node.attrs.get("_activation", NO_ACTIVATION)
+    op = "Add" if node.op_type == "Sum" else node.op_type
+    return binary_dispatches(node, ctx, op, ins[0], ins[1], node.outputs[0], act)
 
 
 register(
-    list(UNARY_ACTIVATIONS),
-    infer=_unary_infer,
-    evaluate=_unary_eval,
-    build=_unary_build,
-    const_inputs=(1, 2),
+    list(ARITHMETIC) + list(VARIADIC),
+    infer=_binary_infer,
+    evaluate=_binary_eval,
+    build=_binary_build,
+    any_layout=True,
 )
+register(
+    list(COMPARISONS),
+    infer=_binary_infer,
+    evaluate=_binary_eval,
+    build=_binary_build,
+    any_layout=True,
+    out_dtype=np.dtype(bool),
+)
+
+
+# ---- Where -------------------------------------------------------------------------------
+
+
+def _where_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    cond = ins[0].const.dtype if ins[0].const is not None else ins[0].dtype
+    if np.dtype(cond).kind != "b":
+        raise NotSupported(f"condition of type {np.dtype(cond).name}")
+    for v in ins[1:]:
+        dtype = v.const.dtype if v.const is not None else v.dtype
+        if np.dtype(dtype).kind != "f":
+            raise NotSupported(f"Where of {np.dtype(dtype).name} values on the GPU")
+    return [broadcast_shape(*(v.shape for v in ins))]
+
+
+def _where_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
+    return [np.where(a[0], a[1], a[2])]
+
+
+def _where_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
+    y = node.outputs[0]
+    out_shape, layout = ctx.shape(y), ctx.layout(y)
+    out = index_vars(out_shape, layout=layout)
+    grid, pitch = grid_for(out["total"])
+    names = node.inputs[:3]
+    variables: dict[str, Any] = {
+        "op": "Where",
+        "fmod": 0,
+        "out": out,
+        "pitch": pitch,
+        "c_strides": broadcast_strides(ctx.shape(names[0]), out_shape, ctx.layout(names[0])),
+        "a_strides": broadcast_strides(ctx.shape(names[1]), out_shape, ctx.layout(names[1])),
+        "b_strides": broadcast_strides(ctx.shape(names[2]), out_shape, ctx.layout(names[2])),
+    }
+    bindings = [ctx.data_binding(n, f"{node.name}/{n}") for n in names] + [Binding("out", y)]
+    return [Dispatch("binary.wgsl", variables, bindings, grid, node.name)]
+
+
+register("Where", infer=_where_infer, evaluate=_where_eval, build=_where_build, any_layout=True)

@@ -1,30 +1,34 @@
-"""BatchNormalization (inference), InstanceNormalization and ReduceMean.
+"""Normalisations: BatchNormalization (inference), InstanceNormalization, LayerNormalization
+(and the channel LayerNorm that NAFNet, SAFMN and Omni-SR write out, which passes.fuse turns
+into one node), Softmax and LogSoftmax.
 
 BatchNormalization that was not folded into a conv is a per-channel affine map, 4 channels
 per invocation. InstanceNormalization is two dispatches: a statistics kernel with one
 workgroup per (batch, block of 4 channels) reducing over space in shared memory (mean, then
 the variance about it), writing per-(n, c) coefficients to a scratch tensor; then the same
-affine kernel as BatchNormalization, fully parallel. ReduceMean (and the global pools in
-pool.py) use reduce.wgsl: one invocation per output element looping over the reduced
-extent, or one workgroup per output element when that extent is large.
+affine kernel as BatchNormalization, fully parallel.
+
+LayerNorm and Softmax normalise short rows (the C = 16..180 channels of a token, the 64..256
+keys of an attention window): rows.wgsl gives each row one invocation, which reads it twice
+(statistics, then the store) at the tensor's strides, so the normalised axes may be the
+last ones of a row-major tensor or the channel axis of an image.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from ..graph import Node
-from ..layout import logical_strides, pad4, physical_size
-from .common import grid_for, index_vars, normalize_axis
+from ..layout import pad4, physical_size
+from .common import grid_for, normalize_axis, pad_lanes_dispatch, row_plan
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
 
 NORM = "norm.wgsl"
-REDUCE = "reduce.wgsl"
+ROWS = "rows.wgsl"
 STATS_WG = 256  # threads per InstanceNormalization statistics workgroup
-REDUCE_WG = 64
-LOOP_LIMIT = 256  # reduced extents above this get a workgroup per output element
 
 
 def _require_float(node: Node, v: Value) -> None:
@@ -183,99 +187,135 @@ register(
 )
 
 
-# ---- reductions --------------------------------------------------------------------------
+# ---- LayerNormalization, the fused channel LayerNorm, Softmax ----------------------------
 
 
-def reduce_dispatch(
-    node: Node,
-    ctx: BuildContext,
-    x: str,
-    y: str,
-    in_shape: tuple[int, ...],
-    axes: list[int],
-    keepdims: bool,
-    op: str,
-) -> Dispatch:
-    """Reduce `axes` of x into y with op "mean" | "max" | "sum" (no axes: a copy)."""
-    rank = len(in_shape)
-    xs = logical_strides(in_shape)
-    kept = [a for a in range(rank) if a not in axes]
-    out_axes = list(range(rank)) if keepdims else kept
-    out_strides = [0 if a in axes else xs[a] for a in out_axes]
-    extents = [in_shape[a] for a in axes]
-    extent = math.prod(extents)
-    red = [
-        {"n": in_shape[a], "div": math.prod(extents[j + 1 :]), "stride": xs[a]}
-        for j, a in enumerate(axes)
-        if in_shape[a] > 1
-    ]
-    out = index_vars(ctx.shape(y))
-    if 0 in in_shape or out["total"] == 0:
-        raise NotSupported(f"{node.op_type} on an empty tensor")
-    wg = extent > LOOP_LIMIT
-    grid, pitch = grid_for(out["total"], 1 if wg else 64)
-    variables = {
-        "out": out,
-        "pitch": pitch,
-        "op": op,
-        "wg": REDUCE_WG if wg else 0,
-        "extent": extent,
-        "red": red,
-        "out_strides": out_strides,
-    }
-    return Dispatch(REDUCE, variables, [Binding("in", x), Binding("out", y)], grid, node.name)
+def norm_axes(node: Node, rank: int, opset: int) -> list[int]:
+    """The normalised axes: LayerNormalization's [axis, rank); Softmax's one axis (opset 13)
+    or the coerced-2-D [axis, rank) before; the fused LayerNorm's `axes`."""
+    if node.op_type == "LayerNormAxes":
+        return sorted({normalize_axis(int(a), rank) for a in node.attr("axes")})
+    default = -1 if node.op_type == "LayerNormalization" or opset >= 13 else 1
+    axis = normalize_axis(int(node.attr("axis", default)), rank)
+    if node.op_type in ("Softmax", "LogSoftmax") and opset >= 13:
+        return [axis]
+    return list(range(axis, rank))
 
 
-def _reduce_axes(node: Node, rank: int, axes_input: np.ndarray | None) -> list[int] | None:
-    """Sorted reduced axes; None means the op is an identity (noop_with_empty_axes)."""
-    if len(node.inputs) > 1 and node.inputs[1]:
-        if axes_input is None:
-            raise NotSupported("axes must be constant")
-        axes = [int(a) for a in np.asarray(axes_input).reshape(-1)]
-    else:
-        axes = [int(a) for a in node.attr("axes", None) or []]
-    if not axes:
-        return None if int(node.attr("noop_with_empty_axes", 0)) else list(range(rank))
-    norm = sorted({normalize_axis(a, rank) for a in axes})
-    if len(norm) != len(axes):
-        raise NotSupported(f"repeated axes {axes}")
-    return norm
+def _ln_params(
+    node: Node, shape: tuple[int, ...], axes: list[int], scale: np.ndarray, bias: np.ndarray | None
+) -> np.ndarray:
+    """[scale..., bias...] over the normalised elements, row-major (broadcast as ONNX does)."""
+    rank = len(shape)
+    full = tuple(shape[a] if a in axes else 1 for a in range(rank))
+    extent = [shape[a] for a in axes]
+
+    def spread(arr: np.ndarray) -> np.ndarray:
+        a = np.asarray(arr, np.float32)
+        if node.op_type == "LayerNormalization":
+            return np.broadcast_to(a, tuple(extent)).reshape(-1)
+        a = a.reshape((1,) * (rank - a.ndim) + a.shape)
+        return np.broadcast_to(a, full).reshape(-1)
+
+    try:
+        s = spread(scale)
+        b = spread(bias) if bias is not None else np.zeros_like(s)
+    except ValueError as e:
+        raise NotSupported(f"scale/bias do not broadcast to the normalised axes: {e}") from e
+    return np.concatenate([s, b]).astype(np.float32)
 
 
-def _reduce_mean_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+def _rows_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
     _require_float(node, ins[0])
     shape = ins[0].shape
-    axes = _reduce_axes(node, len(shape), ins[1].const if len(ins) > 1 else None)
-    if axes is None:
-        return [shape]
-    if int(node.attr("keepdims", 1)):
-        return [tuple(1 if a in axes else d for a, d in enumerate(shape))]
-    return [tuple(d for a, d in enumerate(shape) if a not in axes)]
+    if not shape:
+        raise NotSupported(f"{node.op_type} of a scalar")
+    axes = norm_axes(node, len(shape), opset)
+    if node.op_type == "LayerNormalization" and len(ins) > 1 and ins[1].const is None:
+        raise NotSupported("scale must be a constant")
+    stats = tuple(1 if a in axes else d for a, d in enumerate(shape))
+    return [shape, stats, stats][: len(node.outputs)]
 
 
-def _reduce_mean_eval(node: Node, arrays: list, opset: int) -> list[np.ndarray]:
+def _rows_eval(node: Node, arrays: list, opset: int) -> list[np.ndarray]:
     x = np.asarray(arrays[0])
-    axes = _reduce_axes(node, x.ndim, arrays[1] if len(arrays) > 1 else None)
-    if axes is None:
-        return [x.copy()]
-    keep = bool(int(node.attr("keepdims", 1)))
-    y = np.mean(x.astype(np.float64), axis=tuple(axes), keepdims=keep)
-    return [np.asarray(y).astype(x.dtype)]
+    xd = x.astype(np.float64)
+    axes = tuple(norm_axes(node, x.ndim, opset))
+    if node.op_type in ("Softmax", "LogSoftmax"):
+        m = xd.max(axis=axes, keepdims=True)
+        e = np.exp(xd - m)
+        s = e.sum(axis=axes, keepdims=True)
+        y = e / s if node.op_type == "Softmax" else xd - m - np.log(s)
+        return [y.astype(x.dtype)]
+    eps = float(node.attr("epsilon", 1e-5))
+    mean = xd.mean(axis=axes, keepdims=True)
+    var = ((xd - mean) ** 2).mean(axis=axes, keepdims=True)
+    inv = 1 / np.sqrt(var + eps)
+    bias = arrays[2] if len(arrays) > 2 else None
+    params = _ln_params(node, x.shape, list(axes), arrays[1], bias)
+    n = params.size // 2
+    full = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+    scale, bias = params[:n].reshape(full), params[n:].reshape(full)
+    y = (xd - mean) * inv * scale + bias
+    return [y.astype(x.dtype), mean.astype(x.dtype), inv.astype(x.dtype)][: len(node.outputs)]
 
 
-def _reduce_mean_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    x = node.inputs[0]
-    shape = ctx.shape(x)
-    axes_input = ctx.const(node.inputs[1]) if len(node.inputs) > 1 else None
-    axes = _reduce_axes(node, len(shape), axes_input)
-    keep = bool(int(node.attr("keepdims", 1)))
-    return [reduce_dispatch(node, ctx, x, node.outputs[0], shape, axes or [], keep, "mean")]
+def _rows_build_for(opset: int) -> Callable[[Node, BuildContext], list[Dispatch]]:
+    def build(node: Node, ctx: BuildContext) -> list[Dispatch]:
+        x = node.inputs[0]
+        shape = ctx.shape(x)
+        if 0 in shape:
+            raise NotSupported(f"{node.op_type} on an empty tensor")
+        if not node.outputs[0]:
+            raise NotSupported("statistics outputs without the normalised output")
+        axes = norm_axes(node, len(shape), opset)
+        outs = [o for o in node.outputs if o]
+        strides = {"x": ctx.strides(x)}
+        for role, name in zip(("y", "mean_out", "inv_out"), node.outputs, strict=False):
+            if name:
+                strides[role] = ctx.strides(name)
+        plan = row_plan(shape, axes, strides)
+        grid, pitch = grid_for(plan["rows"])
+        kind = "layernorm" if "Norm" in node.op_type else node.op_type.lower()
+        variables = {"kind": kind, "pitch": pitch, "eps": float(node.attr("epsilon", 1e-5))}
+        variables.update(plan)
+        bindings = [Binding("in", x)]
+        if kind == "layernorm":
+            scale = ctx.require_const(node.inputs[1], "scale")
+            bias = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+            if len(node.inputs) > 2 and node.inputs[2] and bias is None:
+                raise NotSupported("bias must be a constant")
+            params = _ln_params(node, shape, axes, scale, bias)
+            bindings.append(Binding("const", ctx.add_const(f"{node.name}/params", params)))
+        bindings += [Binding("out", name) for name in outs]
+        flops = 8.0 * math.prod(shape)
+        out = [Dispatch(ROWS, variables, bindings, grid, node.name, flops)]
+        for name in outs:
+            out += pad_lanes_dispatch(name, ctx.shape(name), ctx.layout(name), node.name)
+        return out
+
+    return build
 
 
+for _op, _sinces in (("LayerNormalization", (17,)), ("Softmax", (1, 13)), ("LogSoftmax", (1, 13))):
+    for _since in _sinces:
+        register(
+            _op,
+            since=_since,
+            infer=_rows_infer,
+            evaluate=_rows_eval,
+            build=_rows_build_for(_since),
+            const_inputs=(1, 2) if _op == "LayerNormalization" else (),
+            any_layout=True,
+        )
+# the channel LayerNorm written out as ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div
+# (/ Mul / Add), recognised by passes.fuse: LayerNormalization over `axes`, per-axis params
 register(
-    "ReduceMean",
-    infer=_reduce_mean_infer,
-    evaluate=_reduce_mean_eval,
-    build=_reduce_mean_build,
-    const_inputs=(1,),
+    "LayerNormAxes",
+    infer=_rows_infer,
+    evaluate=_rows_eval,
+    build=_rows_build_for(17),
+    const_inputs=(1, 2),
+    domain="ai.framesmith",
+    any_layout=True,
 )

@@ -16,7 +16,7 @@ import numpy as np
 from ..graph import Node
 from ..layout import logical_strides
 from .common import grid_for, index_vars
-from .norm import reduce_dispatch
+from .reduce import reduce_dispatch
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr_ints, register
 
 TEMPLATE = "pool.wgsl"
@@ -162,9 +162,7 @@ def _global_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     x = node.inputs[0]
     shape = ctx.shape(x)
     op = "max" if node.op_type == "GlobalMaxPool" else "mean"
-    return [
-        reduce_dispatch(node, ctx, x, node.outputs[0], shape, list(range(2, len(shape))), True, op)
-    ]
+    return [reduce_dispatch(node, ctx, x, node.outputs[0], list(range(2, len(shape))), True, op)]
 
 
 register(

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..graph import Node
-from ..layout import element_size, storage
+from ..layout import IMAGE, Layout, element_size, logical_strides, storage, to_physical
 
 ShapeFn = Callable[[Node, list["Value"], int], list[tuple[int, ...]]]
 # the constant inputs, in order (None where an optional input is empty)
@@ -35,6 +35,7 @@ class Value:
     shape: tuple[int, ...]
     const: np.ndarray | None = None
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    layout: Layout = IMAGE  # how it lies in its GPU buffer (set by passes.layouts)
 
 
 @dataclass
@@ -65,6 +66,8 @@ class OpDef:
     build: BuildFn | None = None
     const_inputs: tuple[int, ...] = ()
     domain: str = ""
+    any_layout: bool = False  # its kernels read and write tensors in either layout
+    out_dtype: np.dtype | None = None  # of its GPU outputs (None: float32); bool is 0.0 / 1.0
 
 
 _REGISTRY: dict[tuple[str, str], list[OpDef]] = {}
@@ -79,13 +82,15 @@ def register(
     since: int = 1,
     const_inputs: tuple[int, ...] = (),
     domain: str = "",
+    any_layout: bool = False,
+    out_dtype: np.dtype | None = None,
 ) -> None:
     """Add an op version. A second registration of the same (domain, op, since) is refused,
     naming both: the registry is filled by import side effects, and a silent overwrite would
     make which kernel runs depend on import order."""
     for op in [op_type] if isinstance(op_type, str) else op_type:
         defs = _REGISTRY.setdefault((domain, op), [])
-        new = OpDef(op, since, infer, evaluate, build, const_inputs, domain)
+        new = OpDef(op, since, infer, evaluate, build, const_inputs, domain, any_layout, out_dtype)
         for old in defs:
             if old.since == since:
                 raise ValueError(
@@ -128,9 +133,32 @@ class BuildContext:
         self.scalar, self.dtype = storage(precision)  # how tensors are stored (f32 or f16)
         self.esize = element_size(precision)
         self.consts: dict[str, np.ndarray] = {}
+        self.aliases: dict[str, str] = {}
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.values[name].shape
+
+    def layout(self, name: str) -> Layout:
+        return self.values[name].layout
+
+    def strides(self, name: str) -> list[int]:
+        """Element stride of each logical axis of the tensor in its buffer (its layout)."""
+        v = self.values[name]
+        return logical_strides(v.shape, v.layout)
+
+    def alias(self, name: str, base: str) -> None:
+        """`name` is `base`'s buffer read with another shape (a Reshape of a row-major tensor):
+        no dispatch, one buffer (runtime.plan_buffers)."""
+        self.aliases[name] = self.aliases.get(base, base)
+
+    def data_binding(self, name: str, key: str) -> Binding:
+        """A data input: a GPU tensor, or a constant uploaded in its layout under `key`."""
+        v = self.values[name]
+        if v.const is None:
+            return Binding("in", name)
+        arr = np.asarray(v.const, np.float32)
+        phys: np.ndarray = to_physical(arr, v.layout).ravel().astype(self.dtype)
+        return Binding("const", self.add_const(key, phys))
 
     def const(self, name: str) -> np.ndarray | None:
         if not name:

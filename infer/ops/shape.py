@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
-from ..layout import logical_strides, pad4, to_physical
+from ..layout import IMAGE, Layout, is_image, pad4
 from .common import grid_for, index_vars, normalize_axis
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
 
@@ -57,19 +57,20 @@ def rowmajor(shape: tuple[int, ...] | list[int]) -> list[int]:
 
 
 def data_binding(ctx: BuildContext, node: Node, name: str) -> Binding:
-    """A data input: a GPU tensor, or a float constant uploaded in the physical layout."""
-    arr = ctx.const(name)
-    if arr is None:
-        return Binding("in", name)
-    phys: np.ndarray = to_physical(np.asarray(arr, np.float32)).ravel().astype(ctx.dtype)
-    return Binding("const", ctx.add_const(f"{node.name}/{name}", phys))
+    """A data input: a GPU tensor, or a float constant uploaded in its layout."""
+    return ctx.data_binding(name, f"{node.name}/{name}")
+
+
+def tensor_index(ctx: BuildContext, name: str, prefix: str = "") -> dict:
+    """index_vars of a tensor in its own layout."""
+    return index_vars(ctx.shape(name), prefix, ctx.layout(name))
 
 
 def copy_dispatch(
-    node: Node, ctx: BuildContext, variables: dict, inputs: list[Binding]
+    node: Node, ctx: BuildContext, variables: dict, inputs: list[Binding], out_index: int = 0
 ) -> Dispatch:
-    y = node.outputs[0]
-    out = index_vars(ctx.shape(y))
+    y = node.outputs[out_index]
+    out = tensor_index(ctx, y)
     if out["total"] == 0 or any(d == 0 for d in out["shape"]):
         raise NotSupported(f"empty output {list(out['shape'])} on the GPU")
     grid, pitch = grid_for(out["total"])
@@ -110,20 +111,30 @@ def _transpose_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
     return [np.transpose(a[0], _perm(node, a[0].ndim))]
 
 
-def affine_copy(node: Node, ctx: BuildContext, base: int, strides: list[int]) -> list[Dispatch]:
+def affine_copy(
+    node: Node, ctx: BuildContext, base: int, strides: list[int], out_index: int = 0
+) -> list[Dispatch]:
+    """y[o] = x[base + sum o_k * strides[k]] (Transpose, Slice, Split, Expand, Gather of one
+    index): the map every view of a tensor reduces to."""
     x = node.inputs[0]
     check_not_empty(node, ctx.shape(x))
     variables = {"kind": "affine", "base": base, "steps": strides}
-    return [copy_dispatch(node, ctx, variables, [data_binding(ctx, node, x)])]
+    return [copy_dispatch(node, ctx, variables, [data_binding(ctx, node, x)], out_index)]
 
 
 def _transpose_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    in_shape = ctx.shape(node.inputs[0])
-    lst = logical_strides(in_shape)
-    return affine_copy(node, ctx, 0, [lst[p] for p in _perm(node, len(in_shape))])
+    x = node.inputs[0]
+    lst = ctx.strides(x)
+    return affine_copy(node, ctx, 0, [lst[p] for p in _perm(node, len(ctx.shape(x)))])
 
 
-register("Transpose", infer=_transpose_infer, evaluate=_transpose_eval, build=_transpose_build)
+register(
+    "Transpose",
+    infer=_transpose_infer,
+    evaluate=_transpose_eval,
+    build=_transpose_build,
+    any_layout=True,
+)
 
 
 # ---- Reshape / Flatten -------------------------------------------------------------------
@@ -191,18 +202,22 @@ def _flatten_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
     return [a[0].reshape(_flatten_shape(node, a[0].shape))]
 
 
-def _reshape_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
-    """Output coords -> logical linear index -> input coords -> input physical offset."""
-    x = node.inputs[0]
+def reshape_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
+    """Output coords -> logical linear index -> input coords -> input physical offset; or no
+    dispatch at all when passes.layouts marked the node a view (row-major in and out)."""
+    x, y = node.inputs[0], node.outputs[0]
     in_shape = ctx.shape(x)
-    out_shape = ctx.shape(node.outputs[0])
+    out_shape = ctx.shape(y)
     check_not_empty(node, in_shape)
+    if node.attrs.get("_view"):
+        ctx.alias(y, x)
+        return []
     variables = {
         "kind": "reshape",
         "lin": rowmajor(out_shape),
         "in_div": rowmajor(in_shape),
         "in_mod": list(in_shape),
-        "in_strides": logical_strides(in_shape),
+        "in_strides": ctx.strides(x),
     }
     return [copy_dispatch(node, ctx, variables, [data_binding(ctx, node, x)])]
 
@@ -211,10 +226,76 @@ register(
     "Reshape",
     infer=_reshape_infer,
     evaluate=_reshape_eval,
-    build=_reshape_build,
+    build=reshape_build,
     const_inputs=(1,),
+    any_layout=True,
 )
-register("Flatten", infer=_flatten_infer, evaluate=_flatten_eval, build=_reshape_build)
+register(
+    "Flatten",
+    infer=_flatten_infer,
+    evaluate=_flatten_eval,
+    build=reshape_build,
+    any_layout=True,
+)
+
+
+# ---- Squeeze / Unsqueeze -----------------------------------------------------------------
+
+
+def _squeeze_axes(node: Node, shape: tuple[int, ...], const: Const) -> list[int] | None:
+    given = ints(const(1)) if len(node.inputs) > 1 and node.inputs[1] else None
+    if given is None and len(node.inputs) > 1 and node.inputs[1]:
+        raise NotSupported("axes must be a constant")
+    if given is None and node.attr("axes") is not None:
+        given = [int(v) for v in node.attr("axes")]
+    return given
+
+
+def _squeezed(node: Node, shape: tuple[int, ...], const: Const) -> tuple[int, ...]:
+    axes = _squeeze_axes(node, shape, const)
+    rank = len(shape)
+    if axes is None:
+        return tuple(d for d in shape if d != 1)
+    norm = {normalize_axis(a, rank) for a in axes}
+    for a in norm:
+        if shape[a] != 1:
+            raise NotSupported(f"cannot squeeze axis {a} of size {shape[a]}")
+    return tuple(d for k, d in enumerate(shape) if k not in norm)
+
+
+def _unsqueezed(node: Node, shape: tuple[int, ...], const: Const) -> tuple[int, ...]:
+    axes = _squeeze_axes(node, shape, const)
+    if axes is None:
+        raise NotSupported("Unsqueeze needs axes")
+    rank = len(shape) + len(axes)
+    norm = sorted({normalize_axis(a, rank) for a in axes})
+    if len(norm) != len(axes):
+        raise NotSupported(f"repeated axes {axes}")
+    out = list(shape)
+    for a in norm:
+        out.insert(a, 1)
+    return tuple(out)
+
+
+def _squeeze_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    require_float(node, ins, 1)
+    fn = _squeezed if node.op_type == "Squeeze" else _unsqueezed
+    return [fn(node, ins[0].shape, value_const(ins))]
+
+
+def _squeeze_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
+    fn = _squeezed if node.op_type == "Squeeze" else _unsqueezed
+    return [np.asarray(a[0]).reshape(fn(node, np.shape(a[0]), array_const(a)))]
+
+
+register(
+    ["Squeeze", "Unsqueeze"],
+    infer=_squeeze_infer,
+    evaluate=_squeeze_eval,
+    build=reshape_build,
+    const_inputs=(1,),
+    any_layout=True,
+)
 
 
 # ---- Concat ------------------------------------------------------------------------------
@@ -244,18 +325,22 @@ def _concat_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
     return [np.concatenate(arrays, axis=_concat_axis(node, arrays[0].ndim))]
 
 
-def _concat_grid(out_shape: tuple[int, ...], axis: int, lo: int, hi: int) -> dict:
+def _concat_grid(
+    out_shape: tuple[int, ...], axis: int, lo: int, hi: int, layout: Layout = IMAGE
+) -> dict:
     """Decode table for the output elements whose axis coordinate lies in [lo, hi).
 
-    Coordinates come out in physical order (channels innermost, padded to 4 unless the
-    channel axis is the one being split), so the grid of a single chunk is the whole output.
+    Coordinates come out in physical order (in the image layout channels innermost, padded to
+    4 unless the channel axis is the one being split), so the grid of a single chunk is the
+    whole output.
     """
     rank = len(out_shape)
     dims = list(out_shape)
-    if rank >= 2:
+    image = is_image(out_shape, layout)
+    if image:
         dims[1] = pad4(dims[1])
     dims[axis] = hi - lo
-    order = [0, *range(2, rank), 1] if rank >= 2 else list(range(rank))
+    order = [0, *range(2, rank), 1] if image else list(range(rank))
     div = [0] * rank
     step = 1
     for k in reversed(order):
@@ -271,7 +356,8 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
         raise NotSupported(f"empty output {list(out_shape)} on the GPU")
     rank = len(out_shape)
     axis = _concat_axis(node, rank)
-    out = index_vars(out_shape)
+    layout = ctx.layout(y)
+    out = tensor_index(ctx, y)
     parts: list[dict[str, Any]] = []
     start = 0
     for name in node.inputs:
@@ -282,7 +368,7 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
                     "name": name,
                     "start": start,
                     "end": start + shape[axis],
-                    "strides": logical_strides(shape),
+                    "strides": ctx.strides(name),
                 }
             )
         start += shape[axis]
@@ -293,9 +379,9 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     for g, group in enumerate(groups):
         lo = group[0]["start"] if g else 0
         hi = group[-1]["end"]
-        if g == len(groups) - 1 and axis == 1 and rank >= 2:
+        if g == len(groups) - 1 and axis == 1 and is_image(out_shape, layout):
             hi = pad4(out_shape[1])  # the last chunk also zeroes the channel pad lanes
-        grid_vars = _concat_grid(out_shape, axis, lo, hi)
+        grid_vars = _concat_grid(out_shape, axis, lo, hi, layout)
         grid, pitch = grid_for(grid_vars["total"])
         bindings = [data_binding(ctx, node, p["name"]) for p in group]
         variables = {
@@ -313,4 +399,4 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     return dispatches
 
 
-register("Concat", infer=_concat_infer, evaluate=_concat_eval, build=_concat_build)
+register("Concat", infer=_concat_infer, evaluate=_concat_eval, build=_concat_build, any_layout=True)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 import numpy as np
 
 from ..graph import Node
-from ..layout import logical_strides
 from .common import normalize_axis
 from .registry import BuildContext, Dispatch, NotSupported, Value, register
 from .shape import (
@@ -87,7 +86,7 @@ def _slice_build_for(opset: int) -> Callable[[Node, BuildContext], list[Dispatch
     def build(node: Node, ctx: BuildContext) -> list[Dispatch]:
         in_shape = ctx.shape(node.inputs[0])
         ranges = _slice_params(node, in_shape, lambda k: ctx.const(node.inputs[k]), opset)
-        lst = logical_strides(in_shape)
+        lst = ctx.strides(node.inputs[0])
         base = sum(r.start * s for r, s in zip(ranges, lst, strict=True) if len(r))
         return affine_copy(node, ctx, base, [r.step * s for r, s in zip(ranges, lst, strict=True)])
 
@@ -102,6 +101,7 @@ for _since in (1, 10):
         evaluate=_slice_eval,
         build=_slice_build_for(_since),
         const_inputs=(1, 2, 3, 4) if _since >= 10 else (),
+        any_layout=True,
     )
 
 
@@ -222,7 +222,7 @@ def _pad_build_for(opset: int) -> Callable[[Node, BuildContext], list[Dispatch]]
         mode, value, per = _pad_params(node, in_shape, lambda k: ctx.const(node.inputs[k]), opset)
         if not math.isfinite(value):
             raise NotSupported(f"constant_value {value}")
-        lst = logical_strides(in_shape)
+        lst = ctx.strides(x)
         axes = []
         for k, (d, (b, e)) in enumerate(zip(in_shape, per, strict=True)):
             p, crop, n = _pad_axis_map(mode, d, b, e)
@@ -244,4 +244,77 @@ for _since in (1, 11):
         evaluate=_pad_eval,
         build=_pad_build_for(_since),
         const_inputs=(1, 2, 3) if _since >= 11 else (),
+        any_layout=True,
+    )
+
+
+# ---- Split -------------------------------------------------------------------------------
+
+
+def _split_sizes(node: Node, shape: tuple[int, ...], const: Const, opset: int) -> list[int]:
+    axis = normalize_axis(int(node.attr("axis", 0)), len(shape))
+    n = shape[axis]
+    outputs = len(node.outputs)
+    sizes: list[int] | None = None
+    if opset >= 13 and len(node.inputs) > 1 and node.inputs[1]:
+        sizes = ints(const(1))
+        if sizes is None:
+            raise NotSupported("split must be a constant")
+    elif node.attr("split") is not None:
+        sizes = [int(v) for v in node.attr("split")]
+    if sizes is None:
+        parts = int(node.attr("num_outputs", outputs))
+        chunk = -(-n // parts)
+        sizes = [min(chunk, n - k * chunk) for k in range(parts)]
+    if sum(sizes) != n or len(sizes) != outputs or any(s < 0 for s in sizes):
+        raise NotSupported(f"split {sizes} of an axis of {n} into {outputs} outputs")
+    return sizes
+
+
+def _split_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    require_float(node, ins, 1)
+    shape = ins[0].shape
+    axis = normalize_axis(int(node.attr("axis", 0)), len(shape))
+    out = []
+    for size in _split_sizes(node, shape, value_const(ins), opset):
+        s = list(shape)
+        s[axis] = size
+        out.append(tuple(s))
+    return out
+
+
+def _split_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
+    x = np.asarray(a[0])
+    axis = normalize_axis(int(node.attr("axis", 0)), x.ndim)
+    sizes = _split_sizes(node, x.shape, array_const(a), opset)
+    return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+
+
+def _split_build_for(opset: int) -> Callable[[Node, BuildContext], list[Dispatch]]:
+    def build(node: Node, ctx: BuildContext) -> list[Dispatch]:
+        x = node.inputs[0]
+        shape = ctx.shape(x)
+        axis = normalize_axis(int(node.attr("axis", 0)), len(shape))
+        sizes = _split_sizes(node, shape, lambda k: ctx.const(node.inputs[k]), opset)
+        lst = ctx.strides(x)
+        out: list[Dispatch] = []
+        start = 0
+        for k, size in enumerate(sizes):
+            if node.outputs[k] and size:
+                out += affine_copy(node, ctx, start * lst[axis], lst, out_index=k)
+            start += size
+        return out
+
+    return build
+
+
+for _since in (1, 13):
+    register(
+        "Split",
+        since=_since,
+        infer=_split_infer,
+        evaluate=_split_eval,
+        build=_split_build_for(_since),
+        const_inputs=(1,) if _since >= 13 else (),
+        any_layout=True,
     )

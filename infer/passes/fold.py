@@ -14,9 +14,10 @@ from ..graph import Graph, Node
 from ..ops import lookup
 from ..ops.registry import NotSupported, ShapeFn, Value
 
-# Ops whose value depends only on their input's shape: they fold even when that input is a
-# tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters).
-SHAPE_ONLY = ("Shape", "Size")
+# Inputs of which only the shape and type matter: these ops fold even when that input is a
+# tensor computed on the GPU (Shape(x) -> Gather -> ... reshape targets from exporters;
+# CastLike(constant, x) in onnx's function bodies).
+SHAPE_ONLY = {"Shape": 0, "Size": 0, "CastLike": 1}
 
 
 def _shape_stand_in(v: Value) -> Value:
@@ -53,8 +54,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
         if any(i and i not in values for i in node.inputs):
             continue  # downstream of an earlier problem
         ins = [values[i] if i else Value((0,), None) for i in node.inputs]
-        if node.op_type in SHAPE_ONLY and node.domain in ("", "ai.onnx") and ins:
-            ins[0] = _shape_stand_in(ins[0])
+        k = SHAPE_ONLY.get(node.op_type, -1) if node.domain in ("", "ai.onnx") else -1
+        if 0 <= k < len(ins):
+            ins[k] = _shape_stand_in(ins[k])
         present = [v for i, v in zip(node.inputs, ins, strict=True) if i]
         if opdef.evaluate is not None and all(v.const is not None for v in present):
             _check_fold_size(graph, node, opdef.infer, ins)
@@ -65,7 +67,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
                 problems.append((node.op_type, node.name, str(e)))
                 continue
             except Exception as e:
-                raise ModelError(f"folding {node.op_type} node {node.name!r} failed: {e}") from e
+                raise ModelError(
+                    f"folding {node.op_type} node {node.name!r} failed: {type(e).__name__}: {e}"
+                ) from e
             for name, arr in zip(node.outputs, outs, strict=False):
                 if name:
                     arr = np.asarray(arr)
@@ -91,11 +95,17 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
         except NotSupported as e:
             problems.append((node.op_type, node.name, str(e)))
             continue
+        except Exception as e:
+            raise ModelError(
+                f"shape inference of {node.op_type} node {node.name!r} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        dtype = np.dtype(np.float32) if opdef.out_dtype is None else opdef.out_dtype
         for name, shape in zip(node.outputs, shapes, strict=False):
             if name:
                 shape = tuple(int(d) for d in shape)
-                graph.caps.check_tensor(f"{node.op_type} {node.name!r}'s output", shape, np.float32)
-                values[name] = Value(shape, None)
+                graph.caps.check_tensor(f"{node.op_type} {node.name!r}'s output", shape, dtype)
+                values[name] = Value(shape, None, dtype)
         kept.append(node)
     if problems:
         raise UnsupportedModelError(problems, graph.opset)

@@ -7,31 +7,36 @@ from typing import Any
 import numpy as np
 
 from ..graph import Graph, Node
-from ..ops.elementwise import UNARY_ACTIVATIONS, activation_spec
 from ..ops.registry import NotSupported, Value
+from ..ops.unary import UNARY_ACTIVATIONS, activation_spec
+from .edit import add_const, remove_dead_nodes, rename_input, single_consumer
+from .fuse_transformer import (
+    fuse_attention,
+    fuse_matmul_bias,
+    fuse_written_layernorm,
+    hoist_bias_through_views,
+    recognise_gelu,
+    recognise_silu,
+)
 
-FUSABLE_PRODUCERS = ("Conv", "ConvTranspose")
+FUSABLE_PRODUCERS = ("Conv", "ConvTranspose", "MatMul")
 
 
-def fuse(graph: Graph, values: dict[str, Value]) -> None:
+def fuse(graph: Graph, values: dict[str, Value], limits: dict[str, int] | None = None) -> None:
     remove_identities(graph)
     fold_batchnorm_into_conv(graph, values)
+    recognise_silu(graph, values)
+    recognise_gelu(graph, values)
+    fuse_written_layernorm(graph, values)
+    merge_reshapes(graph, values)
+    hoist_bias_through_views(graph, values)
+    merge_reshapes(graph, values)
+    fuse_attention(graph, values, limits or {})
+    fuse_matmul_bias(graph, values)
     fuse_activations(graph, values)
     lower_conv_transpose(graph, values)
     recognise_pixel_shuffle(graph, values)
     remove_dead_nodes(graph)
-
-
-def _rename_input(graph: Graph, old: str, new: str) -> None:
-    for n in graph.nodes:
-        n.inputs = [new if i == old else i for i in n.inputs]
-
-
-def _single_consumer(graph: Graph, name: str) -> Node | None:
-    if name in graph.outputs:
-        return None
-    users = graph.consumers().get(name, [])
-    return users[0] if len(users) == 1 else None
 
 
 def remove_identities(graph: Graph) -> None:
@@ -42,7 +47,7 @@ def remove_identities(graph: Graph) -> None:
         if dst in graph.outputs:
             continue  # keep: an output must be its own buffer
         graph.nodes.remove(node)
-        _rename_input(graph, dst, src)
+        rename_input(graph, dst, src)
 
 
 def fold_batchnorm_into_conv(graph: Graph, values: dict[str, Value]) -> None:
@@ -52,7 +57,7 @@ def fold_batchnorm_into_conv(graph: Graph, values: dict[str, Value]) -> None:
         conv = graph.producers().get(bn.inputs[0])
         if conv is None or conv.op_type != "Conv" or "_activation" in conv.attrs:
             continue
-        if _single_consumer(graph, conv.outputs[0]) is not bn:
+        if single_consumer(graph, conv.outputs[0]) is not bn:
             continue
         consts = [values[i].const for i in bn.inputs[1:5]]
         w = values[conv.inputs[1]].const
@@ -92,10 +97,12 @@ def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
     for node in list(graph.nodes):
         if node.op_type not in FUSABLE_PRODUCERS or "_activation" in node.attrs:
             continue
-        act = _single_consumer(graph, node.outputs[0])
+        act = single_consumer(graph, node.outputs[0])
         if act is None or act.inputs[0] != node.outputs[0]:
             continue
         if act.op_type == "PRelu":
+            if node.op_type == "MatMul":
+                continue  # the product kernel has no per-channel slope table
             slope = values[act.inputs[1]].const
             per_channel = (
                 None if slope is None else _per_channel_slope(slope, values[node.outputs[0]].shape)
@@ -103,7 +110,9 @@ def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
             if per_channel is None:
                 continue
             spec = {"kind": "PRelu", "slope": per_channel}
-        elif act.op_type in UNARY_ACTIVATIONS and act.op_type not in ("Identity", "Dropout"):
+        elif act.op_type == "SiLU" or (
+            act.op_type in UNARY_ACTIVATIONS and act.op_type not in ("Identity", "Dropout")
+        ):
             try:
                 spec = activation_spec(act, lambda n: values[n].const if n else None)
             except NotSupported:
@@ -113,12 +122,6 @@ def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
         node.attrs["_activation"] = spec
         node.outputs = [act.outputs[0]]
         graph.nodes.remove(act)
-
-
-def _const(graph: Graph, values: dict[str, Value], name: str, arr: np.ndarray) -> str:
-    graph.constants[name] = arr
-    values[name] = Value(arr.shape, arr, arr.dtype)
-    return name
 
 
 def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
@@ -173,8 +176,8 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
         base = f"{node.name}/subpixel"
         inputs = [
             x,
-            _const(graph, values, f"{base}/w", wc),
-            _const(graph, values, f"{base}/b", np.repeat(b, s * s)),
+            add_const(graph, values, f"{base}/w", wc),
+            add_const(graph, values, f"{base}/b", np.repeat(b, s * s)),
         ]
         attrs: dict[str, Any] = {
             "pads": [kq[0] - 1, kq[1] - 1, kq[0] - 1 + extra[0], kq[1] - 1 + extra[1]]
@@ -205,9 +208,9 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
                     f"{base}/crop",
                     [
                         shuffled,
-                        _const(graph, values, f"{base}/starts", np.array([pt, pl], i64)),
-                        _const(graph, values, f"{base}/ends", np.array([pt + oh, pl + ow], i64)),
-                        _const(graph, values, f"{base}/axes", np.array([2, 3], i64)),
+                        add_const(graph, values, f"{base}/starts", np.array([pt, pl], i64)),
+                        add_const(graph, values, f"{base}/ends", np.array([pt + oh, pl + ow], i64)),
+                        add_const(graph, values, f"{base}/axes", np.array([2, 3], i64)),
                     ],
                     [y],
                 )
@@ -216,50 +219,99 @@ def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:
         graph.nodes[idx : idx + 1] = new
 
 
+RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def merge_reshapes(graph: Graph, values: dict[str, Value]) -> None:
+    """A chain of Reshape / Flatten / Squeeze / Unsqueeze is one Reshape to the last shape
+    (they all relabel the same row-major order), and a Reshape to the input's own shape is
+    no node at all. F.pixel_unshuffle exports as Unsqueeze, Reshape, Reshape, Transpose,
+    Reshape, Squeeze: after this it is Reshape, Transpose, Reshape, which
+    recognise_pixel_shuffle knows."""
+    changed = True
+    while changed:
+        changed = False
+        producers = graph.producers()
+        for node in list(graph.nodes):
+            if node.op_type not in RESHAPES or not node.inputs or node not in graph.nodes:
+                continue
+            src = node.inputs[0]
+            prev = producers.get(src)
+            if prev is not None and prev.op_type in RESHAPES and single_consumer(graph, src):
+                src = prev.inputs[0]
+                graph.nodes.remove(prev)
+                changed = True
+            y = node.outputs[0]
+            shape = values[y].shape
+            if values[src].shape == shape and y not in graph.outputs:
+                graph.nodes.remove(node)
+                rename_input(graph, y, src)
+                changed = True
+                producers = graph.producers()
+                continue
+            if node.op_type != "Reshape" or node.inputs[0] != src:
+                name = f"{node.name}/shape"
+                add_const(graph, values, name, np.array(shape, np.int64))
+                idx = graph.nodes.index(node)
+                graph.nodes[idx] = Node("Reshape", node.name, [src, name], [y])
+                changed = True
+            producers = graph.producers()
+
+
+def _shuffle(src: tuple, mid: tuple, dst: tuple, perm: list[int]) -> tuple[str, str, int] | None:
+    """(op, mode, block) when Reshape(src -> mid) -> Transpose(perm) -> Reshape(-> dst) is a
+    pixel shuffle (DepthToSpace) or unshuffle (SpaceToDepth), else None."""
+    if len(src) != 4 or len(mid) != 6 or len(dst) != 4:
+        return None
+    n, c, h, w = src
+    if perm == [0, 1, 4, 2, 5, 3] and mid[2] == mid[3] and mid[4:] == (h, w):
+        r = mid[2]
+        if dst == (n, c // (r * r), h * r, w * r):
+            return "DepthToSpace", "CRD", r
+    if perm == [0, 3, 4, 1, 5, 2] and mid[1] == mid[2] and mid[4:] == (h, w):
+        r = mid[1]
+        if dst == (n, c // (r * r), h * r, w * r):
+            return "DepthToSpace", "DCR", r
+    if mid[:2] == (n, c) and mid[3] == mid[5] and mid[2] * mid[3] == h and mid[4] * mid[5] == w:
+        r = mid[3]
+        if dst == (n, c * r * r, h // r, w // r):
+            if perm == [0, 1, 3, 5, 2, 4]:
+                return "SpaceToDepth", "CRD", r
+            if perm == [0, 3, 5, 1, 2, 4]:
+                return "SpaceToDepth", "DCR", r
+    return None
+
+
 def recognise_pixel_shuffle(graph: Graph, values: dict[str, Value]) -> None:
-    """Reshape -> Transpose -> Reshape as exported for PixelShuffle becomes DepthToSpace."""
+    """Reshape -> Transpose -> Reshape as exported for PixelShuffle becomes DepthToSpace, and
+    for pixel unshuffle (F.pixel_unshuffle, basicsr's view/permute/reshape) SpaceToDepth: one
+    copy kernel instead of three."""
     for t in list(graph.nodes):
-        if t.op_type != "Transpose":
+        if t.op_type != "Transpose" or t not in graph.nodes:
             continue
         producers = graph.producers()
         r1 = producers.get(t.inputs[0])
-        r2 = _single_consumer(graph, t.outputs[0])
+        r2 = single_consumer(graph, t.outputs[0])
         if r1 is None or r2 is None or r1.op_type != "Reshape" or r2.op_type != "Reshape":
             continue
-        if _single_consumer(graph, r1.outputs[0]) is not t:
+        if single_consumer(graph, r1.outputs[0]) is not t:
             continue
         src = values[r1.inputs[0]].shape
         mid = values[r1.outputs[0]].shape
         dst = values[r2.outputs[0]].shape
-        perm = list(t.attrs.get("perm", []))
-        if len(src) != 4 or len(mid) != 6 or len(dst) != 4:
+        found = _shuffle(src, mid, dst, [int(p) for p in t.attrs.get("perm", [])])
+        if found is None:
             continue
-        n, c, h, w = src
-        mode = None
-        if perm == [0, 1, 4, 2, 5, 3] and mid[2] == mid[3] and mid[4:] == (h, w):
-            mode, r = "CRD", mid[2]
-        elif perm == [0, 3, 4, 1, 5, 2] and mid[1] == mid[2] and mid[4:] == (h, w):
-            mode, r = "DCR", mid[1]
-        if mode is None or dst != (n, c // (r * r), h * r, w * r):
-            continue
-        d2s = Node(
-            "DepthToSpace",
-            f"{t.name}/pixel_shuffle",
+        op, mode, r = found
+        label = "pixel_shuffle" if op == "DepthToSpace" else "pixel_unshuffle"
+        new = Node(
+            op,
+            f"{t.name}/{label}",
             [r1.inputs[0]],
             list(r2.outputs),
             {"blocksize": r, "mode": mode},
         )
         idx = graph.nodes.index(r2)
-        graph.nodes[idx] = d2s
+        graph.nodes[idx] = new
         graph.nodes.remove(t)
         graph.nodes.remove(r1)
-
-
-def remove_dead_nodes(graph: Graph) -> None:
-    live = set(graph.outputs)
-    kept: list[Node] = []
-    for node in reversed(graph.nodes):
-        if any(o in live for o in node.outputs if o):
-            kept.append(node)
-            live.update(i for i in node.inputs if i)
-    graph.nodes = kept[::-1]

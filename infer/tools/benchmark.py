@@ -70,7 +70,8 @@ def dispatch_bytes(program: Program, d: Dispatch) -> int:
         elif b.kind == "const":
             total += max(0, program.consts[b.ref].nbytes - b.offset)
         else:
-            total += buffer_bytes(program.values[b.ref].shape, esize)
+            v = program.values[b.ref]
+            total += buffer_bytes(v.shape, esize, v.layout)
     return total
 
 
@@ -295,3 +296,37 @@ def layer_profile(
         "layers": layers,
         "ceilings": ceilings,
     }
+
+
+def layout_comparison(
+    path: Path, size: tuple[int, int], runs: int = 10, adapter: int | None = None
+) -> dict:
+    """The model with its token tensors row-major (the engine's choice) against the same with
+    every tensor an image (infer.layout), timed alternately in one run: dispatches, pooled
+    buffer bytes, median ms and the ratio image / rows."""
+    from ..device import get_device
+    from ..graph import from_onnx, load_proto
+    from ..model import Model
+
+    graph = from_onnx(load_proto(path))
+    device = get_device(adapter)
+    models = {layout: Model(graph, device, token_layout=layout) for layout in ("rows", "image")}
+    shape = input_shape(models["rows"], size)
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    result: dict[str, Any] = {"kind": "layouts", "model": path.stem, "input_shape": list(shape)}
+    for layout, model in models.items():
+        exe = model.executable({model.inputs[0]: x})
+        result[layout] = {
+            "dispatches": len(exe.program.dispatches),
+            "pool_mib": exe.pool_bytes / 2**20,
+            "row_major_tensors": sum(
+                1 for v in exe.program.values.values() if v.const is None and v.layout == "rows"
+            ),
+        }
+    rows_t, image_t = timed_pair(
+        lambda: models["rows"].run(x), lambda: models["image"].run(x), runs, warmup=2
+    )
+    result["rows"].update(stats(rows_t))
+    result["image"].update(stats(image_t))
+    result["ratio_image_over_rows"] = result["image"]["median_ms"] / result["rows"]["median_ms"]
+    return result

@@ -161,6 +161,8 @@ def _write_json(args: argparse.Namespace, result: dict, default_stem: str) -> li
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.layers:
         return cmd_bench_layers(args)
+    if args.layouts:
+        return cmd_bench_layouts(args)
     if _matrix_mode(args):
         return cmd_bench_matrix(args)
     if not args.model:
@@ -280,6 +282,43 @@ def cmd_bench_layers(args: argparse.Namespace) -> int:
         )
     _write_json(args, result, "layers")
     return 0
+
+
+def cmd_bench_layouts(args: argparse.Namespace) -> int:
+    from .benchmark import layout_comparison
+
+    if not args.model:
+        print("error: --layouts needs a MODEL", file=sys.stderr)
+        return 2
+    path = resolve_model(args.model)
+    result = layout_comparison(path, args.size, args.runs, args.adapter)
+    print(f"{path.name} at {'x'.join(map(str, result['input_shape']))}, tokens stored as:")
+    for layout in ("rows", "image"):
+        r = result[layout]
+        print(
+            f"  {layout:5s}  median {r['median_ms']:8.1f} ms  {r['dispatches']:4d} dispatches  "
+            f"{r['pool_mib']:7.2f} MiB of tensors  {r['row_major_tensors']} row-major"
+        )
+    print(f"  ratio (image / rows): {result['ratio_image_over_rows']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"  wrote {args.json}")
+    return 0
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from .conformance import run_conformance, summary, worst_ops
+
+    result = run_conformance(args.filter, progress=print if args.each else None)
+    print(summary(result))
+    for status in ("unsupported", "wrong", "error"):
+        worst = worst_ops(result, status, args.top)
+        if worst:
+            print(f"  {status}: " + ", ".join(f"{op} {n}" for op, n in worst))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"  wrote {args.json}")
+    return 0 if result["counts"]["error"] == 0 else 1
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -413,12 +452,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--layers: skip measuring the device's compute/bandwidth ceilings",
     )
+    b.add_argument(
+        "--layouts",
+        action="store_true",
+        help="time MODEL with its token tensors row-major against all tensors as images",
+    )
     b.add_argument("--plot", action="store_true", help="write PNG plots next to --json")
     b.add_argument("--report", help="also write a one-page Markdown report here")
     pl = sub.add_parser("plot", help="PNG plots (and a report) from bench JSON results")
     pl.add_argument("results", nargs="+", help="JSON files from `bench --json`")
     pl.add_argument("--out-dir", help="where PNGs go (default: next to each JSON)")
     pl.add_argument("--report", help="write a one-page Markdown report embedding the PNGs")
+    cf = sub.add_parser(
+        "conformance",
+        help="run every onnx backend node test: pass / wrong / unsupported / error counts",
+    )
+    cf.add_argument("--filter", help="only tests whose name matches this regex")
+    cf.add_argument("--json", help="write every test's outcome to this JSON file")
+    cf.add_argument("--top", type=int, default=12, help="ops listed per outcome")
+    cf.add_argument("--each", action="store_true", help="print every test's outcome")
     v = sub.add_parser("viz", help="draw the graph after our passes, and activation maps")
     common(v)
     v.add_argument(
@@ -448,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             "bench": cmd_bench,
             "plot": cmd_plot,
             "viz": cmd_viz,
+            "conformance": cmd_conformance,
         }
         return commands[args.command](args)
     except (ModelError, FileNotFoundError) as e:

@@ -1,33 +1,35 @@
-{# Binary elementwise op on two tensors of the output's shape: 4 values per invocation. #}
+{# Binary elementwise op where the GPU operands have the output's shape and layout: 4 values
+   per invocation. Each operand `a`, `b` is a tensor (read per vec4), a scalar constant (a
+   literal) or a constant vector along the buffer's innermost axis (read at i % w4). #}
 {$ from "common.wgsl" import linear_index $}
-@group(0) @binding(0) var<storage, read> a: array<vec4<{{ S }}>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<{{ S }}>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<{{ S }}>>;
+{$ set ns = namespace(k=0) $}
+{$ for name, o in (("a", a), ("b", b)) $}
+{$ if o.kind == "tensor" $}
+@group(0) @binding({{ ns.k }}) var<storage, read> {{ name }}: array<vec4<{{ S }}>>;
+{$ set ns.k = ns.k + 1 $}
+{$ elif o.kind == "vector" $}
+@group(0) @binding({{ ns.k }}) var<storage, read> {{ name }}: array<vec4<f32>>;
+{$ set ns.k = ns.k + 1 $}
+{$ endif $}
+{$ endfor $}
+@group(0) @binding({{ ns.k }}) var<storage, read_write> y: array<vec4<{{ S }}>>;
 {$ include "activation.wgsl" $}
+{$ include "binary_ops.wgsl" $}
+
+{$ macro load(name, o) $}
+{$- if o.kind == "tensor" -$}
+vec4<f32>({{ name }}[i])
+{$- elif o.kind == "vector" -$}
+{{ name }}[i % {{ o.w4 }}u]
+{$- else -$}
+vec4<f32>({{ o.value | f32 }})
+{$- endif -$}
+{$ endmacro $}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {{ linear_index(pitch, count) }}
-  let x = vec4<f32>(a[i]);
-  let z = vec4<f32>(b[i]);
-{$ if op == "Add" $}
-  var r = x + z;
-{$ elif op == "Sub" $}
-  var r = x - z;
-{$ elif op == "Mul" $}
-  var r = x * z;
-{$ elif op == "Div" $}
-  var r = x / z;
-{$ elif op == "PRelu" $}
-  var r = select(x * z, x, x >= vec4<f32>(0.0));
-{$ elif op == "Max" $}
-  var r = max(x, z);
-{$ elif op == "Min" $}
-  var r = min(x, z);
-{$ elif op == "Pow" $}
-  var r = pow(x, z);
-{$ endif $}
-  r = activate(r, 0u);
+  var r = activate(binop({{ load("a", a) }}, {{ load("b", b) }}), 0u);
 {$ if channels is not none $}
   let lane = (i % {{ cp4 }}u) * 4u + vec4<u32>(0u, 1u, 2u, 3u);
   r = select(vec4<f32>(0.0), r, lane < vec4<u32>({{ channels }}u));

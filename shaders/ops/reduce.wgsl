@@ -1,4 +1,4 @@
-{# Reduction over some axes (ReduceMean, global pools; infer/ops/norm.py). Each output
+{# Reduction over some axes (the Reduce* ops and global pools; infer/ops/reduce.py). Each output
    element starts at sum o_k * out_strides[k] in x and walks the reduced extent, decoded
    row-major over `red` (n, div, stride). wg == 0: one invocation per output element;
    wg > 0: one workgroup per output element, threads striding over the extent, then a
@@ -8,12 +8,25 @@
 @group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
 
 fn load(base: u32, e: u32) -> f32 {
-  return f32(x[base{$ for r in red $} + ((e / {{ r.div }}u) % {{ r.n }}u) * {{ r.stride }}u{$ endfor $}]);
+  let v = f32(x[base{$ for r in red $} + ((e / {{ r.div }}u) % {{ r.n }}u) * {{ r.stride }}u{$ endfor $}]);
+{$ if op == "l1" $}
+  return abs(v);
+{$ elif op in ("l2", "sumsquare") $}
+  return v * v;
+{$ elif op == "logsumexp" $}
+  return exp(v);
+{$ else $}
+  return v;
+{$ endif $}
 }
 
 fn combine(a: f32, b: f32) -> f32 {
 {$ if op == "max" $}
   return max(a, b);
+{$ elif op == "min" $}
+  return min(a, b);
+{$ elif op == "prod" $}
+  return a * b;
 {$ else $}
   return a + b;
 {$ endif $}
@@ -22,12 +35,16 @@ fn combine(a: f32, b: f32) -> f32 {
 fn finish(a: f32) -> f32 {
 {$ if op == "mean" $}
   return a / {{ extent | f32 }};
+{$ elif op == "l2" $}
+  return sqrt(a);
+{$ elif op == "logsumexp" $}
+  return log(a);
 {$ else $}
   return a;
 {$ endif $}
 }
 
-{$ set init = "-3.4028234663852886e38" if op == "max" else "0.0" $}
+{$ set init = {"max": "-3.4028234663852886e38", "min": "3.4028234663852886e38", "prod": "1.0"}.get(op, "0.0") $}
 {$ if wg $}
 var<workgroup> part: array<f32, {{ wg }}>;
 

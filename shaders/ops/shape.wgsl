@@ -4,13 +4,19 @@
      reshape  Reshape, Flatten: through the logical row-major linear index
      pad      Pad: per-axis constant / edge / reflect / wrap after cropping
      d2s, s2d DepthToSpace (DCR, CRD), SpaceToDepth
-     concat   Concat: several inputs; a dispatch covers the output's axis range [lo, ..) #}
+     concat   Concat: several inputs; a dispatch covers the output's axis range [lo, ..)
+     tile     Tile: input coordinate k is o_k % in_shape[k]
+     gather   Gather with an index table: output axes axis .. axis+q-1 index the table #}
 {$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes $}
 {$ if kind == "concat" $}
 {$ for part in parts $}
 @group(0) @binding({{ loop.index0 }}) var<storage, read> x{{ loop.index0 }}: array<{{ S }}>;
 {$ endfor $}
 @group(0) @binding({{ parts | length }}) var<storage, read_write> y: array<{{ S }}>;
+{$ elif kind == "gather" $}
+@group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
+@group(0) @binding(1) var<storage, read> table: array<i32>;
+@group(0) @binding(2) var<storage, read_write> y: array<{{ S }}>;
 {$ else $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
@@ -72,6 +78,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ endif $}
 {$ endfor $}
   y[i] = x[u32(src)];
+{$ elif kind == "tile" $}
+  let src = {$ for m in in_mod $}(o{{ loop.index0 }} % {{ m }}u) * {{ in_strides[loop.index0] }}u + {$ endfor $}0u;
+  y[i] = x[src];
+{$ elif kind == "gather" $}
+  let t = table[{$ for s in table_strides $}o{{ axis + loop.index0 }} * {{ s }}u + {$ endfor $}0u];
+  let src = {$ for s in outer $}o{{ loop.index0 }} * {{ s }}u + {$ endfor $}u32(t) * {{ axis_stride }}u{$ for s in inner $} + o{{ axis + q + loop.index0 }} * {{ s }}u{$ endfor $};
+  y[i] = x[src];
 {$ elif kind == "d2s" $}
   let h = o2 / {{ block }}u;
   let bh = o2 % {{ block }}u;

@@ -246,6 +246,40 @@ def test_pixel_shuffle_chain_becomes_one_kernel(mode):
     assert_matches(model, random_inputs({"x": (n, c * r * r, h, w)}))
 
 
+@pytest.mark.parametrize("form", ["basicsr", "torch"])
+def test_pixel_unshuffle_chain_becomes_one_kernel(form):
+    """basicsr's view / permute / reshape, and F.pixel_unshuffle as the exporter writes it
+    (Unsqueeze, Reshapes with 0 and -1, Transpose, Reshape, Squeeze): one SpaceToDepth."""
+    n, c, h, w, r = 1, 3, 10, 6, 2
+    if form == "basicsr":
+        nodes = [
+            helper.make_node("Reshape", ["x", "mid"], ["a"]),
+            helper.make_node("Transpose", ["a"], ["b"], perm=[0, 1, 3, 5, 2, 4]),
+            helper.make_node("Reshape", ["b", "dst"], ["y"]),
+        ]
+        consts = {"mid": i64(n, c, h // r, r, w // r, r), "dst": i64(n, c * r * r, h // r, w // r)}
+    else:
+        nodes = [
+            helper.make_node("Unsqueeze", ["x", "ax3"], ["u"]),
+            helper.make_node("Reshape", ["u", "r1"], ["a1"]),
+            helper.make_node("Reshape", ["a1", "r2"], ["a2"]),
+            helper.make_node("Transpose", ["a2"], ["b"], perm=[0, 1, 3, 5, 2, 4]),
+            helper.make_node("Reshape", ["b", "r3"], ["b2"]),
+            helper.make_node("Squeeze", ["b2", "ax23"], ["y"]),
+        ]
+        consts = {
+            "ax3": i64(3),
+            "r1": i64(0, 0, -1, r, 0),
+            "r2": i64(0, 0, 0, 0, -1, r),
+            "r3": i64(0, -1, 1, 1, 0, 0),
+            "ax23": i64(2, 3),
+        }
+    model = _model(nodes, [("x", (n, c, h, w))], consts)
+    program = infer.load(model).program({"x": (n, c, h, w)})
+    assert [node.op_type for node in program.graph.nodes] == ["SpaceToDepth"]
+    assert_matches(model, random_inputs({"x": (n, c, h, w)}))
+
+
 # ---- padding lanes -------------------------------------------------------------------------
 
 
