@@ -91,8 +91,9 @@ async def test_200_publisher_frame_sizes_leave_gpu_memory_bounded():
             samples.append(gpu_bytes())
             pipe = svc.pipeline(svc.mode)
             # the size changed under the GPU all along (the live pipeline drops what it cannot
-            # take, so not every size is seen)
-            assert pipe.plans_made >= 40, pipe.plans_made
+            # take, so not every size is seen: 29-60 of them on this 2-core machine, by load);
+            # with 3 plans kept, each past the third evicted one
+            assert pipe.plans_made >= 20, pipe.plans_made
             assert pipe.plans <= 3
             early, late = max(samples[2:6]), max(samples[-5:])
             # flat, not growing with the number of sizes seen (~2x headroom for the largest)

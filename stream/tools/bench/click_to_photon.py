@@ -31,10 +31,11 @@ import aiohttp
 
 from infer.tools.benchmark import parse_size
 
+from ...auth import Role, TokenAuthority
 from ...config import write_toml
 from ...input.latency import STAGES, percentile
 from ..input_app import InputAppProcess
-from ..soak.browser import ARGS, CHROMIUM
+from ..soak.browser import ARGS, CHROMIUM, wait_js
 from ..soak.server import LocalServer
 from ..xvfb import Xvfb
 
@@ -61,11 +62,17 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def press_and_measure(
-    url: str, *, clicks: int, keys: int, codec: str, seed: int, screenshot: Path | None
+    url: str,
+    token: str,
+    *,
+    clicks: int,
+    keys: int,
+    codec: str,
+    seed: int,
+    screenshot: Path | None,
 ) -> dict[str, Any]:
     """The viewer page in Chromium: `clicks` clicks and `keys` key presses, each waited for
     (3 s at most), at random gaps. The page's samples, misses, stats and overlay."""
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
     from playwright.async_api import async_playwright
 
     rng = random.Random(seed)
@@ -73,13 +80,15 @@ async def press_and_measure(
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 820})
-            await page.goto(f"{url}/?codec={codec}")
-            await page.wait_for_function(
+            await page.goto(f"{url}/?codec={codec}#token={token}")  # a player's token
+            playing = await wait_js(
+                page,
                 "() => { const v = document.getElementById('main'); return v.videoWidth > 0"
-                " && v.currentTime > 0 && window.framesmith.control"
+                " && v.currentTime > 0 && window.framesmith && window.framesmith.control"
                 " && window.framesmith.bestRtt < Infinity; }",
-                timeout=60_000,
             )
+            if not playing:
+                raise RuntimeError("the viewer page did not play within 60 s")
             await asyncio.sleep(2.0)  # keyframe, jitter buffer settled, clock offset found
             box = await page.locator("#main").bounding_box()
             if box is None:
@@ -96,11 +105,9 @@ async def press_and_measure(
                     await page.mouse.click(x, y)
                 else:
                     await page.keyboard.press(rng.choice(["KeyA", "KeyS", "KeyD", "Space"]))
-                try:
-                    await page.wait_for_function(
-                        "n => window.framesmith.c2p.samples.length > n", arg=before, timeout=3000
-                    )
-                except PlaywrightTimeout:
+                if not await wait_js(
+                    page, "n => window.framesmith.c2p.samples.length > n", before, timeout_s=3.0
+                ):
                     missed += 1
                 await asyncio.sleep(rng.uniform(0.15, 0.35))
             await asyncio.sleep(1.5)  # one more overlay refresh
@@ -136,16 +143,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         server = LocalServer(str(write_toml(cfg, work / "bench-serve.toml")), work)
         await server.start()
+        authority = TokenAuthority.from_file(server.secret_file)  # the server runs with auth
         try:
             page = await press_and_measure(
                 server.url,
+                authority.mint(Role.PLAYER, 3600),
                 clicks=args.clicks,
                 keys=args.keys,
                 codec=args.codec,
                 seed=args.seed,
                 screenshot=work / "c2p-page.png",
             )
-            async with aiohttp.ClientSession() as http, http.get(server.url + "/api/stats") as r:
+            admin = {"Authorization": f"Bearer {authority.mint(Role.ADMIN, 600)}"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(server.url + "/api/stats", headers=admin) as r,
+            ):
                 stats = await r.json()
         finally:
             await server.stop()

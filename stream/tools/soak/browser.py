@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from ...auth import Role
 from .records import FrameRow
@@ -27,6 +28,18 @@ ARGS = [
     "--autoplay-policy=no-user-gesture-required",
     f"--disable-features={FEATURES}",  # one switch: Chromium keeps only the last one
 ]
+
+
+async def wait_js(page: Any, fn: str, arg: Any = None, timeout_s: float = 60.0) -> bool:
+    """Poll the JS function `fn` (called with `arg`) until it returns something truthy; False
+    after `timeout_s`. The viewer page's CSP forbids eval, which playwright's
+    wait_for_function needs (its predicate then never runs); evaluate does not."""
+    deadline = time.monotonic() + timeout_s
+    while not await page.evaluate(fn, arg):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def browser_viewer(run: Soak) -> None:
