@@ -48,6 +48,13 @@ class Adaptation:
         """One frame of the main stream; True when the running mode changes."""
         if not self.enabled or not chosen.startswith("model"):
             return False
+        if timing.new_plan or (
+            pipe.mode == "model" and abs(timing.scale - self.controller.scale) > 1e-6
+        ):
+            # compiling a new size, or a frame of the scale before the last change (still in
+            # flight when it changed): neither says what the GPU takes at this scale; counted,
+            # they made a 160x90 source fall back at once on every change
+            return False
         ms = (
             timing.gpu_ms
             if timing.gpu_ms is not None

@@ -132,7 +132,9 @@ class FramePipeline:
 
     def _upload_and_submit(self, frame: av.VideoFrame, slot: int, timing: FrameTiming) -> Plan:
         t0 = time.perf_counter()
+        made = self.plans_made
         plan, frame = self._plan(frame)
+        timing.scale, timing.new_plan = plan.scale, self.plans_made != made
         q = self.device.queue
         s = plan.slots[slot]
         for tex, plane in zip(s.textures, frame.planes, strict=True):

@@ -25,6 +25,8 @@ class FrameTiming:
     t_start: float = 0.0  # perf_counter at arrival, for timelines
     t_submitted: float = 0.0
     t_done: float = 0.0
+    scale: float = 1.0  # the model input scale its plan ran at
+    new_plan: bool = False  # its plan was made for it: its times include compiling
 
 
 @dataclass

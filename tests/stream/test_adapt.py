@@ -114,6 +114,41 @@ async def test_the_model_runs_on_a_scaled_input_and_the_output_size_holds():
 
 
 @pytest.mark.gpu
+async def test_frames_that_compiled_a_plan_or_ran_at_the_old_scale_are_not_judged():
+    """Changing the scale compiles the model for the new size (about a second on lavapipe)
+    while frames of the old scale are still in flight: counted, they made a 160x90 source fall
+    back at once after every change."""
+    from stream.adaptation import Adaptation
+    from stream.config import AdaptConfig
+
+    model = infer.load(nearest_upscaler())
+    rgb = smooth_rgb(160, 90, 0.3)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    pipe = FramePipeline(model, slots=2)
+    adapt = Adaptation(AdaptConfig(), fps=30.0)
+    seen = []
+    try:
+
+        async def feed(n):
+            for _ in range(n):
+                yield frame
+
+        pipe.input_scale = 1.0
+        async for _ in pipe.frames(feed(3)):
+            seen.append(pipe.stats.recent[-1])
+        adapt.controller.scale = pipe.input_scale = 0.5
+        async for _ in pipe.frames(feed(3)):
+            seen.append(pipe.stats.recent[-1])
+    finally:
+        pipe.close()
+    assert [t.new_plan for t in seen] == [True, False, False, True, False, False]
+    assert [t.scale for t in seen] == [1.0] * 3 + [0.5] * 3
+    for t in seen:
+        adapt.observe(t, pipe, "model", 0.0)
+    assert len(adapt.controller._times) == 2  # only the two settled frames at 0.5
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("fmt", ["yuv420p", "nv12"])
 async def test_the_planar_scaler_matches_swscale_bilinear_without_an_rgb_pass(fmt):
     from av.video.reformatter import Interpolation
