@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,7 @@ class Model:
         self._value_inputs = _const_inputs(graph)
         self._consts = ConstantStore(device)
         self._cache: OrderedDict[tuple, Executable] = OrderedDict()
+        self._cache_lock = threading.Lock()
         _static_check(graph)
         static = {vi.name: _fixed(vi.shape) for vi in graph.inputs}
         if all(s is not None for s in static.values()) and not self._value_inputs:
@@ -162,14 +164,19 @@ class Model:
         key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
             (k, arrays[k].tobytes()) for k in sorted(self._value_inputs) if k in arrays
         )
-        exe = self._cache.get(key)
-        if exe is None:
-            exe = Executable(self.device, self.program(shapes, arrays), self._consts)
-            self._cache[key] = exe
+        with self._cache_lock:
+            exe = self._cache.get(key)
+            if exe is not None:
+                self._cache.move_to_end(key)
+                return exe
+        # compiled outside the lock: a caller compiling the next size in the background (a
+        # service changing its input scale) must not hold up one running a compiled size
+        exe = Executable(self.device, self.program(shapes, arrays), self._consts)
+        with self._cache_lock:
+            exe = self._cache.setdefault(key, exe)
+            self._cache.move_to_end(key)
             while len(self._cache) > _MAX_CACHED_SHAPES:
                 self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
         return exe
 
     # -- running ----------------------------------------------------------------------------

@@ -302,7 +302,8 @@ class Service:
         self._last_dropped[label] = dropped
         if stream == "main" and timing is not None:
             self._check_rate(label, pipe, out)
-            self.adapt.observe(timing, pipe, self.mode, time.monotonic())
+            model_pipe = self._pipes.get(self.mode)
+            self.adapt.observe(timing, pipe, self.mode, time.monotonic(), model_pipe)
         if meta is not None and stream == "main":
             if timing is not None:
                 meta.stages.update(

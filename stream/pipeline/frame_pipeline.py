@@ -15,7 +15,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import av
 import numpy as np
@@ -26,7 +27,7 @@ from ..sources.frames import fill_plane
 from .baseline import baseline_model
 from .colour import Colour, colour_of
 from .inbox import BoundedQueue, Inbox, LatestBox
-from .plan import PipelineError, Plan, debug_tensors
+from .plan import PipelineError, Plan, debug_tensors, scaled_size
 from .stats import FrameTiming, PipelineStats
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,9 @@ class FramePipeline:
         # on run the model on the frame scaled by this, the output size unchanged
         self.input_scale = 1.0
         self.plans_made = 0
+        self.last_size: tuple[int, int] | None = None  # of the frames it was last given
         self._submit_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-submit")
+        self._compile_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-compile")
         self._readback_thread = ThreadPoolExecutor(1, thread_name_prefix="fs-readback")
         self._next_slot = 0
         self._index = 0
@@ -97,6 +100,15 @@ class FramePipeline:
         if self.model is None:
             return None
         return self.model.prepare({self.model.inputs[0]: (1, 3, height, width)})
+
+    def prepare_scale(self, scale: float) -> Future[Any] | None:
+        """Compile the model for the last frame size at this input scale, in the background
+        (a second or more on lavapipe, per size: its kernels are specialised to the shape);
+        None when there is nothing to compile. Frames keep running meanwhile."""
+        if self.model is None or self.mode != "model" or self.last_size is None:
+            return None
+        w, h = scaled_size(*self.last_size, scale)
+        return self._compile_thread.submit(self.executable_for, w, h)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size of output frames for inputs of this size (before any frame is seen)."""
@@ -113,6 +125,7 @@ class FramePipeline:
             fmt = "yuv420p"
         colour = colour_of(frame)
         scale = self.input_scale
+        self.last_size = (frame.width, frame.height)
         key = (frame.width, frame.height, fmt, colour, scale)
         plan = self._plans.get(key)
         if plan is None:
@@ -314,5 +327,6 @@ class FramePipeline:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
+        self._compile_thread.shutdown(wait=True, cancel_futures=True)
         self._submit_thread.shutdown(wait=True)
         self._readback_thread.shutdown(wait=True)

@@ -3,6 +3,8 @@ running the model on a scaled-down input while the output size stays the same.""
 
 from __future__ import annotations
 
+import asyncio
+
 import av
 import numpy as np
 import pytest
@@ -146,6 +148,65 @@ async def test_frames_that_compiled_a_plan_or_ran_at_the_old_scale_are_not_judge
     for t in seen:
         adapt.observe(t, pipe, "model", 0.0)
     assert len(adapt.controller._times) == 2  # only the two settled frames at 0.5
+
+
+@pytest.mark.gpu
+async def test_a_new_scale_takes_effect_once_compiled_and_frames_keep_the_old_one_meanwhile():
+    import threading
+
+    from stream.adaptation import Adaptation
+    from stream.config import AdaptConfig
+    from stream.pipeline import FrameTiming
+
+    model = infer.load(nearest_upscaler())
+    rgb = smooth_rgb(160, 90, 0.3)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    pipe = FramePipeline(model, slots=2)
+    planar = FramePipeline(mode="planar", scale=2.0, slots=2)
+    adapt = Adaptation(AdaptConfig(), fps=30.0)
+    gate = threading.Event()
+    try:
+        await pipe.process(frame)
+        pipe._compile_thread.submit(gate.wait, 30)  # the compile waits behind this
+        slow = FrameTiming(index=1, pts=None, gpu_ms=500.0, scale=1.0)
+        for k in range(3):  # two frames far over budget: a panic, down to a smaller scale
+            adapt.observe(slow, pipe, "model", k / 30)
+        assert adapt.controller.scale < 1.0
+        out = await pipe.process(frame)  # still the old scale: nothing stalls on the compile
+        assert pipe.input_scale == 1.0 and pipe.stats.recent[-1].scale == 1.0
+        gate.set()
+        for _ in range(200):
+            if adapt.running_mode("model") == "model" and pipe.input_scale < 1.0:
+                break
+            await asyncio.sleep(0.05)
+        assert pipe.input_scale == adapt.controller.scale
+        out = await pipe.process(frame)
+        assert pipe.stats.recent[-1].scale == adapt.controller.scale
+        assert not pipe.stats.recent[-1].new_plan or pipe.plans_made == 2
+        assert (out.width, out.height) == (320, 180)
+        # from the fallback, the model is retried only once it is compiled for the floor
+        adapt.controller.fallback, adapt.controller.scale = True, adapt.cfg.floor
+        assert adapt.running_mode("model") == "planar"
+        pipe._compile_thread.submit(gate.clear)
+        blocker = threading.Event()
+        pipe._compile_thread.submit(blocker.wait, 30)
+        fast = FrameTiming(index=2, pts=None, gpu_ms=1.0, scale=1.0)
+        for k in range(400):  # room for the ramp-up wait: the controller retries the model
+            adapt.observe(fast, planar, "model", 100 + k / 30, model_pipe=pipe)
+            if not adapt.controller.fallback:
+                break
+        assert not adapt.controller.fallback
+        assert adapt.running_mode("model") == "planar"  # compiling: the fallback runs on
+        blocker.set()
+        for _ in range(200):
+            if adapt.running_mode("model") == "model":
+                break
+            await asyncio.sleep(0.05)
+        assert adapt.running_mode("model") == "model" and pipe.input_scale == adapt.cfg.floor
+    finally:
+        gate.set()
+        pipe.close()
+        planar.close()
 
 
 @pytest.mark.gpu
