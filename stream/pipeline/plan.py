@@ -133,8 +133,8 @@ class Plan:
         """The RGB tensors' sizes (the model's input and output) and the output frame's."""
         if self.planar:
             self.src_w, self.src_h = self.out_w, self.out_h = (
-                self.width * pipe.scale,
-                self.height * pipe.scale,
+                round(self.width * pipe.scale),
+                round(self.height * pipe.scale),
             )
         elif self.exe is not None:
             xin, yout = self.exe.gpu_inputs[0], self.exe.outputs[0]
