@@ -23,7 +23,7 @@ from .errors import ModelError
 Dim = int | str | None
 
 
-@dataclass
+@dataclass(eq=False)  # a node is itself: removing one from a list must not compare fields
 class Node:
     op_type: str
     name: str

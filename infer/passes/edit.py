@@ -14,11 +14,15 @@ def rename_input(graph: Graph, old: str, new: str) -> None:
         n.inputs = [new if i == old else i for i in n.inputs]
 
 
-def single_consumer(graph: Graph, name: str) -> Node | None:
-    """The one node reading `name`, if exactly one does and it is not a graph output."""
+def single_consumer(
+    graph: Graph, name: str, consumers: dict[str, list[Node]] | None = None
+) -> Node | None:
+    """The one node reading `name`, if exactly one does and it is not a graph output. A pass
+    that asks for every node passes `consumers` (graph.consumers(), made once): made per call,
+    a chain of thousands of nodes took quadratic time."""
     if name in graph.outputs:
         return None
-    users = graph.consumers().get(name, [])
+    users = (graph.consumers() if consumers is None else consumers).get(name, [])
     return users[0] if len(users) == 1 else None
 
 

@@ -40,24 +40,30 @@ def fuse(graph: Graph, values: dict[str, Value], limits: dict[str, int] | None =
 
 
 def remove_identities(graph: Graph) -> None:
-    for node in list(graph.nodes):
-        if node.op_type not in ("Identity", "Dropout"):
-            continue
-        src, dst = node.inputs[0], node.outputs[0]
-        if dst in graph.outputs:
-            continue  # keep: an output must be its own buffer
-        graph.nodes.remove(node)
-        rename_input(graph, dst, src)
+    """In one pass over the graph (a chain of thousands of Identity nodes must not take
+    quadratic time): each removed node's output is renamed to its source, chains followed."""
+    renamed: dict[str, str] = {}
+    kept = []
+    outputs = set(graph.outputs)
+    for node in graph.nodes:
+        node.inputs = [renamed.get(i, i) for i in node.inputs]
+        if node.op_type in ("Identity", "Dropout") and node.outputs[0] not in outputs:
+            renamed[node.outputs[0]] = node.inputs[0]
+        else:
+            kept.append(node)  # (an output must be its own buffer)
+    graph.nodes = kept
 
 
 def fold_batchnorm_into_conv(graph: Graph, values: dict[str, Value]) -> None:
-    for bn in list(graph.nodes):
+    producers, consumers = graph.producers(), graph.consumers()
+    removed: set[int] = set()
+    for bn in graph.nodes:
         if bn.op_type != "BatchNormalization" or len([o for o in bn.outputs if o]) != 1:
             continue
-        conv = graph.producers().get(bn.inputs[0])
+        conv = producers.get(bn.inputs[0])
         if conv is None or conv.op_type != "Conv" or "_activation" in conv.attrs:
             continue
-        if single_consumer(graph, conv.outputs[0]) is not bn:
+        if single_consumer(graph, conv.outputs[0], consumers) is not bn:
             continue
         consts = [values[i].const for i in bn.inputs[1:5]]
         w = values[conv.inputs[1]].const
@@ -76,7 +82,9 @@ def fold_batchnorm_into_conv(graph: Graph, values: dict[str, Value]) -> None:
             values[name] = Value(arr.shape, arr)
         conv.inputs = [conv.inputs[0], wname, bname]
         conv.outputs = [bn.outputs[0]]
-        graph.nodes.remove(bn)
+        producers[bn.outputs[0]] = conv
+        removed.add(id(bn))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
 
 
 def _per_channel_slope(slope: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -94,10 +102,16 @@ def _per_channel_slope(slope: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarra
 
 
 def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
-    for node in list(graph.nodes):
+    # one consumers map for the pass: a fused activation's removal leaves only its producer's
+    # old output name stale, and that producer is not visited again
+    consumers = graph.consumers()
+    removed: set[int] = set()
+    for node in graph.nodes:
         if node.op_type not in FUSABLE_PRODUCERS or "_activation" in node.attrs:
             continue
-        act = single_consumer(graph, node.outputs[0])
+        if id(node) in removed:
+            continue
+        act = single_consumer(graph, node.outputs[0], consumers)
         if act is None or act.inputs[0] != node.outputs[0]:
             continue
         if act.op_type == "PRelu":
@@ -121,7 +135,8 @@ def fuse_activations(graph: Graph, values: dict[str, Value]) -> None:
             continue
         node.attrs["_activation"] = spec
         node.outputs = [act.outputs[0]]
-        graph.nodes.remove(act)
+        removed.add(id(act))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
 
 
 def lower_conv_transpose(graph: Graph, values: dict[str, Value]) -> None:

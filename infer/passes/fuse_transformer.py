@@ -38,25 +38,38 @@ def _const_input(values: dict[str, Value], node: Node) -> tuple[str, str] | None
     return (b, a) if ca else (a, b)
 
 
+def _rebuild(graph: Graph, swap: dict[int, Node | None]) -> None:
+    """Apply a pass's edits in one sweep: each node in `swap` is replaced (None: removed).
+    (Editing the list per match, index and remove, made a long graph quadratic.)"""
+    if swap:
+        graph.nodes = [
+            new
+            for n in graph.nodes
+            if (new := swap.get(id(n), n)) is not None
+        ]  # fmt: skip
+
+
 def recognise_silu(graph: Graph, values: dict[str, Value]) -> None:
-    for sig in list(graph.nodes):
-        if sig.op_type != "Sigmoid" or sig not in graph.nodes:
+    consumers = graph.consumers()  # one map: a match touches only its own two nodes
+    swap: dict[int, Node | None] = {}
+    for sig in graph.nodes:
+        if sig.op_type != "Sigmoid" or id(sig) in swap:
             continue
         x, s = sig.inputs[0], sig.outputs[0]
-        mul = single_consumer(graph, s)
+        mul = single_consumer(graph, s, consumers)
         if mul is None or mul.op_type != "Mul" or sorted(mul.inputs) != sorted([x, s]):
             continue
-        graph.nodes[graph.nodes.index(mul)] = Node(
-            "SiLU", f"{mul.name}/silu", [x], list(mul.outputs), domain=FRAMESMITH
-        )
-        graph.nodes.remove(sig)
+        swap[id(mul)] = Node("SiLU", f"{mul.name}/silu", [x], list(mul.outputs), domain=FRAMESMITH)
+        swap[id(sig)] = None
+    _rebuild(graph, swap)
 
 
 def recognise_gelu(graph: Graph, values: dict[str, Value]) -> None:
     """The exact GELU as opset 17 exports it: x * (erf(x / sqrt(2)) + 1) * 0.5 -> Gelu."""
-    producers = graph.producers()
-    for erf in list(graph.nodes):
-        if erf.op_type != "Erf" or erf not in graph.nodes:
+    producers, consumers = graph.producers(), graph.consumers()
+    swap: dict[int, Node | None] = {}
+    for erf in graph.nodes:
+        if erf.op_type != "Erf" or id(erf) in swap:
             continue
         div = producers.get(erf.inputs[0])
         split = _const_input(values, div) if div is not None and div.op_type == "Div" else None
@@ -65,24 +78,22 @@ def recognise_gelu(graph: Graph, values: dict[str, Value]) -> None:
         if abs((scalar_const(values, split[1]) or 0.0) - 2**0.5) > 1e-4:
             continue
         x = split[0]
-        add = single_consumer(graph, erf.outputs[0])
+        add = single_consumer(graph, erf.outputs[0], consumers)
         one = _const_input(values, add) if add is not None and add.op_type == "Add" else None
         if add is None or one is None or scalar_const(values, one[1]) != 1.0:
             continue
-        mul = single_consumer(graph, add.outputs[0])
+        mul = single_consumer(graph, add.outputs[0], consumers)
         if mul is None or mul.op_type != "Mul" or sorted(mul.inputs) != sorted([x, add.outputs[0]]):
             continue
-        half = single_consumer(graph, mul.outputs[0])
+        half = single_consumer(graph, mul.outputs[0], consumers)
         h = _const_input(values, half) if half is not None and half.op_type == "Mul" else None
         if half is None or h is None or scalar_const(values, h[1]) != 0.5:
             continue
-        if single_consumer(graph, div.outputs[0]) is not erf:
+        if single_consumer(graph, div.outputs[0], consumers) is not erf:
             continue
-        graph.nodes[graph.nodes.index(half)] = Node(
-            "Gelu", f"{erf.name}/gelu", [x], list(half.outputs)
-        )
-        for n in (div, erf, add, mul):
-            graph.nodes.remove(n)
+        swap[id(half)] = Node("Gelu", f"{erf.name}/gelu", [x], list(half.outputs))
+        swap.update({id(n): None for n in (div, erf, add, mul)})
+    _rebuild(graph, swap)
 
 
 # ---- the written-out LayerNorm -----------------------------------------------------------
@@ -108,8 +119,9 @@ def _per_axes(values: dict[str, Value], name: str, rank: int, axes: list[int]) -
 
 
 def fuse_written_layernorm(graph: Graph, values: dict[str, Value]) -> None:
+    gone: set[int] = set()  # nodes an earlier match took (a list lookup each was quadratic)
     for r1 in list(graph.nodes):
-        if r1 not in graph.nodes:
+        if id(r1) in gone:
             continue
         axes = _mean_axes(graph, values, r1)
         if axes is None:
@@ -173,6 +185,7 @@ def fuse_written_layernorm(graph: Graph, values: dict[str, Value]) -> None:
         graph.nodes[graph.nodes.index(chain[-1])] = ln
         for n in chain[:-1]:
             graph.nodes.remove(n)
+        gone.update(id(n) for n in chain)
 
 
 # ---- MatMul + bias -----------------------------------------------------------------------
