@@ -6,13 +6,14 @@ a device; `runtime.Executable` turns it into pipelines, buffers and bind groups.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import UnsupportedModelError
 from .graph import Graph
 from .ops import lookup
+from .ops.choice import Choice, Chooser
 from .ops.registry import BuildContext, Dispatch, NotSupported, Value
 from .passes import fold_and_infer, fuse
 
@@ -25,6 +26,7 @@ class Program:
     consts: dict[str, np.ndarray]
     gpu_inputs: list[str]  # graph inputs read by some dispatch
     precision: str = "fp32"  # tensor storage (infer.layout.storage); kernels compute in f32
+    kernel_choices: dict[str, Choice] = field(default_factory=dict)  # by node name
 
     @property
     def flops(self) -> float:
@@ -36,12 +38,15 @@ def specialise(
     inputs: dict[str, Value],
     limits: dict[str, int],
     precision: str = "fp32",
+    chooser: Chooser | None = None,
 ) -> Program:
+    """Fold, fuse and build. `chooser` picks between an op's kernel variants (it may time
+    them on a device: infer.kernel_choice); without one the ops' rules pick."""
     g = graph.copy()
     values = dict(inputs)
     fold_and_infer(g, values)
     fuse(g, values)
-    ctx = BuildContext(values, limits, precision)
+    ctx = BuildContext(values, limits, precision, chooser)
     dispatches: list[Dispatch] = []
     problems: list[tuple[str, str, str]] = []
     for node in g.nodes:
@@ -56,4 +61,4 @@ def specialise(
         raise UnsupportedModelError(problems, g.opset)
     read = {b.ref for d in dispatches for b in d.bindings if b.kind == "in"}
     gpu_inputs = [name for name in inputs if name in read]
-    return Program(g, values, dispatches, ctx.consts, gpu_inputs, precision)
+    return Program(g, values, dispatches, ctx.consts, gpu_inputs, precision, ctx.choices)
