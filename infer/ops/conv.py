@@ -43,16 +43,15 @@ def _always(site: ConvSite, ctx: BuildContext) -> str | None:
     return None
 
 
-def _winograd_can_apply(site: ConvSite, ctx: BuildContext) -> str | None:
-    return winograd_applies(site)
-
-
 def _winograd(m: int, ocb: int, tx: int, name: str) -> ConvVariant:
+    def can_apply(site: ConvSite, ctx: BuildContext) -> str | None:
+        return winograd_applies(site, m)
+
     def build(site: ConvSite, ctx: BuildContext) -> list[Dispatch]:
         blocks = site.oc4 if site.oc4 <= 3 and tx > 1 else ocb
         return build_winograd(site, ctx, m, blocks, tx, variant=name)
 
-    return ConvVariant(name, _winograd_can_apply, build)
+    return ConvVariant(name, can_apply, build)
 
 
 # The chain, in the order a rule would try them. Register tiles per invocation:

@@ -117,12 +117,16 @@ class ConvSite:
         }
 
     def key(self) -> str:
-        """What a measured kernel choice depends on: every shape and attribute, not the
-        weights or the activation (the same store epilogue follows every variant)."""
+        """What a measured kernel choice depends on: every attribute, the channel counts, and
+        the output size up to a power of 4 in pixels (a stream whose resolution adapts every
+        few seconds must not re-measure at each new size; F(2,3) against F(4,3) or direct
+        against tiled turns on the map size class, not the exact size). Not the weights or
+        the activation (the same store epilogue follows every variant)."""
         t, left, b, r = self.pads
+        pixels = 4 ** math.ceil(math.log(max(2, self.oh * self.ow), 4))
         return (
-            f"conv {self.n}x{self.ic}x{self.ih}x{self.iw} -> {self.oc} k{self.kh}x{self.kw} "
-            f"s{self.sh}x{self.sw} d{self.dh}x{self.dw} p{t},{left},{b},{r} {self.precision}"
+            f"conv n{self.n} {self.ic}->{self.oc} k{self.kh}x{self.kw} s{self.sh}x{self.sw} "
+            f"d{self.dh}x{self.dw} p{t},{left},{b},{r} out<={pixels}px {self.precision}"
         )
 
 

@@ -1,21 +1,27 @@
-"""Winograd F(2x2, 3x3) and F(4x4, 3x3) for stride-1, dilation-1, one-group 3x3 convs.
+"""Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) for stride-1, one-group convs.
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016): an m x m output
-tile is A^T [(G g G^T) * (B^T d B)] A, with (m+2)^2 multiplies per input/output channel pair
-instead of 9 m^2: 2.25x fewer for F(2,3), 4x fewer for F(4,3). On lavapipe, where the
-direct kernel already runs near llvmpipe's FMA ceiling, doing fewer FMAs is the only way to
-go faster. The weights are transformed once at load (in float64, then stored as f32); the
-input and output transforms run inside the kernel (shaders/ops/conv_winograd.wgsl), so no
-transformed tensor ever goes through memory.
+tile of an r x r kernel is A^T [(G g G^T) * (B^T d B)] A, with (m+r-1)^2 multiplies per
+input/output channel pair instead of r^2 m^2: 2.25x fewer for F(2,3), 4x for F(4,3), 2.8x for
+F(2,5). The weights are transformed once at load (in exact fractions, then f32); the input
+and output transforms run inside the kernel (shaders/ops/conv_winograd.wgsl), so no
+transformed tensor goes through memory.
 
-Accuracy: F(2,3)'s transforms have coefficients 0, +-1 and 1/2 and lose nothing measurable;
-F(4,3)'s (up to 8 and 1/24) amplify rounding: its error is measured and stated in
-tests/infer/test_conv_variants.py and docs/notes-issue17.md.
+What it buys depends on the device, which is why infer.kernel_choice measures: on lavapipe a
+kernel's time goes to per-lane memory access (a storage load or a uniform load indexed by a
+loop counter is a loop over the 8 lanes) more than to FMAs, so the wide variant (4 tiles per
+invocation, each weight load feeding 4 tiles) is what wins there, by 15-20%.
+
+Accuracy (max error relative to the output's scale, fp32, against onnxruntime; measured in
+tests/infer/test_conv_variants.py): F(2,3) 3e-7, no worse than the direct kernel; F(4,3) and
+F(2,5), whose transforms hold 4, 5, 8 and 1/24, 2-4e-6, under the deploy gate's 1e-4.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -23,49 +29,59 @@ from ..layout import pad4
 from .conv_site import ConvSite, row_bands, slope_binding
 from .registry import Binding, BuildContext, Dispatch
 
-# (B^T, G, A^T) for output tile m, from Lavin & Gray (interpolation points 0, +-1, +-2, inf).
-TRANSFORMS: dict[int, tuple[list[list[float]], list[list[float]], list[list[float]]]] = {
-    2: (
-        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
-        [[1, 1, 1, 0], [0, 1, -1, -1]],
-    ),
-    4: (
-        [
-            [4, 0, -5, 0, 1, 0],
-            [0, -4, -4, 1, 1, 0],
-            [0, 4, -4, -1, 1, 0],
-            [0, -2, -1, 2, 1, 0],
-            [0, 2, -1, -2, 1, 0],
-            [0, 4, 0, -5, 0, 1],
-        ],
-        [
-            [1 / 4, 0, 0],
-            [-1 / 6, -1 / 6, -1 / 6],
-            [-1 / 6, 1 / 6, -1 / 6],
-            [1 / 24, 1 / 12, 1 / 6],
-            [1 / 24, -1 / 12, 1 / 6],
-            [0, 0, 1],
-        ],
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-    ),
-}
+# interpolation points, in the order Lavin & Gray use them; infinity is added last
+POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+TILES = {3: (2, 4), 5: (2,)}  # output tiles m offered per kernel size r
 WG = (8, 8)  # workgroup: columns of TX tiles, tile rows
 
+Matrix = list[list[Fraction]]
 
-def winograd_applies(site: ConvSite) -> str | None:
-    """None when a Winograd kernel can compute this conv, else the reason it cannot."""
-    if (site.kh, site.kw) != (3, 3):
-        return f"kernel {site.kh}x{site.kw}, not 3x3"
+
+@lru_cache(maxsize=8)
+def winograd_matrices(m: int, r: int) -> tuple[Matrix, Matrix, Matrix]:
+    """(B^T, G, A^T) of F(m, r) by Toom-Cook on the first m+r-2 POINTS and infinity.
+
+    With M_j(x) = prod_{l != j} (x - p_l): row j of B^T holds M_j's coefficients (the last
+    row: those of prod_l (x - p_l)), row j of G is (1, p_j, .., p_j^(r-1)) / M_j(p_j), column
+    j of A^T is (1, p_j, .., p_j^(m-1)); infinity's row/column picks the top coefficient.
+    For F(4,3) this gives Lavin & Gray's matrices exactly.
+    """
+    a = m + r - 1
+    pts = [Fraction(p) for p in POINTS[: a - 1]]
+
+    def poly(roots: list[Fraction]) -> list[Fraction]:  # ascending coefficients
+        c = [Fraction(1)]
+        for root in roots:
+            c = [Fraction(0), *c]
+            for i in range(len(c) - 1):
+                c[i] -= root * c[i + 1]
+        return c
+
+    bt = [[*poly(pts[:j] + pts[j + 1 :]), Fraction(0)] for j in range(a - 1)]
+    bt.append(poly(pts))
+    g = []
+    for j, p in enumerate(pts):
+        norm = math.prod((p - q for k, q in enumerate(pts) if k != j), start=Fraction(1))
+        g.append([p**k / norm for k in range(r)])
+    g.append([Fraction(0)] * (r - 1) + [Fraction(1)])
+    at = [[p**i for p in pts] + [Fraction(1 if i == m - 1 else 0)] for i in range(m)]
+    return bt, g, at
+
+
+def winograd_applies(site: ConvSite, m: int) -> str | None:
+    """None when F(m, k) can compute this conv, else the reason it cannot."""
+    if site.kh != site.kw or m not in TILES.get(site.kh, ()):
+        return f"no F({m},{site.kh}) for a {site.kh}x{site.kw} kernel"
     if (site.sh, site.sw) != (1, 1) or (site.dh, site.dw) != (1, 1):
         return "strided or dilated"
     return None
 
 
 def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
-    """OIHW 3x3 weights -> U = G g G^T, shape (oc, ic, m+2, m+2), computed in float64."""
-    g = np.asarray(TRANSFORMS[m][1], np.float64)
-    return np.einsum("ak,oikl,bl->oiab", g, w.astype(np.float64), g).astype(np.float32)
+    """OIHW r x r weights -> U = G g G^T, shape (oc, ic, m+r-1, m+r-1), in float64 then f32."""
+    _, g, _ = winograd_matrices(m, w.shape[-1])
+    gm = np.array([[float(c) for c in row] for row in g])
+    return np.einsum("ak,oikl,bl->oiab", gm, w.astype(np.float64), gm).astype(np.float32)
 
 
 def pack_winograd_weights(u: np.ndarray, ocb: int, bstride: int) -> np.ndarray:
@@ -85,18 +101,14 @@ def pack_winograd_weights(u: np.ndarray, ocb: int, bstride: int) -> np.ndarray:
     return out
 
 
-def weight_window(site: ConvSite, m: int, ocb: int) -> int:
-    """Bytes of the transformed weights one dispatch binds (OCB output blocks)."""
-    return ocb * (((m + 2) ** 2 * site.ic4 + 3) // 4 * 4) * 64
-
-
 def build_winograd(
     site: ConvSite, ctx: BuildContext, m: int, ocb: int, tx: int = 1, variant: str = ""
 ) -> list[Dispatch]:
-    """Dispatches of F(m x m, 3 x 3) with OCB output blocks and TX tiles per invocation, one
+    """Dispatches of F(m x m, r x r) with OCB output blocks and TX tiles per invocation, one
     per group of OCB output blocks (and per band of tile rows of a large frame)."""
     node, x, y = site.node, site.x, site.y
-    a = m + 2
+    r = site.kh
+    a = m + r - 1
     ic4, oc4, oc = site.ic4, site.oc4, site.oc
     ocb = min(ocb, oc4)
     bstride = (a * a * ic4 + 3) // 4 * 4
@@ -105,10 +117,11 @@ def build_winograd(
     u = transform_weights(site.w, m)
     wkey = ctx.add_const(f"{node.name}/wino{m}", pack_winograd_weights(u, ocb, bstride))
     bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - oc)))
-    bt, _, at = TRANSFORMS[m]
+    bt, _, at = winograd_matrices(m, r)
     tiles_x, tiles_y = math.ceil(site.ow / m), math.ceil(site.oh / m)
     variables = {
         "m": m,
+        "ksize": r,
         "bt": [[float(c) for c in row] for row in bt],
         "at": [[float(c) for c in row] for row in at],
         "tx": tx,

@@ -161,6 +161,7 @@ def engine_matrix(
     providers: list[str] | None = None,
     adapter: int | None = None,
     progress: Callable[[str], object] | None = None,  # called with each row, e.g. print
+    kernels: str | None = None,  # conv kernel choice (infer.kernel_choice)
 ) -> dict:
     import infer
 
@@ -186,14 +187,18 @@ def engine_matrix(
                 }
                 try:
                     if precision not in loaded:
-                        loaded[precision] = infer.load(path, precision=precision, adapter=adapter)
+                        loaded[precision] = infer.load(
+                            path, precision=precision, adapter=adapter, kernels=kernels
+                        )
                     model = loaded[precision]
                     device_name = model.device.name
                     shape = input_shape(model, size)
                     row["input_shape"] = list(shape)
                     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-                    gflop = model.program({model.inputs[0]: shape}).flops / 1e9
+                    program = model.program({model.inputs[0]: shape})
+                    gflop = program.flops / 1e9
                     row["gflop"] = gflop
+                    row["kernels"] = {k: c.kernel for k, c in program.kernel_choices.items()}
                     model.run(x)  # compiled before timing starts
                 except ModelError as e:
                     row["skipped"] = str(e)
