@@ -192,15 +192,15 @@ class MeasuringChooser:
         mode: str = "measure",
         cache: KernelCache | None = None,
         *,
-        min_flops: float = MIN_FLOPS,
-        budget_s: float = BUDGET_S,
+        min_flops: float | None = None,
+        budget_s: float | None = None,
         repeats: int = REPEATS,
     ) -> None:
         self.device = device
         self.mode = mode
         self.cache = cache
-        self.min_flops = min_flops
-        self.budget_s = budget_s
+        self.min_flops = MIN_FLOPS if min_flops is None else min_flops
+        self.budget_s = BUDGET_S if budget_s is None else budget_s
         self.repeats = repeats
         self.clock: Callable[[], float] = time.process_time if device.is_cpu else time.perf_counter
 
