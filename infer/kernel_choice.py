@@ -14,8 +14,10 @@ $FRAMESMITH_KERNELS: "measure" (default), "rules" (no timing: the ops' rules), o
 name ("winograd4", ...) forced wherever it applies (the rule elsewhere).
 
 Budget: convs under MIN_FLOPS are not timed (the measurement would cost more than any
-choice could save; the rule picks), and one conv's candidates stop being timed once
-BUDGET_S of compiling and running has been spent (the best measured so far wins).
+choice could save; the rule picks); a large map is timed on a crop of whole rows of about
+65536 output pixels (infer.ops.conv_site.trial_site); a candidate more than SLOW times
+behind the best after one run is not run again; and one conv's candidates stop being
+timed once BUDGET_S of compiling and running has been spent (the best so far wins).
 Timing: candidates alternate, best of REPEATS runs each. On a CPU adapter (lavapipe) the
 clock is this process's CPU time: on the shared 2-core machine this was written on, wall
 times of the same kernel varied 2x between runs while process CPU time stayed within ~10%,
@@ -54,6 +56,7 @@ MODES = ("measure", "rules")
 MIN_FLOPS = 20e6
 BUDGET_S = 30.0
 REPEATS = 3
+SLOW = 2.0  # a candidate this many times slower than the best after one run is not re-run
 CACHE_VERSION = 1
 
 
@@ -243,7 +246,10 @@ class MeasuringChooser:
                 runners[name] = runner
             best = {name: float("inf") for name in runners}
             for _ in range(self.repeats):
+                leader = min(best.values())
                 for name, runner in runners.items():
+                    if best[name] > SLOW * leader:
+                        continue  # clearly behind after a run: no more of its time spent
                     t0 = self.clock()
                     runner.run()
                     best[name] = min(best[name], (self.clock() - t0) * 1000)

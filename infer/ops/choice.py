@@ -52,9 +52,12 @@ def choose(
     key: str,
     candidates: list[str],
     rule: str,
-    build: Callable[[str, BuildContext], list[Dispatch]],
+    trial_build: Callable[[str, BuildContext], list[Dispatch]],
+    trial_values: dict[str, Value] | None = None,
 ) -> str:
-    """The variant to build for this node (one of `candidates`), recorded in ctx.choices."""
+    """The variant to build for this node (one of `candidates`), recorded in ctx.choices.
+    A chooser times `trial_build(name, ctx)`, which may bind tensors of its own (a crop of
+    the real ones) whose shapes are in `trial_values`."""
     if rule not in candidates:
         raise ValueError(f"rule picked {rule!r}, not one of the candidates {candidates}")
     if len(candidates) == 1:
@@ -64,10 +67,12 @@ def choose(
     else:
 
         def trial(name: str) -> Trial:
-            scratch = BuildContext(ctx.values, ctx.limits, ctx.precision)
-            dispatches = build(name, scratch)
+            scratch = BuildContext(
+                {**ctx.values, **(trial_values or {})}, ctx.limits, ctx.precision
+            )
+            dispatches = trial_build(name, scratch)
             tensors = {b.ref for d in dispatches for b in d.bindings if b.kind != "const"}
-            values = {t: ctx.values[t] for t in tensors}
+            values = {t: scratch.values[t] for t in tensors}
             return Trial(dispatches, scratch.consts, values, ctx.precision)
 
         choice = ctx.chooser(key, candidates, rule, trial)

@@ -23,7 +23,14 @@ from ..layout import logical_strides, pad4
 from .choice import choose
 from .common import grid_for, index_vars
 from .conv_direct import build_direct
-from .conv_site import ConvSite, conv_bias, conv_geometry, conv_site, slope_binding
+from .conv_site import (
+    ConvSite,
+    conv_bias,
+    conv_geometry,
+    conv_site,
+    slope_binding,
+    trial_site,
+)
 from .conv_tiled import build_tiled, tiled_applies
 from .conv_winograd import build_winograd, winograd_applies
 from .elementwise import NO_ACTIVATION
@@ -136,13 +143,15 @@ def _conv_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     if geo["nsp"] == 2 and group == 1:
         site = conv_site(node, ctx, w, geo)
         names = candidates(site, ctx)
+        trial, trial_values = trial_site(site)
         pick = choose(
             ctx,
             node.name,
             site.key(),
             names,
             rule_choice(site, names),
-            lambda name, c: _variant(name).build(site, c),
+            lambda name, c: _variant(name).build(trial, c),
+            trial_values,
         )
         return _variant(pick).build(site, ctx)
     bias = conv_bias(node, ctx, oc)

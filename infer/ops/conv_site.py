@@ -9,7 +9,7 @@ storage binding is split into all live here so the variants agree on them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,9 @@ import numpy as np
 from ..graph import Node
 from ..layout import pad4
 from .elementwise import NO_ACTIVATION
-from .registry import Binding, BuildContext, NotSupported, attr_ints
+from .registry import Binding, BuildContext, NotSupported, Value, attr_ints
 
+TRIAL_PIXELS = 65536  # output pixels a candidate is timed on (see trial_site)
 # output rows [r0, r1), input (offset, size) and output (offset, size) in bytes (None: all)
 Band = tuple[int, int, int, int | None, int, int | None]
 
@@ -118,16 +119,37 @@ class ConvSite:
 
     def key(self) -> str:
         """What a measured kernel choice depends on: every attribute, the channel counts, and
-        the output size up to a power of 4 in pixels (a stream whose resolution adapts every
-        few seconds must not re-measure at each new size; F(2,3) against F(4,3) or direct
-        against tiled turns on the map size class, not the exact size). Not the weights or
-        the activation (the same store epilogue follows every variant)."""
+        the output size class: up to a power of 4 in pixels, and every map over TRIAL_PIXELS
+        alike (candidates are timed on a TRIAL_PIXELS crop of those). A stream whose
+        resolution adapts every few seconds must not re-measure at each new size. Not the
+        weights or the activation (the same store epilogue follows every variant)."""
         t, left, b, r = self.pads
-        pixels = 4 ** math.ceil(math.log(max(2, self.oh * self.ow), 4))
+        px = self.oh * self.ow
+        size = f"<={4 ** math.ceil(math.log(max(2, px), 4))}" if px <= TRIAL_PIXELS else ">"
         return (
             f"conv n{self.n} {self.ic}->{self.oc} k{self.kh}x{self.kw} s{self.sh}x{self.sw} "
-            f"d{self.dh}x{self.dw} p{t},{left},{b},{r} out<={pixels}px {self.precision}"
+            f"d{self.dh}x{self.dw} p{t},{left},{b},{r} out{size}{TRIAL_PIXELS}px "
+            f"{self.precision}"
         )
+
+
+def trial_site(site: ConvSite) -> tuple[ConvSite, dict[str, Value]]:
+    """The conv cut to about TRIAL_PIXELS output pixels (whole rows, full width), on tensors
+    of its own, for timing candidates: the time per pixel of a large map is what a crop of
+    it shows, and timing a 1080p, 64-channel layer five times over would cost seconds on a
+    GPU and minutes on lavapipe. Returns the site and the shapes of its two tensors."""
+    if site.oh * site.ow <= TRIAL_PIXELS:
+        return site, {}
+    rows = max(1, TRIAL_PIXELS // site.ow)
+    span = (site.kh - 1) * site.dh + 1
+    ih = max(1, min(site.ih, (rows - 1) * site.sh + span - site.pads[0]))
+    oh = max(1, (ih + site.pads[0] + site.pads[2] - span) // site.sh + 1)
+    x, y = f"{site.x}#trial", f"{site.y}#trial"
+    values = {
+        x: Value((site.n, site.ic, ih, site.iw)),
+        y: Value((site.n, site.oc, oh, site.ow)),
+    }
+    return replace(site, x=x, y=y, ih=ih, oh=oh), values
 
 
 def conv_site(node: Node, ctx: BuildContext, w: np.ndarray, geo: dict[str, Any]) -> ConvSite:

@@ -161,3 +161,31 @@ def test_check_prints_the_choices(model, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "winograd2-wide" in out and "forced" in out
     assert "parity vs onnxruntime" in out and "OK" in out
+
+
+@pytest.mark.gpu
+def test_a_large_map_is_timed_on_a_crop(tmp_path):
+    """Candidates of a conv over 65536 output pixels are timed on a crop of whole rows (their
+    own tensors), and the conv that runs is the full one."""
+    shape = (1, 8, 300, 401)
+    big = conv_model(8, 8, 3, (1, 300, 401), "Relu", pads=[1, 1, 1, 1])
+    device = infer.get_device()
+    seen: list[set[str]] = []
+
+    class Spy(MeasuringChooser):
+        def measure(self, built, others, trial):
+            seen.append({b.ref for d in built[next(iter(built))].dispatches for b in d.bindings})
+            return super().measure(built, others, trial)
+
+    chooser = Spy(device, "measure", KernelCache(tmp_path, device_signature(device)), min_flops=0)
+    program = specialise(from_onnx(big), {"x": Value(shape)}, device.limits, chooser=chooser)
+    (choice,) = program.kernel_choices.values()
+    assert choice.how == "measured" and "out>65536px" in choice.key
+    assert {"x#trial", "y#trial"} <= seen[0]
+    assert all(
+        b.ref in ("x", "y") for d in program.dispatches for b in d.bindings if b.kind != "const"
+    )
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    got = Executable(device, program, ConstantStore(device)).run({"x": x})["y"]
+    ref = reference(big, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
