@@ -109,6 +109,19 @@ def test_variant_matches_onnxruntime(case, variant):
     assert err <= RTOL, f"{variant}: max relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_variant_in_fp16_storage(variant):
+    """fp16 tensors (the kernels compute in f32): within fp16's rounding of onnxruntime."""
+    device = infer.get_device()
+    if "shader-f16" not in device.features:
+        pytest.skip("no shader-f16 on this adapter")
+    model = conv_model(32, 12, 3, (1, 19, 21), "PRelu", pads=[1, 1, 1, 1])
+    x = np.random.default_rng(4).random((1, 32, 19, 21), dtype=np.float32)
+    loaded = infer.load(model, precision="fp16", kernels=variant)
+    assert {d.variant for d in loaded.program({"x": x.shape}).dispatches} == {variant}
+    assert _max_rel_error(loaded.run(x), reference(model, {"x": x})[0]) <= 5e-3
+
+
 @pytest.fixture(scope="module")
 def conv_node_tests():
     import onnx.backend.test.case.node as node_cases
