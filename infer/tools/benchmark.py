@@ -86,20 +86,29 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> list[float]:
 
 
 def timed_pair(
-    a: Callable[[], object], b: Callable[[], object], runs: int, warmup: int = 1
+    a: Callable[[], object],
+    b: Callable[[], object],
+    runs: int,
+    warmup: int = 1,
+    cpu: tuple[list[float], list[float]] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Times of `a` and `b` run alternately, so a burst of load on a shared machine hits both
-    sides of a ratio alike instead of whichever happened to be running."""
+    sides of a ratio alike instead of whichever happened to be running. With `cpu`, this
+    process's CPU time of each call is appended there too: on a CPU adapter (lavapipe) and
+    onnxruntime's CPU provider both sides compute on this process's threads, and CPU time
+    moves far less than wall time when other processes share the cores."""
     for _ in range(warmup):
         a()
         b()
     ta: list[float] = []
     tb: list[float] = []
     for _ in range(runs):
-        for fn, out in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
+        for k, (fn, out) in enumerate(((a, ta), (b, tb))):
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[k].append(time.process_time() - c0)
     return ta, tb
 
 

@@ -199,13 +199,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result["framesmith"] = _stats(timed(lambda: model.run(x), args.runs, warmup=2))
     else:
         name = sess.get_inputs()[0].name
+        cpu: tuple[list[float], list[float]] = ([], [])
         ours, ref = timed_pair(
-            lambda: model.run(x), lambda: sess.run(None, {name: x}), args.runs, warmup=2
+            lambda: model.run(x), lambda: sess.run(None, {name: x}), args.runs, 2, cpu
         )  # alternated: the same machine load on both sides of the ratio
         result["framesmith"], result["onnxruntime_cpu"] = _stats(ours), _stats(ref)
         result["ratio_ours_over_ort"] = (
             result["framesmith"]["median_ms"] / result["onnxruntime_cpu"]["median_ms"]
         )
+        result["cpu_ms"] = {"framesmith": _stats(cpu[0]), "onnxruntime_cpu": _stats(cpu[1])}
     ours = result["framesmith"]
     print(
         f"{path.name} at {shape[3]}x{shape[2]} on {model.device.name} ({result['gflop']:.2f} GFLOP)"
@@ -221,6 +223,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{result['gflop'] / ref['median_ms'] * 1000:6.1f} GFLOP/s"
         )
         print(f"  ratio (ours / onnxruntime): {result['ratio_ours_over_ort']:.2f}x")
+        ours_cpu, ref_cpu = (result["cpu_ms"][k]["median_ms"] for k in result["cpu_ms"])
+        print(
+            f"  process CPU time per frame: ours {ours_cpu:.1f} ms, onnxruntime {ref_cpu:.1f} ms, "
+            f"ratio {ours_cpu / ref_cpu:.2f}x"
+        )
     print_kernel_choices(program)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
