@@ -222,11 +222,22 @@ class MeasuringChooser:
         first = trial(rule)
         if sum(d.flops for d in first.dispatches) < self.min_flops:
             return Choice(rule, "rule", candidates, key)
+        t0 = time.perf_counter()
         ms = self.measure({rule: first}, [c for c in candidates if c != rule], trial)
         best = min(ms, key=lambda k: ms[k])
         if self.cache is not None:
             self.cache.put(key, {"kernel": best, "ms": ms, "at": time.strftime("%Y-%m-%d")})
-        log.info("%s: %s (%s)", key, best, ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
+        spent = time.perf_counter() - t0
+        where = f"cached in {self.cache.path}" if self.cache else "not cached"
+        log.log(
+            logging.WARNING if spent > 10 else logging.INFO,
+            "%s: %s, chosen by timing %s in %.1f s (once per device and driver; %s)",
+            key,
+            best,
+            ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()),
+            spent,
+            where,
+        )
         return Choice(best, "measured", candidates, key, ms)
 
     def measure(
