@@ -104,8 +104,8 @@ class InferBackend(Backend):
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> InferBackendRep:
-        """Compile `model`; kwargs `precision` ("fp32"/"fp16") and `adapter` go to infer.load
-        (`check=False` skips onnx.checker)."""
+        """Compile `model`; kwargs `precision` ("fp32"/"fp16"), `adapter` and `kernels` (conv
+        kernel choice) go to infer.load (`check=False` skips onnx.checker)."""
         adapter = _parse_device(device)
         adapter = kwargs.get("adapter", adapter)
         if kwargs.get("check", True):
@@ -114,7 +114,12 @@ class InferBackend(Backend):
             except onnx.checker.ValidationError as e:
                 _raise_unsupported(model)  # unknown ops: say which, like infer.load does
                 raise ModelError(f"invalid ONNX model: {e}") from e
-        engine_model = load(model, precision=kwargs.get("precision", "fp32"), adapter=adapter)
+        engine_model = load(
+            model,
+            precision=kwargs.get("precision", "fp32"),
+            adapter=adapter,
+            kernels=kwargs.get("kernels"),
+        )
         declared = {vi.name: _declared_dtype(vi) for vi in model.graph.output}
         return InferBackendRep(engine_model, [declared.get(o) for o in engine_model.outputs])
 

@@ -14,6 +14,7 @@ from .errors import ModelError, UnsupportedModelError
 from .graph import Graph
 from .layout import ROWS, Layout
 from .ops import lookup
+from .ops.choice import Choice, Chooser
 from .ops.registry import BuildContext, Dispatch, NotSupported, Value
 from .passes import assign_layouts, fold_and_infer, fold_views, fuse
 
@@ -27,6 +28,7 @@ class Program:
     gpu_inputs: list[str]  # graph inputs read by some dispatch
     precision: str = "fp32"  # tensor storage (infer.layout.storage); kernels compute in f32
     aliases: dict[str, str] = field(default_factory=dict)  # view -> the tensor it reads
+    kernel_choices: dict[str, Choice] = field(default_factory=dict)  # by node name
 
     def root(self, name: str) -> str:
         """The tensor whose buffer holds `name` (itself unless it is a view)."""
@@ -43,7 +45,10 @@ def specialise(
     limits: dict[str, int],
     precision: str = "fp32",
     token_layout: Layout = ROWS,
+    chooser: Chooser | None = None,
 ) -> Program:
+    """Fold, fuse and build. `chooser` picks between an op's kernel variants (it may time
+    them on a device: infer.kernel_choice); without one the ops' rules pick."""
     g = graph.copy()
     values = dict(inputs)
     fold_and_infer(g, values)
@@ -53,7 +58,7 @@ def specialise(
         fold_views(g, values)
     except Exception as e:
         raise ModelError(f"graph rewriting failed: {type(e).__name__}: {e}") from e
-    ctx = BuildContext(values, limits, precision)
+    ctx = BuildContext(values, limits, precision, chooser)
     dispatches: list[Dispatch] = []
     problems: list[tuple[str, str, str]] = []
     for node in g.nodes:
@@ -76,4 +81,6 @@ def specialise(
                 d.bindings[k] = ctx.data_binding(b.ref, f"{d.label}/{b.ref}")
     read = {ctx.aliases.get(b.ref, b.ref) for d in dispatches for b in d.bindings if b.kind == "in"}
     gpu_inputs = [name for name in inputs if name in read]
-    return Program(g, values, dispatches, ctx.consts, gpu_inputs, precision, dict(ctx.aliases))
+    return Program(
+        g, values, dispatches, ctx.consts, gpu_inputs, precision, dict(ctx.aliases), ctx.choices
+    )

@@ -18,6 +18,7 @@ from .compile import Program, specialise
 from .device import Device, get_device
 from .errors import ModelError, UnsupportedModelError
 from .graph import Graph, from_onnx, load_proto
+from .kernel_choice import chooser_for
 from .layout import ROWS, Layout
 from .ops import lookup
 from .ops.registry import Value
@@ -74,10 +75,16 @@ class Model:
     """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
 
     def __init__(
-        self, graph: Graph, device: Device, precision: str = "fp32", token_layout: Layout = ROWS
+        self,
+        graph: Graph,
+        device: Device,
+        precision: str = "fp32",
+        token_layout: Layout = ROWS,
+        kernels: str | None = None,
     ) -> None:
         """`token_layout`: how tensors that are not images are stored (passes.layouts);
-        "image" stores every tensor as an image, for measuring what row-major buys."""
+        "image" stores every tensor as an image, for measuring what row-major buys.
+        `kernels`: how each conv's kernel variant is picked (infer.kernel_choice)."""
         if precision not in ("fp32", "fp16"):
             raise ModelError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
         if precision == "fp16" and "shader-f16" not in device.features:
@@ -89,6 +96,8 @@ class Model:
         self.device = device
         self.precision = precision
         self.token_layout = token_layout
+        # picks each conv's kernel variant: measured once per shape, cached on disk
+        self.chooser = chooser_for(device, kernels)
         self.inputs = [vi.name for vi in graph.inputs]
         self.outputs = list(graph.outputs)
         self._value_inputs = _const_inputs(graph)
@@ -134,13 +143,16 @@ class Model:
         shapes: dict[str, tuple[int, ...]],
         arrays: Mapping[str, np.ndarray | _ShapeOnly] | None = None,
     ) -> Program:
-        """The folded, fused dispatch list for these input shapes (no GPU work)."""
+        """The folded, fused dispatch list for these input shapes. The first time a conv
+        shape is seen, its kernel variants may be timed on the device (infer.kernel_choice);
+        `program.kernel_choices` says what was picked and how."""
         return specialise(
             self.graph,
             self._seed(shapes, arrays or {}),
             self.device.limits,
             self.precision,
             self.token_layout,
+            self.chooser,
         )
 
     def prepare(self, shapes: dict[str, tuple[int, ...]] | tuple[int, ...]) -> Executable:
@@ -279,9 +291,12 @@ def load(
     precision: str = "fp32",
     adapter: int | None = None,
     caps: Caps = DEFAULT,
+    kernels: str | None = None,
 ) -> Model:
     """Load an ONNX model for the GPU. Raises UnsupportedModelError / ModelError, nothing else;
-    a model over `caps` (file, node, weight or tensor sizes: infer/caps.py) is a ModelError."""
+    a model over `caps` (file, node, weight or tensor sizes: infer/caps.py) is a ModelError.
+    `kernels` says how conv kernel variants are chosen (infer.kernel_choice): "measure"
+    (the default, or $FRAMESMITH_KERNELS), "rules", or a variant name to force."""
     graph = from_onnx(load_proto(model, caps), caps)
     _static_check(graph)  # unknown op types fail here, before a device is even requested
-    return Model(graph, get_device(adapter), precision)
+    return Model(graph, get_device(adapter), precision, kernels=kernels)

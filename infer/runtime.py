@@ -235,7 +235,13 @@ class Executable:
             for d, (pipeline, group, grid) in zip(self.program.dispatches, self.steps, strict=True):
                 best = time_dispatch(self.device, pipeline, group, grid, self.pool[0], repeats)
                 rows.append(
-                    {"label": d.label, "kernel": d.template, "ms": best * 1000, "flops": d.flops}
+                    {
+                        "label": d.label,
+                        "kernel": d.template,
+                        "variant": d.variant,
+                        "ms": best * 1000,
+                        "flops": d.flops,
+                    }
                 )
             return rows
 

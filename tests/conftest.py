@@ -20,6 +20,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def kernel_choice_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Conv kernel choice (infer.kernel_choice) writes its cache in this session's tmp folder,
+    never the user's, and picks by rule unless a test asks for measuring (kernels="measure"):
+    timing candidates compiles every variant, which would slow every test that loads a model
+    and make which kernel runs depend on the machine's load."""
+    os.environ["FRAMESMITH_KERNEL_CACHE"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    os.environ.setdefault("FRAMESMITH_KERNELS", "rules")
+
+
 @pytest.fixture
 def artifacts(tmp_path: Path) -> Path:
     """Where a test leaves screenshots and reports: its tmp_path, unless FRAMESMITH_ARTIFACTS

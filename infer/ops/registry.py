@@ -55,6 +55,7 @@ class Dispatch:
     grid: tuple[int, int, int]
     label: str = ""
     flops: float = 0.0
+    variant: str = ""  # which of an op's kernel variants this is (conv: "direct", ...)
 
 
 @dataclass
@@ -126,7 +127,13 @@ def gpu_ops() -> list[str]:
 class BuildContext:
     """Shapes, constants and device limits a kernel builder may look at while building."""
 
-    def __init__(self, values: dict[str, Value], limits: dict[str, int], precision: str) -> None:
+    def __init__(
+        self,
+        values: dict[str, Value],
+        limits: dict[str, int],
+        precision: str,
+        chooser: Any = None,
+    ) -> None:
         self.values = values
         self.limits = limits
         self.precision = precision
@@ -134,6 +141,10 @@ class BuildContext:
         self.esize = element_size(precision)
         self.consts: dict[str, np.ndarray] = {}
         self.aliases: dict[str, str] = {}
+        # picks between an op's kernel variants (infer.ops.choice.Chooser; None: the rules),
+        # and what it picked, by node name
+        self.chooser = chooser
+        self.choices: dict[str, Any] = {}
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.values[name].shape

@@ -87,20 +87,29 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> list[float]:
 
 
 def timed_pair(
-    a: Callable[[], object], b: Callable[[], object], runs: int, warmup: int = 1
+    a: Callable[[], object],
+    b: Callable[[], object],
+    runs: int,
+    warmup: int = 1,
+    cpu: tuple[list[float], list[float]] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Times of `a` and `b` run alternately, so a burst of load on a shared machine hits both
-    sides of a ratio alike instead of whichever happened to be running."""
+    sides of a ratio alike instead of whichever happened to be running. With `cpu`, this
+    process's CPU time of each call is appended there too: on a CPU adapter (lavapipe) and
+    onnxruntime's CPU provider both sides compute on this process's threads, and CPU time
+    moves far less than wall time when other processes share the cores."""
     for _ in range(warmup):
         a()
         b()
     ta: list[float] = []
     tb: list[float] = []
     for _ in range(runs):
-        for fn, out in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
+        for k, (fn, out) in enumerate(((a, ta), (b, tb))):
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[k].append(time.process_time() - c0)
     return ta, tb
 
 
@@ -162,6 +171,7 @@ def engine_matrix(
     providers: list[str] | None = None,
     adapter: int | None = None,
     progress: Callable[[str], object] | None = None,  # called with each row, e.g. print
+    kernels: str | None = None,  # conv kernel choice (infer.kernel_choice)
 ) -> dict:
     import infer
 
@@ -187,14 +197,18 @@ def engine_matrix(
                 }
                 try:
                     if precision not in loaded:
-                        loaded[precision] = infer.load(path, precision=precision, adapter=adapter)
+                        loaded[precision] = infer.load(
+                            path, precision=precision, adapter=adapter, kernels=kernels
+                        )
                     model = loaded[precision]
                     device_name = model.device.name
                     shape = input_shape(model, size)
                     row["input_shape"] = list(shape)
                     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-                    gflop = model.program({model.inputs[0]: shape}).flops / 1e9
+                    program = model.program({model.inputs[0]: shape})
+                    gflop = program.flops / 1e9
                     row["gflop"] = gflop
+                    row["kernels"] = {k: c.kernel for k, c in program.kernel_choices.items()}
                     model.run(x)  # compiled before timing starts
                 except ModelError as e:
                     row["skipped"] = str(e)

@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .images import read_image, test_frame, write_image
 
     path = resolve_model(args.model)
-    model = infer.load(path, precision=args.precision, adapter=args.adapter)
+    model = infer.load(path, precision=args.precision, adapter=args.adapter, kernels=args.kernels)
     channels = input_shape(model, (64, 64))[1]
     if args.input:
         x = read_image(args.input, channels)
@@ -95,7 +95,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"\nunsupported op types: {', '.join(sorted(unsupported))}")
         return 1
     try:
-        model = infer.load(path, precision=args.precision, adapter=args.adapter)
+        model = infer.load(
+            path, precision=args.precision, adapter=args.adapter, kernels=args.kernels
+        )
         shape = input_shape(model, args.size)
         x = np.random.default_rng(0).random(shape, dtype=np.float32)
         program = model.program({model.inputs[0]: shape})
@@ -108,6 +110,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"\nafter folding and fusion: {len(program.graph.nodes)} nodes, "
         f"{len(program.dispatches)} dispatches ({dict(fused)})"
     )
+    print_kernel_choices(program)
     sess = _ort_session(path)
     if sess is None:
         print("onnxruntime not installed: parity not checked")
@@ -121,6 +124,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"({'OK' if ok else 'FAIL'}, tolerance {args.tolerance:.0e})"
     )
     return 0 if ok else 1
+
+
+def print_kernel_choices(program: Any) -> None:
+    """Each conv's kernel variant, how it was picked, and the measured times."""
+    if not program.kernel_choices:
+        return
+    print(f"\n{'conv':<28}{'kernel':<16}{'how':<10}candidates (ms when measured)")
+    for node, c in program.kernel_choices.items():
+        cands = ", ".join(f"{k} {c.ms[k]:.2f}" if k in c.ms else k for k in c.candidates)
+        print(f"{node[-27:]:<28}{c.kernel:<16}{c.how:<10}{cands}")
 
 
 def _stats(times: list[float]) -> dict:
@@ -171,11 +184,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import infer
 
     path = resolve_model(args.model)
-    model = infer.load(path, precision=args.precision, adapter=args.adapter)
+    model = infer.load(path, precision=args.precision, adapter=args.adapter, kernels=args.kernels)
     shape = input_shape(model, args.size)
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     program = model.program({model.inputs[0]: shape})
     result = {
+        "kernels": {k: c.kernel for k, c in program.kernel_choices.items()},
         "model": str(path),
         "input_shape": list(shape),
         "device": model.device.name,
@@ -187,13 +201,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result["framesmith"] = _stats(timed(lambda: model.run(x), args.runs, warmup=2))
     else:
         name = sess.get_inputs()[0].name
+        cpu: tuple[list[float], list[float]] = ([], [])
         ours, ref = timed_pair(
-            lambda: model.run(x), lambda: sess.run(None, {name: x}), args.runs, warmup=2
+            lambda: model.run(x), lambda: sess.run(None, {name: x}), args.runs, 2, cpu
         )  # alternated: the same machine load on both sides of the ratio
         result["framesmith"], result["onnxruntime_cpu"] = _stats(ours), _stats(ref)
         result["ratio_ours_over_ort"] = (
             result["framesmith"]["median_ms"] / result["onnxruntime_cpu"]["median_ms"]
         )
+        result["cpu_ms"] = {"framesmith": _stats(cpu[0]), "onnxruntime_cpu": _stats(cpu[1])}
     ours = result["framesmith"]
     print(
         f"{path.name} at {shape[3]}x{shape[2]} on {model.device.name} ({result['gflop']:.2f} GFLOP)"
@@ -209,6 +225,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{result['gflop'] / ref['median_ms'] * 1000:6.1f} GFLOP/s"
         )
         print(f"  ratio (ours / onnxruntime): {result['ratio_ours_over_ort']:.2f}x")
+        ours_cpu, ref_cpu = (result["cpu_ms"][k]["median_ms"] for k in result["cpu_ms"])
+        print(
+            f"  process CPU time per frame: ours {ours_cpu:.1f} ms, onnxruntime {ref_cpu:.1f} ms, "
+            f"ratio {ours_cpu / ref_cpu:.2f}x"
+        )
+    print_kernel_choices(program)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"  wrote {args.json}")
@@ -243,7 +265,7 @@ def cmd_bench_matrix(args: argparse.Namespace) -> int:
         f"references: {', '.join(providers) or 'none (onnxruntime not installed)'}"
     )
     result = engine_matrix(
-        models, sizes, precisions, args.runs, providers, args.adapter, progress=print
+        models, sizes, precisions, args.runs, providers, args.adapter, print, args.kernels
     )
     _write_json(args, result, "engine")
     return 0
@@ -259,7 +281,7 @@ def cmd_bench_layers(args: argparse.Namespace) -> int:
         print("error: --layers needs a MODEL", file=sys.stderr)
         return 2
     path = resolve_model(args.model)
-    model = infer.load(path, precision=args.precision, adapter=args.adapter)
+    model = infer.load(path, precision=args.precision, adapter=args.adapter, kernels=args.kernels)
     ceil = None if args.no_ceilings else ceilings.measure(model.device)
     result = layer_profile(model, args.size, repeats=args.repeats, ceilings=ceil, name=path.stem)
     print(
@@ -278,7 +300,8 @@ def cmd_bench_layers(args: argparse.Namespace) -> int:
     for r in result["layers"][: args.top]:
         print(
             f"  {r['ms']:8.2f} {100 * r['ms'] / total:5.1f}% {r['gflops']:8.1f} "
-            f"{r['bytes'] / 2**20:7.2f} {r['intensity']:7.1f}  {r['kernel']} / {r['label']}"
+            f"{r['bytes'] / 2**20:7.2f} {r['intensity']:7.1f}  "
+            f"{r.get('variant') or r['kernel']} / {r['label']}"
         )
     _write_json(args, result, "layers")
     return 0
@@ -355,7 +378,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from .images import read_image
 
     path = resolve_model(args.model)
-    model = infer.load(path, precision=args.precision, adapter=args.adapter)
+    model = infer.load(path, precision=args.precision, adapter=args.adapter, kernels=args.kernels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     channels = input_shape(model, (8, 8))[1]
@@ -415,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
         sp.add_argument("--adapter", type=int, default=None, help="GPU adapter index")
+        sp.add_argument(
+            "--kernels",
+            default=None,
+            help="conv kernel choice: measure (default, cached per device), rules, or a "
+            "variant to force (direct, winograd2, winograd2-wide, winograd4, tiled)",
+        )
 
     r = sub.add_parser("run", help="run a model on one image")
     common(r)

@@ -63,8 +63,16 @@ def _shape_text(shape: list[int] | tuple[int, ...]) -> str:
 # ---- per-layer time and roofline ---------------------------------------------------------
 
 
+def _by_variant(result: dict) -> dict:
+    """Conv dispatches named by their kernel variant (winograd2-wide, tiled...)."""
+    return result | {
+        "layers": [r | {"kernel": r.get("variant") or r["kernel"]} for r in result["layers"]]
+    }
+
+
 def plot_layers(result: dict, png: Path, top: int = 30) -> Path:
     plt = pyplot()
+    result = _by_variant(result)
     layers = result["layers"][:top]
     colours = colour_map(sorted({r["kernel"] for r in result["layers"]}))
     kernels = sorted({r["kernel"] for r in layers})
@@ -98,6 +106,7 @@ def plot_layers(result: dict, png: Path, top: int = 30) -> Path:
 
 def plot_roofline(result: dict, png: Path) -> Path:
     plt = pyplot()
+    result = _by_variant(result)
     ceil = result.get("ceilings") or {}
     layers = [r for r in result["layers"] if r["flops"] > 0 and r["bytes"] > 0]
     fig, ax = plt.subplots(figsize=(8, 5.5))

@@ -1,0 +1,124 @@
+"""The direct register-tiled 2-D conv (shaders/ops/conv2d.wgsl): any kernel size, stride and
+dilation, one group. Each invocation computes PX adjacent output pixels for OCB blocks of 4
+output channels; weights are read with uniform indices from a uniform buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..layout import pad4
+from .conv_site import ConvSite, row_bands, slope_binding
+from .registry import Binding, BuildContext, Dispatch
+
+# Register tile: PX adjacent output pixels x OCB blocks of 4 output channels per invocation.
+# Every input vec4 load feeds OCB mat4 FMAs per pixel: loads (gathers on lavapipe, memory
+# traffic on a real GPU) are what limit a conv, not the FMAs.
+# Chosen by measuring ESPCN at 640x360 on lavapipe (process CPU time, which other load on the
+# machine does not skew): 8x2 beat 4x4, 4x2, 2x4 and 8x4 (spills) by 10-40%.
+PX = 8
+OCB = 2
+WG = (8, 8)  # workgroup shape (columns of PX pixels, rows)
+
+
+def pack_conv2d_weights(w: np.ndarray, ocb: int, bstride: int) -> np.ndarray:
+    """OIHW -> [group of OCB output blocks][ocb][ky][kx][ic4] mat4x4 blocks, column j = input
+    lane j, row i = output lane i.
+
+    Each output block is padded to `bstride` matrices so a group's window starts on a
+    256-byte boundary (uniform-buffer binding offsets must).
+    """
+    oc, ic, kh, kw = w.shape
+    oc4, ic4 = pad4(oc) // 4, pad4(ic) // 4
+    ng = math.ceil(oc4 / ocb)
+    wp = np.zeros((ng * ocb * 4, ic4 * 4, kh, kw), np.float32)
+    wp[:oc, :ic] = w
+    # [g, o, i, ic4, j, ky, kx] -> [g, o, ky, kx, ic4, j, i]
+    blocks = wp.reshape(ng, ocb, 4, ic4, 4, kh, kw).transpose(0, 1, 5, 6, 3, 4, 2)
+    blocks = blocks.reshape(ng, ocb, kh * kw * ic4, 16)
+    out = np.zeros((ng, ocb, bstride, 16), np.float32)
+    out[:, :, : kh * kw * ic4] = blocks
+    return out
+
+
+def channel_blocks_per_invocation(oc4: int, ocb: int = OCB) -> int:
+    """OCB for a conv with `oc4` output blocks: `ocb`, or all of them when there are at most 3.
+
+    A last group only partly filled computes its empty blocks anyway: for the 12-channel
+    output of a x2 upscaler (3 blocks) one group of 3 ran 1.4x faster than groups of 2.
+    """
+    return oc4 if oc4 <= 3 else min(ocb, oc4)
+
+
+def build_direct(
+    site: ConvSite, ctx: BuildContext, px: int = PX, ocb: int = OCB, variant: str = "direct"
+) -> list[Dispatch]:
+    """PX adjacent pixels x OCB output blocks per invocation, one dispatch per group of OCB
+    output blocks (and per row band of a frame larger than one storage binding)."""
+    node, x, y = site.node, site.x, site.y
+    ic4, oc4, oc = site.ic4, site.oc4, site.oc
+    bstride = (site.kh * site.kw * ic4 + 3) // 4 * 4
+    block_bytes = bstride * 64
+    ocb = channel_blocks_per_invocation(oc4, ocb)
+    weights_uniform = block_bytes * ocb <= ctx.limits["max-uniform-buffer-binding-size"]
+    if not weights_uniform:
+        ocb = 1  # a storage buffer window of one block
+    wkey = ctx.add_const(f"{node.name}/w4", pack_conv2d_weights(site.w, ocb, bstride))
+    bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - oc)))
+    variables = {
+        "ih": site.ih,
+        "iw": site.iw,
+        "ic4": ic4,
+        "oh": site.oh,
+        "ow": site.ow,
+        "oc4": oc4,
+        "oc": oc,
+        "kh": site.kh,
+        "kw": site.kw,
+        "sh": site.sh,
+        "sw": site.sw,
+        "dh": site.dh,
+        "dw": site.dw,
+        "pt": site.pads[0],
+        "pl": site.pads[1],
+        "px": px,
+        "wgx": WG[0],
+        "wgy": WG[1],
+        "ocb": ocb,
+        "bstride": bstride,
+        "wn": ocb * bstride,
+        "weights_uniform": weights_uniform,
+        "mask_lanes": oc % 4 != 0,
+        "in_lanes": site.ic if ic4 == 1 else 4,
+        "act": site.act,
+    }
+    slope = slope_binding(node, ctx, oc)
+    bands = row_bands(ctx, site, step=WG[1])
+    dispatches = []
+    gx = math.ceil(site.ow / (px * WG[0]))
+    for c0 in range(0, oc4, ocb):
+        cn = min(ocb, oc4 - c0)
+        wbind = Binding("const", wkey, c0 * block_bytes, ocb * block_bytes, weights_uniform)
+        for r0, r1, in_off, in_size, out_off, out_size in bands:
+            vec = 4 * ctx.esize  # bytes of one stored vec4
+            params = np.array([c0, r0, in_off // vec, out_off // vec], np.uint32)
+            pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
+            bindings = [
+                Binding("in", x, in_off, in_size),
+                wbind,
+                Binding("const", bkey, uniform=True),
+                Binding("const", pkey, uniform=True),
+                Binding("out", y, out_off, out_size),
+                *slope,
+            ]
+            grid = (gx, math.ceil((r1 - r0) / WG[1]), site.n)
+            label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
+            share = cn * (r1 - r0) / (oc4 * site.oh)
+            dispatches.append(
+                Dispatch(
+                    "conv2d.wgsl", variables, bindings, grid, label, site.flops * share, variant
+                )
+            )
+    return dispatches

@@ -1,0 +1,134 @@
+{# Winograd F(m x m, r x r) convolution, stride 1, groups 1, on channels-last pack-4 tensors,
+   fused in one kernel: each invocation reads the (m+r-1) x (TX*m+r-1) input patch of TX
+   horizontally adjacent output tiles, transforms it (V = B^T d B, adds only), multiplies it
+   with the pre-transformed weights (U = G g G^T, packed at load) at each of the (m+r-1)^2 tile
+   positions for OCB blocks of 4 output channels, and transforms the products back
+   (Y = A^T M A) with bias, activation and PReLU in the store. No transformed tensor goes
+   through memory.
+   x = groups of TX tile columns, y = tile rows of this band, z = batch.
+   params = (first channel block, first tile row, input base, output base), the bases in
+   vec4 units. #}
+{$ set A = m + ksize - 1 $}
+{$ set COLS = tx * m + ksize - 1 $}
+{# sum_k coeffs[k] * <pre><k * mul + off><post>, zero terms left out, +-1 as a sign #}
+{$ macro lincomb(coeffs, pre, mul, off, post) $}({$ set first = namespace(v=true) $}{$ for c in coeffs $}{$ if c != 0 $}{$ if first.v $}{$ if c == -1 $}-{$ elif c != 1 $}{{ c|f32 }} * {$ endif $}{$ else $}{$ if c < 0 $} - {$ else $} + {$ endif $}{$ if c != 1 and c != -1 $}{{ (c if c > 0 else -c)|f32 }} * {$ endif $}{$ endif $}{{ pre }}{{ loop.index0 * mul + off }}{{ post }}{$ set first.v = false $}{$ endif $}{$ endfor $}){$ endmacro $}
+struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<{{ S }}>>;
+{$ if weights_uniform $}
+@group(0) @binding(1) var<uniform> w: array<mat4x4<f32>, {{ wn }}>;
+{$ else $}
+@group(0) @binding(1) var<storage, read> w: array<mat4x4<f32>>;
+{$ endif $}
+@group(0) @binding(2) var<uniform> bias: array<vec4<f32>, {{ oc4 }}>;
+@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<{{ S }}>>;
+{$ if act.kind == "PRelu" $}
+@group(0) @binding(5) var<uniform> act_slope: array<vec4<f32>, {{ oc4 }}>;
+{$ endif $}
+{$ include "activation.wgsl" $}
+
+fn load(n: u32, iy: i32, ix: i32, ic4: u32) -> vec4<f32> {
+  let inside = iy >= 0 && iy < {{ ih }} && ix >= 0 && ix < {{ iw }};
+  let cy = u32(clamp(iy, 0, {{ ih - 1 }}));
+  let cx = u32(clamp(ix, 0, {{ iw - 1 }}));
+  let v = vec4<f32>(x[((n * {{ ih }}u + cy) * {{ iw }}u + cx) * {{ ic4 }}u + ic4 - params.in_base]);
+  return select(vec4<f32>(0.0), v, inside);
+}
+
+{# one input block: load the patch, transform it, multiply-accumulate every position #}
+{$ macro input_block() $}
+{$ for i in range(A) $}
+{$ for j in range(COLS) $}
+    let d{{ i }}_{{ j }} = load(n, iy0 + {{ i }}, ix0 + {{ j }}, ic4);
+{$ endfor $}
+{$ endfor $}
+{$ for r in range(A) $}
+{$ for j in range(COLS) $}
+    let s{{ r }}_{{ j }} = {{ lincomb(bt[r], "d", 1, 0, "_%d" % j) }};
+{$ endfor $}
+{$ endfor $}
+{$ for t in range(tx) $}
+    {
+{$ for r in range(A) $}
+{$ for c in range(A) $}
+      let v{{ r * A + c }} = {{ lincomb(bt[c], "s%d_" % r, 1, t * m, "") }};
+{$ endfor $}
+{$ endfor $}
+{$ for o in range(ocb) $}
+{$ for k in range(A * A) $}
+      {
+        let wm = w[{{ o * bstride + k * ic4 }}u + ic4];
+{$ if in_lanes == 4 $}
+        acc{{ o }}_{{ t }}_{{ k }} += wm * v{{ k }};
+{$ else $}
+        acc{{ o }}_{{ t }}_{{ k }} += {$ for j in range(in_lanes) $}{{ " + " if j else "" }}wm[{{ j }}] * v{{ k }}.{{ "xyzw"[j] }}{$ endfor $};
+{$ endif $}
+      }
+{$ endfor $}
+{$ endfor $}
+    }
+{$ endfor $}
+{$ endmacro $}
+
+@compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  // No early return (see conv2d.wgsl: with one input block every weight index is then a
+  // constant outside control flow, a broadcast load on lavapipe): invocations past the
+  // edge compute the last tile again and store nothing.
+  let n = wid.z;
+  let oc4 = params.oc4_base;
+  let ty_out = gid.y + params.row0;
+  let tx_out = gid.x * {{ tx }}u;
+  let ty = min(ty_out, {{ tiles_y - 1 }}u);
+  let tx0 = min(tx_out, {{ tiles_x - 1 }}u);
+{$ for o in range(ocb) $}
+{$ for t in range(tx) $}
+{$ for k in range(A * A) $}
+  var acc{{ o }}_{{ t }}_{{ k }} = vec4<f32>(0.0);
+{$ endfor $}
+{$ endfor $}
+{$ endfor $}
+  let iy0 = i32(ty * {{ m }}u) - {{ pt }};
+  let ix0 = i32(tx0 * {{ m }}u) - {{ pl }};
+{$ if ic4 == 1 $}
+  {
+    let ic4 = 0u;
+{{ input_block() }}  }
+{$ else $}
+  for (var ic4 = 0u; ic4 < {{ ic4 }}u; ic4++) {
+{{ input_block() }}  }
+{$ endif $}
+{$ for o in range(ocb) $}
+  if (oc4 + {{ o }}u < {{ oc4 }}u) {
+    let b = bias[min(oc4 + {{ o }}u, {{ oc4 - 1 }}u)];
+{$ if mask_lanes $}
+    let keep = vec4<u32>((oc4 + {{ o }}u) * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>({{ oc }}u);
+{$ endif $}
+{$ for t in range(tx) $}
+    {
+      // Y = A^T M A
+{$ for r in range(m) $}
+{$ for c in range(A) $}
+      let p{{ r }}_{{ c }} = {{ lincomb(at[r], "acc%d_%d_" % (o, t), A, c, "") }};
+{$ endfor $}
+{$ endfor $}
+      let ox = (tx_out + {{ t }}u) * {{ m }}u;
+{$ for r in range(m) $}
+{$ for c in range(m) $}
+      if (ty_out * {{ m }}u + {{ r }}u < {{ oh }}u && ox + {{ c }}u < {{ ow }}u) {
+        let oi = ((n * {{ oh }}u + ty_out * {{ m }}u + {{ r }}u) * {{ ow }}u + ox + {{ c }}u) * {{ oc4 }}u + oc4 + {{ o }}u - params.out_base;
+        let v = {{ lincomb(at[c], "p%d_" % r, 1, 0, "") }};
+{$ if mask_lanes $}
+        y[oi] = vec4<{{ S }}>(select(vec4<f32>(0.0), activate(v + b, oc4 + {{ o }}u), keep));
+{$ else $}
+        y[oi] = vec4<{{ S }}>(activate(v + b, oc4 + {{ o }}u));
+{$ endif $}
+      }
+{$ endfor $}
+{$ endfor $}
+    }
+{$ endfor $}
+  }
+{$ endfor $}
+}
