@@ -37,7 +37,8 @@ class DataConfig:
 class ModelConfig:
     arch: str = "espcn"  # espcn | srvgg | denoise
     features: int = 48  # width of the first conv (espcn) or of every conv (srvgg, denoise)
-    mid_features: int = 32  # espcn: width of the second conv
+    mid_features: int = 32  # espcn: width of the last hidden conv
+    extra_convs: int = 0  # espcn: conv3x3 features -> features layers after the first conv
     num_conv: int = 6  # srvgg: body convs after the first; denoise: all convs
     activation: str = "tanh"  # relu | prelu | tanh
     base: str = "bicubic"  # upscalers: nearest | bilinear | bicubic | none (upsampled input)

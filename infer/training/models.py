@@ -3,8 +3,9 @@
 Every model exports to Conv, Relu / PRelu / Tanh, DepthToSpace (PixelShuffle), Resize
 (the upsampled base image) and Add / Sub only.
 
-- `espcn`: conv5x5 -> conv3x3 -> conv3x3 to 3*4 channels -> PixelShuffle(2), added to an
-  upsampled copy of the input (the network predicts the residual over it).
+- `espcn`: conv5x5 -> (`extra_convs` conv3x3 at full width) -> conv3x3 -> conv3x3 to 3*4
+  channels -> PixelShuffle(2), added to an upsampled copy of the input (the network predicts
+  the residual over it).
 - `srvgg`: SRVGGNetCompact-style: conv3x3 + PReLU, then `num_conv` conv3x3 + PReLU, conv3x3
   to 3*4 channels, PixelShuffle(2), plus an upsampled base.
 - `denoise`: DnCNN-style residual denoiser at full resolution, no BatchNorm:
@@ -68,11 +69,16 @@ class ESPCN(_Upscaler):
         mid_features: int = 32,
         activation: str = "tanh",
         base: str = "bicubic",
+        extra_convs: int = 0,
         **unused: object,
     ) -> None:
+        wide: list[nn.Module] = []
+        for _ in range(extra_convs):
+            wide += [nn.Conv2d(features, features, 3, padding=1), _act(activation, features)]
         body = nn.Sequential(
             nn.Conv2d(3, features, 5, padding=2),
             _act(activation, features),
+            *wide,
             nn.Conv2d(features, mid_features, 3, padding=1),
             _act(activation, mid_features),
             nn.Conv2d(mid_features, 3 * self.scale**2, 3, padding=1),

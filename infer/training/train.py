@@ -55,6 +55,7 @@ def make_model(cfg: Config) -> nn.Module:
         m.arch,
         features=m.features,
         mid_features=m.mid_features,
+        extra_convs=m.extra_convs,
         num_conv=m.num_conv,
         activation=m.activation,
         base=m.base,

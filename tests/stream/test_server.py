@@ -246,7 +246,7 @@ async def test_compare_stream_and_mode_switch():
                 assert r.status == 200 and (await r.json())["mode"] == "bicubic"
             await recv_frames(v.tracks[0], 8, 30)
             assert svc.pipeline("bicubic").stats.frames_out > 0
-            modes = ["model", "model:nearest", "bilinear", "bicubic", "planar", "bypass"]
+            modes = ["model", "model:nearest", "bilinear", "bicubic", "planar", "edge", "bypass"]
             assert svc.modes == modes
             async with http.post(srv.url + "/api/mode", json={"mode": "model:nearest"}) as r:
                 assert r.status == 200
