@@ -2,7 +2,8 @@
 [--out DIR] [--resume] [--no-deploy]`: data -> train -> export -> gate -> evaluate.
 
 Writes into the run directory (--out, else output.dir, else artifacts/train/<name>):
-checkpoint.pt, <name>.onnx, report.md, <name>.png (crops) and <name>.md (the model card).
+checkpoint.pt, <name>.onnx, report.md, <name>.png (crops), <name>.temporal.png (error over
+a sequence, upscalers) and <name>.md (the model card).
 When output.deploy_dir is set (the bundled-model configs set infer/models) and the gate
 passes, the model, its card and its figure are copied there.
 """
@@ -31,9 +32,11 @@ def run_pipeline(
     import torch
 
     from . import evaluate as ev
+    from . import temporal as tm
     from .dataset import held_out
     from .export import DeployGateError, check_gate, engine_parity, export_onnx
     from .models import count_flops, count_params
+    from .sequences import held_out_sequences
     from .train import degradation, train
 
     run_dir = Path(run_dir or cfg.run_dir())
@@ -55,7 +58,21 @@ def run_pipeline(
     say(f"exported {onnx_path} ({info['params']:,} params, ops {', '.join(ops)})")
 
     frames = held_out(degradation(cfg), cfg.eval.frames, cfg.eval.size, cfg.eval.seed)
-    scores = ev.score(cfg.task, onnx_path, frames)
+    compare = ev.resolve_models(cfg.eval.compare)
+    scores = ev.score(cfg.task, onnx_path, frames, compare)
+    costs = ev.method_costs(cfg.task, info["flops"]["total"], compare)
+    temporal = None
+    if cfg.task == "upscale" and cfg.eval.sequences > 0:
+        e = cfg.eval
+        seqs = held_out_sequences(
+            degradation(cfg), e.sequences, e.sequence_frames, e.size, e.sequence_seed
+        )
+        runs = ev.methods(cfg.task, onnx_path, compare)
+        temporal = tm.score_sequences({m: tm.doubling(r) for m, r in runs.items()}, seqs)
+        say(
+            "held-out sequences, warping error: "
+            + ", ".join(f"{m} {temporal.mean_warp(m):.2f}" for m in temporal.methods)
+        )
     parity = None
     if cfg.gate.engine:
         parity = engine_parity(onnx_path, cfg.gate.parity_size, cfg.gate.parity_tol)
@@ -63,7 +80,16 @@ def run_pipeline(
     say(f"held-out PSNR gain over {scores.baseline}: {scores.gain_db:+.2f} dB")
     gate_error = None
     try:
-        check_gate(parity, scores.gain_db, scores.baseline, cfg.gate)
+        check_gate(
+            parity,
+            scores.gain_db,
+            scores.baseline,
+            cfg.gate,
+            psnr={m: scores.mean_psnr(m) for m in scores.methods},
+            warp={m: temporal.mean_warp(m) for m in temporal.methods} if temporal else None,
+            flicker={m: temporal.mean_flicker(m) for m in temporal.methods} if temporal else None,
+            compare=tuple(compare),
+        )
     except DeployGateError as e:
         gate_error = e
 
@@ -72,11 +98,19 @@ def run_pipeline(
     if cfg.eval.figure:
         fig = ev.write_figure(scores, frames, run_dir / f"{cfg.name}.png")
     fig_name = fig.name if fig else None
+    tfig = None
+    if cfg.eval.figure and temporal is not None:
+        tfig = tm.write_figure(temporal, run_dir / f"{cfg.name}.temporal.png")
+    extra: dict[str, Any] = {
+        "costs": costs,
+        "temporal": temporal,
+        "temporal_figure": tfig.name if tfig else None,
+    }
     (run_dir / "report.md").write_text(
-        ev.report_markdown(cfg, scores, info, parity, speed, fig_name)
+        ev.report_markdown(cfg, scores, info, parity, speed, fig_name, **extra)
     )
     (run_dir / f"{cfg.name}.md").write_text(
-        ev.model_card(cfg, scores, info, parity, speed, fig_name)
+        ev.model_card(cfg, scores, info, parity, speed, fig_name, **extra)
     )
     summary = {
         "name": cfg.name,
@@ -91,6 +125,14 @@ def run_pipeline(
         "psnr": {m: scores.mean_psnr(m) for m in scores.methods},
         "ssim": {m: scores.mean_ssim(m) for m in scores.methods},
         "gain_db": scores.gain_db,
+        "gflops_1080p_by_method": {m: c / 1e9 for m, c in costs.items()},
+        "sequences": None
+        if temporal is None
+        else {
+            "psnr": {m: temporal.mean_psnr(m) for m in temporal.methods},
+            "warping_error": {m: temporal.mean_warp(m) for m in temporal.methods},
+            "flicker": {m: temporal.mean_flicker(m) for m in temporal.methods},
+        },
         "parity_rel": None if parity is None else parity.rel,
         "speed": speed,
         "gate": "passed" if gate_error is None else str(gate_error),
@@ -104,8 +146,9 @@ def run_pipeline(
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_path, dest / onnx_path.name)
         shutil.copyfile(run_dir / f"{cfg.name}.md", dest / f"{cfg.name}.md")
-        if fig:
-            shutil.copyfile(fig, dest / fig.name)
+        for f in (fig, tfig):
+            if f:
+                shutil.copyfile(f, dest / f.name)
         summary["deployed"] = str(dest / onnx_path.name)
         say(f"deployed {dest / onnx_path.name} with its card")
     return summary

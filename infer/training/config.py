@@ -53,6 +53,11 @@ class TrainConfig:
     lr_min: float = 1e-5
     threads: int = 1  # torch.set_num_threads
     checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
+    # temporal consistency (upscale, pairs.py): batches become batch/2 pairs of patches a few
+    # target pixels apart, and weight * MSE(out_b[q], out_a[q + shift]) joins the loss
+    temporal_weight: float = 0.0
+    temporal_shift: int = 1  # largest |shift| per axis, target pixels (one axis always odd)
+    temporal_margin: int = 8  # target pixels left out at the patch border (padding effects)
     log_every: int = 25  # steps between loss records
 
 
@@ -64,6 +69,10 @@ class EvalConfig:
     bench_size: tuple[int, int] = (90, 160)  # input size for the time-per-frame measurement
     bench_runs: int = 5
     figure: bool = True  # write the crops figure (needs matplotlib)
+    compare: tuple[str, ...] = ()  # other models (files or bundled names) in the tables
+    sequences: int = 6  # upscale: held-out sequences with known motion (0: none)
+    sequence_frames: int = 12  # frames per sequence
+    sequence_seed: int = 2_000_003  # their seed (never the training seed)
 
 
 @dataclass
@@ -71,6 +80,8 @@ class GateConfig:
     parity_tol: float = 1e-4  # max |engine - onnxruntime| / max |onnxruntime|
     parity_size: tuple[int, int] = (37, 53)  # odd input size for the parity check
     min_gain_db: float = 0.0  # PSNR over bicubic (upscale) or the noisy input (denoise)
+    beat: tuple[str, ...] = ()  # methods to beat on PSNR, warping error and flicker ("edge")
+    min_gain_over_compare_db: float = 0.0  # PSNR over each model in eval.compare
     engine: bool = True  # check parity with infer.load (needs a GPU adapter; lavapipe counts)
 
 
@@ -167,6 +178,19 @@ def _check(cfg: Config) -> None:
     need(cfg.train.loss in ("l1", "mse"), f"train.loss must be l1 or mse, not {cfg.train.loss!r}")
     need(cfg.train.steps >= 1 or cfg.train.seconds > 0, "train.steps or train.seconds needed")
     need(cfg.name.replace("-", "").replace("_", "").isalnum(), "name must be a plain file stem")
+    names = (*cfg.eval.compare, *cfg.gate.beat)
+    need(all(isinstance(n, str) for n in names), "eval.compare and gate.beat hold names")
+    need(cfg.eval.sequences >= 0 and cfg.eval.sequence_frames >= 2, "eval.sequence_frames >= 2")
+    t = cfg.train
+    need(t.temporal_weight >= 0, "train.temporal_weight must be >= 0")
+    if t.temporal_weight > 0:
+        need(cfg.task == "upscale", "train.temporal_weight is for upscalers (task upscale)")
+        need(cfg.data.batch >= 2, "train.temporal_weight needs data.batch >= 2 (pairs)")
+        need(t.temporal_shift >= 1, "train.temporal_shift must be >= 1")
+        need(
+            cfg.data.patch > 2 * (t.temporal_margin + t.temporal_shift),
+            "data.patch must exceed 2 * (train.temporal_margin + train.temporal_shift)",
+        )
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

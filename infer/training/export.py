@@ -2,10 +2,14 @@
 
 The gate passes a model only if
 1. the engine (`infer.load`) and onnxruntime agree on a random odd-sized input:
-   max |engine - ort| / max |ort| <= gate.parity_tol (1e-4 by default), and
+   max |engine - ort| / max |ort| <= gate.parity_tol (1e-4 by default),
 2. on the held-out frames it beats the baseline (PIL bicubic for upscalers, the noisy input
-   for denoisers) by at least gate.min_gain_db of mean PSNR.
-A failing gate raises `DeployGateError`, saying which check failed and by how much.
+   for denoisers) by at least gate.min_gain_db of mean PSNR,
+3. it beats every method in gate.beat (e.g. the edge-adaptive scaler) on held-out PSNR and,
+   on the held-out sequences, on warping error and on flicker (temporal.py), and
+4. it beats every model in eval.compare (e.g. the default, for the hq model) by at least
+   gate.min_gain_over_compare_db of held-out PSNR.
+A failing gate raises `DeployGateError`, naming every check that failed and by how much.
 """
 
 from __future__ import annotations
@@ -97,8 +101,20 @@ def engine_parity(
     return Parity(shape, max_abs, rel, rel <= tol)
 
 
-def check_gate(parity: Parity | None, gain_db: float, baseline: str, cfg_gate: GateConfig) -> None:
-    """Raise DeployGateError unless parity holds and the PSNR gain is high enough."""
+def check_gate(
+    parity: Parity | None,
+    gain_db: float,
+    baseline: str,
+    cfg_gate: GateConfig,
+    *,
+    psnr: dict[str, float] | None = None,
+    warp: dict[str, float] | None = None,
+    flicker: dict[str, float] | None = None,
+    compare: tuple[str, ...] = (),
+) -> None:
+    """Raise DeployGateError unless every check of the module's docstring holds. `psnr`
+    (held-out frames), `warp` and `flicker` (held-out sequences) map a method to its mean;
+    the model is "model"; `compare` names the models of eval.compare."""
     problems = []
     if parity is not None and not parity.ok:
         if parity.error:
@@ -113,5 +129,40 @@ def check_gate(parity: Parity | None, gain_db: float, baseline: str, cfg_gate: G
             f"PSNR gain over {baseline} is {gain_db:+.2f} dB on the held-out frames, "
             f"below the required {cfg_gate.min_gain_db:+.2f} dB"
         )
+    problems += _versus(cfg_gate, psnr or {}, warp or {}, flicker or {}, compare)
     if problems:
         raise DeployGateError("deploy gate failed: " + "; ".join(problems))
+
+
+def _versus(
+    cfg_gate: GateConfig,
+    psnr: dict[str, float],
+    warp: dict[str, float],
+    flicker: dict[str, float],
+    compare: tuple[str, ...],
+) -> list[str]:
+    problems = []
+    for other in cfg_gate.beat:
+        if other not in psnr:
+            problems.append(f"gate.beat names {other!r}, which was not evaluated")
+            continue
+        if not psnr["model"] > psnr[other]:
+            problems.append(
+                f"held-out PSNR {psnr['model']:.2f} dB does not beat {other}'s {psnr[other]:.2f}"
+            )
+        for what, values in (("warping error", warp), ("flicker", flicker)):
+            if other not in values:
+                problems.append(f"no {what} measured for {other} (eval.sequences = 0?)")
+            elif not values["model"] < values[other]:
+                problems.append(
+                    f"{what} {values['model']:.3f} on the held-out sequences is not below "
+                    f"{other}'s {values[other]:.3f}"
+                )
+    for other in compare:
+        gain = psnr["model"] - psnr[other]
+        if not gain >= cfg_gate.min_gain_over_compare_db:
+            problems.append(
+                f"held-out PSNR gain over {other} is {gain:+.2f} dB, below the required "
+                f"{cfg_gate.min_gain_over_compare_db:+.2f} dB"
+            )
+    return problems

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from .config import Config
 from .dataset import Degradation, PatchPool
 from .models import build_model
+from .pairs import PairPool
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -62,6 +63,24 @@ def make_model(cfg: Config) -> nn.Module:
     )
 
 
+def shift_consistency(
+    out_a: torch.Tensor, out_b: torch.Tensor, shifts: np.ndarray, margin: int
+) -> torch.Tensor:
+    """Mean squared difference between out_b[q] and out_a[q + shift] over each pair's
+    interior (`margin` pixels in from the border, where zero padding differs): zero for an
+    upscaler that commutes with the shift, as the truth does (pairs.py)."""
+    size = out_a.shape[-1]
+    total = out_a.new_zeros(())
+    count = 0
+    for i, (dy, dx) in enumerate(shifts.tolist()):
+        y0, y1 = margin + max(0, -dy), size - margin - max(0, dy)
+        x0, x1 = margin + max(0, -dx), size - margin - max(0, dx)
+        d = out_b[i, :, y0:y1, x0:x1] - out_a[i, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+        total = total + (d * d).sum()
+        count += d.numel()
+    return total / max(count, 1)
+
+
 def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -98,6 +117,7 @@ def train(
         seed=cfg.seed,
         use_package_images=cfg.data.package_images,
     )
+    pairs = PairPool(pool) if cfg.train.temporal_weight > 0 else None
     model = make_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     rng = np.random.default_rng([cfg.seed, 1])
@@ -152,9 +172,19 @@ def train(
     while budget_left():
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step, elapsed)
-        x, y = pool.batch(rng, cfg.data.batch, cfg.data.patch)
-        pred = model(torch.from_numpy(x))
-        loss = loss_fn(pred, torch.from_numpy(y))
+        if pairs is None:
+            x, y = pool.batch(rng, cfg.data.batch, cfg.data.patch)
+            pred = model(torch.from_numpy(x))
+            loss = loss_fn(pred, torch.from_numpy(y))
+        else:  # the same number of patches, as pairs: no extra cost per step
+            xa, ya, xb, yb, shifts = pairs.batch(
+                rng, cfg.data.batch // 2, cfg.data.patch, t.temporal_shift
+            )
+            n = len(xa)
+            pred = model(torch.from_numpy(np.concatenate([xa, xb])))
+            loss = loss_fn(pred, torch.from_numpy(np.concatenate([ya, yb])))
+            consistency = shift_consistency(pred[:n], pred[n:], shifts, t.temporal_margin)
+            loss = loss + t.temporal_weight * consistency
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

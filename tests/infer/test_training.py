@@ -30,6 +30,8 @@ def tiny(tmp_path, **extra) -> dict:
             "bench_size": [17, 23],
             "bench_runs": 1,
             "figure": importlib.util.find_spec("matplotlib") is not None,
+            "sequences": 2,
+            "sequence_frames": 3,
         },
         "gate": {"min_gain_db": -100.0},  # a 24-step model is not expected to beat bicubic
         "output": {"dir": str(tmp_path / "run"), "deploy_dir": ""},
@@ -196,3 +198,15 @@ def test_gate_failure_is_clear(tmp_path):
     over["eval"]["figure"] = False
     with pytest.raises(DeployGateError, match=r"PSNR gain over bicubic .* below the required"):
         run_pipeline(load_config(overrides=over), progress=False)
+
+
+@needs_torch
+def test_onnx_flops_agree_with_the_torch_count(tmp_path):
+    from infer.training.costs import classic_flops, onnx_flops
+    from infer.training.export import export_onnx
+    from infer.training.models import build_model, count_flops
+
+    m = build_model("espcn", features=16, mid_features=8, extra_convs=1, activation="prelu")
+    path = export_onnx(m, tmp_path / "m.onnx")
+    assert onnx_flops(path) == pytest.approx(count_flops(m)["total"], rel=0.01)
+    assert classic_flops("bilinear") < classic_flops("bicubic") < classic_flops("edge")
