@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeployGateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found while running: model.init missing or not deepenable
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     psnr = ", ".join(f"{k} {v:.2f}" for k, v in summary["psnr"].items())
     print(
         f"{cfg.name}: PSNR {psnr} dB (gain {summary['gain_db']:+.2f} dB); "

@@ -42,6 +42,7 @@ class ModelConfig:
     num_conv: int = 6  # srvgg: body convs after the first; denoise: all convs
     activation: str = "tanh"  # relu | prelu | tanh
     base: str = "bicubic"  # upscalers: nearest | bilinear | bicubic | none (upsampled input)
+    init: str = ""  # espcn: a shallower trained run's checkpoint.pt to start from (Net2Net)
 
 
 @dataclass

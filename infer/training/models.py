@@ -127,6 +127,43 @@ class DnCNN(nn.Module):
         return x - self.body(x)
 
 
+def deepen_from(model: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Start an espcn from a trained shallower one (fewer extra_convs, the same widths):
+    Net2Net's deeper network (Chen, Goodfellow and Shlens, ICLR 2016). Its layers are
+    copied; each added conv3x3 starts as the identity and its PReLU with slope 1, so the
+    deeper model computes exactly what the trained one did and training goes on from there.
+    Returns the number of layers added."""
+    if not isinstance(model, ESPCN):
+        raise ValueError("model.init deepens an espcn model only")
+    body = list(model.body)
+    src = sorted({int(k.split(".")[1]) for k in state if k.startswith("body.")})
+    added = len(body) - (src[-1] + 1)
+    if added < 0 or added % 2:
+        raise ValueError(f"model.init has {src[-1] + 1} body layers; this model has {len(body)}")
+    with torch.no_grad():
+        for i, layer in enumerate(body):
+            if 2 <= i < 2 + added:  # a new layer: conv = identity, PReLU slope 1
+                if isinstance(layer, nn.Conv2d):
+                    layer.weight.zero_()
+                    c = layer.weight.shape[2] // 2
+                    for ch in range(layer.out_channels):
+                        layer.weight[ch, ch, c, c] = 1.0
+                    if layer.bias is not None:
+                        layer.bias.zero_()
+                elif isinstance(layer, nn.PReLU):
+                    layer.weight.fill_(1.0)
+                else:
+                    raise ValueError("model.init needs prelu activations (identity at slope 1)")
+                continue
+            j = i if i < 2 else i - added
+            for name, p in layer.named_parameters():
+                key = f"body.{j}.{name}"
+                if key not in state or state[key].shape != p.shape:
+                    raise ValueError(f"model.init: no {key} of shape {tuple(p.shape)}")
+                p.copy_(state[key])
+    return added // 2
+
+
 def build_model(arch: str, **kw: Any) -> nn.Module:
     if arch == "espcn":
         return ESPCN(**kw)

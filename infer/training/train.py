@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .config import Config
+from .config import Config, ConfigError
 from .dataset import Degradation, PatchPool
-from .models import build_model
+from .models import build_model, deepen_from
 from .pairs import PairPool
 
 CHECKPOINT = "checkpoint.pt"
@@ -119,6 +119,14 @@ def train(
     )
     pairs = PairPool(pool) if cfg.train.temporal_weight > 0 else None
     model = make_model(cfg)
+    if cfg.model.init and not (resume and ckpt_path.is_file()):
+        init = Path(cfg.model.init)
+        if not init.is_file():
+            raise ConfigError(f"model.init {init} not found: train the model it starts from first")
+        try:
+            deepen_from(model, torch.load(init, weights_only=False)["model"])
+        except ValueError as e:
+            raise ConfigError(f"model.init {init}: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     rng = np.random.default_rng([cfg.seed, 1])
     step, elapsed, losses, resumed_from = 0, 0.0, [], 0

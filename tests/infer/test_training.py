@@ -184,7 +184,19 @@ def test_pipeline_end_to_end(tmp_path, task):
     assert "engine_ms" in summary["speed"], summary["speed"]
     card = (run / "tiny.md").read_text()
     assert "MIT" in card and "parameters" in card
-    assert json.loads((run / "summary.json").read_text())["steps"] == 24
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["steps"] == 24
+    if task == "upscale":  # the classic edge-adaptive scaler, costs and temporal columns
+        assert "| edge |" in card and "GFLOP / 1080p | warping error | flicker |" in card
+        assert "## Temporal stability" in card
+        seq = saved["sequences"]
+        assert set(seq["warping_error"]) == {"bilinear", "bicubic", "edge", "model"}
+        assert all(v > 0 for v in seq["warping_error"].values())
+        assert saved["gflops_1080p_by_method"]["edge"] > saved["gflops_1080p_by_method"]["bicubic"]
+        if cfg.eval.figure:
+            assert (run / "tiny.temporal.png").is_file()
+    else:
+        assert saved["sequences"] is None and "Temporal" not in card
 
 
 @needs_torch
@@ -210,3 +222,42 @@ def test_onnx_flops_agree_with_the_torch_count(tmp_path):
     path = export_onnx(m, tmp_path / "m.onnx")
     assert onnx_flops(path) == pytest.approx(count_flops(m)["total"], rel=0.01)
     assert classic_flops("bilinear") < classic_flops("bicubic") < classic_flops("edge")
+
+
+@needs_torch
+@pytest.mark.train
+def test_a_temporal_run_and_a_deepened_start(tmp_path):
+    """The temporal term trains (pairs, same patches per step) and model.init starts a deeper
+    espcn exactly where the shallower run ended (Net2Net)."""
+    import torch
+
+    from infer.training.train import train
+
+    over = tiny(tmp_path, model={"activation": "prelu"}, train={"temporal_weight": 1.0})
+    over["train"]["temporal_margin"] = 2
+    first = train(load_config(overrides=over), progress=False)
+    assert first.steps == 24 and np.isfinite(first.final_loss)
+    deeper = tiny(
+        tmp_path,
+        model={
+            "activation": "prelu",
+            "extra_convs": 1,
+            "init": str(tmp_path / "run" / "checkpoint.pt"),
+        },
+        train={"steps": 1},
+        output={"dir": str(tmp_path / "deeper")},
+    )
+    cfg = load_config(overrides=deeper)
+    from infer.training.models import deepen_from
+    from infer.training.train import make_model
+
+    model = make_model(cfg)
+    deepen_from(model, torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"])
+    x = torch.rand(1, 3, 11, 13)
+    with torch.no_grad():
+        assert torch.equal(model(x), first.model(x))
+    missing = load_config(overrides={**deeper, "model": {**deeper["model"], "init": "nope.pt"}})
+    from infer.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="nope.pt not found: train the model it starts from"):
+        train(missing, progress=False)
