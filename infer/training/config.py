@@ -54,11 +54,13 @@ class TrainConfig:
     lr_min: float = 1e-5
     threads: int = 1  # torch.set_num_threads
     checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
-    # temporal consistency (upscale, pairs.py): batches become batch/2 pairs of patches a few
-    # target pixels apart, and weight * MSE(out_b[q], out_a[q + shift]) joins the loss
+    # temporal consistency (upscale, pairs.py): batches become batch/2 pairs of consecutive
+    # frames of training sequences, and weight * MSE(out_t+1, out_t moved by the true motion)
+    # over the pixels seen in both joins the loss
     temporal_weight: float = 0.0
-    temporal_shift: int = 1  # largest |shift| per axis, target pixels (one axis always odd)
+    temporal_sequences: int = 256  # training pairs of frames (data.frame_size, own seed)
     temporal_margin: int = 8  # target pixels left out at the patch border (padding effects)
+    temporal_static_weight: float = 1.0  # weight of pixels that do not move (HUD over motion)
     log_every: int = 25  # steps between loss records
 
 
@@ -81,7 +83,8 @@ class GateConfig:
     parity_tol: float = 1e-4  # max |engine - onnxruntime| / max |onnxruntime|
     parity_size: tuple[int, int] = (37, 53)  # odd input size for the parity check
     min_gain_db: float = 0.0  # PSNR over bicubic (upscale) or the noisy input (denoise)
-    beat: tuple[str, ...] = ()  # methods to beat on PSNR, warping error and flicker ("edge")
+    beat: tuple[str, ...] = ()  # methods to beat on PSNR and warping error ("edge")
+    max_flicker_vs_bicubic: float = 0.0  # flicker at most this times bicubic's (0: no check)
     min_gain_over_compare_db: float = 0.0  # PSNR over each model in eval.compare
     engine: bool = True  # check parity with infer.load (needs a GPU adapter; lavapipe counts)
 
@@ -187,10 +190,10 @@ def _check(cfg: Config) -> None:
     if t.temporal_weight > 0:
         need(cfg.task == "upscale", "train.temporal_weight is for upscalers (task upscale)")
         need(cfg.data.batch >= 2, "train.temporal_weight needs data.batch >= 2 (pairs)")
-        need(t.temporal_shift >= 1, "train.temporal_shift must be >= 1")
+        need(t.temporal_sequences >= 1, "train.temporal_sequences must be >= 1")
         need(
-            cfg.data.patch > 2 * (t.temporal_margin + t.temporal_shift),
-            "data.patch must exceed 2 * (train.temporal_margin + train.temporal_shift)",
+            cfg.data.patch > 2 * (t.temporal_margin + 4),  # sprites move up to 4 px a frame
+            "data.patch must exceed 2 * (train.temporal_margin + 4)",
         )
 
 

@@ -459,9 +459,11 @@ def _temporal_training(cfg: Config) -> list[str]:
     if t.temporal_weight <= 0:
         return []
     return [
-        f"- temporal consistency term (infer/training/pairs.py): batches of {cfg.data.batch // 2}"
-        f" patch pairs up to {t.temporal_shift} px apart, weight {t.temporal_weight:g} on "
-        "MSE(out_b[q], out_a[q + shift]) (Eilertsen et al., CVPR 2019)"
+        "- temporal consistency term (infer/training/pairs.py): each batch is "
+        f"{cfg.data.batch // 2} pairs of consecutive frames of {t.temporal_sequences} training "
+        f"sequences with known motion; weight {t.temporal_weight:g} on the MSE between output "
+        "t+1 and output t moved by the true motion (the warping error as a loss; after "
+        "Eilertsen et al., CVPR 2019)"
     ]
 
 
@@ -469,7 +471,9 @@ def _gate_lines(cfg: Config, baseline: str) -> list[str]:
     g = cfg.gate
     out = [f"- PSNR over {baseline}: at least {g.min_gain_db:+g} dB"]
     if g.beat:
-        out.append(f"- beats {', '.join(g.beat)} on held-out PSNR and on warping error and flicker")
+        out.append(f"- beats {', '.join(g.beat)} on held-out PSNR and on warping error")
+    if g.max_flicker_vs_bicubic > 0:
+        out.append(f"- flicker on still pixels at most {g.max_flicker_vs_bicubic:g}x bicubic's")
     for name in cfg.eval.compare:
         out.append(f"- PSNR over {name}: at least {g.min_gain_over_compare_db:+g} dB")
     return out

@@ -63,22 +63,19 @@ def make_model(cfg: Config) -> nn.Module:
     )
 
 
-def shift_consistency(
-    out_a: torch.Tensor, out_b: torch.Tensor, shifts: np.ndarray, margin: int
+def warp_consistency(
+    out_a: torch.Tensor, out_b: torch.Tensor, source: np.ndarray, mask: np.ndarray
 ) -> torch.Tensor:
-    """Mean squared difference between out_b[q] and out_a[q + shift] over each pair's
-    interior (`margin` pixels in from the border, where zero padding differs): zero for an
-    upscaler that commutes with the shift, as the truth does (pairs.py)."""
-    size = out_a.shape[-1]
-    total = out_a.new_zeros(())
-    count = 0
-    for i, (dy, dx) in enumerate(shifts.tolist()):
-        y0, y1 = margin + max(0, -dy), size - margin - max(0, dy)
-        x0, x1 = margin + max(0, -dx), size - margin - max(0, dx)
-        d = out_b[i, :, y0:y1, x0:x1] - out_a[i, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
-        total = total + (d * d).sum()
-        count += d.numel()
-    return total / max(count, 1)
+    """Mean squared difference between output t+1 and output t moved by the true motion
+    (pixel q of out_b against pixel source[q] of out_a, both flattened) where `mask`: the
+    warping error of temporal.py as a loss. Zero for an upscaler that moves with the content,
+    as the ground truth does (pairs.py)."""
+    n, c = out_a.shape[:2]
+    flat_a = out_a.reshape(n, c, -1)
+    idx = torch.from_numpy(source)[:, None, :].expand(n, c, source.shape[1])
+    keep = torch.from_numpy(mask)[:, None, :].to(out_a.dtype)  # per-pixel weights
+    d = (out_b.reshape(n, c, -1) - flat_a.gather(2, idx)) * keep
+    return (d * d).sum() / (keep.sum() * c).clamp(min=1.0)
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -117,7 +114,11 @@ def train(
         seed=cfg.seed,
         use_package_images=cfg.data.package_images,
     )
-    pairs = PairPool(pool) if cfg.train.temporal_weight > 0 else None
+    pairs = None
+    if cfg.train.temporal_weight > 0:
+        pairs = PairPool(
+            degradation(cfg), cfg.train.temporal_sequences, cfg.data.frame_size, cfg.seed
+        )
     model = make_model(cfg)
     if cfg.model.init and not (resume and ckpt_path.is_file()):
         init = Path(cfg.model.init)
@@ -185,13 +186,17 @@ def train(
             pred = model(torch.from_numpy(x))
             loss = loss_fn(pred, torch.from_numpy(y))
         else:  # the same number of patches, as pairs: no extra cost per step
-            xa, ya, xb, yb, shifts = pairs.batch(
-                rng, cfg.data.batch // 2, cfg.data.patch, t.temporal_shift
+            xa, ya, xb, yb, source, mask = pairs.batch(
+                rng,
+                cfg.data.batch // 2,
+                cfg.data.patch,
+                t.temporal_margin,
+                t.temporal_static_weight,
             )
             n = len(xa)
             pred = model(torch.from_numpy(np.concatenate([xa, xb])))
             loss = loss_fn(pred, torch.from_numpy(np.concatenate([ya, yb])))
-            consistency = shift_consistency(pred[:n], pred[n:], shifts, t.temporal_margin)
+            consistency = warp_consistency(pred[:n], pred[n:], source, mask)
             loss = loss + t.temporal_weight * consistency
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -234,7 +234,8 @@ def test_a_temporal_run_and_a_deepened_start(tmp_path):
     from infer.training.train import train
 
     over = tiny(tmp_path, model={"activation": "prelu"}, train={"temporal_weight": 1.0})
-    over["train"]["temporal_margin"] = 2
+    over["train"].update(temporal_margin=2, temporal_sequences=4)
+    over["data"]["patch"] = 20  # > 2 * (margin + 4): sprites move up to 4 px
     first = train(load_config(overrides=over), progress=False)
     assert first.steps == 24 and np.isfinite(first.final_loss)
     deeper = tiny(
