@@ -279,6 +279,35 @@ def _temporal_section(
     return out
 
 
+def evaluation_markdown(
+    cfg: Config,
+    model: str,
+    scores: Scores,
+    costs: dict[str, float],
+    temporal: TemporalScores | None,
+    figures: tuple[str | None, str | None],
+    gate: str,
+) -> str:
+    """The report of `--evaluate`: an existing model on the held-out data of a config."""
+    e = cfg.eval
+    out = [
+        f"# Evaluation: {model}",
+        "",
+        f"Held-out data of the {cfg.name} configuration: {len(scores.hows)} frames of "
+        f"{e.size[1]}x{e.size[0]} (seed {e.seed}); `model` is {model}. The deploy gate of that "
+        f"configuration would say: {gate}.",
+        "",
+        "## Held-out quality",
+        "",
+        *_metrics_table(scores, costs, temporal),
+    ]
+    if temporal is not None:
+        out += _temporal_section(cfg, temporal, figures[1], True)
+    if figures[0]:
+        out += ["", f"![crops: {scores.baseline} | model | ground truth]({figures[0]})"]
+    return "\n".join(out) + "\n"
+
+
 def report_markdown(
     cfg: Config,
     scores: Scores,
@@ -396,8 +425,7 @@ def model_card(
             if d.package_images
             else "; no third-party images"
         ),
-        f"- training: {d.frames} frames of {d.frame_size[1]}x{d.frame_size[0]} (seed {cfg.seed}), "
-        f"random {d.patch}px patches with flips and 90-degree turns",
+        _training_data(cfg),
         f"- degradation: {degr}",
         f"- held-out: {len(scores.hows)} frames of {cfg.eval.size[1]}x{cfg.eval.size[0]} "
         f"from a different seed ({cfg.eval.seed})",
@@ -452,6 +480,21 @@ def model_card(
     if figure:
         out += ["", f"![held-out crops: {scores.baseline} | model | ground truth]({figure})"]
     return "\n".join(out) + "\n"
+
+
+def _training_data(cfg: Config) -> str:
+    d, size = cfg.data, f"{cfg.data.frame_size[1]}x{cfg.data.frame_size[0]}"
+    if cfg.train.temporal_weight > 0:
+        return (
+            f"- training: {cfg.train.temporal_sequences} pairs of consecutive {size} frames "
+            f"of sequences with known motion (infer/training/sequences.py: the frames above, "
+            f"scrolling, with moving sprites and a still HUD; seed {cfg.seed}), random "
+            f"{d.patch}px patches with flips and 90-degree turns"
+        )
+    return (
+        f"- training: {d.frames} frames of {size} (seed {cfg.seed}), "
+        f"random {d.patch}px patches with flips and 90-degree turns"
+    )
 
 
 def _temporal_training(cfg: Config) -> list[str]:

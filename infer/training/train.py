@@ -107,17 +107,19 @@ def train(
     ckpt_path = run_dir / CHECKPOINT
     seed_everything(cfg.seed, cfg.train.threads)
 
-    pool = PatchPool(
-        degradation(cfg),
-        cfg.data.frames,
-        cfg.data.frame_size,
-        seed=cfg.seed,
-        use_package_images=cfg.data.package_images,
-    )
-    pairs = None
+    # with the temporal term every patch of a batch comes from the pairs of frames
+    pool, pairs = None, None
     if cfg.train.temporal_weight > 0:
         pairs = PairPool(
             degradation(cfg), cfg.train.temporal_sequences, cfg.data.frame_size, cfg.seed
+        )
+    else:
+        pool = PatchPool(
+            degradation(cfg),
+            cfg.data.frames,
+            cfg.data.frame_size,
+            seed=cfg.seed,
+            use_package_images=cfg.data.package_images,
         )
     model = make_model(cfg)
     if cfg.model.init and not (resume and ckpt_path.is_file()):
@@ -181,11 +183,11 @@ def train(
     while budget_left():
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step, elapsed)
-        if pairs is None:
+        if pool is not None:
             x, y = pool.batch(rng, cfg.data.batch, cfg.data.patch)
             pred = model(torch.from_numpy(x))
             loss = loss_fn(pred, torch.from_numpy(y))
-        else:  # the same number of patches, as pairs: no extra cost per step
+        elif pairs is not None:  # the same number of patches, as pairs: no extra cost per step
             xa, ya, xb, yb, source, mask = pairs.batch(
                 rng,
                 cfg.data.batch // 2,

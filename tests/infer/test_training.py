@@ -262,3 +262,28 @@ def test_a_temporal_run_and_a_deepened_start(tmp_path):
 
     with pytest.raises(ConfigError, match="nope.pt not found: train the model it starts from"):
         train(missing, progress=False)
+
+
+@needs_torch
+def test_evaluate_an_existing_model_without_training(tmp_path, capsys):
+    """--evaluate: a model file (here the bundled default) on a config's held-out data, with
+    --compare; the report and figures land in --out, nothing is trained or deployed."""
+    from infer.training.cli import main
+
+    cfg = tmp_path / "eval.toml"
+    cfg.write_text(
+        "[eval]\nframes = 2\nsize = [40, 64]\nsequences = 2\nsequence_frames = 3\n"
+        f"figure = {'true' if importlib.util.find_spec('matplotlib') else 'false'}\n"
+        '[gate]\nbeat = ["edge"]\n'
+    )
+    out = tmp_path / "eval"
+    argv = ["--config", str(cfg), "--evaluate", "upscale.onnx", "--compare", "upscale-hq.onnx"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["psnr"]) == {"bilinear", "bicubic", "edge", "upscale-hq.onnx", "model"}
+    assert summary["sequences"]["warping_error"]["model"] > 0
+    report = (out / "report.md").read_text()
+    assert "# Evaluation: upscale.onnx" in report and "| upscale-hq.onnx |" in report
+    assert not (tmp_path / "run").exists()
+    assert main(["--config", str(cfg), "--evaluate", "nope.onnx", "--out", str(out)]) == 2
+    assert "nope.onnx" in capsys.readouterr().err
