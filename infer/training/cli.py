@@ -56,7 +56,7 @@ def run_pipeline(
     }
     say(f"exported {onnx_path} ({info['params']:,} params, ops {', '.join(ops)})")
 
-    held = assess(cfg, onnx_path, info["flops"]["total"], say)
+    held = assess(cfg, onnx_path, say)
     scores, temporal = held.scores, held.temporal
     parity = None
     if cfg.gate.engine:
@@ -115,15 +115,13 @@ def evaluate_only(cfg: Config, model: str, run_dir: str | Path | None = None) ->
     to the classic methods and eval.compare; no training, no gate to pass, nothing deployed.
     Writes report.md, the figures and summary.json into run_dir (artifacts/eval/<stem>)."""
     from . import evaluate as ev
-    from .costs import onnx_flops
     from .heldout import assess
 
     path = ev.resolve_models((model,))
     name, onnx_path = next(iter(path.items()))
     run_dir = Path(run_dir or f"artifacts/eval/{onnx_path.stem}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    scale = 2 if cfg.task == "upscale" else 1
-    held = assess(cfg, onnx_path, onnx_flops(onnx_path, scale))
+    held = assess(cfg, onnx_path)
     error = held.gate_error(cfg, None)
     verdict = "passed (engine parity not checked)" if error is None else str(error)
     fig, tfig = held.figures(cfg, run_dir, onnx_path.stem)

@@ -79,13 +79,14 @@ def resolve_models(names: tuple[str, ...]) -> dict[str, Path]:
 
 
 def method_costs(
-    task: str, model_flops: float, compare: dict[str, Path] | None = None
+    task: str, onnx_path: str | Path, compare: dict[str, Path] | None = None
 ) -> dict[str, float]:
-    """Operations per 1080p output frame of every method that has a cost (costs.py)."""
+    """Operations per 1080p output frame of every method that has a cost (costs.py), every
+    model counted the same way from its ONNX graph."""
     scale = 2 if task == "upscale" else 1
     out = {m: classic_flops(m) for m in ("bilinear", "bicubic", "edge")} if scale == 2 else {}
     out.update({name: onnx_flops(p, scale) for name, p in (compare or {}).items()})
-    out["model"] = model_flops
+    out["model"] = onnx_flops(onnx_path, scale)
     return out
 
 

@@ -70,19 +70,14 @@ class HeldOut:
         return fig, tfig
 
 
-def assess(
-    cfg: Config,
-    onnx_path: str | Path,
-    model_flops: float,
-    say: Callable[[str], object] = print,
-) -> HeldOut:
+def assess(cfg: Config, onnx_path: str | Path, say: Callable[[str], object] = print) -> HeldOut:
     """Run the model, the classic methods and eval.compare's models on the held-out frames
     and (upscalers) sequences of `cfg.eval`."""
     e = cfg.eval
     frames = held_out(degradation(cfg), e.frames, e.size, e.seed)
     compare = ev.resolve_models(e.compare)
     scores = ev.score(cfg.task, onnx_path, frames, compare)
-    costs = ev.method_costs(cfg.task, model_flops, compare)
+    costs = ev.method_costs(cfg.task, onnx_path, compare)
     temporal = None
     if cfg.task == "upscale" and e.sequences > 0:
         seqs = held_out_sequences(
