@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Mode = Literal["model", "bilinear", "bicubic", "planar", "bypass"]
+Mode = Literal["model", "bilinear", "bicubic", "planar", "edge", "bypass"]
 Precision = Literal["fp32", "fp16"]
 Codec = Literal["vp8", "h264"]
 CODECS: tuple[Codec, ...] = ("vp8", "h264")

@@ -43,7 +43,7 @@ class ProcessSettings(Section):
     model: str = "upscale.onnx"  # a file, or a bundled model's name
     mode: Mode = "model"
     precision: Precision = "fp32"  # tensor storage on the GPU
-    scale: int = Field(2, ge=1, le=8)  # scale of the bilinear / bicubic baseline
+    scale: int = Field(2, ge=1, le=8)  # scale of the classic scalers (not the model)
     codec: Literal["h264", "hevc", "vp9", "av1"] = "h264"
     crf: int = Field(-1, ge=-1, le=63)  # -1: the encoder's default quality
     slots: int = Field(2, ge=1, le=8)  # frames in flight on the GPU
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="upscale.onnx", help="ONNX file or bundled model name")
     p.add_argument("--mode", choices=MODES, default="model")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="tensor storage")
-    p.add_argument("--scale", type=int, default=2, help="scale of the bilinear/bicubic baseline")
+    p.add_argument("--scale", type=int, default=2, help="scale of the classic scalers")
     p.add_argument("--codec", choices=sorted(CODECS), default="h264")
     p.add_argument("--crf", type=int, default=None)
     p.add_argument("--slots", type=int, default=2)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", help="listen address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, help="listen port (default 8080)")
     ap.add_argument("--config", help="TOML config (see configs/serve.toml)")
-    ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "planar", "bypass"])
+    ap.add_argument("--mode", choices=["model", "bilinear", "bicubic", "planar", "edge", "bypass"])
     ap.add_argument("--precision", choices=["fp32", "fp16"], help="tensor storage on the GPU")
     ap.add_argument("--width", type=int, help="test scene width (default 640)")
     ap.add_argument("--height", type=int, help="test scene height (default 360)")

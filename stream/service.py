@@ -107,7 +107,7 @@ class Service:
             max_size=(cfg.source.max_width, cfg.source.max_height),
             on_change=cfg.source.on_change,
         )
-        self.modes = [*self.models, "bilinear", "bicubic", "planar", "bypass"]
+        self.modes = [*self.models, "bilinear", "bicubic", "planar", "edge", "bypass"]
         mode = cfg.model.mode
         if mode == "model" and model is None:
             mode = "bilinear"

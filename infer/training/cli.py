@@ -1,8 +1,10 @@
 """`python -m infer train --config configs/train-upscale.toml [--steps N] [--seconds S]
-[--out DIR] [--resume] [--no-deploy]`: data -> train -> export -> gate -> evaluate.
+[--out DIR] [--resume] [--no-deploy] [--compare A,B] [--evaluate MODEL]`: data -> train ->
+export -> gate -> evaluate; with --evaluate, only the evaluation of an existing model.
 
 Writes into the run directory (--out, else output.dir, else artifacts/train/<name>):
-checkpoint.pt, <name>.onnx, report.md, <name>.png (crops) and <name>.md (the model card).
+checkpoint.pt, <name>.onnx, report.md, <name>.png (crops), <name>.temporal.png (error over
+a sequence, upscalers) and <name>.md (the model card).
 When output.deploy_dir is set (the bundled-model configs set infer/models) and the gate
 passes, the model, its card and its figure are copied there.
 """
@@ -31,10 +33,10 @@ def run_pipeline(
     import torch
 
     from . import evaluate as ev
-    from .dataset import held_out
-    from .export import DeployGateError, check_gate, engine_parity, export_onnx
+    from .export import engine_parity, export_onnx
+    from .heldout import assess
     from .models import count_flops, count_params
-    from .train import degradation, train
+    from .train import train
 
     run_dir = Path(run_dir or cfg.run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -54,29 +56,27 @@ def run_pipeline(
     }
     say(f"exported {onnx_path} ({info['params']:,} params, ops {', '.join(ops)})")
 
-    frames = held_out(degradation(cfg), cfg.eval.frames, cfg.eval.size, cfg.eval.seed)
-    scores = ev.score(cfg.task, onnx_path, frames)
+    held = assess(cfg, onnx_path, say)
+    scores, temporal = held.scores, held.temporal
     parity = None
     if cfg.gate.engine:
         parity = engine_parity(onnx_path, cfg.gate.parity_size, cfg.gate.parity_tol)
         say(f"engine parity on {parity.shape}: rel err {parity.rel:.2e}")
-    say(f"held-out PSNR gain over {scores.baseline}: {scores.gain_db:+.2f} dB")
-    gate_error = None
-    try:
-        check_gate(parity, scores.gain_db, scores.baseline, cfg.gate)
-    except DeployGateError as e:
-        gate_error = e
+    gate_error = held.gate_error(cfg, parity)
 
     speed = ev.timings(onnx_path, cfg.eval.bench_size, cfg.eval.bench_runs)
-    fig = None
-    if cfg.eval.figure:
-        fig = ev.write_figure(scores, frames, run_dir / f"{cfg.name}.png")
+    fig, tfig = held.figures(cfg, run_dir, cfg.name)
     fig_name = fig.name if fig else None
+    extra: dict[str, Any] = {
+        "costs": held.costs,
+        "temporal": temporal,
+        "temporal_figure": tfig.name if tfig else None,
+    }
     (run_dir / "report.md").write_text(
-        ev.report_markdown(cfg, scores, info, parity, speed, fig_name)
+        ev.report_markdown(cfg, scores, info, parity, speed, fig_name, **extra)
     )
     (run_dir / f"{cfg.name}.md").write_text(
-        ev.model_card(cfg, scores, info, parity, speed, fig_name)
+        ev.model_card(cfg, scores, info, parity, speed, fig_name, **extra)
     )
     summary = {
         "name": cfg.name,
@@ -88,9 +88,7 @@ def run_pipeline(
         "train_seconds": round(result.seconds, 1),
         "final_loss": result.final_loss,
         "losses": result.losses,
-        "psnr": {m: scores.mean_psnr(m) for m in scores.methods},
-        "ssim": {m: scores.mean_ssim(m) for m in scores.methods},
-        "gain_db": scores.gain_db,
+        **held.summary(),
         "parity_rel": None if parity is None else parity.rel,
         "speed": speed,
         "gate": "passed" if gate_error is None else str(gate_error),
@@ -104,10 +102,35 @@ def run_pipeline(
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_path, dest / onnx_path.name)
         shutil.copyfile(run_dir / f"{cfg.name}.md", dest / f"{cfg.name}.md")
-        if fig:
-            shutil.copyfile(fig, dest / fig.name)
+        for f in (fig, tfig):
+            if f:
+                shutil.copyfile(f, dest / f.name)
         summary["deployed"] = str(dest / onnx_path.name)
         say(f"deployed {dest / onnx_path.name} with its card")
+    return summary
+
+
+def evaluate_only(cfg: Config, model: str, run_dir: str | Path | None = None) -> dict:
+    """`--evaluate MODEL`: an existing ONNX model on the configuration's held-out data, next
+    to the classic methods and eval.compare; no training, no gate to pass, nothing deployed.
+    Writes report.md, the figures and summary.json into run_dir (artifacts/eval/<stem>)."""
+    from . import evaluate as ev
+    from .heldout import assess
+
+    path = ev.resolve_models((model,))
+    name, onnx_path = next(iter(path.items()))
+    run_dir = Path(run_dir or f"artifacts/eval/{onnx_path.stem}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    held = assess(cfg, onnx_path)
+    error = held.gate_error(cfg, None)
+    verdict = "passed (engine parity not checked)" if error is None else str(error)
+    fig, tfig = held.figures(cfg, run_dir, onnx_path.stem)
+    figs = (fig.name if fig else None, tfig.name if tfig else None)
+    text = ev.evaluation_markdown(cfg, name, held.scores, held.costs, held.temporal, figs, verdict)
+    (run_dir / "report.md").write_text(text)
+    summary = {"model": str(onnx_path), "run_dir": str(run_dir), **held.summary(), "gate": verdict}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"report: {run_dir / 'report.md'}")
     return summary
 
 
@@ -123,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--no-deploy", action="store_true", help="do not copy into output.deploy_dir")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    p.add_argument(
+        "--evaluate",
+        metavar="MODEL",
+        help="evaluate this ONNX model (file or bundled name) on the config's held-out data "
+        "instead of training (report in --out, else artifacts/eval/<stem>)",
+    )
+    p.add_argument("--compare", help="comma-separated models for the tables (eval.compare)")
     return p
 
 
@@ -137,11 +167,20 @@ def main(argv: list[str] | None = None) -> int:
         overrides.setdefault("train", {})["seconds"] = args.seconds
     if args.out:
         overrides.setdefault("output", {})["dir"] = args.out
+    if args.compare is not None:
+        overrides.setdefault("eval", {})["compare"] = [c for c in args.compare.split(",") if c]
     try:
         cfg = load_config(args.config, overrides)
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.evaluate:
+        try:
+            evaluate_only(cfg, args.evaluate, args.out)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     try:
         summary = run_pipeline(
             cfg, resume=args.resume, progress=not args.quiet, deploy=not args.no_deploy
@@ -149,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeployGateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found while running: model.init missing or not deepenable
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     psnr = ", ".join(f"{k} {v:.2f}" for k, v in summary["psnr"].items())
     print(
         f"{cfg.name}: PSNR {psnr} dB (gain {summary['gain_db']:+.2f} dB); "

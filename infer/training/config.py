@@ -37,10 +37,12 @@ class DataConfig:
 class ModelConfig:
     arch: str = "espcn"  # espcn | srvgg | denoise
     features: int = 48  # width of the first conv (espcn) or of every conv (srvgg, denoise)
-    mid_features: int = 32  # espcn: width of the second conv
+    mid_features: int = 32  # espcn: width of the last hidden conv
+    extra_convs: int = 0  # espcn: conv3x3 features -> features layers after the first conv
     num_conv: int = 6  # srvgg: body convs after the first; denoise: all convs
     activation: str = "tanh"  # relu | prelu | tanh
     base: str = "bicubic"  # upscalers: nearest | bilinear | bicubic | none (upsampled input)
+    init: str = ""  # espcn: a shallower trained run's checkpoint.pt to start from (Net2Net)
 
 
 @dataclass
@@ -52,6 +54,13 @@ class TrainConfig:
     lr_min: float = 1e-5
     threads: int = 1  # torch.set_num_threads
     checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
+    # temporal consistency (upscale, pairs.py): batches become batch/2 pairs of consecutive
+    # frames of training sequences, and weight * MSE(out_t+1, out_t moved by the true motion)
+    # over the pixels seen in both joins the loss
+    temporal_weight: float = 0.0
+    temporal_sequences: int = 256  # training pairs of frames (data.frame_size, own seed)
+    temporal_margin: int = 8  # target pixels left out at the patch border (padding effects)
+    temporal_static_weight: float = 1.0  # weight of pixels that do not move (HUD over motion)
     log_every: int = 25  # steps between loss records
 
 
@@ -63,6 +72,10 @@ class EvalConfig:
     bench_size: tuple[int, int] = (90, 160)  # input size for the time-per-frame measurement
     bench_runs: int = 5
     figure: bool = True  # write the crops figure (needs matplotlib)
+    compare: tuple[str, ...] = ()  # other models (files or bundled names) in the tables
+    sequences: int = 6  # upscale: held-out sequences with known motion (0: none)
+    sequence_frames: int = 12  # frames per sequence
+    sequence_seed: int = 2_000_003  # their seed (never the training seed)
 
 
 @dataclass
@@ -70,6 +83,9 @@ class GateConfig:
     parity_tol: float = 1e-4  # max |engine - onnxruntime| / max |onnxruntime|
     parity_size: tuple[int, int] = (37, 53)  # odd input size for the parity check
     min_gain_db: float = 0.0  # PSNR over bicubic (upscale) or the noisy input (denoise)
+    beat: tuple[str, ...] = ()  # methods to beat on PSNR and warping error ("edge")
+    max_flicker_vs_bicubic: float = 0.0  # flicker at most this times bicubic's (0: no check)
+    min_gain_over_compare_db: float = 0.0  # PSNR over each model in eval.compare
     engine: bool = True  # check parity with infer.load (needs a GPU adapter; lavapipe counts)
 
 
@@ -166,6 +182,19 @@ def _check(cfg: Config) -> None:
     need(cfg.train.loss in ("l1", "mse"), f"train.loss must be l1 or mse, not {cfg.train.loss!r}")
     need(cfg.train.steps >= 1 or cfg.train.seconds > 0, "train.steps or train.seconds needed")
     need(cfg.name.replace("-", "").replace("_", "").isalnum(), "name must be a plain file stem")
+    names = (*cfg.eval.compare, *cfg.gate.beat)
+    need(all(isinstance(n, str) for n in names), "eval.compare and gate.beat hold names")
+    need(cfg.eval.sequences >= 0 and cfg.eval.sequence_frames >= 2, "eval.sequence_frames >= 2")
+    t = cfg.train
+    need(t.temporal_weight >= 0, "train.temporal_weight must be >= 0")
+    if t.temporal_weight > 0:
+        need(cfg.task == "upscale", "train.temporal_weight is for upscalers (task upscale)")
+        need(cfg.data.batch >= 2, "train.temporal_weight needs data.batch >= 2 (pairs)")
+        need(t.temporal_sequences >= 1, "train.temporal_sequences must be >= 1")
+        need(
+            cfg.data.patch > 2 * (t.temporal_margin + 4),  # sprites move up to 4 px a frame
+            "data.patch must exceed 2 * (train.temporal_margin + 4)",
+        )
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 TASKS = ("upscale", "denoise")
 DOWNSCALE_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX}
 
-_WORDS = (
+WORDS = (
     "SCORE", "HP", "MP", "LEVEL", "AMMO", "READY", "GAME OVER", "PAUSE", "x3", "1UP",
     "QUEST", "LOOT", "BOSS", "FPS 60", "PING 23ms", "K/D 4.2", "WAVE 7", "+150 XP",
 )  # fmt: skip
@@ -38,7 +38,7 @@ def _color(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, i
     return r, g, b
 
 
-def _palette(rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
+def palette(rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
     """A few saturated colours, as game art tends to use, plus black and white."""
     base = [_color(rng) for _ in range(n)]
     return base + [(0, 0, 0), (255, 255, 255)]
@@ -84,7 +84,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return c1 + (c2 - c1) * m[..., None]
 
 
-def _sprite(rng: np.random.Generator, colors: list) -> Image.Image:
+def sprite(rng: np.random.Generator, colors: list) -> Image.Image:
     """A symmetric pixel-art sprite, scaled up with nearest neighbour (hard pixel edges)."""
     n = int(rng.integers(5, 12))
     half = rng.integers(0, len(colors) + 2, size=(n, (n + 1) // 2))
@@ -96,7 +96,7 @@ def _sprite(rng: np.random.Generator, colors: list) -> Image.Image:
     return Image.fromarray(rgba, "RGBA").resize((n * scale, n * scale), Image.Resampling.NEAREST)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font only
@@ -108,7 +108,7 @@ def draw_frame(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     bg = _gradient(rng, h, w) if rng.random() < 0.5 else _texture(rng, h, w)
     img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
-    colors = _palette(rng, 4)
+    colors = palette(rng, 4)
     area = h * w
     # textured panels (walls, floors, windows)
     for _ in range(int(rng.integers(0, 3))):
@@ -136,7 +136,7 @@ def draw_frame(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
             draw.rounded_rectangle((x0, y0, x1, y1), radius=r, fill=c, outline=outline)
     # sprites
     for _ in range(int(rng.integers(1, 4 + area // 20000))):
-        spr = _sprite(rng, colors[:4])
+        spr = sprite(rng, colors[:4])
         x0 = int(rng.integers(0, max(w - spr.width, 1)))
         y0 = int(rng.integers(0, max(h - spr.height, 1)))
         img.paste(spr, (x0, y0), spr)
@@ -158,14 +158,14 @@ def draw_frame(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         )
     # text
     for _ in range(int(rng.integers(1, 4 + area // 20000))):
-        word = _WORDS[int(rng.integers(0, len(_WORDS)))]
+        word = WORDS[int(rng.integers(0, len(WORDS)))]
         if rng.random() < 0.4:
             word = f"{word} {int(rng.integers(0, 99999))}"
-        font = _font(int(rng.integers(8, 24)))
+        face = font(int(rng.integers(8, 24)))
         xy = (int(rng.integers(0, max(w - 20, 1))), int(rng.integers(0, max(h - 10, 1))))
         if rng.random() < 0.5:  # drop shadow / outline, as HUD text has
-            draw.text((xy[0] + 1, xy[1] + 1), word, fill=(0, 0, 0), font=font)
-        draw.text(xy, word, fill=colors[int(rng.integers(0, len(colors)))], font=font)
+            draw.text((xy[0] + 1, xy[1] + 1), word, fill=(0, 0, 0), font=face)
+        draw.text(xy, word, fill=colors[int(rng.integers(0, len(colors)))], font=face)
     return np.asarray(img, np.uint8).copy()
 
 
@@ -217,14 +217,19 @@ class Degradation:
     def scale(self) -> int:
         return 2 if self.task == "upscale" else 1
 
+    def downscale_with(self, hr: np.ndarray, name: str) -> np.ndarray:
+        """x2 downscale of a uint8 frame with the named filter (upscale task)."""
+        h, w = hr.shape[:2]
+        lr = Image.fromarray(hr, "RGB").resize((w // 2, h // 2), DOWNSCALE_FILTERS[name])
+        return np.asarray(lr, np.uint8).copy()
+
     def apply(self, rng: np.random.Generator, hr: np.ndarray) -> tuple[np.ndarray, str]:
         """(degraded uint8 image, a short description of what was done)."""
         h, w = hr.shape[:2]
         img = Image.fromarray(hr, "RGB")
         if self.task == "upscale":
             name = self.downscale[int(rng.integers(0, len(self.downscale)))]
-            lr = img.resize((w // 2, h // 2), DOWNSCALE_FILTERS[name])
-            return np.asarray(lr, np.uint8).copy(), f"x2 {name}"
+            return self.downscale_with(hr, name), f"x2 {name}"
         if rng.random() < self.jpeg_fraction:
             q = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
             buf = io.BytesIO()
@@ -283,7 +288,9 @@ class PatchPool:
                 ph, pw = (photo.shape[0] // s) * s, (photo.shape[1] // s) * s
                 clean.append(photo[:ph, :pw])
         self.targets = clean
-        self.inputs = [self.deg.apply(rng, c)[0] for c in clean]
+        degraded = [self.deg.apply(rng, c) for c in clean]
+        self.inputs = [lr for lr, _ in degraded]
+        self.hows = [how for _, how in degraded]  # "x2 bicubic", "jpeg q40"...
 
     def __len__(self) -> int:
         return len(self.targets)

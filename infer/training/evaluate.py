@@ -1,9 +1,11 @@
 """Held-out evaluation: PSNR / SSIM against baselines, cost, speed, report, figure, model card.
 
-PSNR and SSIM are measured on uint8 RGB frames (outputs rounded and clipped, as they would
-be displayed), averaged over the three channels. Upscaler scores shave a border of
-`scale` pixels on every side (as is customary for super-resolution). SSIM uses the usual
-11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, implemented here with numpy only.
+PSNR and SSIM (metrics.py) are measured on uint8 RGB frames (outputs rounded and clipped, as
+they would be displayed). Upscaler scores shave a border of `scale` pixels on every side (as
+is customary for super-resolution). Upscalers are compared with bilinear and bicubic (PIL),
+the edge-adaptive classic scaler the pipeline's `edge` mode runs (edge_adaptive.py: FSR 1's
+EASU + RCAS) and any models named in eval.compare; temporal.py adds their stability on
+sequences with known motion, costs.py their cost per 1080p frame.
 """
 
 from __future__ import annotations
@@ -19,54 +21,16 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .config import Config
+from .costs import classic_flops, onnx_flops
 from .dataset import EvalFrame, resize_baseline, to_nchw, to_uint8
+from .edge_adaptive import edge_upscale
 from .export import INPUT, Parity, ort_session
+from .metrics import psnr, ssim
+from .temporal import TemporalScores, temporal_table
 
-# ---- metrics --------------------------------------------------------------------------
+__all__ = ["Scores", "methods", "psnr", "score", "ssim", "timings"]
 
-
-def _shave(a: np.ndarray, s: int) -> np.ndarray:
-    return a[s:-s, s:-s] if s > 0 else a
-
-
-def psnr(a: np.ndarray, b: np.ndarray, shave: int = 0) -> float:
-    a = _shave(a, shave).astype(np.float64)
-    b = _shave(b, shave).astype(np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
-def _gaussian(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def _filter_valid(img: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Separable 'valid' filtering of a 2-D array with the 1-D kernel k (rows, then columns)."""
-    n = len(k)
-    h, w = img.shape
-    rows = sum(k[i] * img[i : h - n + 1 + i, :] for i in range(n))
-    return sum(k[j] * rows[:, j : w - n + 1 + j] for j in range(n))
-
-
-def ssim(a: np.ndarray, b: np.ndarray, shave: int = 0) -> float:
-    """Mean SSIM of two uint8 (h, w, 3) images, averaged over channels."""
-    a = _shave(a, shave).astype(np.float64)
-    b = _shave(b, shave).astype(np.float64)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    k = _gaussian()
-    vals = []
-    for c in range(a.shape[2]):
-        x, y = a[..., c], b[..., c]
-        mx, my = _filter_valid(x, k), _filter_valid(y, k)
-        sxx = _filter_valid(x * x, k) - mx * mx
-        syy = _filter_valid(y * y, k) - my * my
-        sxy = _filter_valid(x * y, k) - mx * my
-        m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-        vals.append(float(m.mean()))
-    return float(np.mean(vals))
-
+Method = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (input, target h w) -> output
 
 # ---- scoring ---------------------------------------------------------------------------
 
@@ -92,28 +56,74 @@ class Scores:
         return self.mean_psnr("model") - self.mean_psnr(self.baseline)
 
 
-def score(task: str, onnx_path: str | Path, frames: list[EvalFrame]) -> Scores:
-    """Run the exported model (onnxruntime CPU) and the baselines on held-out frames."""
-    sess = ort_session(onnx_path)
+def onnx_method(path: str | Path) -> Method:
+    """An ONNX model run by onnxruntime on CPU (the reference the engine is held to)."""
+    sess = ort_session(path)
+
+    def run(x: np.ndarray, _size: tuple[int, int]) -> np.ndarray:
+        return to_uint8(sess.run(None, {INPUT: to_nchw(x)})[0])
+
+    return run
+
+
+def _median3(x: np.ndarray, _size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(x).filter(ImageFilter.MedianFilter(3)), np.uint8)
+
+
+def resolve_models(names: tuple[str, ...]) -> dict[str, Path]:
+    """eval.compare: files, or bundled models by name; keyed by file name."""
+    from ..bundled import resolve_model
+
+    paths = [resolve_model(n) for n in names]
+    return {p.name: p for p in paths}
+
+
+def method_costs(
+    task: str, onnx_path: str | Path, compare: dict[str, Path] | None = None
+) -> dict[str, float]:
+    """Operations per 1080p output frame of every method that has a cost (costs.py), every
+    model counted the same way from its ONNX graph."""
+    scale = 2 if task == "upscale" else 1
+    out = {m: classic_flops(m) for m in ("bilinear", "bicubic", "edge")} if scale == 2 else {}
+    out.update({name: onnx_flops(p, scale) for name, p in (compare or {}).items()})
+    out["model"] = onnx_flops(onnx_path, scale)
+    return out
+
+
+def methods(
+    task: str, onnx_path: str | Path, compare: dict[str, Path] | None = None
+) -> dict[str, Method]:
+    """Every method of the table, in order, the model last: the classic ones, then the
+    models in `compare` (name -> ONNX file), then the model itself."""
+    out: dict[str, Method] = {}
     if task == "upscale":
-        methods, baseline, shave = ["bilinear", "bicubic", "model"], "bicubic", 2
+        out["bilinear"] = lambda x, size: resize_baseline(x, size, "bilinear")
+        out["bicubic"] = lambda x, size: resize_baseline(x, size, "bicubic")
+        out["edge"] = edge_upscale
     else:
-        methods, baseline, shave = ["input", "median3", "model"], "input", 0
-    images: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    for f in frames:
-        y = sess.run(None, {INPUT: to_nchw(f.input)})[0]
-        images["model"].append(to_uint8(y))
-        if task == "upscale":
-            for m in ("bilinear", "bicubic"):
-                images[m].append(resize_baseline(f.input, f.target.shape[:2], m))
-        else:
-            images["input"].append(f.input)
-            med = Image.fromarray(f.input).filter(ImageFilter.MedianFilter(3))
-            images["median3"].append(np.asarray(med, np.uint8))
+        out["input"] = lambda x, _size: x
+        out["median3"] = _median3
+    for name, path in (compare or {}).items():
+        out[name] = onnx_method(path)
+    out["model"] = onnx_method(onnx_path)
+    return out
+
+
+def score(
+    task: str,
+    onnx_path: str | Path,
+    frames: list[EvalFrame],
+    compare: dict[str, Path] | None = None,
+) -> Scores:
+    """Run the exported model (onnxruntime CPU), the baselines and the models to compare
+    with on held-out frames."""
+    baseline, shave = ("bicubic", 2) if task == "upscale" else ("input", 0)
+    runs = methods(task, onnx_path, compare)
+    images = {m: [run(f.input, f.target.shape[:2]) for f in frames] for m, run in runs.items()}
     targets = [f.target for f in frames]
-    p = {m: [psnr(o, t, shave) for o, t in zip(images[m], targets, strict=True)] for m in methods}
-    s = {m: [ssim(o, t, shave) for o, t in zip(images[m], targets, strict=True)] for m in methods}
-    return Scores(task, baseline, methods, p, s, images, [f.how for f in frames])
+    p = {m: [psnr(o, t, shave) for o, t in zip(images[m], targets, strict=True)] for m in runs}
+    s = {m: [ssim(o, t, shave) for o, t in zip(images[m], targets, strict=True)] for m in runs}
+    return Scores(task, baseline, list(runs), p, s, images, [f.how for f in frames])
 
 
 # ---- speed -----------------------------------------------------------------------------
@@ -207,19 +217,96 @@ def _fmt_flops(f: float) -> str:
     return f"{f / 1e9:.1f} GFLOP"
 
 
-def _metrics_table(scores: Scores) -> list[str]:
-    lines = [
-        "| method | PSNR (dB) | SSIM | gain over " + scores.baseline + " |",
-        "|---|---|---|---|",
-    ]
+def _metrics_table(
+    scores: Scores, costs: dict[str, float], temporal: TemporalScores | None = None
+) -> list[str]:
+    head = f"| method | PSNR (dB) | SSIM | gain over {scores.baseline} | GFLOP / 1080p |"
+    if temporal is not None:
+        head += " warping error | flicker |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
     base = scores.mean_psnr(scores.baseline)
     for m in scores.methods:
         name = "**model**" if m == "model" else m
-        lines.append(
+        cost = costs.get(m)
+        row = (
             f"| {name} | {scores.mean_psnr(m):.2f} | {scores.mean_ssim(m):.4f} | "
-            f"{scores.mean_psnr(m) - base:+.2f} dB |"
+            f"{scores.mean_psnr(m) - base:+.2f} dB | "
+            f"{'-' if cost is None else f'{cost / 1e9:.2f}'} |"
         )
+        if temporal is not None:
+            row += f" {temporal.mean_warp(m):.2f} | {temporal.mean_flicker(m):.3f} |"
+        lines.append(row)
     return lines
+
+
+TEMPORAL_NOTE = (
+    "Warping error: output frame t moved to t+1 with the true motion, against output t+1, "
+    "RMS in 8-bit levels over the pixels visible in both (occlusions masked); the ground "
+    "truth scores 0. Flicker: mean |change| between consecutive outputs over pixels that "
+    "do not move (HUD, still backgrounds), 8-bit levels; the truth scores 0. Both lower is "
+    "better (infer/training/temporal.py)."
+)
+
+
+def _temporal_section(
+    cfg: Config, temporal: TemporalScores, figure: str | None, per_sequence: bool
+) -> list[str]:
+    e = cfg.eval
+    out = [
+        "",
+        "## Temporal stability",
+        "",
+        f"{len(temporal.hows)} held-out sequences of {temporal.frames} frames of "
+        f"{e.size[1]}x{e.size[0]} (seed {e.sequence_seed}) with exactly known motion: "
+        "scrolling backgrounds, sprites, a static HUD (infer/training/sequences.py).",
+        "",
+        *temporal_table(temporal, "bicubic"),
+        "",
+        TEMPORAL_NOTE,
+    ]
+    if per_sequence:
+        out += ["", "| sequence | content | " + " | ".join(temporal.methods) + " |"]
+        out.append("|---" * (len(temporal.methods) + 2) + "|")
+        n = temporal.frames - 1
+        for k, how in enumerate(temporal.hows):
+            vals = " | ".join(
+                f"{float(np.mean(temporal.warp[m][k * n : (k + 1) * n])):.2f}"
+                for m in temporal.methods
+            )
+            out.append(f"| {k} | {how} | {vals} |")
+        out += ["", "(warping error per sequence)"]
+    if figure:
+        out += ["", f"![per-frame PSNR and warping error over sequence 0]({figure})"]
+    return out
+
+
+def evaluation_markdown(
+    cfg: Config,
+    model: str,
+    scores: Scores,
+    costs: dict[str, float],
+    temporal: TemporalScores | None,
+    figures: tuple[str | None, str | None],
+    gate: str,
+) -> str:
+    """The report of `--evaluate`: an existing model on the held-out data of a config."""
+    e = cfg.eval
+    out = [
+        f"# Evaluation: {model}",
+        "",
+        f"Held-out data of the {cfg.name} configuration: {len(scores.hows)} frames of "
+        f"{e.size[1]}x{e.size[0]} (seed {e.seed}); `model` is {model}. The deploy gate of that "
+        f"configuration would say: {gate}.",
+        "",
+        "## Held-out quality",
+        "",
+        *_metrics_table(scores, costs, temporal),
+    ]
+    if temporal is not None:
+        out += _temporal_section(cfg, temporal, figures[1], True)
+    if figures[0]:
+        out += ["", f"![crops: {scores.baseline} | model | ground truth]({figures[0]})"]
+    return "\n".join(out) + "\n"
 
 
 def report_markdown(
@@ -229,6 +316,10 @@ def report_markdown(
     parity: Parity | None,
     speed: dict,
     figure: str | None,
+    *,
+    costs: dict[str, float] | None = None,
+    temporal: TemporalScores | None = None,
+    temporal_figure: str | None = None,
 ) -> str:
     out = [f"# Training report: {cfg.name}", ""]
     out += [
@@ -246,7 +337,9 @@ def report_markdown(
             f"- engine parity on {parity.shape}: rel err {parity.rel:.2e} "
             f"({'ok' if parity.ok else 'FAILED ' + parity.error})"
         )
-    out += ["", "## Held-out quality", ""] + _metrics_table(scores)
+    out += ["", "## Held-out quality", ""] + _metrics_table(scores, costs or {}, temporal)
+    if temporal is not None:
+        out += _temporal_section(cfg, temporal, temporal_figure, True)
     out += ["", "## Per frame (PSNR dB)", ""]
     out.append("| frame | degradation | " + " | ".join(scores.methods) + " |")
     out.append("|---" * (len(scores.methods) + 2) + "|")
@@ -275,6 +368,10 @@ def model_card(
     parity: Parity | None,
     speed: dict,
     figure: str | None,
+    *,
+    costs: dict[str, float] | None = None,
+    temporal: TemporalScores | None = None,
+    temporal_figure: str | None = None,
 ) -> str:
     scale = 2 if cfg.task == "upscale" else 1
     what = (
@@ -329,8 +426,7 @@ def model_card(
             if d.package_images
             else "; no third-party images"
         ),
-        f"- training: {d.frames} frames of {d.frame_size[1]}x{d.frame_size[0]} (seed {cfg.seed}), "
-        f"random {d.patch}px patches with flips and 90-degree turns",
+        _training_data(cfg),
         f"- degradation: {degr}",
         f"- held-out: {len(scores.hows)} frames of {cfg.eval.size[1]}x{cfg.eval.size[0]} "
         f"from a different seed ({cfg.eval.seed})",
@@ -342,19 +438,22 @@ def model_card(
         f"{info['seconds'] / 60:.1f} min wall time on "
         f"{cfg.train.threads} CPU thread ({platform.machine()}), torch {info.get('torch', '?')}",
         f"- final training {cfg.train.loss.upper()} loss: {info['final_loss']:.5f}",
+        *_temporal_training(cfg),
         "",
         "## Held-out metrics",
         "",
     ]
-    out += _metrics_table(scores)
+    out += _metrics_table(scores, costs or {}, temporal)
     out += [
         "",
-        f"PSNR/SSIM on uint8 RGB{', border of 2 px shaved' if scale > 1 else ''}; "
-        f"the deploy gate requires >= {cfg.gate.min_gain_db:g} dB over {scores.baseline}.",
-        "",
-        "## Deploy gate and speed",
-        "",
+        f"PSNR/SSIM on uint8 RGB{', border of 2 px shaved' if scale > 1 else ''}; GFLOP per "
+        "1920x1080 output frame (classic scalers: counted from their algorithm, "
+        "infer/training/costs.py); edge = the `edge` mode (AMD FSR 1: EASU + RCAS)"
+        + ("; warping error and flicker from the sequences below." if temporal else "."),
     ]
+    if temporal is not None:
+        out += _temporal_section(cfg, temporal, temporal_figure, False)
+    out += ["", "## Deploy gate and speed", "", *_gate_lines(cfg, scores.baseline)]
     if parity is not None:
         out.append(
             f"- engine vs onnxruntime on a random {parity.shape[3]}x{parity.shape[2]} input: "
@@ -382,3 +481,43 @@ def model_card(
     if figure:
         out += ["", f"![held-out crops: {scores.baseline} | model | ground truth]({figure})"]
     return "\n".join(out) + "\n"
+
+
+def _training_data(cfg: Config) -> str:
+    d, size = cfg.data, f"{cfg.data.frame_size[1]}x{cfg.data.frame_size[0]}"
+    if cfg.train.temporal_weight > 0:
+        return (
+            f"- training: {cfg.train.temporal_sequences} pairs of consecutive {size} frames "
+            f"of sequences with known motion (infer/training/sequences.py: the frames above, "
+            f"scrolling, with moving sprites and a still HUD; seed {cfg.seed}), random "
+            f"{d.patch}px patches with flips and 90-degree turns"
+        )
+    return (
+        f"- training: {d.frames} frames of {size} (seed {cfg.seed}), "
+        f"random {d.patch}px patches with flips and 90-degree turns"
+    )
+
+
+def _temporal_training(cfg: Config) -> list[str]:
+    t = cfg.train
+    if t.temporal_weight <= 0:
+        return []
+    return [
+        "- temporal consistency term (infer/training/pairs.py): each batch is "
+        f"{cfg.data.batch // 2} pairs of consecutive frames of {t.temporal_sequences} training "
+        f"sequences with known motion; weight {t.temporal_weight:g} on the MSE between output "
+        "t+1 and output t moved by the true motion (the warping error as a loss; after "
+        "Eilertsen et al., CVPR 2019)"
+    ]
+
+
+def _gate_lines(cfg: Config, baseline: str) -> list[str]:
+    g = cfg.gate
+    out = [f"- PSNR over {baseline}: at least {g.min_gain_db:+g} dB"]
+    if g.beat:
+        out.append(f"- beats {', '.join(g.beat)} on held-out PSNR and on warping error")
+    if g.max_flicker_vs_bicubic > 0:
+        out.append(f"- flicker on still pixels at most {g.max_flicker_vs_bicubic:g}x bicubic's")
+    for name in cfg.eval.compare:
+        out.append(f"- PSNR over {name}: at least {g.min_gain_over_compare_db:+g} dB")
+    return out

@@ -3,8 +3,9 @@
 Every model exports to Conv, Relu / PRelu / Tanh, DepthToSpace (PixelShuffle), Resize
 (the upsampled base image) and Add / Sub only.
 
-- `espcn`: conv5x5 -> conv3x3 -> conv3x3 to 3*4 channels -> PixelShuffle(2), added to an
-  upsampled copy of the input (the network predicts the residual over it).
+- `espcn`: conv5x5 -> (`extra_convs` conv3x3 at full width) -> conv3x3 -> conv3x3 to 3*4
+  channels -> PixelShuffle(2), added to an upsampled copy of the input (the network predicts
+  the residual over it).
 - `srvgg`: SRVGGNetCompact-style: conv3x3 + PReLU, then `num_conv` conv3x3 + PReLU, conv3x3
   to 3*4 channels, PixelShuffle(2), plus an upsampled base.
 - `denoise`: DnCNN-style residual denoiser at full resolution, no BatchNorm:
@@ -68,11 +69,16 @@ class ESPCN(_Upscaler):
         mid_features: int = 32,
         activation: str = "tanh",
         base: str = "bicubic",
+        extra_convs: int = 0,
         **unused: object,
     ) -> None:
+        wide: list[nn.Module] = []
+        for _ in range(extra_convs):
+            wide += [nn.Conv2d(features, features, 3, padding=1), _act(activation, features)]
         body = nn.Sequential(
             nn.Conv2d(3, features, 5, padding=2),
             _act(activation, features),
+            *wide,
             nn.Conv2d(features, mid_features, 3, padding=1),
             _act(activation, mid_features),
             nn.Conv2d(mid_features, 3 * self.scale**2, 3, padding=1),
@@ -119,6 +125,43 @@ class DnCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)
+
+
+def deepen_from(model: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Start an espcn from a trained shallower one (fewer extra_convs, the same widths):
+    Net2Net's deeper network (Chen, Goodfellow and Shlens, ICLR 2016). Its layers are
+    copied; each added conv3x3 starts as the identity and its PReLU with slope 1, so the
+    deeper model computes exactly what the trained one did and training goes on from there.
+    Returns the number of layers added."""
+    if not isinstance(model, ESPCN):
+        raise ValueError("model.init deepens an espcn model only")
+    body = list(model.body)
+    src = sorted({int(k.split(".")[1]) for k in state if k.startswith("body.")})
+    added = len(body) - (src[-1] + 1)
+    if added < 0 or added % 2:
+        raise ValueError(f"model.init has {src[-1] + 1} body layers; this model has {len(body)}")
+    with torch.no_grad():
+        for i, layer in enumerate(body):
+            if 2 <= i < 2 + added:  # a new layer: conv = identity, PReLU slope 1
+                if isinstance(layer, nn.Conv2d):
+                    layer.weight.zero_()
+                    c = layer.weight.shape[2] // 2
+                    for ch in range(layer.out_channels):
+                        layer.weight[ch, ch, c, c] = 1.0
+                    if layer.bias is not None:
+                        layer.bias.zero_()
+                elif isinstance(layer, nn.PReLU):
+                    layer.weight.fill_(1.0)
+                else:
+                    raise ValueError("model.init needs prelu activations (identity at slope 1)")
+                continue
+            j = i if i < 2 else i - added
+            for name, p in layer.named_parameters():
+                key = f"body.{j}.{name}"
+                if key not in state or state[key].shape != p.shape:
+                    raise ValueError(f"model.init: no {key} of shape {tuple(p.shape)}")
+                p.copy_(state[key])
+    return added // 2
 
 
 def build_model(arch: str, **kw: Any) -> nn.Module:

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .config import Config
+from .config import Config, ConfigError
 from .dataset import Degradation, PatchPool
-from .models import build_model
+from .models import build_model, deepen_from
+from .pairs import PairPool
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -55,10 +56,26 @@ def make_model(cfg: Config) -> nn.Module:
         m.arch,
         features=m.features,
         mid_features=m.mid_features,
+        extra_convs=m.extra_convs,
         num_conv=m.num_conv,
         activation=m.activation,
         base=m.base,
     )
+
+
+def warp_consistency(
+    out_a: torch.Tensor, out_b: torch.Tensor, source: np.ndarray, mask: np.ndarray
+) -> torch.Tensor:
+    """Mean squared difference between output t+1 and output t moved by the true motion
+    (pixel q of out_b against pixel source[q] of out_a, both flattened) where `mask`: the
+    warping error of temporal.py as a loss. Zero for an upscaler that moves with the content,
+    as the ground truth does (pairs.py)."""
+    n, c = out_a.shape[:2]
+    flat_a = out_a.reshape(n, c, -1)
+    idx = torch.from_numpy(source)[:, None, :].expand(n, c, source.shape[1])
+    keep = torch.from_numpy(mask)[:, None, :].to(out_a.dtype)  # per-pixel weights
+    d = (out_b.reshape(n, c, -1) - flat_a.gather(2, idx)) * keep
+    return (d * d).sum() / (keep.sum() * c).clamp(min=1.0)
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -90,14 +107,29 @@ def train(
     ckpt_path = run_dir / CHECKPOINT
     seed_everything(cfg.seed, cfg.train.threads)
 
-    pool = PatchPool(
-        degradation(cfg),
-        cfg.data.frames,
-        cfg.data.frame_size,
-        seed=cfg.seed,
-        use_package_images=cfg.data.package_images,
-    )
+    # with the temporal term every patch of a batch comes from the pairs of frames
+    pool, pairs = None, None
+    if cfg.train.temporal_weight > 0:
+        pairs = PairPool(
+            degradation(cfg), cfg.train.temporal_sequences, cfg.data.frame_size, cfg.seed
+        )
+    else:
+        pool = PatchPool(
+            degradation(cfg),
+            cfg.data.frames,
+            cfg.data.frame_size,
+            seed=cfg.seed,
+            use_package_images=cfg.data.package_images,
+        )
     model = make_model(cfg)
+    if cfg.model.init and not (resume and ckpt_path.is_file()):
+        init = Path(cfg.model.init)
+        if not init.is_file():
+            raise ConfigError(f"model.init {init} not found: train the model it starts from first")
+        try:
+            deepen_from(model, torch.load(init, weights_only=False)["model"])
+        except ValueError as e:
+            raise ConfigError(f"model.init {init}: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     rng = np.random.default_rng([cfg.seed, 1])
     step, elapsed, losses, resumed_from = 0, 0.0, [], 0
@@ -151,9 +183,23 @@ def train(
     while budget_left():
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step, elapsed)
-        x, y = pool.batch(rng, cfg.data.batch, cfg.data.patch)
-        pred = model(torch.from_numpy(x))
-        loss = loss_fn(pred, torch.from_numpy(y))
+        if pool is not None:
+            x, y = pool.batch(rng, cfg.data.batch, cfg.data.patch)
+            pred = model(torch.from_numpy(x))
+            loss = loss_fn(pred, torch.from_numpy(y))
+        elif pairs is not None:  # the same number of patches, as pairs: no extra cost per step
+            xa, ya, xb, yb, source, mask = pairs.batch(
+                rng,
+                cfg.data.batch // 2,
+                cfg.data.patch,
+                t.temporal_margin,
+                t.temporal_static_weight,
+            )
+            n = len(xa)
+            pred = model(torch.from_numpy(np.concatenate([xa, xb])))
+            loss = loss_fn(pred, torch.from_numpy(np.concatenate([ya, yb])))
+            consistency = warp_consistency(pred[:n], pred[n:], source, mask)
+            loss = loss + t.temporal_weight * consistency
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -32,7 +32,9 @@ from .stats import FrameTiming, PipelineStats
 
 log = logging.getLogger(__name__)
 
-MODES = ("model", "bypass", "bilinear", "bicubic", "planar")
+MODES = ("model", "bypass", "bilinear", "bicubic", "planar", "edge")
+# modes that run no model: the colour passes alone, or a scaler of the pipeline's own
+_MODELLESS = ("bypass", "planar", "edge")
 
 
 class FramePipeline:
@@ -73,7 +75,7 @@ class FramePipeline:
         self.model = (
             model
             if mode == "model"
-            else (None if mode in ("bypass", "planar") else baseline_model(mode, scale, adapter))
+            else (None if mode in _MODELLESS else baseline_model(mode, scale, adapter))
         )
         self.device = self.model.device if self.model is not None else infer.get_device(adapter)
         self.stats = PipelineStats()
@@ -114,7 +116,8 @@ class FramePipeline:
         """The size of output frames for inputs of this size (before any frame is seen)."""
         exe = self.executable_for(width, height)
         if exe is None:
-            return width, height
+            scaled = self.mode in ("planar", "edge")
+            return (width * self.scale, height * self.scale) if scaled else (width, height)
         shape = exe.shape(exe.outputs[0])
         return shape[3], shape[2]
 

@@ -6,7 +6,7 @@ Two shapes of frame:
 - through RGB (modes model, bilinear, bicubic, bypass): yuv_to_rgb.wgsl writes the model's
   input tensor (scaled down when dynamic resolution asks), the model's passes run, and
   rgb_to_yuv.wgsl writes the output planes (scaling the model's output to the constant output
-  size when needed);
+  size when needed); mode edge runs edge.py's two passes (FSR 1) in the model's place;
 - planar (mode planar): scale_planes.wgsl scales each Y'CbCr plane straight into the output
   planes, no RGB at all: the cheapest 2x, the adaptation's fallback.
 """
@@ -22,6 +22,7 @@ import wgpu
 
 from . import shaders
 from .colour import Colour
+from .edge import EdgeStage
 
 if TYPE_CHECKING:
     from .frame_pipeline import FramePipeline
@@ -90,6 +91,7 @@ class Plan:
         )
         self.vec = 4 * (self.exe.esize if self.exe else 4)  # bytes of one RGB(A) texel
         self.rgb_in: wgpu.GPUBuffer | None = None
+        self.edge: EdgeStage | None = None  # mode edge (issue 19)
         self.rgb_out: wgpu.GPUBuffer | None = None
         self._sizes(pipe)
         # output planes packed with the line sizes PyAV will use, so a plane is one copy
@@ -150,6 +152,10 @@ class Plan:
             self.src_w, self.src_h = out_shape[3], out_shape[2]
             self.out_w = round(self.width * self.src_w / self.rgb_w)
             self.out_h = round(self.height * self.src_h / self.rgb_h)
+        elif pipe.mode == "edge":  # issue 19: the edge-adaptive scaler in the model's place
+            self.edge = EdgeStage(self.dev, self.width, self.height, pipe.scale)
+            self.rgb_in, self.rgb_out = self.edge.rgb_in, self.edge.rgb_out
+            self.out_w, self.out_h = self.src_w, self.src_h = self.edge.out_size
         else:  # bypass: the colour passes alone
             self.rgb_in = self.rgb_out = self.d.create_buffer(
                 size=self.width * self.height * self.vec, usage=_U.STORAGE | _U.COPY_SRC
@@ -184,8 +190,13 @@ class Plan:
         luma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "luma")
         chroma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "chroma")
         cw, ch = (self.out_w + 1) // 2, (self.out_h + 1) // 2
+        # issue 19: the edge mode's passes between the colour passes (none in other modes)
+        middle = [
+            Pass(p, grid, group=g) for p, grid, g in (self.edge.dispatches if self.edge else [])
+        ]
         return [
             Pass(self.to_rgb, (_groups(self.rgb_w, 8), _groups(self.rgb_h, 8), 1), slot_group=0),
+            *middle,
             Pass(luma, (_groups(self.out_w, 64), _groups(self.out_h, 4), 1),
                  group=self._group(luma, [self.rgb_out, self.planes])),
             Pass(chroma, (_groups(cw, 64), _groups(ch, 4), 1),
@@ -224,7 +235,9 @@ class Plan:
         """Free this plan's GPU memory now (textures, staging and readback buffers); the
         model's tensors belong to its Executable, which infer caches and frees itself."""
         owned: list[wgpu.GPUBuffer | wgpu.GPUTexture | None] = [self.planes, self.resolve]
-        if self.exe is None:
+        if self.edge is not None:
+            self.edge.release()
+        elif self.exe is None:
             owned.append(self.rgb_in)
         for s in self.slots:
             owned += [*s.textures, s.readback]

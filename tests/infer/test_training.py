@@ -30,6 +30,8 @@ def tiny(tmp_path, **extra) -> dict:
             "bench_size": [17, 23],
             "bench_runs": 1,
             "figure": importlib.util.find_spec("matplotlib") is not None,
+            "sequences": 2,
+            "sequence_frames": 3,
         },
         "gate": {"min_gain_db": -100.0},  # a 24-step model is not expected to beat bicubic
         "output": {"dir": str(tmp_path / "run"), "deploy_dir": ""},
@@ -182,7 +184,19 @@ def test_pipeline_end_to_end(tmp_path, task):
     assert "engine_ms" in summary["speed"], summary["speed"]
     card = (run / "tiny.md").read_text()
     assert "MIT" in card and "parameters" in card
-    assert json.loads((run / "summary.json").read_text())["steps"] == 24
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["steps"] == 24
+    if task == "upscale":  # the classic edge-adaptive scaler, costs and temporal columns
+        assert "| edge |" in card and "GFLOP / 1080p | warping error | flicker |" in card
+        assert "## Temporal stability" in card
+        seq = saved["sequences"]
+        assert set(seq["warping_error"]) == {"bilinear", "bicubic", "edge", "model"}
+        assert all(v > 0 for v in seq["warping_error"].values())
+        assert saved["gflops_1080p_by_method"]["edge"] > saved["gflops_1080p_by_method"]["bicubic"]
+        if cfg.eval.figure:
+            assert (run / "tiny.temporal.png").is_file()
+    else:
+        assert saved["sequences"] is None and "Temporal" not in card
 
 
 @needs_torch
@@ -196,3 +210,80 @@ def test_gate_failure_is_clear(tmp_path):
     over["eval"]["figure"] = False
     with pytest.raises(DeployGateError, match=r"PSNR gain over bicubic .* below the required"):
         run_pipeline(load_config(overrides=over), progress=False)
+
+
+@needs_torch
+def test_onnx_flops_agree_with_the_torch_count(tmp_path):
+    from infer.training.costs import classic_flops, onnx_flops
+    from infer.training.export import export_onnx
+    from infer.training.models import build_model, count_flops
+
+    m = build_model("espcn", features=16, mid_features=8, extra_convs=1, activation="prelu")
+    path = export_onnx(m, tmp_path / "m.onnx")
+    assert onnx_flops(path) == pytest.approx(count_flops(m)["total"], rel=0.01)
+    assert classic_flops("bilinear") < classic_flops("bicubic") < classic_flops("edge")
+
+
+@needs_torch
+@pytest.mark.train
+def test_a_temporal_run_and_a_deepened_start(tmp_path):
+    """The temporal term trains (pairs, same patches per step) and model.init starts a deeper
+    espcn exactly where the shallower run ended (Net2Net)."""
+    import torch
+
+    from infer.training.train import train
+
+    over = tiny(tmp_path, model={"activation": "prelu"}, train={"temporal_weight": 1.0})
+    over["train"].update(temporal_margin=2, temporal_sequences=4)
+    over["data"]["patch"] = 20  # > 2 * (margin + 4): sprites move up to 4 px
+    first = train(load_config(overrides=over), progress=False)
+    assert first.steps == 24 and np.isfinite(first.final_loss)
+    deeper = tiny(
+        tmp_path,
+        model={
+            "activation": "prelu",
+            "extra_convs": 1,
+            "init": str(tmp_path / "run" / "checkpoint.pt"),
+        },
+        train={"steps": 1},
+        output={"dir": str(tmp_path / "deeper")},
+    )
+    cfg = load_config(overrides=deeper)
+    from infer.training.models import deepen_from
+    from infer.training.train import make_model
+
+    model = make_model(cfg)
+    deepen_from(model, torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"])
+    x = torch.rand(1, 3, 11, 13)
+    with torch.no_grad():
+        assert torch.equal(model(x), first.model(x))
+    missing = load_config(overrides={**deeper, "model": {**deeper["model"], "init": "nope.pt"}})
+    from infer.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="nope.pt not found: train the model it starts from"):
+        train(missing, progress=False)
+
+
+@needs_torch
+def test_evaluate_an_existing_model_without_training(tmp_path, capsys):
+    """--evaluate: a model file (here the bundled default) on a config's held-out data, with
+    --compare; the report and figures land in --out, nothing is trained or deployed."""
+    from infer.training.cli import main
+
+    cfg = tmp_path / "eval.toml"
+    cfg.write_text(
+        "[eval]\nframes = 2\nsize = [40, 64]\nsequences = 2\nsequence_frames = 3\n"
+        f"figure = {'true' if importlib.util.find_spec('matplotlib') else 'false'}\n"
+        '[gate]\nbeat = ["edge"]\n'
+    )
+    out = tmp_path / "eval"
+    argv = ["--config", str(cfg), "--evaluate", "upscale.onnx", "--compare", "upscale-hq.onnx"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["psnr"]) == {"bilinear", "bicubic", "edge", "upscale-hq.onnx", "model"}
+    assert summary["sequences"]["warping_error"]["model"] > 0
+    report = (out / "report.md").read_text()
+    assert "# Evaluation: upscale.onnx" in report and "| upscale-hq.onnx |" in report
+    assert not (tmp_path / "run").exists()
+    assert main(["--config", str(cfg), "--evaluate", "nope.onnx", "--out", str(out)]) == 2
+    assert "nope.onnx" in capsys.readouterr().err

@@ -246,8 +246,13 @@ async def test_compare_stream_and_mode_switch():
                 assert r.status == 200 and (await r.json())["mode"] == "bicubic"
             await recv_frames(v.tracks[0], 8, 30)
             assert svc.pipeline("bicubic").stats.frames_out > 0
-            modes = ["model", "model:nearest", "bilinear", "bicubic", "planar", "bypass"]
+            modes = ["model", "model:nearest", "bilinear", "bicubic", "planar", "edge", "bypass"]
             assert svc.modes == modes
+            async with http.post(srv.url + "/api/mode", json={"mode": "edge"}) as r:
+                assert r.status == 200  # the edge-adaptive scaler (FSR 1), same output size
+            got = await recv_frames(v.tracks[0], 8, 30)
+            assert svc.pipeline("edge").stats.frames_out > 0
+            assert (got[-1].width, got[-1].height) == (main[-1].width, main[-1].height)
             async with http.post(srv.url + "/api/mode", json={"mode": "model:nearest"}) as r:
                 assert r.status == 200
             await recv_frames(v.tracks[0], 8, 30)  # the second CNN keeps the marker
