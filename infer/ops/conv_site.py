@@ -125,10 +125,11 @@ class ConvSite:
         weights or the activation (the same store epilogue follows every variant)."""
         t, left, b, r = self.pads
         px = self.oh * self.ow
-        size = f"<={4 ** math.ceil(math.log(max(2, px), 4))}" if px <= TRIAL_PIXELS else ">"
+        bound = 4 ** math.ceil(math.log(max(2, px), 4))
+        size = f"<={bound}" if px <= TRIAL_PIXELS else f">{TRIAL_PIXELS}"
         return (
             f"conv n{self.n} {self.ic}->{self.oc} k{self.kh}x{self.kw} s{self.sh}x{self.sw} "
-            f"d{self.dh}x{self.dw} p{t},{left},{b},{r} out{size}{TRIAL_PIXELS}px "
+            f"d{self.dh}x{self.dw} p{t},{left},{b},{r} out{size}px "
             f"{self.precision}"
         )
 

@@ -381,7 +381,9 @@ def model_card(
     )
     m = cfg.model
     arch = {
-        "espcn": f"ESPCN-style: conv5x5 3->{m.features}, conv3x3 ->{m.mid_features}, "
+        "espcn": f"ESPCN-style: conv5x5 3->{m.features}, "
+        + (f"{m.extra_convs} conv3x3 {m.features}->{m.features}, " if m.extra_convs else "")
+        + f"conv3x3 ->{m.mid_features}, "
         f"conv3x3 ->12, PixelShuffle(2), {m.activation}; plus a {m.base} upsampled base",
         "srvgg": f"SRVGGNetCompact-style: {m.num_conv + 2} conv3x3 of {m.features} channels "
         f"with {m.activation}, PixelShuffle(2); plus a {m.base} upsampled base",
