@@ -91,7 +91,7 @@ class Plan:
         )
         self.vec = 4 * (self.exe.esize if self.exe else 4)  # bytes of one RGB(A) texel
         self.rgb_in: wgpu.GPUBuffer | None = None
-        self.edge: EdgeStage | None = None  # mode edge (issue 19)
+        self.edge: EdgeStage | None = None  # mode edge: FSR 1
         self.rgb_out: wgpu.GPUBuffer | None = None
         self._sizes(pipe)
         # output planes packed with the line sizes PyAV will use, so a plane is one copy
@@ -152,7 +152,7 @@ class Plan:
             self.src_w, self.src_h = out_shape[3], out_shape[2]
             self.out_w = round(self.width * self.src_w / self.rgb_w)
             self.out_h = round(self.height * self.src_h / self.rgb_h)
-        elif pipe.mode == "edge":  # issue 19: the edge-adaptive scaler in the model's place
+        elif pipe.mode == "edge":  # the edge-adaptive scaler in the model's place
             self.edge = EdgeStage(self.dev, self.width, self.height, pipe.scale)
             self.rgb_in, self.rgb_out = self.edge.rgb_in, self.edge.rgb_out
             self.out_w, self.out_h = self.src_w, self.src_h = self.edge.out_size
@@ -190,7 +190,7 @@ class Plan:
         luma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "luma")
         chroma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "chroma")
         cw, ch = (self.out_w + 1) // 2, (self.out_h + 1) // 2
-        # issue 19: the edge mode's passes between the colour passes (none in other modes)
+        # the edge mode's passes between the colour passes (none in other modes)
         middle = [
             Pass(p, grid, group=g) for p, grid, g in (self.edge.dispatches if self.edge else [])
         ]

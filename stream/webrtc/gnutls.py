@@ -9,7 +9,7 @@ that curve: the handshake fails with "wrong curve" (alert illegal_parameter) whe
 the client and "no shared cipher" when it is the server, and `SSL_CTX_set1_groups_list` refuses
 "P-224". GnuTLS (Debian's libgnutls30 3.7.9) completes it in both roles. Measured in memory
 (tests/stream/test_dtls.py) and with FFmpeg's muxer through PyAV (tests/stream/
-test_interop_ffmpeg.py); found by the interop study in docs/notes-issue15.md.
+test_interop_ffmpeg.py); found by the interop study in docs/interop.md.
 
 What stays as aiortc does it: the same certificate and key (so the SDP fingerprint is
 unchanged), a client certificate required in both roles (aiortc then checks it against the

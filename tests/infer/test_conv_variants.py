@@ -173,7 +173,7 @@ def test_winograd_error_measured():
     """The error each variant adds over onnxruntime on a 64->32 3x3 layer at an odd size, inputs
     in [0, 1) like an image: F(2,3) and the direct kernel lose nothing measurable; F(4,3)'s
     larger transform coefficients cost about 10x more, still far under the 1e-4 the deploy
-    gate allows (figures in docs/notes-issue17.md)."""
+    gate allows (figures in the README, The engine)."""
     model = conv_model(64, 32, 3, (1, 37, 45), "PRelu", pads=[1, 1, 1, 1])
     x = np.random.default_rng(2).random((1, 64, 37, 45), dtype=np.float32)
     ref = reference(model, {"x": x})[0]

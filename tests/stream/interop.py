@@ -1,6 +1,6 @@
 """Helpers for the interop tests (real clients the project did not write): frames received
 with their arrival time and marker, latency against a reference clock, and the figures each
-test prints (and appends to `interop.jsonl` in the artifacts folder, for docs/notes-issue15.md).
+test prints (and appends to `interop.jsonl` in the artifacts folder, for docs/interop.md).
 """
 
 from __future__ import annotations
