@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from ..layout import pad4
-from .conv_site import ConvSite, row_bands, slope_binding
-from .registry import Binding, BuildContext, Dispatch
+from .conv_site import ConvSite, GroupedKernel, grouped_dispatches, site_variables
+from .registry import BuildContext, Dispatch
 
 # Register tile: PX adjacent output pixels x OCB blocks of 4 output channels per invocation.
 # Every input vec4 load feeds OCB mat4 FMAs per pixel: loads (gathers on lavapipe, memory
@@ -57,8 +57,7 @@ def build_direct(
 ) -> list[Dispatch]:
     """PX adjacent pixels x OCB output blocks per invocation, one dispatch per group of OCB
     output blocks (and per row band of a frame larger than one storage binding)."""
-    node, x, y = site.node, site.x, site.y
-    ic4, oc4, oc = site.ic4, site.oc4, site.oc
+    node, ic4, oc4 = site.node, site.ic4, site.oc4
     bstride = (site.kh * site.kw * ic4 + 3) // 4 * 4
     block_bytes = bstride * 64
     ocb = channel_blocks_per_invocation(oc4, ocb)
@@ -66,23 +65,8 @@ def build_direct(
     if not weights_uniform:
         ocb = 1  # a storage buffer window of one block
     wkey = ctx.add_const(f"{node.name}/w4", pack_conv2d_weights(site.w, ocb, bstride))
-    bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - oc)))
-    variables = {
-        "ih": site.ih,
-        "iw": site.iw,
-        "ic4": ic4,
-        "oh": site.oh,
-        "ow": site.ow,
-        "oc4": oc4,
-        "oc": oc,
-        "kh": site.kh,
-        "kw": site.kw,
-        "sh": site.sh,
-        "sw": site.sw,
-        "dh": site.dh,
-        "dw": site.dw,
-        "pt": site.pads[0],
-        "pl": site.pads[1],
+    bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - site.oc)))
+    variables = site_variables(site) | {
         "px": px,
         "wgx": WG[0],
         "wgy": WG[1],
@@ -90,35 +74,10 @@ def build_direct(
         "bstride": bstride,
         "wn": ocb * bstride,
         "weights_uniform": weights_uniform,
-        "mask_lanes": oc % 4 != 0,
         "in_lanes": site.ic if ic4 == 1 else 4,
-        "act": site.act,
     }
-    slope = slope_binding(node, ctx, oc)
-    bands = row_bands(ctx, site, step=WG[1])
-    dispatches = []
     gx = math.ceil(site.ow / (px * WG[0]))
-    for c0 in range(0, oc4, ocb):
-        cn = min(ocb, oc4 - c0)
-        wbind = Binding("const", wkey, c0 * block_bytes, ocb * block_bytes, weights_uniform)
-        for r0, r1, in_off, in_size, out_off, out_size in bands:
-            vec = 4 * ctx.esize  # bytes of one stored vec4
-            params = np.array([c0, r0, in_off // vec, out_off // vec], np.uint32)
-            pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
-            bindings = [
-                Binding("in", x, in_off, in_size),
-                wbind,
-                Binding("const", bkey, uniform=True),
-                Binding("const", pkey, uniform=True),
-                Binding("out", y, out_off, out_size),
-                *slope,
-            ]
-            grid = (gx, math.ceil((r1 - r0) / WG[1]), site.n)
-            label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
-            share = cn * (r1 - r0) / (oc4 * site.oh)
-            dispatches.append(
-                Dispatch(
-                    "conv2d.wgsl", variables, bindings, grid, label, site.flops * share, variant
-                )
-            )
-    return dispatches
+    kernel = GroupedKernel(
+        "conv2d.wgsl", variables, wkey, bkey, ocb, ocb * block_bytes, weights_uniform, gx, WG
+    )
+    return grouped_dispatches(site, ctx, kernel, variant)

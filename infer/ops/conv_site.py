@@ -16,7 +16,7 @@ import numpy as np
 
 from ..graph import Node
 from ..layout import pad4
-from .registry import Binding, BuildContext, NotSupported, Value, attr_ints
+from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, attr_ints
 from .unary import NO_ACTIVATION
 
 TRIAL_PIXELS = 65536  # output pixels a candidate is timed on (see trial_site)
@@ -220,3 +220,78 @@ def row_bands(ctx: BuildContext, site: ConvSite, tile: int = 1, step: int = 1) -
         out_off = r0 * out_row // 256 * 256
         bands.append((r0, r1, in_off, hi * in_row - in_off, out_off, r1 * out_row - out_off))
     return bands
+
+
+def site_variables(site: ConvSite) -> dict[str, Any]:
+    """The geometry every conv kernel's template reads; a variant adds its own tiling."""
+    return {
+        "ih": site.ih,
+        "iw": site.iw,
+        "ic4": site.ic4,
+        "oh": site.oh,
+        "ow": site.ow,
+        "oc4": site.oc4,
+        "oc": site.oc,
+        "kh": site.kh,
+        "kw": site.kw,
+        "sh": site.sh,
+        "sw": site.sw,
+        "dh": site.dh,
+        "dw": site.dw,
+        "pt": site.pads[0],
+        "pl": site.pads[1],
+        "mask_lanes": site.oc % 4 != 0,
+        "act": site.act,
+    }
+
+
+@dataclass(frozen=True)
+class GroupedKernel:
+    """A conv kernel that runs one dispatch per group of `ocb` output blocks (each binding its
+    window of `window` weight bytes) and per row band; `tile` output rows per grid row step
+    (a Winograd tile's height, else 1), `wg` the workgroup shape, `gx` the grid's width."""
+
+    shader: str
+    variables: dict[str, Any]
+    wkey: str
+    bkey: str
+    ocb: int
+    window: int
+    weights_uniform: bool
+    gx: int
+    wg: tuple[int, int]
+    tile: int = 1
+
+
+def grouped_dispatches(
+    site: ConvSite, ctx: BuildContext, k: GroupedKernel, variant: str
+) -> list[Dispatch]:
+    """The dispatches of `k`: params = (first channel block, first output row / tile, input
+    and output base of the band) per group and band."""
+    node, oc4 = site.node, site.oc4
+    slope = slope_binding(node, ctx, site.oc)
+    bands = row_bands(ctx, site, tile=k.tile, step=k.tile * k.wg[1])
+    vec = 4 * ctx.esize  # bytes of one stored vec4
+    dispatches = []
+    for g, c0 in enumerate(range(0, oc4, k.ocb)):
+        cn = min(k.ocb, oc4 - c0)
+        wbind = Binding("const", k.wkey, g * k.window, k.window, k.weights_uniform)
+        for r0, r1, in_off, in_size, out_off, out_size in bands:
+            params = np.array([c0, r0 // k.tile, in_off // vec, out_off // vec], np.uint32)
+            pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
+            bindings = [
+                Binding("in", site.x, in_off, in_size),
+                wbind,
+                Binding("const", k.bkey, uniform=True),
+                Binding("const", pkey, uniform=True),
+                Binding("out", site.y, out_off, out_size),
+                *slope,
+            ]
+            grid = (k.gx, math.ceil(math.ceil((r1 - r0) / k.tile) / k.wg[1]), site.n)
+            label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
+            share = cn * (r1 - r0) / (oc4 * site.oh)
+            flops = site.flops * share
+            dispatches.append(
+                Dispatch(k.shader, k.variables, bindings, grid, label, flops, variant)
+            )
+    return dispatches

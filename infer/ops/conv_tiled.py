@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..layout import pad4
-from .conv_site import ConvSite, slope_binding
+from .conv_site import ConvSite, site_variables, slope_binding
 from .registry import Binding, BuildContext, Dispatch
 
 TILE_PIXELS = 32
@@ -63,29 +63,12 @@ def build_tiled(site: ConvSite, ctx: BuildContext, variant: str = "tiled") -> li
     gx = min(tiles, MAX_GROUPS)
     wkey = ctx.add_const(f"{node.name}/wtiled", pack_tiled_weights(site.w))
     bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - oc)))
-    variables = {
-        "ih": site.ih,
-        "iw": site.iw,
-        "ic4": site.ic4,
-        "oh": site.oh,
-        "ow": site.ow,
-        "oc4": oc4,
-        "oc": oc,
+    variables = site_variables(site) | {
         "oc8": math.ceil(oc4 / N_BLOCKS) * N_BLOCKS,
-        "kh": site.kh,
-        "kw": site.kw,
-        "sh": site.sh,
-        "sw": site.sw,
-        "dh": site.dh,
-        "dw": site.dw,
-        "pt": site.pads[0],
-        "pl": site.pads[1],
         "npix": npix,
         "kblocks": kblocks,
         "ktiles": math.ceil(kblocks / K_STEP),
         "gx": gx,
-        "mask_lanes": oc % 4 != 0,
-        "act": site.act,
     }
     bindings = [
         Binding("in", site.x),

@@ -29,8 +29,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..layout import pad4
-from .conv_site import ConvSite, row_bands, slope_binding
-from .registry import Binding, BuildContext, Dispatch
+from .conv_site import ConvSite, GroupedKernel, grouped_dispatches, site_variables
+from .registry import BuildContext, Dispatch
 
 # interpolation points, in the order Lavin & Gray use them; infinity is added last
 POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
@@ -109,34 +109,24 @@ def build_winograd(
 ) -> list[Dispatch]:
     """Dispatches of F(m x m, r x r) with OCB output blocks and TX tiles per invocation, one
     per group of OCB output blocks (and per band of tile rows of a large frame)."""
-    node, x, y = site.node, site.x, site.y
-    r = site.kh
+    node, r = site.node, site.kh
     a = m + r - 1
-    ic4, oc4, oc = site.ic4, site.oc4, site.oc
+    ic4, oc4 = site.ic4, site.oc4
     ocb = min(ocb, oc4)
     bstride = (a * a * ic4 + 3) // 4 * 4
     window = ocb * bstride * 64
     weights_uniform = window <= ctx.limits["max-uniform-buffer-binding-size"]
     u = transform_weights(site.w, m)
     wkey = ctx.add_const(f"{node.name}/wino{m}", pack_winograd_weights(u, ocb, bstride))
-    bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - oc)))
+    bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - site.oc)))
     bt, _, at = winograd_matrices(m, r)
     tiles_x, tiles_y = math.ceil(site.ow / m), math.ceil(site.oh / m)
-    variables = {
+    variables = site_variables(site) | {
         "m": m,
         "ksize": r,
         "bt": [[float(c) for c in row] for row in bt],
         "at": [[float(c) for c in row] for row in at],
         "tx": tx,
-        "ih": site.ih,
-        "iw": site.iw,
-        "ic4": ic4,
-        "oh": site.oh,
-        "ow": site.ow,
-        "oc4": oc4,
-        "oc": oc,
-        "pt": site.pads[0],
-        "pl": site.pads[1],
         "tiles_x": tiles_x,
         "tiles_y": tiles_y,
         "wgx": WG[0],
@@ -145,41 +135,10 @@ def build_winograd(
         "bstride": bstride,
         "wn": ocb * bstride,
         "weights_uniform": weights_uniform,
-        "mask_lanes": oc % 4 != 0,
         "in_lanes": site.ic if ic4 == 1 else 4,
-        "act": site.act,
     }
-    slope = slope_binding(node, ctx, oc)
-    bands = row_bands(ctx, site, tile=m, step=m * WG[1])
     gx = math.ceil(tiles_x / (tx * WG[0]))
-    dispatches = []
-    for g, c0 in enumerate(range(0, oc4, ocb)):
-        cn = min(ocb, oc4 - c0)
-        wbind = Binding("const", wkey, g * window, window, weights_uniform)
-        for r0, r1, in_off, in_size, out_off, out_size in bands:
-            vec = 4 * ctx.esize  # bytes of one stored vec4
-            params = np.array([c0, r0 // m, in_off // vec, out_off // vec], np.uint32)
-            pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
-            bindings = [
-                Binding("in", x, in_off, in_size),
-                wbind,
-                Binding("const", bkey, uniform=True),
-                Binding("const", pkey, uniform=True),
-                Binding("out", y, out_off, out_size),
-                *slope,
-            ]
-            grid = (gx, math.ceil(math.ceil((r1 - r0) / m) / WG[1]), site.n)
-            label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
-            share = cn * (r1 - r0) / (oc4 * site.oh)
-            dispatches.append(
-                Dispatch(
-                    "conv_winograd.wgsl",
-                    variables,
-                    bindings,
-                    grid,
-                    label,
-                    site.flops * share,
-                    variant or f"winograd{m}",
-                )
-            )
-    return dispatches
+    kernel = GroupedKernel(
+        "conv_winograd.wgsl", variables, wkey, bkey, ocb, window, weights_uniform, gx, WG, m
+    )
+    return grouped_dispatches(site, ctx, kernel, variant or f"winograd{m}")

@@ -12,29 +12,7 @@
 {$ set COLS = tx * m + ksize - 1 $}
 {# sum_k coeffs[k] * <pre><k * mul + off><post>, zero terms left out, +-1 as a sign #}
 {$ macro lincomb(coeffs, pre, mul, off, post) $}({$ set first = namespace(v=true) $}{$ for c in coeffs $}{$ if c != 0 $}{$ if first.v $}{$ if c == -1 $}-{$ elif c != 1 $}{{ c|f32 }} * {$ endif $}{$ else $}{$ if c < 0 $} - {$ else $} + {$ endif $}{$ if c != 1 and c != -1 $}{{ (c if c > 0 else -c)|f32 }} * {$ endif $}{$ endif $}{{ pre }}{{ loop.index0 * mul + off }}{{ post }}{$ set first.v = false $}{$ endif $}{$ endfor $}){$ endmacro $}
-struct Params { oc4_base: u32, row0: u32, in_base: u32, out_base: u32 };
-
-@group(0) @binding(0) var<storage, read> x: array<vec4<{{ S }}>>;
-{$ if weights_uniform $}
-@group(0) @binding(1) var<uniform> w: array<mat4x4<f32>, {{ wn }}>;
-{$ else $}
-@group(0) @binding(1) var<storage, read> w: array<mat4x4<f32>>;
-{$ endif $}
-@group(0) @binding(2) var<uniform> bias: array<vec4<f32>, {{ oc4 }}>;
-@group(0) @binding(3) var<uniform> params: Params;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<{{ S }}>>;
-{$ if act.kind == "PRelu" $}
-@group(0) @binding(5) var<uniform> act_slope: array<vec4<f32>, {{ oc4 }}>;
-{$ endif $}
-{$ include "activation.wgsl" $}
-
-fn load(n: u32, iy: i32, ix: i32, ic4: u32) -> vec4<f32> {
-  let inside = iy >= 0 && iy < {{ ih }} && ix >= 0 && ix < {{ iw }};
-  let cy = u32(clamp(iy, 0, {{ ih - 1 }}));
-  let cx = u32(clamp(ix, 0, {{ iw - 1 }}));
-  let v = vec4<f32>(x[((n * {{ ih }}u + cy) * {{ iw }}u + cx) * {{ ic4 }}u + ic4 - params.in_base]);
-  return select(vec4<f32>(0.0), v, inside);
-}
+{$ include "conv_grouped_io.wgsl" $}
 
 {# one input block: load the patch, transform it, multiply-accumulate every position #}
 {$ macro input_block() $}
