@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Collection, Mapping
 from typing import Any
 
 STAGES = ("transit", "inject", "to_capture", "capture", "pipeline", "encode", "network", "decode")
@@ -37,6 +38,25 @@ def percentile(values: list[float], p: float) -> float | None:
         return None
     s = sorted(values)
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def summarise(samples: Collection[Mapping[str, Any]]) -> dict[str, Any]:
+    """Count, p50/p95/mean of the totals and each stage's median (stages a sample lacks are
+    left out of that stage's median)."""
+    totals = [s["total"] for s in samples]
+    stages = {}
+    for k in STAGES:
+        values = [s[k] for s in samples if isinstance(s.get(k), int | float)]
+        if values:
+            stages[k] = round(percentile(values, 50) or 0.0, 2)
+    p50, p95 = percentile(totals, 50), percentile(totals, 95)
+    return {
+        "samples": len(totals),
+        "p50_ms": round(p50, 2) if p50 is not None else None,
+        "p95_ms": round(p95, 2) if p95 is not None else None,
+        "mean_ms": round(sum(totals) / len(totals), 2) if totals else None,
+        "stages_p50_ms": stages,
+    }
 
 
 class ClickToPhoton:
@@ -68,18 +88,4 @@ class ClickToPhoton:
         return True
 
     def summary(self) -> dict[str, Any]:
-        totals = [s["total"] for s in self.samples]
-        stages = {}
-        for k in STAGES:
-            values = [s[k] for s in self.samples if k in s]
-            if values:
-                stages[k] = round(percentile(values, 50) or 0.0, 2)
-        p50, p95 = percentile(totals, 50), percentile(totals, 95)
-        return {
-            "samples": len(totals),
-            "p50_ms": round(p50, 2) if p50 is not None else None,
-            "p95_ms": round(p95, 2) if p95 is not None else None,
-            "mean_ms": round(sum(totals) / len(totals), 2) if totals else None,
-            "stages_p50_ms": stages,
-            "refused": self.refused,
-        }
+        return summarise(self.samples) | {"refused": self.refused}

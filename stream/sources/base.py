@@ -7,6 +7,7 @@ it was made) so that the service can tell viewers, frame by frame, when a frame 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -84,6 +85,18 @@ class Source:
             "frames": self.frames_out,
             "skipped": self.skipped,
         }
+
+    async def _tick(self, t0: float, k: int, period: float) -> int:
+        """Sleep until tick `k` of a clock started at `t0`; a source more than a tick behind
+        skips to now (counted in `skipped`) rather than burst. Returns the tick to produce."""
+        delay = t0 + k * period - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -period:
+            behind = int(-delay / period)
+            k += behind
+            self.skipped += behind
+        return k
 
     def stamp(self, frame: av.VideoFrame, n: int, pts: int | None = None) -> av.VideoFrame:
         if pts is None:

@@ -34,13 +34,7 @@ class TestSource(Source):
         self._t0 = t0
         k = 0
         while True:
-            delay = t0 + k * period - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -period:  # fell behind: skip to now rather than burst
-                behind = int(-delay / period)
-                k += behind
-                self.skipped += behind
+            k = await self._tick(t0, k, period)
             frame = await asyncio.to_thread(self.scene.frame, k, self.fps)
             yield self.stamp(frame, k, round(k * period * 90000))
             k += 1

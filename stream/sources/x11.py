@@ -178,14 +178,7 @@ class X11Source(Source):
             if gap > 0:
                 await asyncio.sleep(gap)
             return k + 1
-        delay = t0 + k * period - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif delay < -period:  # fell behind: skip to now rather than burst
-            behind = int(-delay / period)
-            k += behind
-            self.skipped += behind
-        return k + 1
+        return await self._tick(t0, k, period) + 1
 
     async def frames(self) -> AsyncIterator[av.VideoFrame]:
         n = 0

@@ -29,6 +29,7 @@ from Xlib import XK, X
 from Xlib import display as xdisplay
 
 from ..sources import marker
+from .xvfb import stop_process
 
 INPUT_MARKER_Y = 0.5  # the input counter's top edge, as a fraction of the picture's height
 BACKGROUND = 0x303030
@@ -205,13 +206,7 @@ class InputAppProcess:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
 
     def __enter__(self) -> InputAppProcess:
         return self.start()

@@ -21,6 +21,20 @@ def xvfb_available() -> bool:
     return shutil.which("Xvfb") is not None
 
 
+def stop_process(proc: subprocess.Popen | None, grace_s: float = 5.0) -> None:
+    """Terminate a helper process, killed if it outlives `grace_s`; never raises for one that
+    has already gone or will not die."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace_s)
+
+
 class Xvfb:
     """`with Xvfb(640, 360) as x: ... x.display ...` (":N")."""
 
@@ -87,14 +101,7 @@ class Xvfb:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
+        stop_process(proc)
 
     def __enter__(self) -> Xvfb:
         self.start()

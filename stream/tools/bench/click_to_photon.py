@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import random
 import tempfile
@@ -33,32 +32,16 @@ from infer.tools.benchmark import parse_size
 
 from ...auth import Role, TokenAuthority
 from ...config import write_toml
-from ...input.latency import STAGES, percentile
+from ...input.latency import summarise
 from ..input_app import InputAppProcess
 from ..soak.browser import ARGS, CHROMIUM, wait_js
 from ..soak.server import LocalServer
 from ..xvfb import Xvfb
+from . import write_result
 
 log = logging.getLogger(__name__)
 
 NAIVE_MS = (130.0, 157.0)  # the bar: x11grab 15 fps + xdotool + aiortc, 640x360
-
-
-def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    totals = [s["total"] for s in samples]
-    stages = {}
-    for k in STAGES:
-        values = [s[k] for s in samples if isinstance(s.get(k), int | float)]
-        if values:
-            stages[k] = round(percentile(values, 50) or 0.0, 2)
-    p50, p95 = percentile(totals, 50), percentile(totals, 95)
-    return {
-        "samples": len(totals),
-        "p50_ms": round(p50, 2) if p50 is not None else None,
-        "p95_ms": round(p95, 2) if p95 is not None else None,
-        "mean_ms": round(sum(totals) / len(totals), 2) if totals else None,
-        "stages_p50_ms": stages,
-    }
 
 
 async def press_and_measure(
@@ -239,13 +222,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}")
         return 2
     print(lines(result))
-    if args.json:
-        path = Path(args.json)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"wrote {path}")
-        if args.plot:
-            from ..plots import plot_result
-
-            for png in plot_result(path):
-                print(f"wrote {png}")
+    write_result(result, args.json, args.plot)
     return 0 if result["summary"]["samples"] else 1

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
@@ -22,6 +20,7 @@ import infer
 from infer.bundled import resolve_model
 
 from ...pipeline import MODES, FramePipeline
+from . import write_result
 
 
 def synthetic_frames(n: int, width: int, height: int) -> list[av.VideoFrame]:
@@ -178,12 +177,5 @@ def main(argv: list[str] | None = None) -> int:
             f"  GPU idle   {result['gpu_idle_ms_sequential']:7.1f} ms a frame sequential,"
             f" {result['gpu_idle_ms_pipelined']:.1f} ms pipelined"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"  wrote {args.json}")
-        if args.plot:
-            from ..plots import plot_result
-
-            for png in plot_result(Path(args.json)):
-                print(f"  wrote {png}")
+    write_result(result, args.json, args.plot)
     return 0

@@ -32,6 +32,7 @@ from ...config import Codec, read_toml, write_toml
 from ...pipeline import MODES, FramePipeline
 from ..plots import service_bench_lines
 from ..soak import SoakSettings, soak
+from . import write_result
 from .pipeline import bench as bench_pipeline
 from .pipeline import synthetic_frames
 
@@ -216,14 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, infer.ModelError) as e:
         print(f"error: {e}")
         return 2
-    if args.json:
-        path = Path(args.json)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"wrote {path}")
-        if args.plot:
-            from ..plots import plot_result
-
-            for png in plot_result(path):
-                print(f"wrote {png}")
+    write_result(result, args.json, args.plot)
     failed = [r for r in result["rows"] if r["service"].get("error")]
     return 1 if failed else 0
