@@ -24,7 +24,7 @@ _LIMIT_KEYS = (
     "max-storage-buffers-per-shader-stage",
     "max-uniform-buffers-per-shader-stage",
 )
-_OPTIONAL_FEATURES = ("shader-f16", "timestamp-query")
+_OPTIONAL_FEATURES = ("shader-f16", "timestamp-query", "subgroup")
 
 MAX_PIPELINES = 512  # compiled compute pipelines kept per device
 
@@ -54,7 +54,42 @@ class Device:
         info = adapter.info
         self.name = f"{info.get('device', '?')} ({info.get('backend_type', '?')})"
         self.is_cpu = info.get("adapter_type", "") == "CPU"
+        # kernels that share weights across a subgroup's lanes need to know how many there
+        # are; a builder sees it with the limits (0: no subgroup operations)
+        self.limits["subgroup-size"] = self._subgroup_size()
         log.info("GPU device: %s", self.name)
+
+    def _subgroup_size(self) -> int:
+        """The subgroup size a 1-D compute workgroup runs with, read back from the device."""
+        if "subgroup" not in self.features:
+            return 0
+        src = (
+            "@group(0) @binding(0) var<storage, read_write> out: array<u32>;\n"
+            "@compute @workgroup_size(64, 1, 1)\n"
+            "fn main(@builtin(local_invocation_index) i: u32,"
+            " @builtin(subgroup_size) n: u32) { out[i] = n; }\n"
+        )
+        try:
+            module = self.device.create_shader_module(code=src, label="subgroup size")
+            p = self.device.create_compute_pipeline(
+                layout="auto", compute={"module": module, "entry_point": "main"}
+            )
+            usage = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC
+            buf = self.device.create_buffer(size=256, usage=usage)
+            entries = [{"binding": 0, "resource": {"buffer": buf}}]
+            layout = p.get_bind_group_layout(0)
+            group = self.device.create_bind_group(layout=layout, entries=entries)
+            enc = self.device.create_command_encoder()
+            cp = enc.begin_compute_pass()
+            cp.set_pipeline(p)
+            cp.set_bind_group(0, group)
+            cp.dispatch_workgroups(1, 1, 1)
+            cp.end()
+            self.queue.submit([enc.finish()])
+            return min(memoryview(self.queue.read_buffer(buf)).cast("I"))
+        except wgpu.GPUError as e:  # the kernels that need subgroups are then not offered
+            log.warning("subgroup size not readable (%s): subgroup kernels off", e)
+            return 0
 
     def pipeline(
         self, source: str, label: str = "", entry_point: str = "main"

@@ -54,7 +54,10 @@ ENV_CACHE = "FRAMESMITH_KERNEL_CACHE"
 ENV_MODE = "FRAMESMITH_KERNELS"
 MODES = ("measure", "rules")
 MIN_FLOPS = 20e6
-BUDGET_S = 30.0
+# per conv; the candidates are tried in the chain's order (infer.ops.conv.VARIANTS), the
+# likely winners first. On lavapipe with a cold shader cache, compiling is most of it: ESPCN's
+# three convs at 640x360 took 115 s to measure with 30 s, all six candidates of the 3x3s.
+BUDGET_S = 12.0
 REPEATS = 3
 SLOW = 2.0  # a candidate this many times slower than the best after one run is not re-run
 CACHE_VERSION = 1
@@ -217,7 +220,9 @@ class MeasuringChooser:
                 return Choice(self.mode, "forced", candidates, key)
             return Choice(rule, "rule", candidates, key)
         cached = self.cache.get(key) if self.cache else None
-        if cached and cached.get("kernel") in candidates:
+        # a choice made among other candidates (a variant added since, or another engine
+        # version's) is made again
+        if cached and cached.get("candidates") == candidates:
             return Choice(cached["kernel"], "cached", candidates, key, cached.get("ms", {}))
         first = trial(rule)
         if sum(d.flops for d in first.dispatches) < self.min_flops:
@@ -226,7 +231,8 @@ class MeasuringChooser:
         ms = self.measure({rule: first}, [c for c in candidates if c != rule], trial)
         best = min(ms, key=lambda k: ms[k])
         if self.cache is not None:
-            self.cache.put(key, {"kernel": best, "ms": ms, "at": time.strftime("%Y-%m-%d")})
+            entry = {"kernel": best, "ms": ms, "candidates": candidates}
+            self.cache.put(key, entry | {"at": time.strftime("%Y-%m-%d")})
         spent = time.perf_counter() - t0
         where = f"cached in {self.cache.path}" if self.cache else "not cached"
         log.log(

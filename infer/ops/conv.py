@@ -3,7 +3,8 @@
 A 2-D conv with one group has several kernel variants, each with its own `can_apply`
 (onnxruntime WebGPU's ordered fallback chain): the direct register-tiled kernel
 (conv_direct, any size/stride/dilation), Winograd F(2,3) and F(4,3) for 3x3 stride 1
-(conv_winograd) and the shared-memory implicit GEMM (conv_tiled). Which of those that apply
+(conv_winograd), subgroup forms of the direct and F(2,3) kernels that load each weight once
+per subgroup (`-sg`), and the shared-memory implicit GEMM (conv_tiled). Which of those that apply
 runs is picked by `choose` (infer.ops.choice): measured on the device when a Model loads,
 or by `rule_choice` when there is no device. Grouped, depthwise, 1-D and 3-D convs use the
 generic kernel.
@@ -50,13 +51,30 @@ def _always(site: ConvSite, ctx: BuildContext) -> str | None:
     return None
 
 
-def _winograd(m: int, ocb: int, tx: int, name: str) -> ConvVariant:
+def _subgroups(ctx: BuildContext) -> str | None:
+    """None when the device's subgroups can share weights (8 lanes or more)."""
+    if ctx.limits.get("subgroup-size", 0) < 8:
+        return "no subgroups of 8 lanes or more"
+    return None
+
+
+def _direct_sg(px: int, ocb: int, name: str) -> ConvVariant:
     def can_apply(site: ConvSite, ctx: BuildContext) -> str | None:
-        return winograd_applies(site, m)
+        return _subgroups(ctx)
+
+    def build(site: ConvSite, ctx: BuildContext) -> list[Dispatch]:
+        return build_direct(site, ctx, px, ocb, variant=name, sg=True)
+
+    return ConvVariant(name, can_apply, build)
+
+
+def _winograd(m: int, ocb: int, tx: int, name: str, sg: bool = False) -> ConvVariant:
+    def can_apply(site: ConvSite, ctx: BuildContext) -> str | None:
+        return (_subgroups(ctx) if sg else None) or winograd_applies(site, m)
 
     def build(site: ConvSite, ctx: BuildContext) -> list[Dispatch]:
         blocks = site.oc4 if site.oc4 <= 3 and tx > 1 else ocb
-        return build_winograd(site, ctx, m, blocks, tx, variant=name)
+        return build_winograd(site, ctx, m, blocks, tx, variant=name, sg=sg)
 
     return ConvVariant(name, can_apply, build)
 
@@ -69,9 +87,21 @@ def _winograd(m: int, ocb: int, tx: int, name: str) -> ConvVariant:
 #   weight costs a per-lane gather (~13 ns per mat4 per invocation, measured), so one weight
 #   load has to feed several tiles; it spills on a GPU. Measured on lavapipe against direct,
 #   alternated in one process (process CPU time, 320x180): 64->32 1.20x, 32->12 1.15x.
+# - winograd2-sg: 4 F(2,3) (or F(2,5)) tiles x 4 output blocks, the weights loaded once per
+#   subgroup (8 lanes each load a column of one of two matrices) and broadcast to every lane
+#   (subgroupBroadcast: a register shuffle on lavapipe, where a uniform load indexed by a
+#   loop counter is a gather per lane). Devices with subgroups of 8 or more lanes. Measured
+#   on lavapipe, alternated in one process (process CPU time, 320x180), against
+#   winograd2-wide / direct: 64->32 3x3 1.9x / 2.3x, 32->12 3x3 1.7x / 1.9x, 3->64 5x5 1.5x /
+#   1.9x; 4 or 8 output blocks and 2, 4 or 8 tiles, or F(4,3), were within 10% of it.
+# - direct-sg: the direct kernel with the same weight sharing, 8 pixels x 4 output blocks,
+#   any conv: on lavapipe against direct 2.1x on a 32->64 3x3 stride-2 conv, 1.75x on a
+#   64->32 3x3 (where winograd2-sg is faster still), 1.1x on a 56->12 1x1.
 # - tiled: the shared-memory implicit GEMM (conv_tiled), for real GPUs.
 VARIANTS = [
     ConvVariant("direct", _always, build_direct),
+    _winograd(2, 4, 4, "winograd2-sg", sg=True),
+    _direct_sg(8, 4, "direct-sg"),
     _winograd(2, 2, 1, "winograd2"),
     _winograd(2, 2, 4, "winograd2-wide"),
     _winograd(4, 1, 1, "winograd4"),

@@ -261,6 +261,27 @@ class GroupedKernel:
     gx: int
     wg: tuple[int, int]
     tile: int = 1
+    flat: bool = False  # a 1-D grid: gx invocations per tile row, the band's rows in order
+
+
+SG_WG = 64  # workgroup of the subgroup kernels: one dimension (naga defines lanes only so)
+
+
+def flat_kernel(
+    shader: str,
+    variables: dict[str, Any],
+    cols: int,
+    weights: tuple[str, str, int, int, bool],
+    tile: int = 1,
+) -> GroupedKernel:
+    """A GroupedKernel on a flat grid of 1-D workgroups: `cols` invocations a row of this
+    band (of `tile` output rows), the rows one after another (the `sg` kernels, whose
+    subgroup lanes need a 1-D workgroup). `weights` = (wkey, bkey, ocb, window, uniform)."""
+    wkey, bkey, ocb, window, uniform = weights
+    variables = variables | {"cols": cols, "wgx": SG_WG}
+    return GroupedKernel(
+        shader, variables, wkey, bkey, ocb, window, uniform, cols, (SG_WG, 1), tile, flat=True
+    )
 
 
 def grouped_dispatches(
@@ -271,6 +292,9 @@ def grouped_dispatches(
     node, oc4 = site.node, site.oc4
     slope = slope_binding(node, ctx, site.oc)
     bands = row_bands(ctx, site, tile=k.tile, step=k.tile * k.wg[1])
+    variables = k.variables
+    if k.flat:  # an invocation past the band's rows stores nothing
+        variables = variables | {"band_tiles": math.ceil((bands[0][1] - bands[0][0]) / k.tile)}
     vec = 4 * ctx.esize  # bytes of one stored vec4
     dispatches = []
     for g, c0 in enumerate(range(0, oc4, k.ocb)):
@@ -287,11 +311,13 @@ def grouped_dispatches(
                 Binding("out", site.y, out_off, out_size),
                 *slope,
             ]
-            grid = (k.gx, math.ceil(math.ceil((r1 - r0) / k.tile) / k.wg[1]), site.n)
+            rows = math.ceil((r1 - r0) / k.tile)
+            if k.flat:
+                grid = (math.ceil(k.gx * rows / k.wg[0]), 1, site.n)
+            else:
+                grid = (k.gx, math.ceil(rows / k.wg[1]), site.n)
             label = node.name if len(bands) == 1 and c0 == 0 else f"{node.name}[{c0}:{r0}]"
             share = cn * (r1 - r0) / (oc4 * site.oh)
             flops = site.flops * share
-            dispatches.append(
-                Dispatch(k.shader, k.variables, bindings, grid, label, flops, variant)
-            )
+            dispatches.append(Dispatch(k.shader, variables, bindings, grid, label, flops, variant))
     return dispatches

@@ -13,7 +13,11 @@ loop counter is a loop over the 8 lanes) more than to FMAs, so the wide variant 
 invocation, each weight load feeding 4 tiles) is what wins there: 1.2-1.3x over the direct
 kernel on 64->32 and 32->12 3x3 layers, and 1.7x as F(2,5) on an RGB 5x5 first layer, whose
 single input block leaves no loop, so its weights are broadcast, not gathered (alternated in
-one process, process CPU time, 320x180).
+one process, process CPU time, 320x180). The `sg` kernels go further where a device has
+subgroups: the lanes of a subgroup load one input block's weight matrices together, a column
+each, and subgroupBroadcast hands every column to every lane, so a weight costs one eighth of
+a per-lane load and a register shuffle: 1.5-1.9x over the wide kernel on lavapipe. On a GPU,
+the same broadcast replaces a uniform-cache read with a shuffle.
 
 Accuracy (max error relative to the output's scale, fp32, against onnxruntime; measured in
 tests/infer/test_conv_variants.py): F(2,3) 3e-7, no worse than the direct kernel; F(4,3) and
@@ -29,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..layout import pad4
-from .conv_site import ConvSite, GroupedKernel, grouped_dispatches, site_variables
+from .conv_site import ConvSite, GroupedKernel, flat_kernel, grouped_dispatches, site_variables
 from .registry import BuildContext, Dispatch
 
 # interpolation points, in the order Lavin & Gray use them; infinity is added last
@@ -104,20 +108,46 @@ def pack_winograd_weights(u: np.ndarray, ocb: int, bstride: int) -> np.ndarray:
     return out
 
 
+def pack_winograd_weights_by_block(u: np.ndarray, ocb: int, gstride: int) -> np.ndarray:
+    """(oc, ic, a, a) -> [group of OCB output blocks][ic4][ocb][a*a position] mat4x4 blocks,
+    each group padded to `gstride` matrices: one input block's matrices lie together, so the
+    lanes of a subgroup load them with consecutive indices (the `sg` kernels)."""
+    a, ic4 = u.shape[2], pad4(u.shape[1]) // 4
+    blocks = pack_winograd_weights(u, ocb, a * a * ic4)  # [g][o][pos][ic4][16]
+    ng = blocks.shape[0]
+    blocks = blocks.reshape(ng, ocb, a * a, ic4, 16).transpose(0, 3, 1, 2, 4)
+    out = np.zeros((ng, gstride, 16), np.float32)
+    out[:, : ic4 * ocb * a * a] = blocks.reshape(ng, -1, 16)
+    return out
+
+
 def build_winograd(
-    site: ConvSite, ctx: BuildContext, m: int, ocb: int, tx: int = 1, variant: str = ""
+    site: ConvSite,
+    ctx: BuildContext,
+    m: int,
+    ocb: int,
+    tx: int = 1,
+    variant: str = "",
+    sg: bool = False,
 ) -> list[Dispatch]:
     """Dispatches of F(m x m, r x r) with OCB output blocks and TX tiles per invocation, one
-    per group of OCB output blocks (and per band of tile rows of a large frame)."""
+    per group of OCB output blocks (and per band of tile rows of a large frame). `sg`: the
+    weights are loaded once per subgroup and broadcast (needs subgroups of 8 lanes or more)."""
     node, r = site.node, site.kh
     a = m + r - 1
     ic4, oc4 = site.ic4, site.oc4
     ocb = min(ocb, oc4)
-    bstride = (a * a * ic4 + 3) // 4 * 4
-    window = ocb * bstride * 64
-    weights_uniform = window <= ctx.limits["max-uniform-buffer-binding-size"]
     u = transform_weights(site.w, m)
-    wkey = ctx.add_const(f"{node.name}/wino{m}", pack_winograd_weights(u, ocb, bstride))
+    if sg:
+        bstride = (a * a * ic4 * ocb + 3) // 4 * 4  # matrices of one group
+        window = bstride * 64
+        packed = pack_winograd_weights_by_block(u, ocb, bstride)
+    else:
+        bstride = (a * a * ic4 + 3) // 4 * 4  # matrices of one output block
+        window = ocb * bstride * 64
+        packed = pack_winograd_weights(u, ocb, bstride)
+    weights_uniform = window <= ctx.limits["max-uniform-buffer-binding-size"]
+    wkey = ctx.add_const(f"{node.name}/wino{m}{'sg' if sg else ''}", packed)
     bkey = ctx.add_const(f"{node.name}/b4", np.pad(site.bias, (0, oc4 * 4 - site.oc)))
     bt, _, at = winograd_matrices(m, r)
     tiles_x, tiles_y = math.ceil(site.ow / m), math.ceil(site.oh / m)
@@ -133,12 +163,16 @@ def build_winograd(
         "wgy": WG[1],
         "ocb": ocb,
         "bstride": bstride,
-        "wn": ocb * bstride,
+        "wn": window // 64,
         "weights_uniform": weights_uniform,
         "in_lanes": site.ic if ic4 == 1 else 4,
+        "sg": sg,
     }
-    gx = math.ceil(tiles_x / (tx * WG[0]))
-    kernel = GroupedKernel(
-        "conv_winograd.wgsl", variables, wkey, bkey, ocb, window, weights_uniform, gx, WG, m
-    )
+    weights = (wkey, bkey, ocb, window, weights_uniform)
+    if sg:
+        cols = math.ceil(tiles_x / tx)
+        kernel = flat_kernel("conv_winograd.wgsl", variables, cols, weights, m)
+    else:
+        gx = math.ceil(tiles_x / (tx * WG[0]))
+        kernel = GroupedKernel("conv_winograd.wgsl", variables, *weights, gx, WG, m)
     return grouped_dispatches(site, ctx, kernel, variant or f"winograd{m}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..bundled import resolve_model
 from ..errors import ModelError, UnsupportedModelError
+from ..ops.conv import VARIANT_NAMES
 from .benchmark import input_shape, timed, timed_pair
 
 log = logging.getLogger("infer")
@@ -442,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--kernels",
             default=None,
             help="conv kernel choice: measure (default, cached per device), rules, or a "
-            "variant to force (direct, winograd2, winograd2-wide, winograd4, tiled)",
+            f"variant to force ({', '.join(VARIANT_NAMES)})",
         )
 
     r = sub.add_parser("run", help="run a model on one image")

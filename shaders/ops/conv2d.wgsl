@@ -11,20 +11,35 @@
    3->64 5x5 first layer at 320x180, alternated in one process: 1.34x. Invocations past the
    edge compute the last pixels again and store nothing.
    One dispatch per group of OCB channel blocks (and per row band of a large frame):
-   x = column groups, y = output rows of this band, z = batch.
+   x = column groups, y = output rows of this band, z = batch; with `sg` (the weights loaded
+   once per subgroup and broadcast, conv_winograd.wgsl's scheme; a 1-D workgroup) x = this
+   band's COLS column groups a row, one row after another, and y = 1.
    params = (first channel block, first output row, input base, output base). #}
 {$ set PX = px $}
 {$ set OCB = ocb $}
 {$ include "conv_grouped_io.wgsl" $}
 
+{$ if sg $}
+@compute @workgroup_size({{ wgx }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+{$ else $}
 @compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+{$ endif $}
   // The weight window of this dispatch is bound per channel group, so weight indices are
   // compile-time constants plus the ic4 loop counter: the same for every invocation.
   let n = wid.z;
   let oc4 = params.oc4_base;
+{$ if sg $}
+  // one row of the grid: column groups of this band's rows in order
+  let band_row = gid.x / {{ cols }}u;
+  let live = band_row < {{ band_tiles }}u;
+  let oy_out = band_row + params.row0;
+  let ox_out = gid.x % {{ cols }}u * {{ PX }}u;
+{$ else $}
   let oy_out = gid.y + params.row0;
   let ox_out = gid.x * {{ PX }}u;
+{$ endif $}
   let oy = min(oy_out, {{ oh - 1 }}u);
   let ox0 = min(ox_out, {{ ow - 1 }}u);
 {$ for o in range(OCB) $}
@@ -44,6 +59,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {$ for ky in range(kh) $}
     {
       let iy = iy0 + {{ ky * dh }};
+{$ if sg $}
+{# this row's weight matrices, two per 8 lanes (a column each), broadcast where used #}
+{$ for q in range(row_mats // 2) $}
+      let wl{{ q }} = w[(ic4 * {{ kh }}u + {{ ky }}u) * {{ row_mats }}u + {{ 2 * q }}u + ((lane >> 2u) & 1u)][lane & 3u];
+{$ endfor $}
+{$ endif $}
 {$ if sw == 1 $}
 {# stride 1: the PX pixels' taps along a row overlap, so load each input once per row #}
 {$ for j in range(PX + (kw - 1) * dw) $}
@@ -61,7 +82,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {$ endfor $}
 {$ for o in range(OCB) $}
         {
+{$ if sg $}
+{$ set q = kx * OCB + o $}
+          let wm = mat4x4<f32>({$ for j in range(4) $}{{ ", " if j else "" }}subgroupBroadcast(wl{{ q // 2 }}, {{ 4 * (q % 2) + j }}u){$ endfor $});
+{$ else $}
           let wm = w[{{ o * bstride + (ky * kw + kx) * ic4 }}u + ic4];
+{$ endif $}
 {$ for p in range(PX) $}
 {$ if in_lanes == 4 $}
           acc{{ o }}_{{ p }} += wm * v{{ p }};
@@ -76,7 +102,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
 {$ endfor $}
   }
-  if (oy_out >= {{ oh }}u) { return; }
+  if ({$ if sg $}!live || {$ endif $}oy_out >= {{ oh }}u) { return; }
   let obase = ((n * {{ oh }}u + oy_out) * {{ ow }}u + ox_out) * {{ oc4 }}u + oc4 - params.out_base;
 {$ for o in range(OCB) $}
   if (oc4 + {{ o }}u < {{ oc4 }}u) {

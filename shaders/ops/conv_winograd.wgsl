@@ -5,7 +5,9 @@
    positions for OCB blocks of 4 output channels, and transforms the products back
    (Y = A^T M A) with bias, activation and PReLU in the store. No transformed tensor goes
    through memory.
-   x = groups of TX tile columns, y = tile rows of this band, z = batch.
+   x = groups of TX tile columns, y = tile rows of this band, z = batch; with `sg` (weights
+   shared through subgroup broadcasts, a 1-D workgroup) x = this band's COLS groups of tiles
+   a row, one row after another, and y = 1.
    params = (first channel block, first tile row, input base, output base), the bases in
    vec4 units. #}
 {$ set A = m + ksize - 1 $}
@@ -26,6 +28,33 @@
     let s{{ r }}_{{ j }} = {{ lincomb(bt[r], "d", 1, 0, "_%d" % j) }};
 {$ endfor $}
 {$ endfor $}
+{$ if sg $}
+{$ for t in range(tx) $}
+{$ for r in range(A) $}
+{$ for c in range(A) $}
+    let v{{ t }}_{{ r * A + c }} = {{ lincomb(bt[c], "s%d_" % r, 1, t * m, "") }};
+{$ endfor $}
+{$ endfor $}
+{$ endfor $}
+{# the lanes load this input block's weights together, two matrices per 8 lanes (a column
+   each), and broadcast each column to all lanes: on lavapipe one per-lane load instead of
+   eight, and the broadcast is a register shuffle #}
+{$ for o in range(ocb) $}
+{$ for k in range(0, A * A, 2) $}
+    {
+      let wl = w[ic4 * {{ ocb * A * A }}u + {{ o * A * A + k }}u + ((lane >> 2u) & 1u)][lane & 3u];
+{$ for kk in range(2) $}
+{$ for j in range(in_lanes) $}
+      let c{{ kk }}_{{ j }} = subgroupBroadcast(wl, {{ 4 * kk + j }}u);
+{$ endfor $}
+{$ for t in range(tx) $}
+      acc{{ o }}_{{ t }}_{{ k + kk }} += {$ for j in range(in_lanes) $}{{ " + " if j else "" }}c{{ kk }}_{{ j }} * v{{ t }}_{{ k + kk }}.{{ "xyzw"[j] }}{$ endfor $};
+{$ endfor $}
+{$ endfor $}
+    }
+{$ endfor $}
+{$ endfor $}
+{$ else $}
 {$ for t in range(tx) $}
     {
 {$ for r in range(A) $}
@@ -47,17 +76,31 @@
 {$ endfor $}
     }
 {$ endfor $}
+{$ endif $}
 {$ endmacro $}
 
+{$ if sg $}
+@compute @workgroup_size({{ wgx }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+{$ else $}
 @compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+{$ endif $}
   // No early return (see conv2d.wgsl: with one input block every weight index is then a
-  // constant outside control flow, a broadcast load on lavapipe): invocations past the
-  // edge compute the last tile again and store nothing.
+  // constant outside control flow, a broadcast load on lavapipe; subgroup broadcasts need
+  // every lane): invocations past the edge compute the last tile again and store nothing.
   let n = wid.z;
   let oc4 = params.oc4_base;
+{$ if sg $}
+  // one row of the grid: tile columns of this band's tile rows in order
+  let band_row = gid.x / {{ cols }}u;
+  let live = band_row < {{ band_tiles }}u;
+  let ty_out = band_row + params.row0;
+  let tx_out = gid.x % {{ cols }}u * {{ tx }}u;
+{$ else $}
   let ty_out = gid.y + params.row0;
   let tx_out = gid.x * {{ tx }}u;
+{$ endif $}
   let ty = min(ty_out, {{ tiles_y - 1 }}u);
   let tx0 = min(tx_out, {{ tiles_x - 1 }}u);
 {$ for o in range(ocb) $}
@@ -94,7 +137,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
       let ox = (tx_out + {{ t }}u) * {{ m }}u;
 {$ for r in range(m) $}
 {$ for c in range(m) $}
-      if (ty_out * {{ m }}u + {{ r }}u < {{ oh }}u && ox + {{ c }}u < {{ ow }}u) {
+      if ({$ if sg $}live && {$ endif $}ty_out * {{ m }}u + {{ r }}u < {{ oh }}u && ox + {{ c }}u < {{ ow }}u) {
         let oi = ((n * {{ oh }}u + ty_out * {{ m }}u + {{ r }}u) * {{ ow }}u + ox + {{ c }}u) * {{ oc4 }}u + oc4 + {{ o }}u - params.out_base;
         let v = {{ lincomb(at[c], "p%d_" % r, 1, 0, "") }};
 {$ if mask_lanes $}

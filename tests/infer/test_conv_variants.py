@@ -77,12 +77,14 @@ CASES = {
     "3x3_32_to_12_prelu": (32, 12, 3, (1, 19, 21), "PRelu", dict(pads=[1, 1, 1, 1])),
     "3x3_64_to_32": (64, 32, 3, (1, 21, 27), "Tanh", dict(pads=[1, 1, 1, 1])),
     "5x5_rgb_to_64": (3, 64, 5, (1, 17, 13), "Tanh", dict(pads=[2, 2, 2, 2])),
+    # Winograd weights over the 64 KiB of a uniform binding: read from a storage buffer
+    "3x3_132_to_8": (132, 8, 3, (1, 9, 11), "Relu", dict(pads=[1, 1, 1, 1])),
     "5x5_strided": (4, 8, 5, (1, 15, 16), None, dict(strides=[2, 2], pads=[2, 2, 2, 2])),
 }
 # the variants each kernel size can run (the others fall back to the rule: direct)
 APPLIES = {
-    3: {"direct", "winograd2", "winograd2-wide", "winograd4", "tiled"},
-    5: {"direct", "winograd2", "winograd2-wide", "tiled"},
+    3: {"direct", "winograd2", "winograd2-wide", "winograd4", "winograd2-sg", "direct-sg", "tiled"},
+    5: {"direct", "winograd2", "winograd2-wide", "winograd2-sg", "direct-sg", "tiled"},
 }
 
 
@@ -179,11 +181,13 @@ def test_winograd_error_measured():
     ref = reference(model, {"x": x})[0]
     errors = {v: _max_rel_error(infer.load(model, kernels=v).run(x), ref) for v in VARIANT_NAMES}
     print("max relative error vs onnxruntime:", {k: f"{v:.1e}" for k, v in errors.items()})
-    assert errors["winograd2"] <= 5e-6 and errors["winograd2-wide"] <= 5e-6
+    assert all(errors[v] <= 5e-6 for v in ("winograd2", "winograd2-wide", "winograd2-sg"))
     assert errors["winograd4"] <= RTOL
 
 
-@pytest.mark.parametrize("variant", ["direct", "winograd2", "winograd2-wide", "winograd4"])
+@pytest.mark.parametrize(
+    "variant", ["direct", "winograd2", "winograd2-wide", "winograd4", "winograd2-sg", "direct-sg"]
+)
 def test_row_bands(variant):
     """With a storage-binding limit far below the maps, the kernels run band by band (the
     Winograd bands start on whole tiles and read every row their tiles need)."""
@@ -200,6 +204,30 @@ def test_row_bands(variant):
     x = np.random.default_rng(3).standard_normal((1, 8, 37, 29)).astype(np.float32)
     got = Executable(device, program, ConstantStore(device)).run({"x": x})["y"]
     assert _max_rel_error(got, reference(model, {"x": x})[0]) <= RTOL
+
+
+def test_subgroup_variants_need_eight_lanes():
+    """The sg kernels broadcast from lanes 0-7 of a subgroup: on a device whose subgroups are
+    narrower (or that has none) they are not candidates."""
+    device = infer.get_device()
+    if device.limits["subgroup-size"] < 8:
+        pytest.skip("this adapter has no subgroups of 8 lanes")
+    model = conv_model(8, 8, 3, (1, 9, 11), "Relu", pads=[1, 1, 1, 1])
+    seen = []
+
+    def force(key, candidates, rule, trial):
+        seen.append(candidates)
+        pick = "winograd2-sg" if "winograd2-sg" in candidates else rule
+        return Choice(pick, "forced", candidates, key)
+
+    for lanes in (8, 4, 0):
+        limits = dict(device.limits, **{"subgroup-size": lanes})
+        specialise(from_onnx(model), {"x": Value((1, 8, 9, 11))}, limits, chooser=force)
+    assert [{"winograd2-sg", "direct-sg"} & set(c) for c in seen] == [
+        {"winograd2-sg", "direct-sg"},
+        set(),
+        set(),
+    ]
 
 
 def _gate_parity(path, kernels: str) -> float:

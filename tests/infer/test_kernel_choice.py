@@ -51,6 +51,8 @@ def test_measured_then_cached(model, tmp_path):
             "winograd2",
             "winograd2-wide",
             "winograd4",
+            "winograd2-sg",
+            "direct-sg",
             "tiled",
         }
     )
@@ -122,7 +124,7 @@ def test_modes_and_errors(model, monkeypatch, tmp_path):
     loaded = infer.load(model)  # a static input shape: specialised, and measured, at load
     (path,) = tmp_path.glob("kernels-*.json")  # where FRAMESMITH_KERNEL_CACHE says
     (entry,) = json.loads(path.read_text())["choices"].values()
-    assert len(entry["ms"]) == 5
+    assert len(entry["ms"]) == 7
     (choice,) = loaded.program({"x": SHAPE}).kernel_choices.values()
     assert (choice.kernel, choice.how) == (entry["kernel"], "cached")
 

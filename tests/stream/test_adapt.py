@@ -128,7 +128,6 @@ async def test_frames_that_compiled_a_plan_or_ran_at_the_old_scale_are_not_judge
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
     pipe = FramePipeline(model, slots=2)
     adapt = Adaptation(AdaptConfig(), fps=30.0)
-    seen = []
     try:
 
         async def feed(n):
@@ -137,12 +136,15 @@ async def test_frames_that_compiled_a_plan_or_ran_at_the_old_scale_are_not_judge
 
         pipe.input_scale = 1.0
         async for _ in pipe.frames(feed(3)):
-            seen.append(pipe.stats.recent[-1])
+            pass
         adapt.controller.scale = pipe.input_scale = 0.5
         async for _ in pipe.frames(feed(3)):
-            seen.append(pipe.stats.recent[-1])
+            pass
     finally:
         pipe.close()
+    # every frame's timing, in order (one readback thread records them): the newest timing
+    # when a frame is yielded may already be the next frame's
+    seen = pipe.stats.timings()
     assert [t.new_plan for t in seen] == [True, False, False, True, False, False]
     assert [t.scale for t in seen] == [1.0] * 3 + [0.5] * 3
     for t in seen:
