@@ -18,28 +18,14 @@
 {$ set PX = px $}
 {$ set OCB = ocb $}
 {$ include "conv_grouped_io.wgsl" $}
+{$ from "conv_grid.wgsl" import entry, position $}
 
-{$ if sg $}
-@compute @workgroup_size({{ wgx }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-{$ else $}
-@compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-{$ endif $}
+{{ entry(sg, wgx, wgy) }}
   // The weight window of this dispatch is bound per channel group, so weight indices are
   // compile-time constants plus the ic4 loop counter: the same for every invocation.
   let n = wid.z;
   let oc4 = params.oc4_base;
-{$ if sg $}
-  // one row of the grid: column groups of this band's rows in order
-  let band_row = gid.x / {{ cols }}u;
-  let live = band_row < {{ band_tiles }}u;
-  let oy_out = band_row + params.row0;
-  let ox_out = gid.x % {{ cols }}u * {{ PX }}u;
-{$ else $}
-  let oy_out = gid.y + params.row0;
-  let ox_out = gid.x * {{ PX }}u;
-{$ endif $}
+{{ position(sg, "oy_out", "ox_out", PX, cols if sg else 0, band_tiles if sg else 0) }}
   let oy = min(oy_out, {{ oh - 1 }}u);
   let ox0 = min(ox_out, {{ ow - 1 }}u);
 {$ for o in range(OCB) $}

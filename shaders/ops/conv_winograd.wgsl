@@ -15,6 +15,7 @@
 {# sum_k coeffs[k] * <pre><k * mul + off><post>, zero terms left out, +-1 as a sign #}
 {$ macro lincomb(coeffs, pre, mul, off, post) $}({$ set first = namespace(v=true) $}{$ for c in coeffs $}{$ if c != 0 $}{$ if first.v $}{$ if c == -1 $}-{$ elif c != 1 $}{{ c|f32 }} * {$ endif $}{$ else $}{$ if c < 0 $} - {$ else $} + {$ endif $}{$ if c != 1 and c != -1 $}{{ (c if c > 0 else -c)|f32 }} * {$ endif $}{$ endif $}{{ pre }}{{ loop.index0 * mul + off }}{{ post }}{$ set first.v = false $}{$ endif $}{$ endfor $}){$ endmacro $}
 {$ include "conv_grouped_io.wgsl" $}
+{$ from "conv_grid.wgsl" import entry, position $}
 
 {# one input block: load the patch, transform it, multiply-accumulate every position #}
 {$ macro input_block() $}
@@ -79,28 +80,13 @@
 {$ endif $}
 {$ endmacro $}
 
-{$ if sg $}
-@compute @workgroup_size({{ wgx }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-{$ else $}
-@compute @workgroup_size({{ wgx }}, {{ wgy }}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-{$ endif $}
+{{ entry(sg, wgx, wgy) }}
   // No early return (see conv2d.wgsl: with one input block every weight index is then a
   // constant outside control flow, a broadcast load on lavapipe; subgroup broadcasts need
   // every lane): invocations past the edge compute the last tile again and store nothing.
   let n = wid.z;
   let oc4 = params.oc4_base;
-{$ if sg $}
-  // one row of the grid: tile columns of this band's tile rows in order
-  let band_row = gid.x / {{ cols }}u;
-  let live = band_row < {{ band_tiles }}u;
-  let ty_out = band_row + params.row0;
-  let tx_out = gid.x % {{ cols }}u * {{ tx }}u;
-{$ else $}
-  let ty_out = gid.y + params.row0;
-  let tx_out = gid.x * {{ tx }}u;
-{$ endif $}
+{{ position(sg, "ty_out", "tx_out", tx, cols if sg else 0, band_tiles if sg else 0) }}
   let ty = min(ty_out, {{ tiles_y - 1 }}u);
   let tx0 = min(tx_out, {{ tiles_x - 1 }}u);
 {$ for o in range(ocb) $}
