@@ -370,7 +370,7 @@ def checks(run: Soak, s: dict[str, Any]) -> list[Check]:
         bad = [a for a in abuse if not _refused(a)]
         seen = {(a["abuse"], a["status"]) for a in abuse}
         missing = [
-            f"{label}: no {status}"
+            f"{label}: no {status} (got {sorted(str(s) for lb, s in seen if lb == label)})"
             for label, status in ABUSE_EXPECTED
             if (label, status) not in seen
         ]
