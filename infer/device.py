@@ -57,7 +57,25 @@ class Device:
         # kernels that share weights across a subgroup's lanes need to know how many there
         # are; a builder sees it with the limits (0: no subgroup operations)
         self.limits["subgroup-size"] = self._subgroup_size()
+        self._side: Device | None = None
         log.info("GPU device: %s", self.name)
+
+    @property
+    def compiles_at_first_dispatch(self) -> bool:
+        """Whether a new kernel is compiled when first run, on the queue, rather than when its
+        pipeline is made: Mesa's lavapipe (llvmpipe makes its machine code at the first
+        dispatch; 7-20 s for a model's kernels at a new size, during which nothing else on
+        the queue runs). GPU drivers compile when the pipeline is made."""
+        return self.is_cpu
+
+    def side(self) -> Device:
+        """A second device on the same adapter, with a queue of its own: for running new
+        kernels once where that compiles them (`compiles_at_first_dispatch`) without holding
+        up this device's queue. Made on first use."""
+        with self._cache_lock:
+            if self._side is None:
+                self._side = Device(self.adapter)
+            return self._side
 
     def _subgroup_size(self) -> int:
         """The subgroup size a 1-D compute workgroup runs with, read back from the device."""

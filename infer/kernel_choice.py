@@ -10,8 +10,16 @@ rule cannot know that a weight load costs a per-lane gather on lavapipe (what ma
 Where the cache lives: $FRAMESMITH_KERNEL_CACHE, else the user's cache folder
 ($XDG_CACHE_HOME or ~/.cache on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on
 Windows) / framesmith / kernels. What it does: `infer.load(..., kernels=...)`, else
-$FRAMESMITH_KERNELS: "measure" (default), "rules" (no timing: the ops' rules), or a variant
-name ("winograd4", ...) forced wherever it applies (the rule elsewhere).
+$FRAMESMITH_KERNELS: "measure" (default), "cached" (never time: the cached choice of the conv's
+size class, else of its nearest measured size class, else the rule), "rules" (no timing: the
+ops' rules), or a variant name ("winograd4", ...) forced wherever it applies (the rule
+elsewhere).
+
+Not timing while frames run: a caller that compiles a new size while its own work is on the
+device (a service stepping its input scale, `Model.prepare(..., measure=False)`) gets the
+"cached" behaviour. Timing then would hold the device's queue for seconds (on lavapipe a
+160x90 stream stalled 6-10 s a frame while a new size class was measured) and the frames'
+work would skew the times.
 
 Budget: convs under MIN_FLOPS are not timed (the measurement would cost more than any
 choice could save; the rule picks); a large map is timed on a crop of whole rows of about
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -52,7 +61,7 @@ log = logging.getLogger(__name__)
 
 ENV_CACHE = "FRAMESMITH_KERNEL_CACHE"
 ENV_MODE = "FRAMESMITH_KERNELS"
-MODES = ("measure", "rules")
+MODES = ("measure", "cached", "rules")
 MIN_FLOPS = 20e6
 # per conv; the candidates are tried in the chain's order (infer.ops.conv.VARIANTS), the
 # likely winners first. On lavapipe with a cold shader cache, compiling is most of it: ESPCN's
@@ -135,6 +144,30 @@ class KernelCache:
             entry = self._entries.get(key)
             return dict(entry) if isinstance(entry, dict) else None
 
+    def nearest(self, key: str, candidates: list[str]) -> tuple[str, dict[str, Any]] | None:
+        """The entry for `key`, else for the same op in the nearest size class measured
+        (infer.ops.conv_site.ConvSite.key: "out<=4096px", "out>65536px"), whose kernel is
+        one of `candidates`; with the key it was measured under."""
+        with self._lock:
+            entries = dict(self._entries)
+        usable = {
+            k: e
+            for k, e in entries.items()
+            if isinstance(e, dict) and e.get("kernel") in candidates
+        }
+        if key in usable:
+            return key, dict(usable[key])
+        base, pixels = _size_class(key)
+        near = []
+        for k in usable:
+            other_base, other = _size_class(k)
+            if pixels and other and other_base == base:
+                near.append((abs(math.log(other / pixels)), k))
+        if not near:
+            return None
+        k = min(near)[1]
+        return k, dict(usable[k])
+
     def put(self, key: str, entry: dict[str, Any]) -> None:
         with self._lock:
             merged = {**self._read(), **self._entries, key: entry}
@@ -148,6 +181,19 @@ class KernelCache:
                 os.replace(tmp, self.path)
             except OSError as e:  # a read-only cache folder costs a re-measure, nothing more
                 log.warning("kernel cache %s not written: %s", self.path, e)
+
+
+_SIZE_CLASS = re.compile(r" out(<=|>)(\d+)px")
+
+
+def _size_class(key: str) -> tuple[str, int]:
+    """A key without its output size class, and the class's pixels (a map over the largest
+    class counts as 4 times its bound; 0: a key with no class)."""
+    m = _SIZE_CLASS.search(key)
+    if m is None:
+        return key, 0
+    pixels = int(m[2]) * (4 if m[1] == ">" else 1)
+    return key[: m.start()] + key[m.end() :], pixels
 
 
 _caches: dict[tuple[str, str], KernelCache] = {}
@@ -215,6 +261,15 @@ class MeasuringChooser:
     ) -> Choice:
         if self.mode == "rules":
             return Choice(rule, "rule", candidates, key)
+        if self.mode == "cached":
+            near = self.cache.nearest(key, candidates) if self.cache else None
+            if near is None:
+                return Choice(rule, "rule", candidates, key)
+            found, entry = near
+            how = "cached" if found == key else "nearest"
+            if how == "nearest":
+                log.info("%s: %s, as measured for %s (not timed now)", key, entry["kernel"], found)
+            return Choice(entry["kernel"], how, candidates, key, entry.get("ms", {}))
         if self.mode != "measure":  # a forced variant, where it applies
             if self.mode in candidates:
                 return Choice(self.mode, "forced", candidates, key)
@@ -245,6 +300,12 @@ class MeasuringChooser:
             where,
         )
         return Choice(best, "measured", candidates, key, ms)
+
+    def untimed(self) -> MeasuringChooser:
+        """This chooser, never timing: "measure" becomes "cached" (see the module doc)."""
+        if self.mode != "measure":
+            return self
+        return MeasuringChooser(self.device, "cached", self.cache, min_flops=self.min_flops)
 
     def measure(
         self, built: dict[str, Trial], others: list[str], trial: Callable[[str], Trial]
@@ -277,5 +338,5 @@ def chooser_for(device: Device, kernels: str | None = None) -> MeasuringChooser:
     """The chooser a Model uses: `kernels` (or $FRAMESMITH_KERNELS) resolved, with the
     device's cache in `cache_dir()`."""
     mode = resolve_mode(kernels)
-    cache = kernel_cache(device) if mode == "measure" else None
+    cache = kernel_cache(device) if mode in ("measure", "cached") else None
     return MeasuringChooser(device, mode, cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 
 _MAX_CACHED_SHAPES = 4
 _gpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framesmith-gpu")
+
+
+def _shader_cache_off() -> bool:
+    """Whether Mesa's on-disk shader cache is switched off (as Mesa reads its variable)."""
+    value = os.environ.get("MESA_SHADER_CACHE_DISABLE", "").strip().lower()
+    return value in ("1", "true", "yes", "y")
 
 
 def _static_check(graph: Graph) -> None:
@@ -104,6 +111,8 @@ class Model:
         self._consts = ConstantStore(device)
         self._cache: OrderedDict[tuple, Executable] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._side_consts: ConstantStore | None = None  # the weights on device.side()
+        self._warmed: set[tuple] = set()  # input shapes run once on the side device
         _static_check(graph)
         static = {vi.name: _fixed(vi.shape) for vi in graph.inputs}
         if all(s is not None for s in static.values()) and not self._value_inputs:
@@ -142,26 +151,47 @@ class Model:
         self,
         shapes: dict[str, tuple[int, ...]],
         arrays: Mapping[str, np.ndarray | _ShapeOnly] | None = None,
+        *,
+        measure: bool = True,
     ) -> Program:
         """The folded, fused dispatch list for these input shapes. The first time a conv
         shape is seen, its kernel variants may be timed on the device (infer.kernel_choice);
-        `program.kernel_choices` says what was picked and how."""
+        `program.kernel_choices` says what was picked and how. `measure=False`: nothing is
+        timed (cached choices, the nearest size class measured, else the rule)."""
         return specialise(
             self.graph,
             self._seed(shapes, arrays or {}),
             self.device.limits,
             self.precision,
             self.token_layout,
-            self.chooser,
+            self.chooser if measure else self.chooser.untimed(),
         )
 
-    def prepare(self, shapes: dict[str, tuple[int, ...]] | tuple[int, ...]) -> Executable:
+    def prepare(
+        self,
+        shapes: dict[str, tuple[int, ...]] | tuple[int, ...],
+        *,
+        measure: bool = True,
+        warm: bool = False,
+    ) -> Executable:
         """The model compiled for these input shapes, for callers that drive the GPU themselves.
 
         The returned Executable exposes `tensor_buffer(name)`, `shape(name)`,
         `encode_pass(compute_pass)` and `encode(encoder)`: a video pipeline writes the input
         tensor with its own shader, records the model in its own command buffer and reads
         the output tensor, with no copy through the CPU.
+
+        `measure=False` for a caller whose own frames are running on the device while this
+        compiles (a new size mid-stream): no kernel is timed then, since timing would hold
+        the device's queue for seconds and the frames would skew it; convs take the choice
+        measured for their nearest size class, else the rule.
+
+        `warm=True` for the same caller compiling in the background: where the driver makes
+        machine code at a kernel's first run, on the queue (lavapipe: 7-20 s for a new size,
+        every frame behind it waiting), the model is first run once on a side device with a
+        queue of its own; that fills Mesa's shader cache, and the first run here then loads
+        the code from it (0.3 s measured). Nothing is done where the cache is off
+        (MESA_SHADER_CACHE_DISABLE) or the driver compiles when the pipeline is made.
         """
         if not isinstance(shapes, dict):
             shapes = {self.inputs[0]: tuple(shapes)}
@@ -169,9 +199,30 @@ class Model:
             raise ModelError(
                 f"inputs {sorted(self._value_inputs)} shape the computation by value: use run()"
             )
-        return self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()})
+        exe = self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()}, measure)
+        if warm and self.device.compiles_at_first_dispatch and not _shader_cache_off():
+            self._warm(exe.program)
+        return exe
 
-    def executable(self, arrays: Mapping[str, np.ndarray | _ShapeOnly]) -> Executable:
+    def _warm(self, program: Program) -> None:
+        side = self.device.side()
+        with self._cache_lock:
+            if self._side_consts is None or self._side_consts.device is not side:
+                self._side_consts = ConstantStore(side)
+            consts = self._side_consts
+        shapes = tuple(sorted((n, program.values[n].shape) for n in program.gpu_inputs))
+        key = (shapes, tuple(sorted(c.kernel for c in program.kernel_choices.values())))
+        if key in self._warmed:
+            return
+        inputs = {n: np.zeros(program.values[n].shape, np.float32) for n in program.gpu_inputs}
+        Executable(side, program, consts).run(inputs)
+        if len(self._warmed) > 1024:  # a source changing size without end: start over
+            self._warmed.clear()
+        self._warmed.add(key)
+
+    def executable(
+        self, arrays: Mapping[str, np.ndarray | _ShapeOnly], measure: bool = True
+    ) -> Executable:
         shapes = {k: v.shape for k, v in arrays.items()}
         key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
             (k, arrays[k].tobytes()) for k in sorted(self._value_inputs) if k in arrays
@@ -183,7 +234,8 @@ class Model:
                 return exe
         # compiled outside the lock: a caller compiling the next size in the background (a
         # service changing its input scale) must not hold up one running a compiled size
-        exe = Executable(self.device, self.program(shapes, arrays), self._consts)
+        program = self.program(shapes, arrays, measure=measure)
+        exe = Executable(self.device, program, self._consts)
         with self._cache_lock:
             exe = self._cache.setdefault(key, exe)
             self._cache.move_to_end(key)

@@ -15,12 +15,15 @@ from .pipeline.adapt import AdaptSettings, Decision, ScaleController
 
 log = logging.getLogger(__name__)
 
+FAR_OVER = 2.0  # times the frame budget: a step down waits on the fallback, not the model
+
 
 class Adaptation:
-    """A new scale is compiled in the background first (pipe.prepare_scale): until it is ready
-    the frames keep running at the old scale (or the fallback keeps running, when the model is
-    being retried), so a change costs no stall (on lavapipe a compile took 0.7-9 s a size,
-    during which a 160x90 viewer got no frame)."""
+    """A new scale is compiled in the background first (pipe.prepare_scale, which on lavapipe
+    also runs it once on a side device): until it is ready the frames keep running at the old
+    scale, or the fallback runs when the model is being retried or the old scale is more than
+    FAR_OVER times over budget. So a change costs no stall (on lavapipe a new size took 7-20 s
+    to compile, during which a 160x90 viewer got no frame)."""
 
     def __init__(self, cfg: AdaptConfig, fps: float) -> None:
         self.cfg = cfg
@@ -88,6 +91,8 @@ class Adaptation:
             # flight when it changed): neither says what the GPU takes at this scale; counted,
             # they made a 160x90 source fall back at once on every change
             return False
+        if self._pending is not None and self._pending[3] and pipe.mode != "model":
+            return False  # the fallback's frames while the model compiles: not the model's
         ms = (
             timing.gpu_ms
             if timing.gpu_ms is not None
@@ -109,8 +114,13 @@ class Adaptation:
             self._pending = None  # a scale still compiling is moot
         else:
             target = pipe if pipe.mode == "model" else model_pipe
+            # far over budget (a 320x180 source: 226 ms a frame against 33), the fallback runs
+            # until the smaller scale is compiled: the viewers get the full rate, and the
+            # compile the CPU the frames took (on lavapipe it took over 25 s beside them)
+            far_over = ms > FAR_OVER * self.controller.settings.budget_ms
             if target is not None:
-                self._prepare(target, decision.scale, leaving=pipe.mode != "model", size=pipe)
+                leaving = pipe.mode != "model" or (far_over and decision.scale < pipe.input_scale)
+                self._prepare(target, decision.scale, leaving=leaving, size=pipe)
         return self.running_mode(chosen) != was_mode
 
     def _prepare(

@@ -18,7 +18,9 @@ import numpy as np
 
 from .registry import BuildContext, Dispatch, Value
 
-HOW = ("only", "rule", "forced", "measured", "cached")
+# "nearest": a choice measured for the same op at another output size class, used where
+# timing was not allowed (infer.kernel_choice, mode "cached")
+HOW = ("only", "rule", "forced", "measured", "cached", "nearest")
 
 
 @dataclass

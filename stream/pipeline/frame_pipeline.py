@@ -98,19 +98,29 @@ class FramePipeline:
 
     # -- GPU side (worker threads) ----------------------------------------------------------
 
-    def executable_for(self, width: int, height: int) -> infer.Executable | None:
+    def executable_for(
+        self, width: int, height: int, measure: bool = True, warm: bool = False
+    ) -> infer.Executable | None:
+        """The model compiled for frames of this size. `measure`: its convs' kernels may be
+        timed on the device (once per device and size class, infer.kernel_choice); only for
+        a pipeline's first size, before any frame of its own runs: timing later would stall
+        the running frames for seconds (a new scale, a source changing size). `warm`: for a
+        size compiled in the background (infer.Model.prepare: on lavapipe the kernels are
+        made at their first run, which would hold up the frames for 7-20 s)."""
         if self.model is None:
             return None
-        return self.model.prepare({self.model.inputs[0]: (1, 3, height, width)})
+        shape: tuple[int, ...] = (1, 3, height, width)
+        return self.model.prepare({self.model.inputs[0]: shape}, measure=measure, warm=warm)
 
     def prepare_scale(self, scale: float) -> Future[Any] | None:
         """Compile the model for the last frame size at this input scale, in the background
-        (a second or more on lavapipe, per size: its kernels are specialised to the shape);
-        None when there is nothing to compile. Frames keep running meanwhile."""
+        (its kernels are specialised to the shape: on lavapipe 7-20 s a size, most of it at
+        the kernels' first run, which is why they are warmed on a side device); None when
+        there is nothing to compile. Frames keep running meanwhile."""
         if self.model is None or self.mode != "model" or self.last_size is None:
             return None
         w, h = scaled_size(*self.last_size, scale)
-        return self._compile_thread.submit(self.executable_for, w, h)
+        return self._compile_thread.submit(self.executable_for, w, h, False, True)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size of output frames for inputs of this size (before any frame is seen)."""

@@ -84,7 +84,8 @@ class Plan:
         self.scale = scale if pipe.model is not None and pipe.mode == "model" else 1.0
         # the model's input: the frame, or scaled down (dynamic resolution, adapt.py)
         self.rgb_w, self.rgb_h = scaled_size(width, height, self.scale)
-        self.exe = None if self.planar else pipe.executable_for(self.rgb_w, self.rgb_h)
+        first = pipe.plans_made == 0  # no frame of this pipeline is running yet
+        self.exe = None if self.planar else pipe.executable_for(self.rgb_w, self.rgb_h, first)
         # the RGB tensors are the model's, in its storage type (f32, or f16 at fp16)
         self.scalar, self.dtype = (
             (self.exe.scalar, self.exe.dtype) if self.exe else ("f32", np.float32)

@@ -5,6 +5,7 @@ caches and bad settings handled, and what was chosen shown by `python -m infer c
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -191,3 +192,49 @@ def test_a_large_map_is_timed_on_a_crop(tmp_path):
     got = Executable(device, program, ConstantStore(device)).run({"x": x})["y"]
     ref = reference(big, {"x": x})[0]
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_untimed_choices_take_the_nearest_size_class_measured(tmp_path):
+    """A size compiled while frames run is never timed: its class's cached choice, else the
+    nearest class measured for the same conv, else the rule."""
+    sig = {"vendor": "v", "device": "gpu", "driver": "d", "backend": "Vulkan"}
+    cache = KernelCache(tmp_path, sig)
+    big, mid, small = (_site(h, w).key() for h, w in ((360, 640), (100, 160), (20, 30)))
+    assert len({big, mid, small}) == 3, "three size classes"
+    cache.put(big, {"kernel": "winograd2-sg", "ms": {"winograd2-sg": 1.0}})
+    cache.put(mid, {"kernel": "direct-sg", "ms": {"direct-sg": 1.0}})
+    no_device = SimpleNamespace(is_cpu=False)  # nothing may run on it
+    chooser = MeasuringChooser(no_device, "measure", cache).untimed()  # type: ignore[arg-type]
+    cands = ["direct", "winograd2-sg", "direct-sg"]
+
+    def no_trial(name: str):
+        raise AssertionError("timed a candidate")
+
+    assert (chooser(mid, cands, "direct", no_trial).how) == "cached"
+    near = chooser(small, cands, "direct", no_trial)
+    assert (near.kernel, near.how, near.key) == ("direct-sg", "nearest", small)
+    # the nearest class's kernel is not a candidate here: the next one's is
+    assert chooser(small, ["direct", "winograd2-sg"], "direct", no_trial).kernel == "winograd2-sg"
+    other = mid.replace("64->32", "64->16")
+    assert chooser(other, cands, "direct", no_trial).how == "rule", "another conv's choices"
+    assert set(json.loads(cache.path.read_text())["choices"]) == {big, mid}, "nothing written"
+    assert MeasuringChooser(no_device, "rules").untimed().mode == "rules"  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+def test_prepare_without_measuring(monkeypatch, tmp_path):
+    model = conv_model(16, 16, 3, (1, 8, 8), "Relu", pads=[1, 1, 1, 1])
+    for d, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], "hw", strict=True):
+        d.dim_param = name  # any size
+    monkeypatch.setenv("FRAMESMITH_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernel_choice, "MIN_FLOPS", 0)
+    monkeypatch.setattr(kernel_choice, "BUDGET_S", 0)  # the rule alone is timed: quick
+    loaded = infer.load(model, kernels="measure")
+    first = loaded.prepare((1, 16, 40, 48))
+    (measured,) = first.program.kernel_choices.values()
+    assert measured.how == "measured"
+    later = loaded.prepare((1, 16, 12, 10), measure=False)
+    (untimed,) = later.program.kernel_choices.values()
+    assert (untimed.kernel, untimed.how) == (measured.kernel, "nearest")
+    (path,) = tmp_path.glob("kernels-*.json")
+    assert list(json.loads(path.read_text())["choices"]) == [measured.key]

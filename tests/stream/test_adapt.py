@@ -212,6 +212,50 @@ async def test_a_new_scale_takes_effect_once_compiled_and_frames_keep_the_old_on
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize(("gpu_ms", "meanwhile"), [(50.0, "model"), (200.0, "planar")])
+async def test_far_over_budget_the_fallback_runs_while_the_smaller_scale_compiles(
+    gpu_ms, meanwhile
+):
+    """A little over budget, the model keeps its old scale until the new one is compiled; far
+    over (6x here), the fallback runs meanwhile, its frames not judged as the model's."""
+    import threading
+
+    from stream.adaptation import Adaptation
+    from stream.config import AdaptConfig
+    from stream.pipeline import FrameTiming
+
+    rgb = smooth_rgb(160, 90, 0.3)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    pipe = FramePipeline(infer.load(nearest_upscaler()), slots=2)
+    planar = FramePipeline(mode="planar", scale=2.0, slots=2)
+    adapt = Adaptation(AdaptConfig(), fps=30.0)
+    gate = threading.Event()
+    try:
+        await pipe.process(frame)
+        pipe._compile_thread.submit(gate.wait, 30)  # the compile waits behind this
+        slow = FrameTiming(index=1, pts=None, gpu_ms=gpu_ms, scale=1.0)
+        for k in range(3):
+            adapt.observe(slow, pipe, "model", k / 30)
+        assert adapt.controller.scale < 1.0 and not adapt.controller.fallback
+        assert adapt.running_mode("model") == meanwhile
+        fast = FrameTiming(index=2, pts=None, gpu_ms=1.0, scale=1.0)
+        running = planar if meanwhile == "planar" else pipe  # the model at its old scale
+        for k in range(400):  # frames while it compiles: no step back up on them
+            adapt.observe(fast, running, "model", 1 + k / 30, model_pipe=pipe)
+        assert adapt.controller.scale < 1.0
+        gate.set()
+        for _ in range(200):
+            if adapt.running_mode("model") == "model" and pipe.input_scale < 1.0:
+                break
+            await asyncio.sleep(0.05)
+        assert pipe.input_scale == adapt.controller.scale < 1.0
+    finally:
+        gate.set()
+        pipe.close()
+        planar.close()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("fmt", ["yuv420p", "nv12"])
 async def test_the_planar_scaler_matches_swscale_bilinear_without_an_rgb_pass(fmt):
     from av.video.reformatter import Interpolation
@@ -229,3 +273,38 @@ async def test_the_planar_scaler_matches_swscale_bilinear_without_an_rgb_pass(fm
     for got, want in zip(planes_of(out), planes_of(ref), strict=True):
         assert got.shape == want.shape
         assert np.abs(got.astype(int) - want.astype(int)).mean() < 1.0
+
+
+@pytest.mark.gpu
+async def test_only_the_first_size_of_a_pipeline_times_kernels(monkeypatch, tmp_path):
+    """Timing candidates holds the device's queue: a size compiled while frames run (a new
+    scale, a source changing size) takes the nearest size class measured instead, and a new
+    scale compiled in the background is first run on a side device (lavapipe)."""
+    from infer import kernel_choice
+
+    monkeypatch.setenv("FRAMESMITH_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.delenv("MESA_SHADER_CACHE_DISABLE", raising=False)
+    monkeypatch.setattr(kernel_choice, "MIN_FLOPS", 0)
+    monkeypatch.setattr(kernel_choice, "BUDGET_S", 0)  # the rule alone is timed: quick
+    pipe = FramePipeline(infer.load(nearest_upscaler(), kernels="measure"), slots=2)
+
+    def how(width: int, height: int) -> set[str]:
+        exe = pipe.executable_for(width, height, measure=False)
+        return {c.how for c in exe.program.kernel_choices.values()}
+
+    def frame(width: int, height: int) -> av.VideoFrame:
+        rgb = smooth_rgb(width, height, 0.3)
+        return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+
+    try:
+        await pipe.process(frame(160, 90))
+        assert how(160, 90) == {"measured"}
+        assert not pipe.model._warmed
+        pipe.prepare_scale(0.25).result(timeout=120)  # 40x22: another size class
+        assert how(40, 22) == {"nearest"}
+        # lavapipe: its first run was on the side device
+        assert len(pipe.model._warmed) == int(pipe.model.device.compiles_at_first_dispatch)
+        await pipe.process(frame(48, 28))  # the source changed size mid-stream
+        assert how(48, 28) == {"nearest"}
+    finally:
+        pipe.close()

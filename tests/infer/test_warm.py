@@ -1,0 +1,46 @@
+"""Compiling a new size while frames run (a service changing its input scale): on a driver that
+makes machine code at a kernel's first run (lavapipe), `prepare(..., warm=True)` runs the model
+once on a side device so that run does not hold up the device's own queue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import infer
+
+from .onnx_helpers import reference
+from .test_conv_variants import conv_model
+
+
+def _any_size_model():
+    model = conv_model(8, 8, 3, (1, 8, 8), "Relu", pads=[1, 1, 1, 1])
+    for d, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], "hw", strict=True):
+        d.dim_param = name
+    return model
+
+
+@pytest.mark.gpu
+def test_a_warmed_size_ran_once_on_the_side_device(monkeypatch):
+    device = infer.get_device()
+    if not device.compiles_at_first_dispatch:
+        pytest.skip(f"{device.name} compiles kernels when their pipelines are made")
+    monkeypatch.delenv("MESA_SHADER_CACHE_DISABLE", raising=False)
+    onnx_model = _any_size_model()
+    model = infer.load(onnx_model, kernels="rules")
+    side = device.side()
+    assert side is device.side() and side.device is not device.device, "one, with its own queue"
+    before = side.cached_pipelines
+    exe = model.prepare((1, 8, 21, 17), warm=True)
+    assert side.cached_pipelines > before, "its kernels were made on the side device"
+    made = side.cached_pipelines
+    assert model.prepare((1, 8, 21, 17), warm=True) is exe
+    assert side.cached_pipelines == made and len(model._warmed) == 1, "warmed once a size"
+    model.prepare((1, 8, 13, 11), warm=False)
+    monkeypatch.setenv("MESA_SHADER_CACHE_DISABLE", "true")
+    model.prepare((1, 8, 9, 7), warm=True)  # no cache to fill: nothing gained by running
+    assert len(model._warmed) == 1
+    x = np.random.default_rng(0).standard_normal((1, 8, 21, 17)).astype(np.float32)
+    got = model.run(x)
+    ref = reference(onnx_model, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
