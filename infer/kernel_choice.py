@@ -301,6 +301,18 @@ class MeasuringChooser:
         )
         return Choice(best, "measured", candidates, key, ms)
 
+    def on(self, device: Device) -> MeasuringChooser:
+        """This chooser timing on another device of the same adapter (Device.side: trials
+        there do not hold up the queue a service's frames use), writing the same cache."""
+        return MeasuringChooser(
+            device,
+            self.mode,
+            self.cache,
+            min_flops=self.min_flops,
+            budget_s=self.budget_s,
+            repeats=self.repeats,
+        )
+
     def untimed(self) -> MeasuringChooser:
         """This chooser, never timing: "measure" becomes "cached" (see the module doc)."""
         if self.mode != "measure":

@@ -153,18 +153,23 @@ class Model:
         arrays: Mapping[str, np.ndarray | _ShapeOnly] | None = None,
         *,
         measure: bool = True,
+        aside: bool = False,
     ) -> Program:
         """The folded, fused dispatch list for these input shapes. The first time a conv
         shape is seen, its kernel variants may be timed on the device (infer.kernel_choice);
         `program.kernel_choices` says what was picked and how. `measure=False`: nothing is
-        timed (cached choices, the nearest size class measured, else the rule)."""
+        timed (cached choices, the nearest size class measured, else the rule). `aside`:
+        timed on the side device (see `prepare`'s `warm`)."""
+        chooser = self.chooser if measure else self.chooser.untimed()
+        if aside:
+            chooser = chooser.on(self.device.side())
         return specialise(
             self.graph,
             self._seed(shapes, arrays or {}),
             self.device.limits,
             self.precision,
             self.token_layout,
-            self.chooser if measure else self.chooser.untimed(),
+            chooser,
         )
 
     def prepare(
@@ -190,8 +195,9 @@ class Model:
         machine code at a kernel's first run, on the queue (lavapipe: 7-20 s for a new size,
         every frame behind it waiting), the model is first run once on a side device with a
         queue of its own; that fills Mesa's shader cache, and the first run here then loads
-        the code from it (0.3 s measured). Nothing is done where the cache is off
-        (MESA_SHADER_CACHE_DISABLE) or the driver compiles when the pipeline is made.
+        the code from it (0.3 s measured); convs timed for this size are timed there too.
+        Nothing is done where the cache is off (MESA_SHADER_CACHE_DISABLE) or the driver
+        compiles when the pipeline is made.
         """
         if not isinstance(shapes, dict):
             shapes = {self.inputs[0]: tuple(shapes)}
@@ -199,8 +205,9 @@ class Model:
             raise ModelError(
                 f"inputs {sorted(self._value_inputs)} shape the computation by value: use run()"
             )
-        exe = self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()}, measure)
-        if warm and self.device.compiles_at_first_dispatch and not _shader_cache_off():
+        aside = warm and self.device.compiles_at_first_dispatch and not _shader_cache_off()
+        exe = self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()}, measure, aside)
+        if aside:
             self._warm(exe.program)
         return exe
 
@@ -221,7 +228,10 @@ class Model:
         self._warmed.add(key)
 
     def executable(
-        self, arrays: Mapping[str, np.ndarray | _ShapeOnly], measure: bool = True
+        self,
+        arrays: Mapping[str, np.ndarray | _ShapeOnly],
+        measure: bool = True,
+        aside: bool = False,
     ) -> Executable:
         shapes = {k: v.shape for k, v in arrays.items()}
         key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
@@ -234,7 +244,7 @@ class Model:
                 return exe
         # compiled outside the lock: a caller compiling the next size in the background (a
         # service changing its input scale) must not hold up one running a compiled size
-        program = self.program(shapes, arrays, measure=measure)
+        program = self.program(shapes, arrays, measure=measure, aside=aside)
         exe = Executable(self.device, program, self._consts)
         with self._cache_lock:
             exe = self._cache.setdefault(key, exe)

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -113,6 +114,9 @@ class Service:
             mode = "bilinear"
         self.mode: str = mode  # the mode chosen (config, or an admin's /api/mode)
         self.adapt = Adaptation(cfg.adapt, cfg.source.fps)
+        # a model switched to mid-stream is compiled (its kernels measured and warmed on a
+        # side device) in the background: (the mode that keeps running meanwhile, the compile)
+        self._switch: tuple[str, Future[Any]] | None = None
         self._pipes: dict[str, FramePipeline] = {}
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
@@ -248,7 +252,7 @@ class Service:
 
     async def _run_pipeline(self, stream: str, feed: Feed) -> None:
         while True:
-            mode = self.adapt.running_mode(self.mode) if stream == "main" else "bilinear"
+            mode = self.running_mode() if stream == "main" else "bilinear"
             pipe = self.pipeline(mode)
             if stream == "main":
                 self.adapt.apply_scale(pipe)
@@ -257,7 +261,7 @@ class Service:
             try:
                 async for out in frames:
                     self._after_pipeline(stream, label, pipe, out)
-                    if stream == "main" and self.adapt.running_mode(self.mode) != mode:
+                    if stream == "main" and self.running_mode() != mode:
                         break  # mode switched (by a user or the adaptation): the other pipeline
                 else:
                     return
@@ -303,7 +307,8 @@ class Service:
         if stream == "main" and timing is not None:
             self._check_rate(label, pipe, out)
             model_pipe = self._pipes.get(self.mode)
-            self.adapt.observe(timing, pipe, self.mode, time.monotonic(), model_pipe)
+            if self._switch is None:  # else the frames are another mode's than the chosen
+                self.adapt.observe(timing, pipe, self.mode, time.monotonic(), model_pipe)
         if meta is not None and stream == "main":
             if timing is not None:
                 meta.stages.update(
@@ -331,10 +336,32 @@ class Service:
             raise SignallingError(400, f"mode must be one of {self.modes}, not {mode!r}")
         if mode != self.mode:
             log.info("mode: %s -> %s", self.mode, mode)
+            before = self.running_mode()
+            size = self._pipes[before].last_size if before in self._pipes else None
             self.mode = mode
+            self._switch = None
+            if mode in self.models and size is not None:
+                # the frames keep the mode that runs until the model is ready for them: its
+                # first compile at this size (and on a new machine, timing its kernels) took
+                # 5-16 s on lavapipe with no frame meanwhile
+                pipe = self.pipeline(mode)
+                pipe.last_size = size
+                self.adapt.apply_scale(pipe)
+                future = pipe.prepare_scale(pipe.input_scale, measure=pipe.plans_made == 0)
+                if future is not None:
+                    self._switch = (before, future)
             for (s, _), enc in self.encoders.items():
                 if s == "main":
                     enc.request_keyframe(urgent=True)
+
+    def running_mode(self) -> str:
+        """The main stream's mode now: the adaptation's for the chosen mode, or the mode
+        that ran before a model switch while the new model compiles."""
+        if self._switch is not None:
+            if not self._switch[1].done():
+                return self._switch[0]
+            self._switch = None
+        return self.adapt.running_mode(self.mode)
 
     # -- input and reports -------------------------------------------------------------------
 
@@ -467,7 +494,7 @@ class Service:
     def stats(self) -> dict[str, Any]:
         return {
             **self.health(),
-            "adapt": self.adapt.state(self.mode),
+            "adapt": {**self.adapt.state(self.mode), "running_mode": self.running_mode()},
             "bandwidth": self.bitrate.state(),
             "source": self.source.details(),
             "sessions_open": len(self.sessions.viewers),

@@ -112,15 +112,16 @@ class FramePipeline:
         shape: tuple[int, ...] = (1, 3, height, width)
         return self.model.prepare({self.model.inputs[0]: shape}, measure=measure, warm=warm)
 
-    def prepare_scale(self, scale: float) -> Future[Any] | None:
+    def prepare_scale(self, scale: float, measure: bool = False) -> Future[Any] | None:
         """Compile the model for the last frame size at this input scale, in the background
         (its kernels are specialised to the shape: on lavapipe 7-20 s a size, most of it at
         the kernels' first run, which is why they are warmed on a side device); None when
-        there is nothing to compile. Frames keep running meanwhile."""
+        there is nothing to compile. Frames keep running meanwhile. `measure`: convs not yet
+        timed are timed (on the side device; a model switched to mid-stream)."""
         if self.model is None or self.mode != "model" or self.last_size is None:
             return None
         w, h = scaled_size(*self.last_size, scale)
-        return self._compile_thread.submit(self.executable_for, w, h, False, True)
+        return self._compile_thread.submit(self.executable_for, w, h, measure, True)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size of output frames for inputs of this size (before any frame is seen)."""

@@ -264,6 +264,46 @@ async def test_compare_stream_and_mode_switch():
         await srv.close()
 
 
+@pytest.mark.timeout(90)
+async def test_a_model_switched_to_is_compiled_while_the_old_mode_keeps_running():
+    """On lavapipe a model's first compile at a size (and timing its kernels, on a new
+    machine) took 5-16 s with no frame; now the old mode runs until the model is ready."""
+    import threading
+
+    srv = await start_server(
+        small_config(**{"model.mode": "bilinear"}),
+        infer.load(tiny_upscaler()),
+        "tiny_x2",
+        {"nearest": infer.load(nearest_upscaler())},
+    )
+    svc = srv.service
+    gate = threading.Event()
+    try:
+        async with aiohttp.ClientSession() as http:
+            v = await whep(http, srv.url)
+            await recv_frames(v.tracks[0], 5, 40)
+            nearest = svc.pipeline("model:nearest")
+            nearest._compile_thread.submit(gate.wait, 30)  # its compile waits behind this
+            async with http.post(srv.url + "/api/mode", json={"mode": "model:nearest"}) as r:
+                assert r.status == 200 and (await r.json())["mode"] == "model:nearest"
+            bilinear_before = svc.pipeline("bilinear").stats.frames_out
+            await recv_frames(v.tracks[0], 8, 30)  # frames keep coming meanwhile ...
+            assert svc.running_mode() == "bilinear" and nearest.stats.frames_out == 0
+            assert svc.pipeline("bilinear").stats.frames_out > bilinear_before
+            async with http.get(srv.url + "/api/stats") as r:
+                assert (await r.json())["adapt"]["running_mode"] == "bilinear"
+            gate.set()  # ... and the model takes over once compiled
+            for _ in range(200):
+                if nearest.stats.frames_out > 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert svc.running_mode() == "model:nearest" and nearest.stats.frames_out > 0
+            await v.close(http, srv.url)
+    finally:
+        gate.set()
+        await srv.close()
+
+
 @pytest.mark.timeout(60)
 async def test_healthz_metrics_and_stats():
     srv = await start_server(small_config())
