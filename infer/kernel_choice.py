@@ -304,20 +304,21 @@ class MeasuringChooser:
     def on(self, device: Device) -> MeasuringChooser:
         """This chooser timing on another device of the same adapter (Device.side: trials
         there do not hold up the queue a service's frames use), writing the same cache."""
+        return self._copy(device, self.mode)
+
+    def untimed(self) -> MeasuringChooser:
+        """This chooser, never timing: "measure" becomes "cached" (see the module doc)."""
+        return self._copy(self.device, "cached") if self.mode == "measure" else self
+
+    def _copy(self, device: Device, mode: str) -> MeasuringChooser:
         return MeasuringChooser(
             device,
-            self.mode,
+            mode,
             self.cache,
             min_flops=self.min_flops,
             budget_s=self.budget_s,
             repeats=self.repeats,
         )
-
-    def untimed(self) -> MeasuringChooser:
-        """This chooser, never timing: "measure" becomes "cached" (see the module doc)."""
-        if self.mode != "measure":
-            return self
-        return MeasuringChooser(self.device, "cached", self.cache, min_flops=self.min_flops)
 
     def measure(
         self, built: dict[str, Trial], others: list[str], trial: Callable[[str], Trial]

@@ -4,13 +4,18 @@ running the model on a scaled-down input while the output size stays the same.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from threading import Event
 
 import av
 import numpy as np
 import pytest
 
 import infer
-from stream.pipeline import FramePipeline
+from stream.adaptation import Adaptation
+from stream.config import AdaptConfig
+from stream.pipeline import FramePipeline, FrameTiming
 from stream.pipeline.adapt import AdaptSettings, Reason, ScaleController
 from stream.sources.frames import planes_of
 
@@ -19,6 +24,35 @@ from .rtc import nearest_upscaler
 
 FPS = 30.0
 BUDGET = 1000 / FPS
+
+
+def yuv_frame(width: int = 160, height: int = 90) -> av.VideoFrame:
+    """The smooth test picture, as a decoder hands it over."""
+    rgb = smooth_rgb(width, height, 0.3)
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Up to 10 s for a compile in the background to be taken up (the test asserts after)."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def model_and_fallback() -> Iterator[tuple[FramePipeline, FramePipeline, Adaptation, Event]]:
+    """A model pipeline, the planar fallback, the adaptation between them at 30 fps, and a
+    gate a test can hold the model's compiles behind (released before the pipelines close)."""
+    pipe = FramePipeline(infer.load(nearest_upscaler()), slots=2)
+    planar = FramePipeline(mode="planar", scale=2.0, slots=2)
+    gate = Event()
+    try:
+        yield pipe, planar, Adaptation(AdaptConfig(), fps=30.0), gate
+    finally:
+        gate.set()
+        pipe.close()
+        planar.close()
 
 
 def replay(ctl: ScaleController, gpu_ms_at_full: float, seconds: float, fixed_ms: float = 0.0):
@@ -94,8 +128,7 @@ def test_small_jitter_changes_nothing():
 @pytest.mark.gpu
 async def test_the_model_runs_on_a_scaled_input_and_the_output_size_holds():
     model = infer.load(nearest_upscaler())
-    rgb = smooth_rgb(320, 180, 0.3)
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    frame = yuv_frame(320, 180)
     pipe = FramePipeline(model, keep_tensors=True)
     try:
         full = await pipe.process(frame)
@@ -120,12 +153,8 @@ async def test_frames_that_compiled_a_plan_or_ran_at_the_old_scale_are_not_judge
     """Changing the scale compiles the model for the new size (about a second on lavapipe)
     while frames of the old scale are still in flight: counted, they made a 160x90 source fall
     back at once after every change."""
-    from stream.adaptation import Adaptation
-    from stream.config import AdaptConfig
-
     model = infer.load(nearest_upscaler())
-    rgb = smooth_rgb(160, 90, 0.3)
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    frame = yuv_frame()
     pipe = FramePipeline(model, slots=2)
     adapt = Adaptation(AdaptConfig(), fps=30.0)
     try:
@@ -154,20 +183,8 @@ async def test_frames_that_compiled_a_plan_or_ran_at_the_old_scale_are_not_judge
 
 @pytest.mark.gpu
 async def test_a_new_scale_takes_effect_once_compiled_and_frames_keep_the_old_one_meanwhile():
-    import threading
-
-    from stream.adaptation import Adaptation
-    from stream.config import AdaptConfig
-    from stream.pipeline import FrameTiming
-
-    model = infer.load(nearest_upscaler())
-    rgb = smooth_rgb(160, 90, 0.3)
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-    pipe = FramePipeline(model, slots=2)
-    planar = FramePipeline(mode="planar", scale=2.0, slots=2)
-    adapt = Adaptation(AdaptConfig(), fps=30.0)
-    gate = threading.Event()
-    try:
+    frame = yuv_frame()
+    with model_and_fallback() as (pipe, planar, adapt, gate):
         await pipe.process(frame)
         pipe._compile_thread.submit(gate.wait, 30)  # the compile waits behind this
         slow = FrameTiming(index=1, pts=None, gpu_ms=500.0, scale=1.0)
@@ -177,10 +194,7 @@ async def test_a_new_scale_takes_effect_once_compiled_and_frames_keep_the_old_on
         out = await pipe.process(frame)  # still the old scale: nothing stalls on the compile
         assert pipe.input_scale == 1.0 and pipe.stats.recent[-1].scale == 1.0
         gate.set()
-        for _ in range(200):
-            if adapt.running_mode("model") == "model" and pipe.input_scale < 1.0:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: adapt.running_mode("model") == "model" and pipe.input_scale < 1.0)
         assert pipe.input_scale == adapt.controller.scale
         out = await pipe.process(frame)
         assert pipe.stats.recent[-1].scale == adapt.controller.scale
@@ -190,7 +204,7 @@ async def test_a_new_scale_takes_effect_once_compiled_and_frames_keep_the_old_on
         adapt.controller.fallback, adapt.controller.scale = True, adapt.cfg.floor
         assert adapt.running_mode("model") == "planar"
         pipe._compile_thread.submit(gate.clear)
-        blocker = threading.Event()
+        blocker = Event()
         pipe._compile_thread.submit(blocker.wait, 30)
         fast = FrameTiming(index=2, pts=None, gpu_ms=1.0, scale=1.0)
         for k in range(400):  # room for the ramp-up wait: the controller retries the model
@@ -200,15 +214,8 @@ async def test_a_new_scale_takes_effect_once_compiled_and_frames_keep_the_old_on
         assert not adapt.controller.fallback
         assert adapt.running_mode("model") == "planar"  # compiling: the fallback runs on
         blocker.set()
-        for _ in range(200):
-            if adapt.running_mode("model") == "model":
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: adapt.running_mode("model") == "model")
         assert adapt.running_mode("model") == "model" and pipe.input_scale == adapt.cfg.floor
-    finally:
-        gate.set()
-        pipe.close()
-        planar.close()
 
 
 @pytest.mark.gpu
@@ -218,19 +225,8 @@ async def test_far_over_budget_the_fallback_runs_while_the_smaller_scale_compile
 ):
     """A little over budget, the model keeps its old scale until the new one is compiled; far
     over (6x here), the fallback runs meanwhile, its frames not judged as the model's."""
-    import threading
-
-    from stream.adaptation import Adaptation
-    from stream.config import AdaptConfig
-    from stream.pipeline import FrameTiming
-
-    rgb = smooth_rgb(160, 90, 0.3)
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-    pipe = FramePipeline(infer.load(nearest_upscaler()), slots=2)
-    planar = FramePipeline(mode="planar", scale=2.0, slots=2)
-    adapt = Adaptation(AdaptConfig(), fps=30.0)
-    gate = threading.Event()
-    try:
+    frame = yuv_frame()
+    with model_and_fallback() as (pipe, planar, adapt, gate):
         await pipe.process(frame)
         pipe._compile_thread.submit(gate.wait, 30)  # the compile waits behind this
         slow = FrameTiming(index=1, pts=None, gpu_ms=gpu_ms, scale=1.0)
@@ -244,15 +240,8 @@ async def test_far_over_budget_the_fallback_runs_while_the_smaller_scale_compile
             adapt.observe(fast, running, "model", 1 + k / 30, model_pipe=pipe)
         assert adapt.controller.scale < 1.0
         gate.set()
-        for _ in range(200):
-            if adapt.running_mode("model") == "model" and pipe.input_scale < 1.0:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: adapt.running_mode("model") == "model" and pipe.input_scale < 1.0)
         assert pipe.input_scale == adapt.controller.scale < 1.0
-    finally:
-        gate.set()
-        pipe.close()
-        planar.close()
 
 
 @pytest.mark.gpu
@@ -292,19 +281,15 @@ async def test_only_the_first_size_of_a_pipeline_times_kernels(monkeypatch, tmp_
         exe = pipe.executable_for(width, height, measure=False)
         return {c.how for c in exe.program.kernel_choices.values()}
 
-    def frame(width: int, height: int) -> av.VideoFrame:
-        rgb = smooth_rgb(width, height, 0.3)
-        return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-
     try:
-        await pipe.process(frame(160, 90))
+        await pipe.process(yuv_frame(160, 90))
         assert how(160, 90) == {"measured"}
         assert not pipe.model._warmed
         pipe.prepare_scale(0.25).result(timeout=120)  # 40x22: another size class
         assert how(40, 22) == {"nearest"}
         # lavapipe: its first run was on the side device
         assert len(pipe.model._warmed) == int(pipe.model.device.compiles_at_first_dispatch)
-        await pipe.process(frame(48, 28))  # the source changed size mid-stream
+        await pipe.process(yuv_frame(48, 28))  # the source changed size mid-stream
         assert how(48, 28) == {"nearest"}
     finally:
         pipe.close()
