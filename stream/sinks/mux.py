@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import functools
 import secrets
 import socket
 import tempfile
@@ -289,5 +289,9 @@ class MuxSink:
         return {**self.figures.stats(), "queued": len(self.queue), "cpu_s": round(self.cpu_s, 3)}
 
 
+@functools.cache
 def default_sdp_dir() -> Path:
-    return Path(tempfile.gettempdir()) / f"framesmith-push-{os.getpid()}"
+    """A private folder (mkdtemp: a random name, mode 0700) made once per process: a name
+    another local user could guess (the pid) could be made by them first, with a symlink
+    in it."""
+    return Path(tempfile.mkdtemp(prefix="framesmith-push-"))

@@ -9,7 +9,10 @@ encoder makes for WebRTC (stream/encode.py).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
+import tempfile
 from pathlib import Path
 
 PAYLOAD_TYPE = 96
@@ -40,7 +43,18 @@ def describe(host: str, port: int, codec: str, pt: int = PAYLOAD_TYPE, ssrc: int
 
 
 def write(folder: Path, index: int, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write push-<index>.sdp so that nothing another user placed in `folder` is followed:
+    the text goes to a fresh file (mkstemp: O_EXCL, mode 0600) renamed over the name, and a
+    rename replaces a symlink found there instead of writing through it."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"push-{index}.sdp"
-    path.write_text(text)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".push-{index}-", suffix=".sdp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import av
@@ -38,6 +39,23 @@ if TYPE_CHECKING:
     from ..encode import SharedEncoder
 
 MIME = {"vp8": "video/vp8", "h264": "video/h264"}
+log = logging.getLogger(__name__)
+
+
+def same_origin(a: str, b: str) -> bool:
+    """RFC 6454 origins (scheme, host, port) equal: where the bearer token may go."""
+    try:
+        pa, pb = urlsplit(a), urlsplit(b)
+        return (pa.scheme.lower(), pa.hostname, pa.port or _PORTS.get(pa.scheme.lower())) == (
+            pb.scheme.lower(),
+            pb.hostname,
+            pb.port or _PORTS.get(pb.scheme.lower()),
+        )
+    except ValueError:  # a port that is not a number
+        return False
+
+
+_PORTS = {"http": 80, "https": 443}
 
 
 class WhipRefused(Exception):
@@ -85,6 +103,7 @@ class WhipSink:
         self.pc: RTCPeerConnection | None = None
         self.track: SinkTrack | None = None
         self.location = ""
+        self.endpoint = ""  # the URL the offer was posted to: the token's only origin
         self._task: asyncio.Task[None] | None = None
         self._dropped_before = 0
 
@@ -115,14 +134,17 @@ class WhipSink:
             f.set_state(SinkState.RETRYING, error, delay)
             await asyncio.sleep(delay)
 
-    def _headers(self, **more: str) -> dict[str, str]:
-        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def _headers(self, to: str = "", **more: str) -> dict[str, str]:
+        """The request's headers; the bearer token only for the endpoint's own origin: a
+        Location (or Link) naming another origin gets the request without it."""
+        same = not to or same_origin(to, self.endpoint)
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token and same else {}
         return {**auth, **more}
 
     async def _session(self) -> str:
         """One WHIP session, from the offer until its connection ends; returns why."""
         f = self.figures
-        url = self.target.resolved().removeprefix("whip+")
+        url = self.endpoint = self.target.resolved().removeprefix("whip+")
         timeout = self.settings.connect_timeout_s
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self.server)))
         track = self.track = SinkTrack(self.encoder, self.settings.queue, f)
@@ -181,10 +203,16 @@ class WhipSink:
             self.track = None
         if self.location:
             location, self.location = self.location, ""
+            if not same_origin(location, self.endpoint):
+                log.warning(
+                    "%s: the session's Location is on another origin than the endpoint; "
+                    "ending it there without the token",
+                    self.target.shown,
+                )
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
                 async with (
                     aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http,
-                    http.delete(location, headers=self._headers()),
+                    http.delete(location, headers=self._headers(location)),
                 ):
                     pass
         if self.pc is not None:

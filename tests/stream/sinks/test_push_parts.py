@@ -159,6 +159,31 @@ def test_sdp_describes_the_rtp_push():
     assert "c=IN IP6 ::1" in sdp_of("::1", 5004, "vp8") and "VP8/90000" in sdp_of("::1", 1, "vp8")
 
 
+def test_sdp_file_never_follows_a_planted_symlink(tmp_path):
+    """A local user who can write the SDP folder plants push-0.sdp -> a file of ours: the
+    write replaces the link with a private file and leaves the target alone."""
+    import os
+    import stat
+
+    from stream.sinks import sdp
+    from stream.sinks.mux import default_sdp_dir
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    folder = tmp_path / "sdp"
+    folder.mkdir()
+    (folder / "push-0.sdp").symlink_to(victim)
+    path = sdp.write(folder, 0, sdp_of("127.0.0.1", 5004, "vp8"))
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and "m=video 5004" in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in folder.iterdir()] == ["push-0.sdp"]  # no temporary left
+    # the default folder is private and not named after the pid (which another user can guess)
+    default = default_sdp_dir()
+    assert str(os.getpid()) not in default.name and default.owner() == victim.owner()
+    assert stat.S_IMODE(default.stat().st_mode) == 0o700
+
+
 def test_serve_push_flags_reach_the_config_and_a_bad_one_stops_the_start(capsys, tmp_path):
     from stream import serve
 
