@@ -9,8 +9,12 @@ Roles (RFC 9725 leaves the token format to the server):
 A token is ``fs1.<payload>.<mac>``: the payload is base64url JSON ``{"r": role, "exp": unix
 seconds, "n": 128-bit nonce}`` and the mac is HMAC-SHA256 over ``fs1.<payload>`` keyed by the
 server secret ([auth] secret_file). The nonce names the token: a session remembers the nonce
-of the token that created it, so only that token (or an admin's) may end it, and rate limits
-count per token. Tokens are minted by ``python -m stream token --config FILE --role ROLE``.
+of the token that created it, so only that token (or an admin's) may end it, rate limits and
+the session cap count per token, and a token is revoked by listing its nonce in [auth]
+revoked_file (``python -m stream token --config FILE --revoke TOKEN``; the server rereads the
+file when it changes and ends the token's sessions). Tokens are minted by
+``python -m stream token --config FILE --role ROLE``; a session or WebSocket ends when the
+token that opened it expires.
 
 With no [auth] section a server bound to loopback is open (a developer's own machine: every
 caller holds every right); bound to any other address it refuses to start unless told
@@ -25,12 +29,16 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
+import os
 import secrets
 import sys
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 PREFIX = "fs1"
 MAX_TOKEN_CHARS = 512
@@ -95,14 +103,19 @@ def _unb64(text: str) -> bytes:
 class TokenAuthority:
     """Mints and checks tokens with one server secret."""
 
-    def __init__(self, secret: bytes, max_ttl_s: float = 7 * 86400) -> None:
+    def __init__(
+        self, secret: bytes, max_ttl_s: float = 7 * 86400, revoked: Revocations | None = None
+    ) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ValueError(f"the auth secret must be at least {MIN_SECRET_BYTES} bytes")
         self._key = secret
         self.max_ttl_s = max_ttl_s
+        self.revoked = revoked or Revocations("")
 
     @classmethod
-    def from_file(cls, path: str | Path, max_ttl_s: float = 7 * 86400) -> TokenAuthority:
+    def from_file(
+        cls, path: str | Path, max_ttl_s: float = 7 * 86400, revoked_file: str = ""
+    ) -> TokenAuthority:
         try:
             secret = Path(path).read_bytes().strip()
         except OSError as e:
@@ -114,7 +127,7 @@ class TokenAuthority:
                 f"auth.secret_file: {str(path)!r} holds {len(secret)} bytes; use at least "
                 f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32 > {path}`)"
             )
-        return cls(secret, max_ttl_s)
+        return cls(secret, max_ttl_s, Revocations(revoked_file))
 
     def _mac(self, signed: str) -> str:
         return _b64(hmac.new(self._key, signed.encode(), hashlib.sha256).digest())
@@ -129,7 +142,8 @@ class TokenAuthority:
         return f"{signed}.{self._mac(signed)}"
 
     def verify(self, token: str, now: float | None = None) -> Grant:
-        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+        # a header's non-ASCII text would reach compare_digest (TypeError: a 500), not a 401
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():
             raise AuthError("malformed token")
         prefix, payload, mac = token.split(".")
         if prefix != PREFIX:
@@ -143,7 +157,53 @@ class TokenAuthority:
             raise AuthError("malformed token") from None
         if grant.expires <= (time.time() if now is None else now):
             raise AuthError("token expired")
+        if self.revoked.has(grant.nonce):
+            raise AuthError("token revoked")
         return grant
+
+    def nonce_of(self, token: str) -> str:
+        """The nonce of a token this authority signed (expired ones too: revoking one that
+        has run out is harmless); AuthError for anything else."""
+        return self.verify(token, now=0).nonce
+
+
+class Revocations:
+    """The nonces of revoked tokens, one a line in a file ([auth] revoked_file), reread when
+    the file changes: a leaked token stops working without rotating the secret (which would
+    end every token). A missing file revokes nothing; an unreadable one is logged and keeps
+    the last list rather than let revoked tokens back in."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.nonces: frozenset[str] = frozenset()
+        self._stamp: tuple[int, int] | None = None
+
+    def reload(self) -> bool:
+        """Reread the file if it changed; True when the list changed."""
+        if not self.path:
+            return False
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            stamp, nonces = None, frozenset[str]()
+        else:
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp == self._stamp:
+                return False
+            try:
+                text = Path(self.path).read_text(encoding="ascii", errors="replace")
+            except OSError as e:
+                log.error("auth.revoked_file: cannot read %r (%s)", self.path, e.strerror)
+                return False
+            nonces = frozenset(w for line in text.splitlines() if (w := line.split("#")[0].strip()))
+        self._stamp = stamp
+        changed = nonces != self.nonces
+        self.nonces = nonces
+        return changed
+
+    def has(self, nonce: str) -> bool:
+        self.reload()
+        return nonce in self.nonces
 
 
 def bearer(header: str | None) -> str | None:
@@ -169,7 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         "as http://host:port/#token=<token>.",
     )
     ap.add_argument("--config", required=True, help="the serve config (its [auth] secret_file)")
-    ap.add_argument("--role", required=True, choices=[str(r) for r in Role])
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--role", choices=[str(r) for r in Role])
+    what.add_argument(
+        "--revoke",
+        metavar="TOKEN_FILE",
+        help="revoke the token held in this file ('-': read it from stdin): its nonce is "
+        "added to [auth] revoked_file; a running server ends its sessions within seconds",
+    )
     ap.add_argument("--ttl", type=float, help="lifetime in seconds (default: [auth] token_ttl_s)")
     args = ap.parse_args(argv)
     try:
@@ -177,9 +244,26 @@ def main(argv: list[str] | None = None) -> int:
         if not cfg.auth.secret_file:
             raise ConfigError(f"{args.config}: no [auth] secret_file: this server is open")
         authority = TokenAuthority.from_file(cfg.auth.secret_file, cfg.auth.max_token_ttl_s)
+        if args.revoke is not None:
+            return _revoke(authority, cfg.auth.revoked_file, args.revoke)
         token = authority.mint(Role(args.role), args.ttl or cfg.auth.token_ttl_s)
-    except (ConfigError, ValueError) as e:
+    except (ConfigError, ValueError, AuthError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(token)
+    return 0
+
+
+def _revoke(authority: TokenAuthority, revoked_file: str, source: str) -> int:
+    from .config import ConfigError
+
+    """Append the nonce of the token in `source` to the revocation list (never the token
+    itself: the list is no store of credentials)."""
+    if not revoked_file:
+        raise ConfigError("no [auth] revoked_file: set one to revoke tokens")
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    nonce = authority.nonce_of(text.strip())
+    with open(revoked_file, "a", encoding="ascii") as f:
+        f.write(f"{nonce}\n")
+    print(f"revoked token {nonce}", file=sys.stderr)
     return 0

@@ -62,6 +62,14 @@ class ServerConfig(Section):
     body_timeout_s: float = Field(5.0, gt=0, le=120)  # a request body must arrive in this
     rate_limit_per_s: float = Field(5.0, gt=0)  # POST/PATCH/DELETE per client (token or address)
     rate_limit_burst: int = Field(20, ge=1)
+    # GETs above public (/api/*, /metrics) and WebSocket upgrades, per token (or address)
+    get_rate_limit_per_s: float = Field(20.0, gt=0)
+    get_rate_limit_burst: int = Field(60, ge=1)
+    max_sessions_per_token: int = Field(8, ge=1)  # WHEP + WHIP sessions one token holds
+    # Host names this server answers to besides IP literals, localhost and public_url's host
+    # (DNS rebinding: a name an attacker controls that resolves to this server is refused);
+    # a leading dot allows a domain's subdomains (".example.com")
+    allowed_hosts: list[str] = Field(default_factory=list)
     tls_cert: str = ""  # PEM certificate chain; with tls_key: serve HTTPS
     tls_key: str = ""
     tls_self_signed: bool = False  # a development certificate made at start (not for production)
@@ -178,6 +186,9 @@ class EncoderConfig(Section):
     max_fps: float = Field(60.0, ge=1, le=240)
     hardware: Literal["auto", "off"] = "auto"  # auto: h264_nvenc on a GPU when PyAV has it
     keyframe_interval_s: float = Field(10.0, ge=0.5, le=3600)  # also on viewer join and PLI
+    # viewers' keyframe requests (PLI/FIR) honoured at most this often, whoever asks; those
+    # inside it are merged into one keyframe at its end (stream/encode.py)
+    min_keyframe_interval_s: float = Field(1.0, ge=0.1, le=60)
     viewer_queue: int = Field(4, ge=1, le=120)  # packets buffered per viewer
     rtp_clock: Literal["send", "source"] = "send"  # RTP time: send time (lowest latency)
 
@@ -196,6 +207,7 @@ class AuthConfig(Section):
     secret_file: str = ""  # the HMAC key of tokens (a Docker/k8s secret file)
     token_ttl_s: float = Field(3600.0, gt=0)  # lifetime of `python -m stream token` tokens
     max_token_ttl_s: float = Field(7 * 86400.0, gt=0)
+    revoked_file: str = ""  # nonces of revoked tokens, a line each (`stream token --revoke`)
 
     @property
     def enabled(self) -> bool:

@@ -5,23 +5,31 @@ In order (outermost first):
   Referrer-Policy, no caching of API answers; HSTS over TLS) and a JSON 4xx with a short reason
   for whatever a handler or aiohttp refuses; the metric label is the matched route, never the
   raw path (a scan of random paths cannot grow the label set).
+- `trusted_host`: the Host header must name this server (HostNames: IP literals, localhost,
+  public_url's host, server.allowed_hosts), else 421. DNS rebinding gives an attacker's page
+  a name that resolves to 127.0.0.1: its requests carry that name as Host and its own
+  origin, so without this check they looked same-origin.
 - `cross_origin`: CORS is same-origin by default. Another origin may call only when listed
   in server.cors_origins; a preflight from any other origin gets 403, and so does any request
-  other than GET/HEAD that carries a foreign Origin (a page the operator visits cannot drive a
-  server on 127.0.0.1, even with a "simple" request that needs no preflight).
+  that carries a foreign Origin, except a GET/HEAD of a public route (the page, its files,
+  /healthz). That covers "simple" POSTs that need no preflight and WebSocket upgrades, which
+  CORS never checks: a page the operator visits cannot drive or read a server on 127.0.0.1.
+  Origin is judged against the trusted host names, never against the Host header alone.
 - `authorize`: the route's Right (every route has one: `Route` in http.py), the caller's
   Grant from its bearer token (stream/auth.py; the open Grant on an open server), 401 with
-  `WWW-Authenticate: Bearer` for a missing, malformed, forged or expired token, 403 for a
-  token whose role lacks the right; POST/PATCH/DELETE are rate limited per token (or per
-  address without one): 429 with Retry-After.
+  `WWW-Authenticate: Bearer` for a missing, malformed, forged, expired or revoked token, 403
+  for a token whose role lacks the right; POST/PATCH/DELETE are rate limited per token (or
+  per address without one), and so, in buckets of their own, are GETs above public and
+  WebSocket upgrades: 429 with Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -50,10 +58,53 @@ SECURITY_HEADERS = {
 }
 
 
+def split_host(authority: str) -> tuple[str, int | None]:
+    """(lower-case host name without brackets, port or None) of a Host header or an origin's
+    netloc; ValueError for one that is not a host[:port]."""
+    parts = urlsplit(f"//{authority}")
+    if not parts.hostname or parts.username is not None or parts.path:
+        raise ValueError(f"not a host: {authority[:64]!r}")
+    return parts.hostname.lower(), parts.port
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    return is_ip(host) and ipaddress.ip_address(host).is_loopback
+
+
+@dataclass(frozen=True)
+class HostNames:
+    """The names this server answers to. An IP literal cannot be rebound (a page's origin
+    is then that address itself), nor can localhost (browsers resolve it to loopback
+    themselves); a DNS name must be public_url's, server.host's or listed: an exact name, a
+    leading-dot domain for its subdomains, or "*" for any (a proxy in front checks Host)."""
+
+    names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> HostNames:
+        return cls(frozenset(n.lower().rstrip(".") for n in names if n))
+
+    def allows(self, host: str) -> bool:
+        host = host.rstrip(".")
+        if is_ip(host) or is_loopback(host) or host in self.names or "*" in self.names:
+            return True
+        return any(n.startswith(".") and host.endswith(n) for n in self.names)
+
+
 @dataclass
 class Guard:
     """What the middlewares need: the rights of every route, the token authority (None: an
-    open server), the allowed origins, the limits."""
+    open server), the host names and origins allowed, the limits."""
 
     rights: dict[tuple[str, str], Right]  # (method, route's canonical path) -> right
     authority: TokenAuthority | None
@@ -61,6 +112,8 @@ class Guard:
     limiter: KeyedBuckets
     tls: bool = False
     public_origin: str = ""  # scheme://host of server.public_url, when set
+    hosts: HostNames = field(default_factory=HostNames)
+    get_limiter: KeyedBuckets = field(default_factory=lambda: KeyedBuckets(20, 60))
 
     def right_of(self, request: web.Request) -> Right | None:
         route = request.match_info.route
@@ -82,9 +135,25 @@ class Guard:
         return self.authority.verify(token)
 
     def same_origin(self, request: web.Request, origin: str) -> bool:
+        """An origin is this server's when it is public_url's, or names a trusted host and
+        the very host and port the request was sent to (two loopback names of one port are
+        one server)."""
         if origin in self.origins or (self.public_origin and origin == self.public_origin):
             return True
-        return urlsplit(origin).netloc.lower() == (request.host or "").lower()
+        scheme, _, netloc = origin.partition("://")
+        host_header = request.headers.get("Host")
+        if scheme not in ("http", "https") or host_header is None:
+            return False
+        try:
+            o_host, o_port = split_host(netloc)
+            h_host, h_port = split_host(host_header)
+        except ValueError:
+            return False
+        if not self.hosts.allows(o_host):
+            return False
+        default = 443 if scheme == "https" else 80
+        same_port = (o_port or default) == (h_port or default)
+        return same_port and (o_host == h_host or (is_loopback(o_host) and is_loopback(h_host)))
 
 
 GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
@@ -136,17 +205,37 @@ async def harden(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 @web.middleware
+async def trusted_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    host = request.headers.get("Host")
+    if host is not None:  # HTTP/1.0 without one is no browser, so no rebinding
+        try:
+            name, _ = split_host(host)
+            ok = request.app[GUARD].hosts.allows(name)
+        except ValueError:
+            ok = False
+        if not ok:
+            return error(
+                request,
+                421,
+                f"this server does not answer to the host {host[:64]!r} "
+                "(server.allowed_hosts, server.public_url)",
+            )
+    return await handler(request)
+
+
+@web.middleware
 async def cross_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[GUARD]
     origin = request.headers.get("Origin")
     foreign = origin is not None and not guard.same_origin(request, origin)
     allowed = origin is not None and origin in guard.origins
+    public_read = request.method in ("GET", "HEAD") and guard.right_of(request) is Right.PUBLIC
     if request.method == "OPTIONS":
         if foreign and not allowed:
-            return error(request, 403, f"origin {origin} may not call this server")
+            return error(request, 403, f"origin {origin!r} may not call this server")
         resp: web.StreamResponse = web.Response(status=204)
-    elif foreign and not allowed and request.method not in ("GET", "HEAD"):
-        return error(request, 403, f"origin {origin} may not call this server")
+    elif foreign and not allowed and not public_read:
+        return error(request, 403, f"origin {origin!r} may not call this server")
     else:
         resp = await answer(request, handler)
     if allowed and origin is not None:
@@ -167,17 +256,17 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
         return error(request, 403, "this route has no role that may use it")
     if right is Right.PUBLIC:
         return await answer(request, handler)
+    # writes and reads above public in buckets of their own: a page polling /api/stats
+    # cannot spend a token's POSTs, nor a flood of GETs or upgrades go unbounded
+    limiter = guard.limiter if request.method in LIMITED else guard.get_limiter
     try:
         grant = guard.grant(request)
     except AuthError as e:
-        key = f"addr:{request.remote}"
-        if request.method in LIMITED and (wait := guard.limiter.check(key)) is not None:
+        if (wait := limiter.check(f"addr:{request.remote}")) is not None:
             return error(request, 429, "too many requests", **{"Retry-After": _seconds(wait)})
         return unauthorized(request, str(e))
-    if request.method in LIMITED:
-        wait = guard.limiter.check(f"token:{grant.nonce}:{request.remote}")
-        if wait is not None:
-            return error(request, 429, "too many requests", **{"Retry-After": _seconds(wait)})
+    if (wait := limiter.check(f"token:{grant.nonce}:{request.remote}")) is not None:
+        return error(request, 429, "too many requests", **{"Retry-After": _seconds(wait)})
     if not grant.may(right):
         return error(request, 403, f"the {grant.role} role may not {right} here")
     request[GRANT] = grant

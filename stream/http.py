@@ -8,6 +8,7 @@ SignallingError (4xx + a short reason a client can act on, never exception text)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -20,7 +21,17 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .auth import OPEN, Right, Role, TokenAuthority
-from .guard import GRANT, GUARD, METRICS_HOOK, Guard, cross_origin, harden, read_body
+from .guard import (
+    GRANT,
+    GUARD,
+    METRICS_HOOK,
+    Guard,
+    HostNames,
+    cross_origin,
+    harden,
+    read_body,
+    trusted_host,
+)
 from .guard import authorize as authorize_middleware
 from .limits import KeyedBuckets
 from .metrics import CONTENT_TYPE
@@ -68,9 +79,12 @@ def _sdp_answer(request: web.Request, kind: SessionKind, session_id: str, sdp: s
             "ETag": request.app[SERVICE].sessions.by_id[session_id].etag,
         },
     )
-    # RFC 9725 4.6: the ICE servers, TURN with credentials of this session's own
+    # RFC 9725 4.6: the ICE servers, TURN with credentials named after the token (as
+    # /api/ice's), so coturn's per-user quota counts the token's sessions together
+    grant = request[GRANT]
+    user = session_id[:16] if grant is OPEN else grant.nonce[:16]
     try:
-        for link in link_headers(cfg, session_id[:16], _grant_ttl(request)):
+        for link in link_headers(cfg, user, _grant_ttl(request)):
             resp.headers.add("Link", link)
     except ValueError as e:  # an unreadable TURN secret file
         log.error("%s", e)
@@ -179,7 +193,8 @@ async def api_input(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse()
     if not ws.can_prepare(request).ok:
         raise SignallingError(426, "GET /api/input is a WebSocket (Upgrade: websocket)")
-    return await request.app[SERVICE].agents.serve(request)
+    grant = request[GRANT]
+    return await request.app[SERVICE].agents.serve(request, grant.nonce, grant.expires)
 
 
 def _page(name: str) -> Handler:
@@ -223,7 +238,22 @@ def authority_of(service: Service) -> TokenAuthority | None:
     auth = service.config.auth
     if not auth.enabled:
         return None
-    return TokenAuthority.from_file(auth.secret_file, auth.max_token_ttl_s)
+    return TokenAuthority.from_file(auth.secret_file, auth.max_token_ttl_s, auth.revoked_file)
+
+
+TOKEN_CHECK_S = 1.0  # how often sessions and WebSockets are checked for ended tokens
+
+
+async def end_sessions_of_ended_tokens(service: Service, authority: TokenAuthority) -> None:
+    """A session or an input WebSocket lives no longer than the token that opened it: at
+    its expiry, or within TOKEN_CHECK_S of its nonce landing in [auth] revoked_file."""
+    while True:
+        await asyncio.sleep(TOKEN_CHECK_S)
+        authority.revoked.reload()
+        revoked, now = authority.revoked.nonces, time.time()
+        for sid in service.sessions.ended_by_token(revoked, now):
+            await service.sessions.close(sid, reason="its token expired or was revoked")
+        await service.agents.end_tokens(revoked, now)
 
 
 def make_app(service: Service, *, tls: bool = False) -> web.Application:
@@ -238,10 +268,12 @@ def make_app(service: Service, *, tls: bool = False) -> web.Application:
         limiter=KeyedBuckets(cfg.rate_limit_per_s, cfg.rate_limit_burst),
         tls=tls or cfg.public_url.startswith("https://"),
         public_origin=f"{public.scheme}://{public.netloc}" if public.netloc else "",
+        hosts=HostNames.of([*cfg.allowed_hosts, public.hostname or "", cfg.host]),
+        get_limiter=KeyedBuckets(cfg.get_rate_limit_per_s, cfg.get_rate_limit_burst),
     )
     app = web.Application(
         client_max_size=cfg.max_body_bytes,
-        middlewares=[harden, cross_origin, authorize_middleware],
+        middlewares=[harden, trusted_host, cross_origin, authorize_middleware],
     )
     app[SERVICE] = service
     app[GUARD] = guard
@@ -262,10 +294,18 @@ def make_app(service: Service, *, tls: bool = False) -> web.Application:
     else:
         log.info("auth: bearer tokens required (roles %s)", ", ".join(r.value for r in Role))
 
+    watcher: list[asyncio.Task[None]] = []
+
     async def on_startup(app: web.Application) -> None:
         await service.start()
+        if guard.authority is not None:
+            watcher.append(
+                asyncio.create_task(end_sessions_of_ended_tokens(service, guard.authority))
+            )
 
     async def on_shutdown(app: web.Application) -> None:
+        for task in watcher:
+            task.cancel()
         await service.stop()
 
     app.on_startup.append(on_startup)

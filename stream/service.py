@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from .input.xtest import XTestInjector
 
 log = logging.getLogger(__name__)
+# /healthz names the source by kind and size only: an x11 source's display string or a
+# file's path is for admins
+PUBLIC_SOURCE_KEYS = ("kind", "state", "width", "height", "fps", "frames")
 
 
 class Feed:
@@ -201,6 +204,7 @@ class Service:
                 bitrate=e.bitrate,
                 max_fps=e.max_fps,
                 keyframe_interval_s=e.keyframe_interval_s,
+                min_keyframe_interval_s=e.min_keyframe_interval_s,
                 hardware=e.hardware,
                 gpu=gpu,
                 name=stream,
@@ -447,13 +451,14 @@ class Service:
         }
 
     def health(self) -> dict[str, Any]:
-        """What anyone may read (/healthz): no session ids, addresses or error text."""
+        """What anyone may read (/healthz): whether it serves, and what; no session ids,
+        addresses, error text, display names or GPU (those are for admins: /api/stats)."""
+        info = self.source.info()
         return {
             "status": "ok" if self.source.state.healthy else "degraded",
-            "device": self.device,
             "model": self.model_name or None,
             "mode": self.mode,
-            "source": self.source.info(),
+            "source": {k: info[k] for k in PUBLIC_SOURCE_KEYS},
             "viewers": self.sessions.connected_viewers(),
             "publishers": len(self.sessions.publishers),
             "uptime_s": round(time.time() - self.started, 1),
@@ -494,6 +499,7 @@ class Service:
     def stats(self) -> dict[str, Any]:
         return {
             **self.health(),
+            "device": self.device,
             "adapt": {**self.adapt.state(self.mode), "running_mode": self.running_mode()},
             "bandwidth": self.bitrate.state(),
             "source": self.source.details(),

@@ -21,7 +21,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .events import InputEvent
 
@@ -42,6 +42,7 @@ class AgentHub:
     def __init__(self, control_mode: str = "single") -> None:
         self.control_mode = control_mode
         self.agents: dict[web.WebSocketResponse, asyncio.Queue[str]] = {}
+        self.tokens: dict[web.WebSocketResponse, tuple[str, float]] = {}  # (nonce, expiry)
         self.sent = 0
         self.dropped = 0
 
@@ -62,12 +63,16 @@ class AgentHub:
         if self.agents:
             self._put({"type": "release", "session": session_alias(session)})
 
-    async def serve(self, request: web.Request) -> web.WebSocketResponse:
-        """One agent's WebSocket, until it closes."""
+    async def serve(
+        self, request: web.Request, nonce: str = "open", ends: float = float("inf")
+    ) -> web.WebSocketResponse:
+        """One agent's WebSocket, until it closes or the token that opened it (`nonce`)
+        expires at `ends` or is revoked (`end_tokens`)."""
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
         await ws.prepare(request)
         queue: asyncio.Queue[str] = asyncio.Queue(QUEUE)
         self.agents[ws] = queue
+        self.tokens[ws] = (nonce, ends)
         log.info("input agent connected from %s; %d agent(s)", request.remote, len(self.agents))
 
         async def writer() -> None:
@@ -82,11 +87,21 @@ class AgentHub:
                     break
         finally:
             self.agents.pop(ws, None)
+            self.tokens.pop(ws, None)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
             log.info("input agent left; %d agent(s)", len(self.agents))
         return ws
+
+    async def end_tokens(self, revoked: frozenset[str], now: float) -> int:
+        """Close the WebSockets whose token expired or was revoked; how many."""
+        ended = [ws for ws, (n, ends) in self.tokens.items() if ends <= now or n in revoked]
+        for ws in ended:
+            log.info("input agent's token expired or was revoked: closing its WebSocket")
+            with contextlib.suppress(ConnectionError):
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token ended")
+        return len(ended)
 
     async def close(self) -> None:
         for ws in list(self.agents):

@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +71,7 @@ class Session:
     codec: str = ""
     owner: str = OPEN.nonce  # nonce of the token that made it: that token (or admin) ends it
     role: Role = Role.ADMIN
+    ends: float = math.inf  # when the token that made it expires: the session ends then
     created: float = field(default_factory=time.time)
     tracks: list[PacketTrack] = field(default_factory=list)
     closed: bool = False
@@ -118,6 +121,7 @@ class Sessions:
         self.bandwidth = bandwidth or BandwidthConfig(enabled=False)
         self.by_id: dict[str, Session] = {}
         self._joining = 0  # viewers between their POST's check and their session's entry
+        self._joining_by: dict[str, int] = {}  # the same, of every session, per token nonce
         self.viewer_dropped_closed = 0  # packets dropped by sessions already gone
         # every peer connection made and not closed by this server yet (aiortc closes one
         # itself when its DTLS ends, but the server must still drop it): a leak shows here
@@ -174,17 +178,42 @@ class Sessions:
         self, offer: str, codec: str | None = None, grant: Grant = OPEN
     ) -> tuple[Session, str]:
         desc = parse_offer(offer)
-        # the cap is checked and the place taken before any await, so concurrent POSTs
-        # cannot all pass it
+        # the caps are checked and the place taken before any await, so concurrent POSTs
+        # cannot all pass them
         if len(self.viewers) + self._joining >= self.server.max_viewers:
             raise SignallingError(
                 503, f"too many viewers (server.max_viewers = {self.server.max_viewers})"
             )
-        self._joining += 1
+        with self._admitted(grant):
+            self._joining += 1
+            try:
+                return await self._whep(desc, offer, codec, grant)
+            finally:
+                self._joining -= 1
+
+    @contextlib.contextmanager
+    def _admitted(self, grant: Grant) -> Iterator[None]:
+        """One token holds at most server.max_sessions_per_token sessions (those being set up
+        count too): one leaked viewer token cannot take every viewer place. The open
+        server's callers share one grant, so only max_viewers bounds them."""
+        cap = self.server.max_sessions_per_token
+        if grant is not OPEN:
+            held = sum(s.owner == grant.nonce for s in self.by_id.values())
+            if held + self._joining_by.get(grant.nonce, 0) >= cap:
+                raise SignallingError(
+                    429, f"this token holds {cap} sessions (server.max_sessions_per_token)"
+                )
+        self._joining_by[grant.nonce] = self._joining_by.get(grant.nonce, 0) + 1
         try:
-            return await self._whep(desc, offer, codec, grant)
+            yield
         finally:
-            self._joining -= 1
+            self._joining_by[grant.nonce] -= 1
+            if not self._joining_by[grant.nonce]:
+                del self._joining_by[grant.nonce]
+
+    def ended_by_token(self, revoked: frozenset[str], now: float) -> list[str]:
+        """The sessions whose token expired or was revoked."""
+        return [s.id for s in self.by_id.values() if s.ends <= now or s.owner in revoked]
 
     async def _whep(
         self, desc: Any, offer: str, codec: str | None, grant: Grant
@@ -212,7 +241,9 @@ class Sessions:
         sid = new_session_id()
         pc = self._pc()
         control = ControlChannel(sid, chosen, self.host, grant.role)
-        session = Session(sid, SessionKind.WHEP, pc, control, chosen, grant.nonce, grant.role)
+        session = Session(
+            sid, SessionKind.WHEP, pc, control, chosen, grant.nonce, grant.role, grant.expires
+        )
         prefs = [
             c
             for c in h264.sendable(RTCRtpSender.getCapabilities("video").codecs)
@@ -280,6 +311,10 @@ class Sessions:
     # -- WHIP ------------------------------------------------------------------------------
 
     async def whip(self, offer: str, grant: Grant = OPEN) -> tuple[Session, str]:
+        with self._admitted(grant):
+            return await self._whip(offer, grant)
+
+    async def _whip(self, offer: str, grant: Grant) -> tuple[Session, str]:
         refusal = self.host.publisher_refusal()
         if refusal is not None:
             raise SignallingError(409, refusal)
@@ -299,7 +334,9 @@ class Sessions:
         pc = self._pc()
         codecs = "/".join(sorted(offered_codecs(videos[0])))
         control = ControlChannel(sid, codecs, self.host, grant.role)
-        session = Session(sid, SessionKind.WHIP, pc, control, codecs, grant.nonce, grant.role)
+        session = Session(
+            sid, SessionKind.WHIP, pc, control, codecs, grant.nonce, grant.role, grant.expires
+        )
 
         @pc.on("track")
         def _track(track: MediaStreamTrack) -> None:

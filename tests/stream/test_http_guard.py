@@ -101,7 +101,7 @@ async def test_bodies_are_read_whole_with_a_limit_and_a_timeout():
         # headers, then a body that never comes: 408 within the timeout
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(
-            b"POST /whep HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n"
+            b"POST /whep HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\n"
             b"Content-Length: 2000\r\n\r\nv=0\r\n"
         )
         await writer.drain()
