@@ -41,7 +41,10 @@ def _program(model, chooser):
 def test_measured_then_cached(model, tmp_path):
     device = infer.get_device()
     cache = KernelCache(tmp_path, device_signature(device))
-    program = _program(model, MeasuringChooser(device, "measure", cache, min_flops=0))
+    # no wall-clock budget: on a busy machine the 12 s default could stop before every
+    # candidate is timed (the budget's own cut is test_small_convs_and_budget's, at 0 s)
+    chooser = MeasuringChooser(device, "measure", cache, min_flops=0, budget_s=float("inf"))
+    program = _program(model, chooser)
     (choice,) = program.kernel_choices.values()
     assert choice.how == "measured"
     assert (

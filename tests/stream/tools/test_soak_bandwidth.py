@@ -59,6 +59,11 @@ async def test_a_capped_viewer_steps_down_a_layer_and_back(tmp_path: Path, artif
             "max_rss_mb_per_min": 60.0,
             "max_fds_per_min": 20.0,
             "max_peers_per_min": 4.0,
+            # the capped viewer's longest gap is decode and scheduling time on a shared host
+            # as much as the link's: 1.39 s against the 1.0 default was seen with another job
+            # on a core. 2.5 s still tells a moving picture (the fault's point) from a frozen
+            # one (no frame for the whole 15 s cap)
+            "bandwidth_max_gap_s": 2.5,
         },
         "soak",
     )
