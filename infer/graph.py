@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import external_data_helper, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from .bundled import resolve_model
 from .caps import DEFAULT, Caps
 from .errors import ModelError
+from .external import external_tensors, load_external
 
 Dim = int | str | None
 
@@ -118,30 +119,10 @@ def load_proto(model: str | Path | onnx.ModelProto, caps: Caps = DEFAULT) -> onn
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
-    tensors = [*proto.graph.initializer] + [
-        a.t for n in proto.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR
-    ]
-    external = [t for t in tensors if external_data_helper.uses_external_data(t)]
-    if external:
-        declared = sum(_external_length(t) for t in external)
-        caps.check(f"{path.name}'s external data", declared, "max_initializer_bytes")
-        try:  # onnx >= 1.17 refuses locations outside the model's folder
-            external_data_helper.load_external_data_for_model(proto, str(path.parent))
-        except Exception as e:  # noqa: BLE001 - missing files, traversal, bad offsets
-            raise ModelError(
-                f"{path}: external data cannot be read ({type(e).__name__}: {e})"
-            ) from None
+    load_external(proto, path, caps)
     if not proto.graph.node:
         raise ModelError(f"{path}: ONNX model has an empty graph (is this really an ONNX file?)")
     return proto
-
-
-def _external_length(t: onnx.TensorProto) -> int:
-    info = {e.key: e.value for e in t.external_data}
-    if "length" in info:
-        return int(info["length"])
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type or 1))
-    return math.prod(t.dims) * dtype.itemsize
 
 
 def from_onnx(proto: onnx.ModelProto, caps: Caps = DEFAULT) -> Graph:
@@ -153,6 +134,12 @@ def from_onnx(proto: onnx.ModelProto, caps: Caps = DEFAULT) -> Graph:
             opset = imp.version
     if opset == 0:
         raise ModelError("model declares no default-domain opset")
+    unread = external_tensors(proto)
+    if unread:  # onnx would read them from the current folder, uncounted
+        raise ModelError(
+            f"tensor {unread[0].name!r} holds external data that was never loaded: load the "
+            "model from its file so the data is measured and read from beside it"
+        )
     g = proto.graph
     caps.check("the node count", len(g.node), "max_nodes")
     total = 0
