@@ -17,7 +17,7 @@ import infer
 from infer.bundled import resolve_model
 
 from . import config as config_mod
-from . import tls
+from . import secretfiles, tls
 from .http import make_app
 from .service import Service
 
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         refuse_open_network(cfg, args.insecure_open)
+        secretfiles.check(cfg)  # a placeholder secret (change-me) stops the start
         ssl_context = tls_context(cfg)
         explicit = args.model is not None or (
             args.config is not None and "path" in _toml_keys(args.config, "model")

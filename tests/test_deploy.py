@@ -177,8 +177,34 @@ def test_compose_ships_with_auth_on_and_a_turn_that_relays_only_to_public_peers(
     for private in ("10.1.2.3", "172.20.0.5", "192.168.1.1", "127.0.0.1", "169.254.169.254",
                     "100.64.0.1", "::1", "fd00::1", "fe80::1", "0.0.0.0"):  # fmt: skip
         assert blocked(private), private
-    for public in ("203.0.113.10", "8.8.8.8", "2001:4860::8888"):
+    # IPv6 that reaches IPv4 (the host itself, its LAN): mapped, NAT64, 6to4, Teredo
+    for v6 in ("::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1", "64:ff9b:1::a00:1",
+               "2002:7f00:1::1", "2001:0:4136:e378::1", "ff02::1", "100::1"):  # fmt: skip
+        assert blocked(v6), v6
+    for public in ("203.0.113.10", "8.8.8.8", "2001:4860::8888", "2a00:1450::1"):
         assert not blocked(public), public
+    # coturn 4.6 matches IPv4 peers against "::" and "::/96" (it then denies them all)
+    assert not any(lo == ipaddress.ip_address("::") for lo, _ in denied)
+    # no option coturn 4.6 rejects ("Bad configuration format"), loopback not re-allowed
+    assert "no-loopback-peers" not in conf and "allow-loopback-peers" not in conf
+    # the host's own public address can be added (TURN_DENIED_PEER_IPS, README "Security")
+    assert "TURN_DENIED_PEER_IPS" in coturn["environment"]
+    assert "denied-peer-ip=%s" in " ".join(coturn["command"])
+
+
+def test_compose_ships_no_usable_secret_and_fails_when_one_is_unset():
+    """docker/env.example holds no value a copied .env would run with; compose refuses to
+    start without the secrets, and the coturn entrypoint refuses placeholders."""
+    env = dict(
+        line.split("=", 1)
+        for line in (DOCKER / "env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["TURN_SECRET"] == "" and env["AUTH_SECRET"] == ""
+    text = (DOCKER / "compose.yaml").read_text()
+    assert "${TURN_SECRET:?" in text and "${AUTH_SECRET:?" in text
+    command = " ".join(yaml.safe_load(text)["services"]["coturn"]["command"])
+    assert "change-me" in command and "exit 2" in command
 
 
 def test_serve_all_gpus_script_parses_and_serve_takes_an_adapter():

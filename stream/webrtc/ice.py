@@ -5,8 +5,11 @@
   RTCConfiguration shape. TURN credentials are either static (`turn_username` plus
   `turn_credential` or `turn_credential_file`) or minted per request from coturn's
   `static-auth-secret` (`turn_secret_file`; the TURN REST API scheme: username
-  "<expiry>:framesmith", credential base64(HMAC-SHA1(secret, username))), so the page never
-  sees a long-lived password.
+  "<expiry>:<user>", credential base64(HMAC-SHA1(secret, username))), so the page never
+  sees a long-lived password. The user is the token's nonce (16 hex digits; a session's id
+  on an open server): coturn counts a REST user by what follows the colon, so its
+  user-quota binds per token however often credentials are minted. A secret file holding
+  a known placeholder (change-me) is refused (stream/secretfiles.py).
 - `configure_network(port_min, port_max, public_address)`: aioice 0.13 (what aiortc 1.16
   uses) binds host candidates on port 0 and has no option for a port range or a 1:1 NAT
   address (aiortc/aioice#47, PR #112 still open). We install two small shims in aioice.ice
@@ -27,13 +30,13 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aioice.ice
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCIceServer
 
+from ..secretfiles import read_secret
 from . import patches
 
 if TYPE_CHECKING:
@@ -52,13 +55,7 @@ _public: str = ""
 
 
 def _read_secret(path: str, key: str) -> str:
-    try:
-        value = Path(path).read_text().strip()
-    except OSError as e:
-        raise ValueError(f"server.{key}: cannot read {path!r} ({e.strerror})") from None
-    if not value:
-        raise ValueError(f"server.{key}: {path!r} is empty")
-    return value
+    return read_secret(path, f"server.{key}")  # a placeholder (change-me) is refused
 
 
 def turn_credentials(

@@ -169,3 +169,66 @@ async def test_service_uses_the_ice_settings(tmp_path, monkeypatch, restore_netw
                 await v.close()
     finally:
         await srv.close()
+
+
+@pytest.mark.parametrize("placeholder", ["change-me", "CHANGE-ME\n", "changeme", "secret"])
+def test_a_placeholder_turn_secret_is_refused(tmp_path, placeholder):
+    """docker/env.example's old TURN_SECRET=change-me: anyone could mint TURN credentials."""
+    secret = tmp_path / "turn_secret"
+    secret.write_text(placeholder)
+    srv = _server(tmp_path, turn_servers=["turn:t:3478"], turn_secret_file=str(secret))
+    with pytest.raises(ValueError, match="placeholder"):
+        turn_credentials(srv)
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(90)
+async def test_turn_users_are_named_after_the_token_so_quotas_bind_per_token(tmp_path):
+    """Every session a token opens (the 201's Link headers) and its /api/ice get TURN users
+    "<expiry>:<the token's nonce>": coturn counts a REST user by what follows the colon, so
+    its user-quota binds one token however many sessions it opens; another token is
+    another user."""
+    import aiohttp
+
+    from stream.auth import Role
+
+    from .rtc import bearer, small_config, start_server, with_auth
+
+    secret = tmp_path / "turn_secret"
+    secret.write_text("0123456789abcdef0123456789abcdef")
+    cfg, authority = with_auth(
+        small_config(
+            **{
+                "server.turn_servers": ["turn:127.0.0.1:9?transport=udp"],
+                "server.turn_secret_file": str(secret),
+            }
+        ),
+        tmp_path,
+    )
+    srv = await start_server(cfg)
+    first, second = authority.mint(Role.VIEWER, 600), authority.mint(Role.VIEWER, 600)
+    users = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for token in (first, first, second):
+                pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                pc.addTransceiver("video", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                headers = {"Content-Type": "application/sdp", **bearer(token)}
+                async with http.post(
+                    srv.url + "/whep", data=pc.localDescription.sdp, headers=headers
+                ) as r:
+                    assert r.status == 201, await r.text()
+                    (link,) = r.headers.getall("Link")
+                    location = r.headers["Location"]
+                await pc.close()
+                users.append(link.split('username="', 1)[1].split('"', 1)[0])
+                async with http.delete(srv.url + location, headers=bearer(token)) as r:
+                    assert r.status == 200
+            async with http.get(srv.url + "/api/ice", headers=bearer(first)) as r:
+                (turn,) = (await r.json())["iceServers"]
+    finally:
+        await srv.close()
+    names = [u.split(":", 1)[1] for u in users]
+    assert names[0] == names[1] == turn["username"].split(":", 1)[1], users
+    assert names[2] != names[0] and len(names[0]) == 16

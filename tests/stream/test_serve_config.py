@@ -58,3 +58,29 @@ def test_flags_override_the_file(tmp_path):
 def test_missing_file():
     with pytest.raises(config.ConfigError, match="not found"):
         config.load("/nonexistent/serve.toml")
+
+
+@pytest.mark.parametrize("which", ["turn", "auth"])
+def test_serve_refuses_a_placeholder_secret(tmp_path, monkeypatch, capsys, which):
+    """A secret file still holding an example's placeholder stops the start with the file
+    named (docker/env.example shipped TURN_SECRET=change-me)."""
+    from stream import serve
+
+    def never(*args, **kwargs):  # serving would mean the secret was taken
+        raise AssertionError("served with a placeholder secret")
+
+    monkeypatch.setattr(serve.web, "run_app", never)
+    placeholder = tmp_path / "placeholder"
+    placeholder.write_text("change-me\n" if which == "turn" else "Change-Me-Too" * 3)
+    good = tmp_path / "good"
+    good.write_text("0123456789abcdef0123456789abcdef")
+    turn = placeholder if which == "turn" else good
+    auth = placeholder if which == "auth" else good
+    p = tmp_path / "serve.toml"
+    p.write_text(
+        f'[server]\nturn_servers = ["turn:127.0.0.1:3478"]\nturn_secret_file = "{turn}"\n'
+        f'[auth]\nsecret_file = "{auth}"\n[model]\nmode = "bypass"\n'
+    )
+    assert serve.main(["--config", str(p)]) == 2
+    out = capsys.readouterr().out
+    assert "placeholder" in out and str(placeholder) in out, out
