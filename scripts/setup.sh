@@ -59,6 +59,10 @@ fi
 if ! command -v janus >/dev/null 2>&1; then
   need_apt+=(janus); push_servers+=(janus)
 fi
+# coturn: tests/test_coturn.py runs docker/compose.yaml's coturn entrypoint and config for real
+if ! command -v turnserver >/dev/null 2>&1; then
+  need_apt+=(coturn); push_servers+=(coturn)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   $SUDO apt-get update -qq
