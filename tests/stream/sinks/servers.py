@@ -246,11 +246,13 @@ admin: {{
 """
 JANUS_STREAMING = """\
 general: {{
+    admin_key = "{admin_key}"
 }}
 framesmith: {{
     type = "rtp"
     id = 1
     description = "framesmith"
+    secret = "{secret}"
     media = (
         {{
             type = "video"
@@ -272,6 +274,10 @@ class Janus:
     port: int
     rtp_port: int
     proc: subprocess.Popen | None = None
+    # as docker/compose.janus.yaml: creating mountpoints needs the admin key, editing or
+    # destroying mountpoint 1 its secret
+    admin_key: str = ""
+    secret: str = ""
 
     @classmethod
     def start(cls, tmp_path: Path, codec: str) -> Janus:
@@ -291,14 +297,17 @@ class Janus:
         (folder / "janus.jcfg").write_text(JANUS_CONF.format(dir=folder, rtp_lo=lo, rtp_hi=lo + 99))
         (folder / "janus.transport.http.jcfg").write_text(JANUS_HTTP.format(port=port))
         fmtp = 'fmtp = "profile-level-id=42e01f;packetization-mode=1"' if codec == "h264" else ""
+        admin_key, secret = os.urandom(16).hex(), os.urandom(16).hex()
         (folder / "janus.plugin.streaming.jcfg").write_text(
-            JANUS_STREAMING.format(rtp_port=rtp_port, codec=codec, fmtp=fmtp)
+            JANUS_STREAMING.format(
+                rtp_port=rtp_port, codec=codec, fmtp=fmtp, admin_key=admin_key, secret=secret
+            )
         )
         proc = subprocess.Popen(
             [binary, "-F", str(folder), "-C", str(folder / "janus.jcfg")],
             stdout=(folder / "janus.log").open("w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        janus = cls(folder, port, rtp_port, proc)
+        janus = cls(folder, port, rtp_port, proc, admin_key, secret)
         try:
             wait_port(port, 15)
         except TimeoutError:
@@ -315,6 +324,26 @@ class Janus:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+async def janus_request(http: aiohttp.ClientSession, api: str, body: dict) -> dict:
+    """One synchronous streaming-plugin request (list, create, destroy, ...) on a session
+    of its own; the plugin's answer (`plugindata.data`)."""
+
+    async def post(url: str, message: dict) -> dict:
+        tx = {"transaction": os.urandom(6).hex()}
+        async with http.post(url, json={**message, **tx}) as r:
+            return await r.json()
+
+    session = (await post(api, {"janus": "create"}))["data"]["id"]
+    try:
+        handle = (
+            await post(f"{api}/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
+        )["data"]["id"]
+        answer = await post(f"{api}/{session}/{handle}", {"janus": "message", "body": body})
+        return answer["plugindata"]["data"]
+    finally:
+        await post(f"{api}/{session}", {"janus": "destroy"})
 
 
 async def janus_viewer(http: aiohttp.ClientSession, api: str, mountpoint: int = 1):

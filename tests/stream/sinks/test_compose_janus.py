@@ -36,6 +36,15 @@ def test_compose_feeds_janus_the_push_it_expects(tmp_path):
     janus = compose["services"]["janus"]
     assert not any(str(port) in p for p in janus["ports"]), "RTP ingest stays internal"
     assert "nat_1_1_mapping" in compose["configs"]["janus_jcfg"]["content"]
+    # managing the mountpoints needs secrets the operator must set (compose fails without)
+    general = streaming.split("framesmith: {")[0]
+    assert re.search(r'admin_key = "\$\{JANUS_ADMIN_KEY:\?[^}]+\}"', general), general
+    mountpoint = streaming.split("framesmith: {")[1]
+    assert re.search(r'secret = "\$\{JANUS_MOUNTPOINT_SECRET:\?[^}]+\}"', mountpoint)
+    assert 'admin_secret = "${JANUS_ADMIN_KEY:?' in compose["configs"]["janus_jcfg"]["content"]
+    assert "admin_http = false" in compose["configs"]["janus_http"]["content"]
+    env = (DOCKER / "env.example").read_text()
+    assert "\nJANUS_ADMIN_KEY=\n" in env and "\nJANUS_MOUNTPOINT_SECRET=\n" in env
 
 
 def test_janus_image_passes_hadolint():
