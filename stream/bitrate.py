@@ -6,10 +6,19 @@ is the controlling player's estimate when a player controls (the one whose pictu
 most, as Sunshine and Selkies serve one player), else a percentile of its viewers' estimates
 (75th by default: most viewers get the whole stream, the slowest quarter fewer layers),
 within [bandwidth.min_bitrate, encoder.bitrate] (an encode that also feeds a push sink
-keeps encoder.bitrate: an ingest expects a steady rate; its viewers have the layers). It
-moves only when the target is 20% away, down at most every 4 s and up every 10 s: a VP8
-change reopens libvpx (a keyframe for everyone, see SharedEncoder.set_bitrate). One log line
-per change.
+keeps encoder.bitrate: an ingest expects a steady rate; its viewers have the layers).
+
+A link's estimate is what its viewer's RTCP says, and any viewer can forge RTCP (a receiver
+report of 100% loss, a tiny REMB); any player can take control. So with two links or more,
+the target is never below the second-lowest estimate (a link yet to report counts at its
+start rate): one link alone, the controller's included, does not lower the encode the others
+get. The slowest viewer then gets fewer temporal layers (VP8) or loses packets and resumes at
+keyframes (H.264), as a viewer slower than the percentile always has; a controlling player
+slower than every spectator gets what the spectators' links take.
+
+The rate moves only when the target is 20% away, down at most every 4 s and up every 10 s:
+a VP8 change reopens libvpx (a keyframe for everyone, see SharedEncoder.set_bitrate). One log
+line per change.
 """
 
 from __future__ import annotations
@@ -40,6 +49,12 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def one_link_floor(rates: list[float]) -> float:
+    """The lowest target the others allow: with two links or more, the second-lowest estimate
+    (no single viewer's reports decide the rate of the rest)."""
+    return sorted(rates)[1] if len(rates) >= 2 else 0.0
 
 
 @dataclass
@@ -134,6 +149,11 @@ class BitratePolicy:
             rates = [link.estimate.rate for _, link in reported]
             target = percentile(rates, self.cfg.percentile)
             reason = f"p{self.cfg.percentile:g} of {len(rates)} viewer link(s)"
+        # over every link: one that has not reported yet stands at its start (the encode's
+        # rate when it joined), so a lone early reporter does not speak for it
+        floor = one_link_floor([link.estimate.rate for _, link in links])
+        if target < floor:
+            target, reason = floor, "the second-lowest link: one link alone does not lower it"
         target = min(enc.max_bitrate, max(self.cfg.min_bitrate, target))
         state.target, state.reason = target, reason
         current = enc.bitrate

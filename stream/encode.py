@@ -8,9 +8,13 @@ pushes the packet into every subscribed PacketTrack.
 
 Keyframes: a new subscriber asks for one and waits for it; a viewer's PLI/FIR reaches
 RTCRtpSender._send_keyframe, which only sets a flag for frame tracks, so the session
-replaces it on the sender instance with PacketTrack.request_keyframe. A storm of requests
-costs one keyframe per KEYFRAME_MIN_GAP_S: requests inside the gap are merged and deferred to
-its end, never dropped.
+replaces it on the sender instance with PacketTrack.request_keyframe. A keyframe costs every
+viewer several frames' worth of bytes, and any viewer can send PLIs in a loop, so requests
+(PLI/FIR, a lagging viewer's or push sink's resume) are honoured at most once per
+`min_keyframe_interval_s` ([encoder] min_keyframe_interval_s) for the whole encoder, whoever
+asks: a request inside the interval is coalesced into one keyframe at its end, never
+dropped (the viewer asking may really have lost a frame). Joins (subscribe) and the
+operator's mode switch are not requests of a viewer's: they bypass the interval.
 
 Queues: each PacketTrack holds at most `maxlen` packets. A viewer whose sender falls behind
 loses what is queued and resumes at the next keyframe (which it requests); the encoder and
@@ -39,7 +43,7 @@ from .temporal import LAYERS, Layer, TemporalPattern, layer_targets, ts_paramete
 log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90000)
-KEYFRAME_MIN_GAP_S = 0.5
+MIN_KEYFRAME_INTERVAL_S = 1.0  # [encoder] min_keyframe_interval_s
 
 
 def hardware_h264_available() -> bool:
@@ -181,6 +185,7 @@ class SharedEncoder:
         bitrate: int = 2_500_000,
         max_fps: float = 60.0,
         keyframe_interval_s: float = 10.0,
+        min_keyframe_interval_s: float = MIN_KEYFRAME_INTERVAL_S,
         hardware: str = "auto",
         gpu: bool = False,
         name: str = "main",
@@ -194,12 +199,15 @@ class SharedEncoder:
         self.bitrate = bitrate
         self.max_fps = max_fps
         self.keyframe_interval_s = keyframe_interval_s
+        self.min_keyframe_interval_s = min_keyframe_interval_s
         self.use_hw = codec == "h264" and hardware == "auto" and gpu and hardware_h264_available()
         self.ctx: VideoCodecContext | None = None
         self.codec_name = ""
         self.subscribers: set[PacketSubscriber] = set()  # viewers' tracks and push sinks
         self.frames_encoded = 0
         self.keyframes = 0
+        self.key_requests_honoured = 0  # requests that made a keyframe at the next frame
+        self.key_requests_coalesced = 0  # inside the interval: merged into the one at its end
         self.bytes_out = 0
         self.dropped = 0  # frames replaced before the encoder got to them
         self.rate_limited = 0  # frames skipped to hold max_fps
@@ -235,14 +243,19 @@ class SharedEncoder:
         self.subscribers.discard(track)
 
     def request_keyframe(self, urgent: bool = False) -> None:
-        """A PLI storm (every lossy viewer asking at once) costs one keyframe per
-        KEYFRAME_MIN_GAP_S; a request inside the gap is deferred to its end, never dropped:
-        the viewer asking may be one that lost the last keyframe, and would otherwise show
-        broken frames until the periodic one."""
+        """A PLI storm (one viewer in a loop, or every lossy viewer at once) costs one
+        keyframe per min_keyframe_interval_s; a request inside the interval is deferred to
+        its end, never dropped: the viewer asking may be one that lost the last keyframe,
+        and would otherwise show broken frames until the periodic one. `urgent`: the
+        server's own need (a join, a mode switch), not a viewer's request."""
         if urgent:
             self._force_key = True
             return
-        due = self._last_key + KEYFRAME_MIN_GAP_S
+        due = self._last_key + self.min_keyframe_interval_s
+        if self._key_due is not None or self._force_key or due > time.monotonic():
+            self.key_requests_coalesced += 1
+        else:
+            self.key_requests_honoured += 1
         self._key_due = due if self._key_due is None else min(self._key_due, due)
 
     def set_bitrate(self, bps: int) -> None:
@@ -440,6 +453,11 @@ class SharedEncoder:
     # -- figures -----------------------------------------------------------------------------
 
     @property
+    def key_request_pending(self) -> bool:
+        """A keyframe request waits for the end of the interval (or the next frame)."""
+        return self._key_due is not None or self._force_key
+
+    @property
     def pending(self) -> bool:
         """A frame is waiting for the encoder."""
         return self._pending is not None
@@ -461,6 +479,10 @@ class SharedEncoder:
             "subscribers": len(self.subscribers),
             "frames_encoded": self.frames_encoded,
             "keyframes": self.keyframes,
+            "keyframe_requests": {
+                "honoured": self.key_requests_honoured,
+                "coalesced": self.key_requests_coalesced,
+            },
             "bytes": self.bytes_out,
             "dropped": self.dropped,
             "rate_limited": self.rate_limited,

@@ -56,14 +56,23 @@ class _Live(Collector):
             "Viewers and push sinks fed by an encoder",
             labels=["stream", "codec"],
         )
+        keys = GaugeMetricFamily(
+            "framesmith_keyframe_requests",
+            "Viewers' keyframe requests (PLI/FIR, resumes): honoured at once, or coalesced "
+            "into one at the end of encoder.min_keyframe_interval_s",
+            labels=["stream", "codec", "outcome"],
+        )
         for e in live.get("encoders", []):
             labels = [e["stream"], e["codec"]]
             fps.add_metric(labels, e["fps"])
             enc.add_metric(labels, e["frames_encoded"])
             subs.add_metric(labels, e["subscribers"])
+            for outcome, n in e.get("keyframe_requests", {}).items():
+                keys.add_metric([*labels, outcome], n)
         yield fps
         yield enc
         yield subs
+        yield keys
         g = GaugeMetricFamily(
             "framesmith_viewer_packets_dropped",
             "Packets lost by slow viewers (all sessions so far)",

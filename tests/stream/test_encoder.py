@@ -30,7 +30,9 @@ def _frames(n: int, w: int = 160, h: int = 90):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 async def test_one_encode_per_frame_for_three_viewers_and_a_slow_one_loses_frames(codec):
-    enc = SharedEncoder(codec, bitrate=300_000, keyframe_interval_s=100)
+    enc = SharedEncoder(
+        codec, bitrate=300_000, keyframe_interval_s=100, min_keyframe_interval_s=0.5
+    )
     fast = [PacketTrack(enc, maxlen=4) for _ in range(2)]
     slow = PacketTrack(enc, maxlen=4)  # never read
     got = [[] for _ in fast]
@@ -87,7 +89,9 @@ async def test_a_new_viewer_starts_on_a_keyframe():
 async def test_keyframe_requests_inside_the_gap_are_merged_and_deferred_not_dropped():
     """A viewer that lost the keyframe it just got sent asks again at once: it must get the
     next one at the end of the gap, not wait for the periodic keyframe (100 s here)."""
-    enc = SharedEncoder("vp8", bitrate=300_000, keyframe_interval_s=100)
+    enc = SharedEncoder(
+        "vp8", bitrate=300_000, keyframe_interval_s=100, min_keyframe_interval_s=0.5
+    )
     a = PacketTrack(enc, maxlen=100)
     frames = _frames(30)
     enc.submit(frames[0], None)  # the subscriber's keyframe
@@ -119,7 +123,7 @@ async def test_pli_from_a_viewer_reaches_the_shared_encoder():
             enc = srv.service.encoders[("main", "vp8")]
             session = srv.service.sessions.viewers[0]
             sender = session.pc.getTransceivers()[0].sender
-            await asyncio.sleep(0.6)  # PLIs closer than 0.5 s to a keyframe are merged
+            await asyncio.sleep(1.1)  # PLIs closer than 1 s to a keyframe are merged (config)
             k0 = enc.keyframes
             await sender._handle_rtcp_packet(
                 RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)

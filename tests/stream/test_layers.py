@@ -225,7 +225,7 @@ def test_percentile_is_nearest_rank():
     assert percentile([5], 0) == 5 and percentile([3, 1, 2], 50) == 2
 
 
-async def test_the_policy_follows_the_controlling_player_first_then_a_percentile():
+async def test_the_policy_follows_the_controlling_player_first_then_a_percentile_not_one_link():
     enc = SharedEncoder("vp8", bitrate=2_000_000, layers=True)
     tracks = []
     for rate in (600_000, 1_500_000, 2_000_000):
@@ -243,12 +243,17 @@ async def test_the_policy_follows_the_controlling_player_first_then_a_percentile
     assert enc._bitrate_due == 1_500_000  # the median
     assert policy.state()["encoders"]["main/vp8"]["reason"] == "p50 of 3 viewer link(s)"
     enc.bitrate, enc._bitrate_due = 1_500_000, None
-    controller[0] = "s0"
+    controller[0] = "s2"
     policy._steer(("main", "vp8"), enc, [(f"s{k}", t.link) for k, t in enumerate(tracks)], 2.0)
-    assert enc._bitrate_due is None  # 4 s between steps down
-    policy._steer(("main", "vp8"), enc, [(f"s{k}", t.link) for k, t in enumerate(tracks)], 4.5)
-    assert enc._bitrate_due == 600_000
+    assert enc._bitrate_due is None  # 10 s between steps up
+    policy._steer(("main", "vp8"), enc, [(f"s{k}", t.link) for k, t in enumerate(tracks)], 10.5)
+    assert enc._bitrate_due == 2_000_000
     assert policy.targets[("main", "vp8")].reason == "the controlling player's link"
+    enc.bitrate, enc._bitrate_due = 2_000_000, None
+    controller[0] = "s0"  # a controller slower than everyone else: held at the second-lowest
+    policy._steer(("main", "vp8"), enc, [(f"s{k}", t.link) for k, t in enumerate(tracks)], 15.0)
+    assert enc._bitrate_due == 1_500_000
+    assert "one link alone" in policy.targets[("main", "vp8")].reason
     for t in tracks:
         t.stop()
     await asyncio.sleep(0)

@@ -66,7 +66,7 @@ async def test_a_viewers_pli_reaches_the_shared_encoder():
             track = session.tracks[0]
             encoder = track.encoder
             keyframes = encoder.keyframes
-            await asyncio.sleep(0.6)  # past the encoder's minimum gap between keyframes
+            await asyncio.sleep(1.1)  # past encoder.min_keyframe_interval_s (1 s)
             receiver = v.pc.getTransceivers()[0].receiver
             ssrcs = list(receiver._RTCRtpReceiver__remote_streams)  # the server's media SSRC
             assert ssrcs
