@@ -241,11 +241,38 @@ class BandwidthConfig(Section):
 
 
 class InputConfig(Section):
-    """Players' input (stream/input): who drives the game and how keys map (issue 14)."""
+    """Players' input (stream/input): who drives the game and how keys map (issue 14), and
+    what a player may reach (issue 25, stream/input/policy.py): on a desktop display, input
+    without a policy is the desktop's."""
 
     control: Literal["single", "shared"] = "single"  # one controlling player, or all at once
     auto_take: bool = True  # nobody in control: the first player's input takes it
     keymap: Literal["keysym", "evdev"] = "keysym"  # evdev: physical keys on non-US servers
+    # the pointer confined to one window: an X window id ("0x1e00004") or a substring of its
+    # title (_NET_WM_NAME / WM_NAME); "": the whole display (one that holds only the game)
+    window: str = ""
+    keys: list[str] = Field(default_factory=list)  # when set, only these keys ("KeyW", "Space")
+    # chords re-allowed out of the blocked ones (Super, Ctrl+Alt+*, Alt+F*, Alt+Tab, Print...)
+    allow_chords: list[str] = Field(default_factory=list)  # e.g. ["Alt+F4", "Ctrl+Alt+T"]
+    unicode: bool = False  # characters not on the keymap typed by remapping a spare keycode
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        from .input.policy import key_token  # the key names are the input package's
+
+        for text in v:
+            key_token(text)  # PolicyError (a ValueError) names the bad entry
+        return v
+
+    @field_validator("allow_chords")
+    @classmethod
+    def _chords(cls, v: list[str]) -> list[str]:
+        from .input.policy import parse_chord
+
+        for text in v:
+            parse_chord(text)
+        return v
 
 
 # -- push sinks (issue 18: stream/sinks/) ---------------------------------------------------

@@ -142,9 +142,14 @@ class Service:
         self.agents = AgentHub(cfg.input.control)  # GET /api/input: remote game hosts
         self.injector: XTestInjector | None = None
         if isinstance(self.source, X11Source):
+            from .input.policy import InputPolicy
             from .input.xtest import XTestInjector  # python-xlib, only for X displays
 
-            self.injector = XTestInjector(self.source.display, keymap=cfg.input.keymap)
+            self.injector = XTestInjector(
+                self.source.display,
+                keymap=cfg.input.keymap,
+                policy=InputPolicy.from_config(cfg.input),  # issue 25: what a player reaches
+            )
         self.input.sinks += [
             CallbackSink(self.source.on_input),  # the test scene's cursor
             self.agents,
@@ -514,6 +519,7 @@ class Service:
                 **self.input.stats(),
                 "agents": self.agents.stats(),
                 "x11_injected": getattr(self.injector, "injected", None),
+                "x11_blocked": dict(getattr(self.injector, "blocked", {})),  # [input] policy
             },
             "click_to_photon": self.click_to_photon.summary(),
             "push": self.push.stats(),

@@ -29,7 +29,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..config import ConfigError
+from ..config import load as load_config
 from .events import InjectError, InputError, parse_input
+from .policy import InputPolicy
 from .xtest import XTestInjector
 
 log = logging.getLogger(__name__)
@@ -179,7 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         help="a file holding a publisher token (python -m stream token --role publisher "
         "> FILE); default: $FRAMESMITH_TOKEN",
     )
-    ap.add_argument("--keymap", choices=("keysym", "evdev"), default="keysym")
+    ap.add_argument("--keymap", choices=("keysym", "evdev"), default=None, help="default keysym")
+    ap.add_argument(
+        "--config",
+        default=None,
+        help="a TOML file whose [input] table sets the policy (window, keys, allow_chords, "
+        "unicode: as serve's); without it the defaults: chords blocked, no Unicode remaps",
+    )
+    ap.add_argument(
+        "--window", default=None, help="confine the pointer to this X window (id or title)"
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -196,13 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no X display: --display :0, or set $DISPLAY")
         return 2
     try:
-        injector = XTestInjector(args.display, keymap=args.keymap)
+        cfg = load_config(args.config).input
+        policy = InputPolicy.from_config(cfg)
+        if args.window is not None:
+            policy.window = args.window.strip()
+        injector = XTestInjector(args.display, keymap=args.keymap or cfg.keymap, policy=policy)
         if not injector.ready(10.0):
             print(f"error: cannot open X display {args.display} (is it running? xhost?)")
             return 2
         agent = Agent(injector, args.url, token)
         asyncio.run(agent.run())
-    except ValueError as e:
+    except (ValueError, ConfigError) as e:
         print(f"error: {e}")
         return 2
     except AuthRefused as e:

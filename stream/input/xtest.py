@@ -16,6 +16,11 @@ size comes from root ConfigureNotify events, keycodes from python-xlib's local k
   (eight, recycled oldest first and never reverted straight away: clients translate a keycode
   when they read the event, so an early revert shows them the old symbol). Each remap sends
   MappingNotify to every client, so it is for rare characters only.
+- The `[input]` policy (policy.py) is applied here, where the service's x11 source and the
+  agent both inject: chords a desktop acts on are dropped (counted in `blocked`), characters
+  are remapped only with `unicode`, and with `window` the pointer is confined to that window
+  (window.py: absolute moves clamped here, relative ones fenced by XFixes barriers) and input
+  is refused while it is gone.
 - Held keys and buttons are counted per session (a key two players hold in shared control is
   released when the last lets go), and `release(session)` lets go of everything a session
   holds: a player who leaves or whose connection dies leaves no key stuck.
@@ -43,6 +48,8 @@ from Xlib.ext import xtest
 from ..xlib_tables import open_display
 from .events import InjectError, InputEvent
 from .keys import DOM_BUTTONS, DOM_CODES, DOM_KEYS, char_keysym
+from .policy import InputPolicy
+from .window import Rect, WindowTracker
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +67,15 @@ _LOST = (xerror.ConnectionClosedError, xerror.DisplayError, OSError)
 class XTestInjector:
     """One display's XTEST connection, shared by every session that controls it."""
 
-    def __init__(self, display: str, *, keymap: str = "keysym") -> None:
+    def __init__(
+        self, display: str, *, keymap: str = "keysym", policy: InputPolicy | None = None
+    ) -> None:
         self.display_name = display
         self.use_evdev = keymap == "evdev"
+        self.policy = policy if policy is not None else InputPolicy()
+        self.window = WindowTracker(display, self.policy.window) if self.policy.window else None
+        self._window_gen = 0  # the tracker's generation the pointer was last put inside
+        self._names: dict[int, str] = {}  # keycode -> the key's name, while held (chords)
         self.d: xdisplay.Display | None = None
         self._next_try = 0.0
         self._connecting: threading.Thread | None = None
@@ -118,7 +131,14 @@ class XTestInjector:
                 log.warning("input: cannot open X display %s (%s); retrying", self.display_name, e)
                 self._told = True
             return
-        spare = [lo + i for i, syms in enumerate(mapping) if not any(syms) and lo + i > 8]
+        # a keycode with no symbols may still be bound to a modifier (Mod4 is Super): never
+        # remap one of those, or a character would press it
+        bound = {kc for row in d.get_modifier_mapping() for kc in row if kc}
+        spare = [
+            lo + i
+            for i, syms in enumerate(mapping)
+            if not any(syms) and lo + i > 8 and lo + i not in bound
+        ]
         self._spare = spare[-SPARE_KEYCODES:]
         self._remapped: OrderedDict[int, int] = OrderedDict()  # keysym -> keycode, LRU
         self._cache: dict[int, tuple[int, int]] = {}  # keysym -> (keycode, shift level)
@@ -143,6 +163,7 @@ class XTestInjector:
         self.d = None
         self.keys.clear()
         self.buttons.clear()
+        self._names.clear()
         return InjectError(f"X display {self.display_name} went away")
 
     def _poll(self, d: xdisplay.Display) -> None:
@@ -160,13 +181,31 @@ class XTestInjector:
         """Inject one checked event for a session allowed to control (InjectError: not
         injected, with the reason)."""
         d = self._live()
+        area = self._area()
         try:
             self._poll(d)
-            self._inject(d, session, event)
+            self._inject(d, session, event, area)
             d.flush()
         except _LOST as e:
             raise self._lost(e) from None
         self.injected += 1
+
+    @property
+    def blocked(self) -> dict[str, int]:
+        """Events the policy dropped, by what: "chord", "keys", "unicode", "window"."""
+        return self.policy.blocked
+
+    def _area(self) -> Rect:
+        """Where the pointer may go: the policy's window, else the whole display."""
+        if self.window is None:
+            return (0, 0, *self.size)
+        rect = self.window.rect
+        if rect is None:
+            self.policy.count("window")
+            if self.keys or self.buttons:
+                self.release_all()  # whatever has the focus now gets no stuck key
+            raise InjectError(f"input refused: {self.window.why} ([input] window)")
+        return rect
 
     def release(self, session: str) -> None:
         """Let go of every key and button only this session holds."""
@@ -195,6 +234,8 @@ class XTestInjector:
 
     def close(self) -> None:
         self.release_all()
+        if self.window is not None:
+            self.window.close()
         d, self.d = self.d, None
         if d is not None:
             with contextlib.suppress(*_LOST):
@@ -202,11 +243,17 @@ class XTestInjector:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _inject(self, d: xdisplay.Display, session: str, ev: InputEvent) -> None:
+    def _inject(self, d: xdisplay.Display, session: str, ev: InputEvent, area: Rect) -> None:
+        ax, ay, w, h = area
+        moved = self.window is not None and self.window.generation != self._window_gen
+        if moved:  # the window is new or moved: put the pointer inside it before anything
+            self._window_gen = self.window.generation if self.window is not None else 0
         if ev.x is not None and ev.y is not None and not ev.relative:
-            w, h = self.size
-            x = min(w - 1, int(ev.x * w))
-            y = min(h - 1, int(ev.y * h))
+            x = ax + min(w - 1, int(ev.x * w))
+            y = ay + min(h - 1, int(ev.y * h))
+            xtest.fake_input(d, X.MotionNotify, detail=0, root=self.root.id, x=x, y=y)
+        elif moved and self.window is not None:
+            x, y = self.window.entry
             xtest.fake_input(d, X.MotionNotify, detail=0, root=self.root.id, x=x, y=y)
         if ev.kind == "mousemove" and ev.relative:
             dx, dy = round(ev.dx), round(ev.dy)
@@ -256,7 +303,7 @@ class XTestInjector:
 
     def _key(self, d: xdisplay.Display, session: str, ev: InputEvent) -> None:
         down = ev.kind == "keydown"
-        kc, level = self._keycode(d, ev)
+        kc, level, name = self._keycode(d, ev, down)
         if not kc:
             raise InjectError(f"no keycode for key {ev.key!r} (code {ev.code!r}) on this display")
         if down and ev.repeat and kc in self.keys:
@@ -271,31 +318,62 @@ class XTestInjector:
         for m in mods:
             xtest.fake_input(d, X.KeyPress, m)
         self._hold(d, session, self.keys, kc, down)
+        if kc in self.keys:
+            self._names.setdefault(kc, name)
+        else:
+            self._names.pop(kc, None)
         for m in reversed(mods):
             xtest.fake_input(d, X.KeyRelease, m)
 
-    def _keycode(self, d: xdisplay.Display, ev: InputEvent) -> tuple[int, int]:
+    def _keycode(self, d: xdisplay.Display, ev: InputEvent, down: bool) -> tuple[int, int, str]:
+        """(keycode, shift level, name) of a key event. A press is judged by the policy under
+        the name it is pressed as, before anything is remapped or pressed (InjectError)."""
         if ev.code in DOM_CODES:
             name, evdev = DOM_CODES[ev.code]
+            self._judge(name, down)
             if self.use_evdev:
-                return evdev + 8, 0
+                return evdev + 8, 0, name
             kc, _ = self._for_keysym(d, XK.string_to_keysym(name))
             if kc:
-                return kc, 0  # a physical key: its modifiers come as their own events
+                return kc, 0, name  # a physical key: its modifiers come as their own events
         if len(ev.key) == 1:
-            return self._for_keysym(d, char_keysym(ev.key))
+            self._judge(ev.key, down)
+            kc, level = self._for_keysym(d, char_keysym(ev.key), remap=self.policy.unicode)
+            if not kc and down and not self.policy.unicode:
+                self.policy.count("unicode")
+                raise InjectError(
+                    f"{ev.key!r} is not on this display's keymap ([input] unicode = true types "
+                    "it by remapping a spare keycode)"
+                )
+            return kc, level, ev.key
         named = DOM_KEYS.get(ev.key)
-        return self._for_keysym(d, XK.string_to_keysym(named)) if named else (0, 0)
+        if not named:
+            return 0, 0, ev.key
+        self._judge(named, down)
+        kc, level = self._for_keysym(d, XK.string_to_keysym(named))
+        return kc, level, named
 
-    def _for_keysym(self, d: xdisplay.Display, keysym: int) -> tuple[int, int]:
-        """(keycode, shift level) of a keysym; a spare keycode is remapped when it has none."""
+    def _judge(self, name: str, down: bool) -> None:
+        """A press the policy refuses (with every key the display holds) is never injected."""
+        if down:
+            held = [self._names[kc] for kc in self.keys if kc in self._names]
+            why = self.policy.check_press(name, held)
+            if why:
+                raise InjectError(f"key {name!r} refused: {why}")
+
+    def _for_keysym(self, d: xdisplay.Display, keysym: int, remap: bool = True) -> tuple[int, int]:
+        """(keycode, shift level) of a keysym; a spare keycode is remapped when it has none
+        (and `remap`)."""
         if not keysym:
             return 0, 0
         hit = self._cache.get(keysym)
         if hit is not None:
             return hit
         found = min(d.keysym_to_keycodes(keysym), key=lambda kc_level: kc_level[1], default=None)
-        best = found if found is not None and found[1] <= 3 else (self._remap(d, keysym), 0)
+        if found is not None and found[1] <= 3:
+            best = found
+        else:
+            best = (self._remap(d, keysym), 0) if remap else (0, 0)
         if best[0]:
             self._cache[keysym] = best
         return best

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from stream.input import InjectError, parse_input
+from stream.input.policy import InputPolicy
 from stream.input.xtest import XTestInjector
 from stream.tools.xvfb import Xvfb
 
@@ -21,8 +22,8 @@ def send(inj: XTestInjector, session: str, **msg) -> None:
     inj.send(session, parse_input(msg))
 
 
-def injector(display: str) -> XTestInjector:
-    inj = XTestInjector(display)
+def injector(display: str, policy: InputPolicy | None = None) -> XTestInjector:
+    inj = XTestInjector(display, policy=policy)
     assert inj.ready(10), f"no XTEST connection to {display}"
     return inj
 
@@ -56,7 +57,7 @@ def test_pointer_buttons_wheel_and_relative_motion(tmp_path):
 
 def test_keys_by_code_by_key_and_remapped(tmp_path):
     with game(tmp_path) as (x, app):
-        inj = injector(x.display)
+        inj = injector(x.display, InputPolicy(unicode=True))  # characters remapped (issue 25)
         for msg in (
             {"code": "KeyA", "key": "a"},
             {"code": "ArrowUp", "key": "ArrowUp"},
