@@ -167,7 +167,9 @@ def route_label(request: web.Request) -> str:
 
 
 def error(request: web.Request, status: int, reason: str, **headers: str) -> web.Response:
-    log.info("%s %s -> %d %s", request.method, request.path, status, reason)
+    # the path is the client's (percent-decoded: %0a is a newline) and a reason may quote
+    # its input: both repr'd, so no client can forge a log line or send terminal escapes
+    log.info("%s %r -> %d %r", request.method, request.path, status, reason)
     return web.json_response({"error": reason}, status=status, headers=headers)
 
 

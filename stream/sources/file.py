@@ -22,16 +22,26 @@ LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp")
 
 
 def redact(uri: str) -> str:
-    """A URI without its credentials: user:password@ and the query (an SRT passphrase, a
-    stream key) become ***."""
+    """A URI without its credentials: user:password@, the query (an SRT passphrase, a
+    ?token=) and an RTMP stream key (the path after the application) become ***."""
     if "://" not in uri:
         return uri
     parts = urlsplit(uri)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        host = f"{host}:{port}"
     netloc = f"***@{host}" if (parts.username or parts.password) else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+    path = parts.path
+    if parts.scheme.lower().startswith("rtmp"):
+        segments = [p for p in path.split("/") if p]
+        path = "/".join(["", *segments[:1], *(["***"] if len(segments) > 1 else [])])
+    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
 
 
 class FileSource(Source):
@@ -53,12 +63,21 @@ class FileSource(Source):
     def details(self) -> dict[str, Any]:
         return {**super().details(), "uri": redact(self.uri)}
 
+    def _why(self, error: BaseException) -> str:
+        """The error for logs and /api/stats: PyAV's name the URL (user:password@, a
+        ?token= or SRT passphrase), shown redacted; control characters escaped."""
+        text = str(error) or type(error).__name__
+        shown = redact(self.uri)
+        for form in (self.uri, repr(self.uri)[1:-1]):
+            text = text.replace(form, shown)
+        return text.encode("unicode_escape").decode("ascii")[:300]
+
     def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         options = {"rtsp_transport": "tcp"} if self.uri.startswith("rtsp") else {}
         container = av.open(self.uri, options=options, timeout=10)
         if not container.streams.video:
             container.close()
-            raise ValueError(f"source {self.uri!r} has no video stream")
+            raise ValueError(f"source {redact(self.uri)!r} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or 30
@@ -82,11 +101,13 @@ class FileSource(Source):
         while True:
             try:
                 container, stream = await asyncio.to_thread(self._open)
-            except Exception as e:
-                self.fail(str(e))
+            except Exception as e:  # noqa: BLE001 - retried (live) or raised, redacted
+                why = self._why(e)
+                self.fail(why)
                 if not self.live:
-                    raise
-                log.warning("source %s: %s; retrying in %.1f s", self.uri, e, backoff)
+                    # PyAV's message names the URL, credentials and all: not into a traceback
+                    raise ValueError(f"source {redact(self.uri)}: {why}") from None
+                log.warning("source %s: %s; retrying in %.1f s", redact(self.uri), why, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
@@ -133,8 +154,9 @@ class FileSource(Source):
                     yield self.stamp(frame, n)
                     n += 1
             except (av.error.FFmpegError, OSError) as e:
-                log.warning("source %s: %s", self.uri, e)
-                self.fail(str(e))
+                why = self._why(e)
+                log.warning("source %s: %s", redact(self.uri), why)
+                self.fail(why)
             finally:
                 self._close(container)
             if not self.live and not self.loop:
