@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .base import describe
 from .mux import MuxSink
 from .srt import SrtUnavailable, library
 from .targets import FIXED_CODEC, SinkKind, Target, parse
@@ -83,7 +84,12 @@ class PushSinks:
         results = await asyncio.gather(*(s.stop() for s in self.sinks), return_exceptions=True)
         for sink, result in zip(self.sinks, results, strict=True):
             if isinstance(result, Exception):
-                log.error("push %d did not stop cleanly: %r", sink.target.index, result)
+                # PyAV's errors name the URL, stream key and all: describe() redacts it
+                log.error(
+                    "push %d did not stop cleanly: %s",
+                    sink.target.index,
+                    describe(result, sink.target),
+                )
 
     def stats(self) -> list[dict[str, Any]]:
         return [s.stats() for s in self.sinks]

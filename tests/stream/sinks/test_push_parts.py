@@ -104,6 +104,23 @@ def test_env_vars_expand_at_start_and_stay_hidden(monkeypatch):
     assert "SECRET" not in describe(ValueError("bad URL https://h/SECRET/x"), whip)
 
 
+async def test_a_sink_that_fails_to_stop_is_logged_without_its_url(caplog):
+    settings = config_mod.load(None, {"push.urls": ["rtmp://h/live/SECRETKEY"]})
+    sinks = PushSinks(settings.push, settings.server)
+
+    class Stuck:
+        target = sinks.targets[0]
+
+        async def stop(self) -> None:
+            raise RuntimeError("rtmp://h/live/SECRETKEY: Broken pipe")
+
+    sinks.sinks = [Stuck()]  # type: ignore[list-item]
+    with caplog.at_level("ERROR", logger="stream.sinks.push"):
+        await sinks.stop()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "did not stop cleanly" in line and "SECRET" not in line, line
+
+
 def test_backoff_doubles_to_its_cap_and_resets_after_a_long_live():
     b = Backoff(4.0)
     assert [b.delay(0) for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
