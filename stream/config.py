@@ -274,6 +274,24 @@ class InputConfig(Section):
             parse_chord(text)
         return v
 
+    # issue 26, stream/input/gamepad.py: pads as keys (XTEST, the policy above applies), as
+    # virtual Xbox 360 pads (uinput), "auto" (uinput where /dev/uinput is writable) or "off"
+    gamepad: Literal["auto", "uinput", "keys", "off"] = "auto"
+    # [input.gamepad_keys]: a pad control ("a", "start", "ls_left", or a button index "0".."16")
+    # -> a DOM code ("KeyZ"), "" unmaps it; over the default profile (gamepad.DEFAULT_KEYS)
+    gamepad_keys: dict[str, str] = Field(default_factory=dict)
+    # text clipboard both ways for the controlling player (stream/input/clipboard.py)
+    clipboard: bool = False
+    clipboard_max_bytes: int = Field(2048, ge=1, le=3000)  # UTF-8; a message is <= 4 KiB
+
+    @field_validator("gamepad_keys")
+    @classmethod
+    def _gamepad_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        from .input.gamepad import key_profile
+
+        key_profile(v)  # ValueError names the bad entry
+        return v
+
 
 # -- push sinks (issue 18: stream/sinks/) ---------------------------------------------------
 

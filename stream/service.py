@@ -37,6 +37,7 @@ from .input import (
     InputEvent,
     InputOutcome,
 )
+from .input.gamepad import GamepadSink
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
 from .sinks import PushSinks
@@ -150,10 +151,13 @@ class Service:
                 keymap=cfg.input.keymap,
                 policy=InputPolicy.from_config(cfg.input),  # issue 25: what a player reaches
             )
+        self.pads: GamepadSink | None = None  # issue 26: pads as keys or uinput pads
+        if self.injector is not None:
+            self.pads = GamepadSink.from_config(self.injector, cfg.input)
         self.input.sinks += [
             CallbackSink(self.source.on_input),  # the test scene's cursor
             self.agents,
-            *([self.injector] if self.injector is not None else []),
+            *([self.pads] if self.pads is not None else []),
         ]
         self.click_to_photon = ClickToPhoton()
         self.input_events = 0
@@ -384,6 +388,8 @@ class Service:
 
     def on_input(self, event: InputEvent, session: str = "") -> InputOutcome:
         self.input_events += 1
+        if event.kind == "gamepad" and self.config.input.gamepad == "off":
+            return InputOutcome(False, 'gamepads are off here ([input] gamepad = "off")')
         if event.kind != "mousemove":
             log.debug("input from %s: %s", session, event)
         return self.input.submit(session, event)  # injected only where can_control says so
@@ -442,6 +448,7 @@ class Service:
             "modes": self.modes,
             "model": self.model_name,
             "compare": self.config.model.compare,
+            "gamepad": self.config.input.gamepad != "off",  # the page reads pads (players)
         }
 
     def _live(self) -> dict[str, Any]:
@@ -519,6 +526,7 @@ class Service:
                 **self.input.stats(),
                 "agents": self.agents.stats(),
                 "x11_injected": getattr(self.injector, "injected", None),
+                "gamepad": self.pads.stats() if self.pads is not None else None,
                 "x11_blocked": dict(getattr(self.injector, "blocked", {})),  # [input] policy
             },
             "click_to_photon": self.click_to_photon.summary(),
@@ -539,6 +547,8 @@ class Service:
             await asyncio.to_thread(pipe.close)  # drains GPU work in flight
         await self.source.close()
         await self.agents.close()
+        if self.pads is not None:
+            self.pads.close()  # virtual pads destroyed
         if self.injector is not None:
             self.injector.close()  # lets go of anything still held
         log.info("stopped")

@@ -32,6 +32,7 @@ import aiohttp
 from ..config import ConfigError
 from ..config import load as load_config
 from .events import InjectError, InputError, parse_input
+from .gamepad import GamepadMode, GamepadSink, parse_gamepad
 from .policy import InputPolicy
 from .xtest import XTestInjector
 
@@ -97,8 +98,17 @@ def read_token(path: str) -> str:
 
 
 class Agent:
-    def __init__(self, injector: XTestInjector, url: str, token: str = "") -> None:
+    def __init__(
+        self,
+        injector: XTestInjector,
+        url: str,
+        token: str = "",
+        *,
+        gamepad: GamepadMode = "auto",
+        gamepad_keys: dict[str, str] | None = None,
+    ) -> None:
         self.injector = injector
+        self.pads = GamepadSink(injector, gamepad, gamepad_keys)  # "gamepad" messages too
         self.url = input_url(url)
         self.shown = shown(self.url)
         self.token = token
@@ -111,12 +121,13 @@ class Agent:
         if not isinstance(session, str) or not session:
             return
         if kind == "release":
-            self.injector.release(session)
+            self.pads.release(session)  # its pads, keys and buttons
             return
-        if kind != "input":
+        if kind not in ("input", "gamepad"):
             return
         try:
-            self.injector.send(session, parse_input(message))
+            event = parse_gamepad(message) if kind == "gamepad" else parse_input(message)
+            self.pads.send(session, event)
             self.injected += 1
         except (InputError, InjectError) as e:
             self.refused += 1
@@ -145,6 +156,7 @@ class Agent:
                 if isinstance(data, dict):
                     self.handle(data)
         finally:
+            self.pads.release_all()
             self.injector.release_all()
             await ws.close()
 
@@ -192,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--window", default=None, help="confine the pointer to this X window (id or title)"
     )
+    ap.add_argument(
+        "--gamepad",
+        choices=("auto", "uinput", "keys", "off"),
+        default=None,
+        help="players' pads as virtual Xbox 360 pads (uinput), as keys ([input.gamepad_keys] "
+        "of --config over the default profile), auto (uinput where /dev/uinput is writable) "
+        "or off; default: --config's [input] gamepad, else auto",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -216,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         if not injector.ready(10.0):
             print(f"error: cannot open X display {args.display} (is it running? xhost?)")
             return 2
-        agent = Agent(injector, args.url, token)
+        agent = Agent(
+            injector,
+            args.url,
+            token,
+            gamepad=args.gamepad or cfg.gamepad,
+            gamepad_keys=cfg.gamepad_keys,
+        )
         asyncio.run(agent.run())
     except (ValueError, ConfigError) as e:
         print(f"error: {e}")

@@ -13,6 +13,8 @@ message type.
                                                         stream/input/events.py (every field)
                   {"type": "control", "take"} player    take over (or give up) control
                   {"type": "c2p", ...}        player    one click-to-photon sample
+                  {"type": "gamepad", ...}    player    a pad's whole state, checked by
+                                                        stream/input/gamepad.py; own rate
 
 A message over its type's rate, of a type the session's role may not send, too big, not
 JSON, nested too deep or not matching its schema is dropped and counted (`refused`); it never
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..auth import RIGHTS, Right, Role
 from ..encode import layer_of
 from ..input.events import InputError, parse_input
+from ..input.gamepad import parse_gamepad
 from ..limits import TokenBucket
 
 if TYPE_CHECKING:
@@ -61,6 +64,8 @@ RULES = {
     "input": MessageRule(Right.PLAY, 250, 100),
     "control": MessageRule(Right.PLAY, 2, 4),
     "c2p": MessageRule(Right.PLAY, 10, 20),
+    # the page sends a pad's state on change, at most 60 a second a pad (4 pads)
+    "gamepad": MessageRule(Right.PLAY, 250, 120),
 }
 
 
@@ -162,7 +167,7 @@ class ControlChannel:
         if rule.right not in RIGHTS[self.role]:
             reason = f"{kind}: not for the {self.role} role"
             self.counters.refuse(reason)
-            if kind == "input":
+            if kind in ("input", "gamepad"):
                 self.input_refused += 1
                 self._answer(None, False, reason)
             return
@@ -176,6 +181,8 @@ class ControlChannel:
             )
         elif kind == "input":
             self._input(data)
+        elif kind == "gamepad":
+            self._input(data, pad=True)
         elif kind == "control":
             take = data.get("take")
             self.send(self.host.on_control(self.session, take if isinstance(take, bool) else None))
@@ -185,15 +192,15 @@ class ControlChannel:
             self.report = _flat(data)
             self.host.on_report(self.session, self.report)
 
-    def _input(self, data: dict[str, Any]) -> None:
-        """A checked event to the host; refused ones are answered (with an id: always; without:
-        once a second) and do nothing else."""
-        raw_id = data.get("id")
+    def _input(self, data: dict[str, Any], pad: bool = False) -> None:
+        """A checked event (a pad's state with `pad`) to the host; refused ones are answered
+        (with an id: always; without: once a second) and do nothing else."""
+        raw_id = None if pad else data.get("id")  # a pad's "id" is its name
         try:
-            event = parse_input(data)
+            event = parse_gamepad(data) if pad else parse_input(data)
         except InputError as e:
             self.input_refused += 1
-            self.counters.refuse("input: not a valid event")
+            self.counters.refuse(f"{'gamepad' if pad else 'input'}: not a valid event")
             self._answer(raw_id if isinstance(raw_id, int) else None, False, str(e))
             return
         outcome = self.host.on_input(event, self.session)
