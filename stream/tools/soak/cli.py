@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -61,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--config", help="TOML config (see configs/soak.toml)")
     ap.add_argument("--url", help="a running server (default: start one on a free port)")
-    ap.add_argument("--token", help="an admin token for the server at --url")
+    ap.add_argument(
+        "--token-file",
+        help="a file holding an admin token for the server at --url (a token on the command "
+        "line shows in the process list; default: the config's token, or $FRAMESMITH_TOKEN)",
+    )
     ap.add_argument("--serve-config", help="serve config of the server started here")
     ap.add_argument("--viewers", type=int, help="WHEP viewers held at once")
     ap.add_argument("--duration", type=float, help="seconds")
@@ -89,11 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     faults = None if args.faults is None else [f.strip() for f in args.faults.split(",")]
     try:
+        token = os.environ.get("FRAMESMITH_TOKEN") or None
+        if args.token_file:
+            try:
+                token = Path(args.token_file).read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"--token-file {args.token_file!r}: {e.strerror}") from None
         opts = override(
             settings.load(args.config),
             {
                 "url": args.url,
-                "token": args.token,
+                "token": token,
                 "serve_config": args.serve_config,
                 "viewers": args.viewers,
                 "duration_s": args.duration,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from stream.tools.soak import Soak, analyse, format_verdict, settings
 
 
@@ -96,3 +98,26 @@ def test_a_corrupt_marker_that_passes_its_check_bits_counts_no_drops():
     assert [r.n for r in rows] == [base, base + 1, None, None, base + 3]
     assert [r.missed for r in rows] == [0, 0, 0, 0, 1]
     assert v.misread == 2 and v.summary()["misread"] == 2
+
+
+def test_soak_reads_its_token_from_a_file_or_the_environment(tmp_path, monkeypatch, capsys):
+    """No token on the command line (the process list shows it): --token-file or
+    $FRAMESMITH_TOKEN; an unreadable file is an error naming the flag."""
+    from stream.tools.soak import cli
+
+    class Started(Exception):
+        pass
+
+    def started(opts, leak=False):
+        raise Started(opts.token)
+
+    monkeypatch.setattr(cli, "soak", started)
+    token = tmp_path / "token"
+    token.write_text("ADMIN-TOKEN\n")
+    with pytest.raises(Started, match="^ADMIN-TOKEN$"):
+        cli.main(["--url", "http://127.0.0.1:1", "--token-file", str(token)])
+    monkeypatch.setenv("FRAMESMITH_TOKEN", "ENV-TOKEN")
+    with pytest.raises(Started, match="^ENV-TOKEN$"):
+        cli.main(["--url", "http://127.0.0.1:1"])
+    assert cli.main(["--url", "http://127.0.0.1:1", "--token-file", str(tmp_path / "no")]) == 2
+    assert "--token-file" in capsys.readouterr().out
