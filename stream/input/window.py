@@ -11,7 +11,10 @@ fence stops at its last column. The thread never blocks the service's event loop
 server stalls it, not the injector, and `rect` only goes stale.
 
 When the window is gone (destroyed, unmapped, off the screen, or the connection lost) `rect`
-is None and the injector refuses input until it is back; each change is logged once.
+is None and the injector refuses input until it is back; each change is logged once. Key
+presses are refused while another window has the keyboard focus (`focused`; FocusOut on the
+game window wakes the thread): the operator's terminal, focused when the service started,
+would get the player's keys.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ _LOST = (xerror.ConnectionClosedError, xerror.DisplayError, OSError)
 _POS_X, _POS_Y, _NEG_X, _NEG_Y = 1, 2, 4, 8
 
 Rect = tuple[int, int, int, int]  # x, y, width, height on the root
+_MASK = X.StructureNotifyMask | X.FocusChangeMask  # of the game window: moves, focus
 
 
 class _QueryVersion(rq.ReplyRequest):
@@ -102,6 +106,7 @@ class WindowTracker:
         self.generation = 0  # +1 each time rect changes
         self.why = "not looked for yet"
         self.fenced = False  # barriers in place around rect
+        self.focused = False  # the game window (or its frame) has the keyboard focus
         self._win: Window | None = None
         self._barriers: list[int] = []
         self._stop = threading.Event()
@@ -172,13 +177,34 @@ class WindowTracker:
         x1, y1 = min(at.x + g.width, screen.width), min(at.y + g.height, screen.height)
         if x1 <= x0 or y1 <= y0:
             return None, f"window {win.id:#x} is off the screen"
+        self.focused = self._has_focus(d, root, win)
         return (x0, y0, x1 - x0, y1 - y0), f"window {win.id:#x}"
+
+    def _has_focus(self, d: Any, root: Window, win: Window) -> bool:
+        """Keys go to the focus window: the game, a window inside it, or its frame (a window
+        manager's) have it; PointerRoot sends them under the pointer, which is fenced in.
+        Any other window (the operator's terminal) does not."""
+        focus = d.get_input_focus().focus
+        if not isinstance(focus, Window):
+            return bool(focus == X.PointerRoot)
+        if focus.id == win.id:
+            return True
+        for start, target in ((focus, win.id), (win, focus.id)):  # game above focus, or below
+            w = start
+            for _ in range(64):
+                parent = w.query_tree().parent
+                if not isinstance(parent, Window) or parent.id in (0, root.id):
+                    break
+                if parent.id == target:
+                    return True
+                w = parent
+        return False
 
     def _find(self, d: Any, root: Window) -> Window | None:
         if self.wid is not None:
             if self._win is None:
                 self._win = d.create_resource_object("window", self.wid)
-                self._win.change_attributes(event_mask=X.StructureNotifyMask)
+                self._win.change_attributes(event_mask=_MASK)
             return self._win
         if self._win is not None and self.spec in _name(d, self._win):
             return self._win
@@ -192,7 +218,7 @@ class WindowTracker:
                 if w.get_attributes().map_state != X.IsViewable:
                     continue
                 if self.spec in _name(d, w):
-                    w.change_attributes(event_mask=X.StructureNotifyMask)
+                    w.change_attributes(event_mask=_MASK)
                     self._win = w
                     return w
                 stack.extend(w.query_tree().children)

@@ -192,7 +192,7 @@ class XTestInjector:
 
     @property
     def blocked(self) -> dict[str, int]:
-        """Events the policy dropped, by what: "chord", "keys", "unicode", "window"."""
+        """Events the policy dropped, by what: "chord", "keys", "unicode", "window", "focus"."""
         return self.policy.blocked
 
     def _area(self) -> Rect:
@@ -355,6 +355,9 @@ class XTestInjector:
 
     def _judge(self, name: str, down: bool) -> None:
         """A press the policy refuses (with every key the display holds) is never injected."""
+        if down and self.window is not None and not self.window.focused:
+            self.policy.count("focus")
+            raise InjectError(f"key {name!r} refused: the game window does not have the focus")
         if down:
             held = [self._names[kc] for kc in self.keys if kc in self._names]
             why = self.policy.check_press(name, held)

@@ -363,3 +363,51 @@ def test_the_agent_reads_its_policy_from_a_config(tmp_path, capsys):
     bad.write_text('[input]\nallow_chords = ["Alt+Nope Key"]\n')
     assert main(["--display", ":999", "--url", "http://127.0.0.1:9", "--config", str(bad)]) == 2
     assert "allow_chords" in capsys.readouterr().out
+
+
+def test_keys_wait_for_the_game_window_to_have_the_focus(tmp_path):
+    """The operator's terminal has the focus (it started the service): with a window policy a
+    player's keys are refused until the game window has it, though the pointer is inside."""
+    with (
+        Xvfb(320, 180) as x,
+        xev_in(x.display, tmp_path, "150x100+0+0") as game,
+        xev_in(x.display, tmp_path, "150x100+160+0", name="operator-shell") as shell,
+    ):
+
+        def focus(name: str) -> None:
+            subprocess.run(
+                [need("xdotool"), "search", "--name", name, "windowfocus", "--sync"],
+                env={"DISPLAY": x.display},
+                check=True,
+                timeout=10,
+            )
+
+        def press(code: str) -> None:
+            inj.send("s", parse_input({"kind": "keydown", "code": code, "key": ""}))
+            inj.send("s", parse_input({"kind": "keyup", "code": code, "key": ""}))
+
+        focus("operator-shell")
+        inj = injector(x.display, window=GAME)
+        corner = geometry(x.display)[:2]
+        deadline = time.monotonic() + 10
+        while pointer(x.display) != corner:  # found in a thread: refused till then
+            assert time.monotonic() < deadline, "the pointer never got into the game window"
+            with suppress(InjectError):
+                inj.send("s", parse_input({"kind": "mousemove", "x": 0.0, "y": 0.0}))
+            time.sleep(0.05)
+        with pytest.raises(InjectError, match="focus"):
+            press("KeyQ")
+        assert inj.blocked.get("focus") == 1
+        focus(GAME)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                press("KeyZ")
+                break
+            except InjectError:
+                assert time.monotonic() < deadline, "the game's focus was never seen"
+                time.sleep(0.05)
+        assert game.wait_for("z") == ["z"]
+        time.sleep(0.2)
+        assert shell.presses() == []
+        inj.close()
