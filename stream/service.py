@@ -43,6 +43,7 @@ from .pipeline import FramePipeline, FrameTiming
 from .sinks import PushSinks
 from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
+from .webrtc.ingest import IngestLimits
 
 if TYPE_CHECKING:
     from .input.xtest import XTestInjector
@@ -417,7 +418,7 @@ class Service:
         self.metrics.sessions.labels(str(kind)).inc()
 
     def _reject_publisher(self, session: str, reason: str) -> None:
-        """The WHIP source refused this publisher's stream (too big): end its session."""
+        """This publisher's stream was refused (too big, not 4:2:0 8-bit): end its session."""
         log.warning("publisher %s dropped: %s", session, reason)
         task = asyncio.ensure_future(self.sessions.close(session, reason=reason))
         self._background.add(task)  # held until done (the loop keeps only weak references)
@@ -438,6 +439,12 @@ class Service:
     def publisher_left(self, session: str) -> None:
         if isinstance(self.source, WebRTCSource):
             self.source.drop_publisher(session)
+
+    def publisher_limits(self) -> IngestLimits:
+        return IngestLimits(self.config.source.max_width, self.config.source.max_height)
+
+    def publisher_refused(self, session: str, reason: str) -> None:
+        self._reject_publisher(session, reason)
 
     # -- figures -----------------------------------------------------------------------------
 

@@ -36,6 +36,26 @@ async def _within(aw: Awaitable[T], timeout: float) -> T:
     return task.result()
 
 
+# decoded pixel formats taken: 4:2:0 at 8 bits (the pipeline uploads these planes as they are)
+TAKEN_FORMATS = ("yuv420p", "yuvj420p", "nv12")
+
+
+def frame_refusal(frame: av.VideoFrame, max_size: tuple[int, int]) -> str | None:
+    """Why a decoded publisher frame is refused, checked before anything converts or uploads
+    it (None: it is taken). The stream's headers were checked before decode already
+    (stream/webrtc/ingest.py); this holds for whatever decoder made the frame."""
+    if frame.width > max_size[0] or frame.height > max_size[1]:
+        return (
+            f"frame {frame.width}x{frame.height} is over the {max_size[0]}x{max_size[1]} "
+            "limit (source.max_width/max_height)"
+        )
+    if frame.format.name not in TAKEN_FORMATS:
+        return (
+            f"frame format {frame.format.name} is not 4:2:0 at 8 bits ({', '.join(TAKEN_FORMATS)})"
+        )
+    return None
+
+
 class WebRTCSource(Source):
     """Frames published over WHIP. With no publisher it shows a "NO SOURCE" slate (a few
     frames a second, so viewers see the state); a new publisher takes over."""
@@ -113,15 +133,13 @@ class WebRTCSource(Source):
                 continue
             if track is not self.track or not isinstance(got, av.VideoFrame):
                 continue
-            if got.width > self.max_size[0] or got.height > self.max_size[1]:
-                self._refuse(
-                    f"frame {got.width}x{got.height} is over the {self.max_size[0]}x"
-                    f"{self.max_size[1]} limit (source.max_width/max_height)"
-                )
+            reason = frame_refusal(got, self.max_size)
+            if reason is not None:
+                self._refuse(reason)
                 continue
             self.state = SourceState.LIVE
             frame = got
-            if frame.format.name not in ("yuv420p", "nv12"):
+            if frame.format.name == "yuvj420p":  # full range: the same planes, range scaled
                 frame = frame.reformat(format="yuv420p")
             if self.stamp_marker:
                 frame = with_marker(frame, n)

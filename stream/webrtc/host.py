@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from ..encode import SharedEncoder
     from ..input import InputEvent, InputOutcome
+    from .ingest import IngestLimits
 
 
 class SessionKind(StrEnum):
@@ -52,6 +53,14 @@ class SessionHost(Protocol):
     def publisher_track(self, session: str, track: MediaStreamTrack) -> None: ...
 
     def publisher_left(self, session: str) -> None: ...
+
+    def publisher_limits(self) -> IngestLimits:
+        """What a publisher's stream may announce (size, and 4:2:0 8-bit always)."""
+        ...
+
+    def publisher_refused(self, session: str, reason: str) -> None:
+        """A publisher's stream was refused before decode: log why and end it."""
+        ...
 
     def session_closed(self, session: str, kind: SessionKind) -> None:
         """A session ended, whatever the reason (DELETE, ICE consent lost, shutdown): what was

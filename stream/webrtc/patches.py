@@ -184,8 +184,52 @@ LINK = (
 )
 
 
+def _receiver() -> Any:
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    return RTCRtpReceiver("video", _dtls_transport())
+
+
+def _remote_track() -> Any:
+    from aiortc.rtcrtpreceiver import RemoteStreamTrack
+
+    return RemoteStreamTrack("video")
+
+
+RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+RECEIVER_THREAD = "_RTCRtpReceiver__decoder_thread"
+RECEIVER_DECODE_ERROR = "_RTCRtpReceiver__decoder_error"
+INGEST = (
+    Patch(
+        "aiortc.rtcrtpreceiver",
+        f"RTCRtpReceiver.{RECEIVER_QUEUE}",
+        "replaced per WHIP receiver: each encoded frame's headers checked before the decoder "
+        "and the queue bounded (ingest.py)",
+        _receiver,
+    ),
+    Patch(
+        "aiortc.rtcrtpreceiver",
+        f"RTCRtpReceiver.{RECEIVER_THREAD}",
+        "the gate is installed only before the decoder thread starts",
+        _receiver,
+    ),
+    Patch(
+        "aiortc.rtcrtpreceiver",
+        f"RTCRtpReceiver.{RECEIVER_DECODE_ERROR}",
+        "set when frames were dropped: the receiver's next packet sends a PLI",
+        _receiver,
+    ),
+    Patch(
+        "aiortc.rtcrtpreceiver",
+        "RemoteStreamTrack._queue",
+        "replaced per WHIP track: the newest decoded frames only (ingest.py)",
+        _remote_track,
+    ),
+)
+
+
 SERVICE_PATCHES = tuple(
-    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS, *LINK))
+    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS, *LINK, *INGEST))
 )
 
 

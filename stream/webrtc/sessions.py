@@ -38,9 +38,11 @@ from ..auth import OPEN, Grant, Role
 from ..config import BandwidthConfig, EncoderConfig, ServerConfig
 from ..encode import PacketTrack, SharedEncoder
 from . import consent, dtls, h264, patches
+from .answer import answer_only
 from .channel import ControlChannel
 from .host import SessionHost, SessionKind
 from .ice import ice_servers
+from .ingest import IngestCounts, guard
 from .layers import SelectorSettings, Vp8LayerPacker
 from .link import EstimateBounds, ViewerLink, observe
 from .signalling import MIME, SignallingError, offered_codecs, parse_offer
@@ -77,6 +79,7 @@ class Session:
     closed: bool = False
     expiry: asyncio.Future[None] | None = None
     etag: str = field(default_factory=new_etag)
+    ingest: IngestCounts | None = None  # a publisher's frames checked and dropped
 
     def info(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,7 @@ class Session:
                 for t in self.tracks
             ],
             "report": self.control.report,
+            "ingest": None if self.ingest is None else vars(self.ingest),
         }
 
 
@@ -250,6 +254,7 @@ class Sessions:
             if c.mimeType.lower() in (MIME[chosen].lower(), "video/rtx")
         ]
         streams = ["main", "compare"][: len(videos)]
+        ours: list[Any] = []  # the video we send: all this answer holds but the channel
         try:
             for k, stream in enumerate(streams):
                 shared = self.host.encoder(stream, chosen)
@@ -258,6 +263,7 @@ class Sessions:
                 track = PacketTrack(shared, enc.viewer_queue, on_sent, link)
                 session.tracks.append(track)
                 tr = pc.addTransceiver(track, direction="sendonly")
+                ours.append(tr)
                 tr.setCodecPreferences(prefs)
                 patches.on_keyframe_request(tr.sender, track.request_keyframe)
                 if link is not None:
@@ -266,6 +272,7 @@ class Sessions:
                         patches.use_packer(tr.sender, Vp8LayerPacker())
             self._wire(session)
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            refused = answer_only(pc, ours)  # a viewer's own media: inactive (answer.py)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except SignallingError:
@@ -278,10 +285,11 @@ class Sessions:
         self._expire_unconnected(session)
         self.host.on_session(SessionKind.WHEP)
         log.info(
-            "viewer %s joined (%s, %d track(s)); %d viewer(s)",
+            "viewer %s joined (%s, %d track(s)%s); %d viewer(s)",
             sid,
             chosen,
             len(streams),
+            f", inactive: {' '.join(refused)}" * bool(refused),
             len(self.viewers),
         )
         return session, pc.localDescription.sdp
@@ -346,9 +354,13 @@ class Sessions:
         self._wire(session)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-            for tr in pc.getTransceivers():
-                if tr.kind == "audio":
-                    tr.direction = "inactive"
+            video = next(tr for tr in pc.getTransceivers() if tr.kind == "video")
+            refused = answer_only(pc, [video], "recvonly")  # we send a publisher nothing
+            session.ingest = guard(  # its frames checked before decode (ingest.py)
+                video.receiver,
+                self.host.publisher_limits(),
+                lambda reason: self.host.publisher_refused(sid, reason),
+            )
             consent.media_counts_as_consent(pc)
             dtls.use_gnutls(pc)  # FFmpeg's P-224 certificate (dtls.py)
             answer = await pc.createAnswer()
@@ -361,7 +373,9 @@ class Sessions:
         self.by_id[sid] = session
         self._expire_unconnected(session)
         self.host.on_session(SessionKind.WHIP)
-        log.info("publisher %s connected", sid)
+        log.info(
+            "publisher %s connected%s", sid, f" (inactive: {' '.join(refused)})" * bool(refused)
+        )
         return session, pc.localDescription.sdp
 
     # -- trickle ICE (PATCH) ---------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""An answer that holds only what the route is for: every other audio/video m-line inactive.
+
+aiortc answers an offered m-line it has no transceiver for with a new recvonly transceiver
+(rtcpeerconnection.setRemoteDescription), and once connected starts its RTCRtpReceiver:
+the receiver registers with the transport's RTP router and a decoder thread decodes every
+frame onto a track nobody reads (rtcpeerconnection.__connect, rtcrtpreceiver.receive). A
+WHEP viewer's sendonly audio m-line so got `a=recvonly`, and four viewers sending Opus grew
+the server by 300 MB in a minute. A transceiver whose direction is inactive when the answer
+is made is answered `a=inactive` and never started: no receiver in the router (a peer that
+sends anyway has its packets dropped there), no decoder thread.
+
+WHEP: the sendonly video transceivers the session added (and the data channel, which is no
+transceiver). WHIP: the publisher's one video, received (recvonly: we never send it media).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+
+def answer_only(
+    pc: RTCPeerConnection, served: Collection[Any], direction: str | None = None
+) -> list[str]:
+    """Set every transceiver of `pc` but `served` inactive (call it after
+    setRemoteDescription, before createAnswer); `direction`, when given, is set on the
+    served ones. Returns the m-lines set inactive ("audio:1"), for the log."""
+    refused = []
+    for tr in pc.getTransceivers():
+        if tr in served:
+            if direction is not None:
+                tr.direction = direction
+        else:
+            tr.direction = "inactive"
+            refused.append(f"{tr.kind}:{tr.mid}")
+    return refused
