@@ -177,7 +177,9 @@ class WhipSink:
             if r.status != 201 or "Location" not in r.headers:
                 reason = " ".join(body.split())[:160]
                 raise WhipRefused(f"{r.status} {r.reason}: {reason}")
-            self.location = urljoin(url, r.headers["Location"])
+            # relative to where the answer came from (after any redirect: aiohttp drops the
+            # token on one to another origin, and so does _headers for a Location there)
+            self.location = urljoin(str(r.url), r.headers["Location"])
         await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
         try:
             async with asyncio.timeout(timeout):

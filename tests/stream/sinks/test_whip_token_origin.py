@@ -17,13 +17,17 @@ from stream.sinks.whip import WhipSink, same_origin
 TOKEN = "publisher-token-SECRET"
 
 
-async def _recorder(seen: list[tuple[str, str, str]], location: str = "") -> web.AppRunner:
+async def _recorder(
+    seen: list[tuple[str, str, str]], location: str = "", redirect: str = ""
+) -> web.AppRunner:
     """A server that records (method, path, Authorization) of every request; POST answers
     201 with `location` (or one on itself) and a body no peer accepts, so the push gives up
     on the session at once and ends it with a DELETE."""
 
     async def any_request(request: web.Request) -> web.Response:
         seen.append((request.method, request.path, request.headers.get("Authorization", "")))
+        if request.method == "POST" and redirect:
+            raise web.HTTPTemporaryRedirect(redirect)
         if request.method == "POST":
             await request.read()
             return web.Response(
@@ -97,3 +101,21 @@ async def test_whip_token_still_ends_a_session_on_the_endpoints_origin():
     finally:
         await endpoint.cleanup()
     assert ("DELETE", "/session/1", f"Bearer {TOKEN}") in seen, seen
+
+
+@pytest.mark.timeout(60)
+async def test_whip_token_does_not_follow_a_redirect_to_another_origin():
+    """RFC 9725 allows a 307 to another server: neither the offer nor the session's DELETE
+    there carries the token (the Location is resolved against where the answer came from)."""
+    foreign_seen: list[tuple[str, str, str]] = []
+    foreign = await _recorder(foreign_seen)  # answers with Location: /session/1, on itself
+    endpoint_seen: list[tuple[str, str, str]] = []
+    endpoint = await _recorder(endpoint_seen, redirect=f"http://127.0.0.1:{_port(foreign)}/whip")
+    try:
+        await _push_once(f"http://127.0.0.1:{_port(endpoint)}/whip", foreign_seen)
+    finally:
+        await endpoint.cleanup()
+        await foreign.cleanup()
+    assert ("POST", "/whip", f"Bearer {TOKEN}") in endpoint_seen
+    assert [m for m, _, _ in foreign_seen][:2] == ["POST", "DELETE"], foreign_seen
+    assert all(auth == "" for _, _, auth in foreign_seen), foreign_seen
