@@ -260,8 +260,9 @@ async def test_decoded_frames_nobody_takes_are_bounded_newest_first():
             await asyncio.sleep(0.2)  # nobody reads the track meanwhile
             assert track._queue.qsize() <= 4
         assert counts.dropped_decoded >= 20 and not refusals
+        dropped = counts.dropped_decoded  # frames 0 .. dropped-1 are gone (read before recv)
         first = (await recv_frames(track, 1, 5))[0]
-        assert first.pts >= counts.dropped_decoded * 90000 // 30  # not the oldest one
+        assert first.pts >= dropped * 90000 // 30  # the oldest kept, not the first decoded
     finally:
         await sender.close()
         await receiver.close()
