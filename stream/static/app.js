@@ -5,8 +5,10 @@
 
 import { authHeaders, refusal } from "./auth.js";
 import { ClickToPhoton } from "./clicks.js";
+import { GamepadInput } from "./gamepad.js";
 import { PlayerInput, showControl } from "./input.js";
 import { readMarker, MODULO } from "./marker.js";
+import { TouchInput } from "./touch.js";
 import { WhepSession } from "./whep.js";
 
 const $ = (id) => document.getElementById(id);
@@ -123,6 +125,7 @@ function onMessage(msg) {
     sel.disabled = !(msg.may || ["admin"]).includes("admin"); // only admins switch the mode
     $("label-left").textContent = msg.mode.startsWith("model") ? "CNN" : msg.mode;
     compareBox.disabled = !msg.compare;
+    if ((msg.may || []).includes("play") && msg.gamepad) pads.start(); // players' pads
   }
 }
 
@@ -315,6 +318,18 @@ const player = new PlayerInput({
   onPress: (id, t) => state.c2p.press(id, t, video),
 });
 player.attach();
+new TouchInput(player).attach(); // tap = click, drag = move, two fingers = wheel
+// pads (gamepad.js), for players while no one else controls
+const mayPlay = () => {
+  const c = state.control;
+  return !(c && (!c.allowed || (c.mode === "single" && c.controller === "other")));
+};
+const pads = new GamepadInput({
+  send: (msg) => state.session && state.session.send(msg),
+  allowed: mayPlay,
+  onStatus: setStatus,
+});
+state.pads = pads;
 stage.addEventListener("keydown", (ev) => {
   if (ev.key === "F2") overlay.classList.toggle("hidden");
 });
