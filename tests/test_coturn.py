@@ -31,19 +31,22 @@ pytestmark = pytest.mark.skipif(TURNSERVER is None, reason="coturn not installed
 EXTRA_DENIED = "198.51.100.7 198.51.100.9-198.51.100.10"
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
+def _free_udp_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def _start(tmp_path: Path, secret: str) -> tuple[subprocess.Popen, int, Path]:
+def _start(
+    tmp_path: Path, secret: str, host: str = "127.0.0.1"
+) -> tuple[subprocess.Popen, int, Path]:
     """compose's coturn command with the container's paths moved into tmp_path and the
     listener and relay on 127.0.0.1 (the flags after the script's own)."""
     compose = yaml.safe_load(COMPOSE.read_text())
     (tmp_path / "turnserver.conf").write_text(compose["configs"]["turnserver_conf"]["content"])
     (tmp_path / "turn_secret").write_text(secret + "\n")
-    port = _free_udp_port()
+    port = _free_udp_port(host)
     script = (
         compose["services"]["coturn"]["command"][0]
         .replace("$$", "$")
@@ -53,7 +56,7 @@ def _start(tmp_path: Path, secret: str) -> tuple[subprocess.Popen, int, Path]:
     )
     script = re.sub(r"\$\{PUBLIC_IP:\?[^}]*\}", "127.0.0.1", script)
     script += (
-        f" --listening-ip=127.0.0.1 --listening-port={port} --relay-ip=127.0.0.1"
+        f" --listening-ip={host} --listening-port={port} --relay-ip={host}"
         f" --pidfile={tmp_path}/turn.pid --userdb={tmp_path}/turndb --no-tls --no-dtls"
     )
     log = tmp_path / "coturn.log"
@@ -66,19 +69,30 @@ def _start(tmp_path: Path, secret: str) -> tuple[subprocess.Popen, int, Path]:
     return proc, port, log
 
 
-async def _allocate(port: int, user: str, password: str) -> TurnClientUdpProtocol:
+async def _allocate(
+    port: int, user: str, password: str, host: str = "127.0.0.1"
+) -> TurnClientUdpProtocol:
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_datagram_endpoint(
         lambda: TurnClientUdpProtocol(
-            ("127.0.0.1", port), username=user, password=password, lifetime=600,
+            (host, port), username=user, password=password, lifetime=600,
             channel_refresh_time=500,
         ),
-        remote_addr=("127.0.0.1", port),
+        remote_addr=(host, port),
     )  # fmt: skip
     try:
-        await proto.connect()
+        if ":" in host:  # RFC 6156: an IPv6 relay must be asked for (aioice never does)
+            request = stun.Message(
+                message_method=stun.Method.ALLOCATE, message_class=stun.Class.REQUEST
+            )
+            request.attributes["LIFETIME"] = 600
+            request.attributes["REQUESTED-TRANSPORT"] = 17 << 24  # UDP
+            request.attributes["REQUESTED-ADDRESS-FAMILY"] = 2 << 24  # IPv6
+            await proto.request_with_retry(request)
+        else:
+            await proto.connect()
     except BaseException:
-        proto.transport.close()  # type: ignore[attr-defined]
+        proto.transport.close()
         raise
     return proto
 
@@ -92,7 +106,7 @@ async def _permission(proto: TurnClientUdpProtocol, ip: str) -> int:
     try:
         await proto.request_with_retry(request)
     except stun.TransactionFailed as e:
-        return e.response.error_code
+        return e.response.error_code or 599  # no code: refused all the same
     return 0
 
 
@@ -112,13 +126,16 @@ def _server_config(tmp_path: Path, port: int) -> config_mod.ServerConfig:
     ).server
 
 
-async def _up(port: int, srv: config_mod.ServerConfig, proc: subprocess.Popen, log: Path):
+async def _up(
+    port: int, srv: config_mod.ServerConfig, proc: subprocess.Popen, log: Path,
+    host: str = "127.0.0.1",
+):  # fmt: skip
     """The first allocation, once coturn listens (it starts in about a second)."""
     for _ in range(40):
         assert proc.poll() is None, log.read_text()[-3000:]
         user, password = turn_credentials(srv, user="0123456789abcdef")  # type: ignore[misc]
         try:
-            return await asyncio.wait_for(_allocate(port, user, password), 3)
+            return await asyncio.wait_for(_allocate(port, user, password, host), 3)
         except (TimeoutError, ConnectionError, stun.TransactionTimeout):
             await asyncio.sleep(0.25)
     pytest.fail("coturn never answered: " + log.read_text()[-3000:])
@@ -151,6 +168,40 @@ async def test_shipped_coturn_relays_to_public_peers_only_and_quotas_bind_per_to
         assert e.value.response.error_code == 486  # Allocation Quota Reached
         user, password = turn_credentials(srv, user="fedcba9876543210")  # type: ignore[misc]
         protos.append(await _allocate(port, user, password))  # another token: its own quota
+    finally:
+        await _close(protos)
+        proc.terminate()
+        proc.wait(10)
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        _free_udp_port("::1")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.timeout(60)
+async def test_shipped_coturn_denies_ipv6_peers_that_reach_private_or_ipv4_space(
+    tmp_path, monkeypatch
+):
+    """An IPv6 relay (coturn on ::1): loopback, ULA, link-local and the IPv6 forms that
+    carry an IPv4 address (mapped, NAT64, 6to4, Teredo) are refused; global IPv6 is not."""
+    entry = (0x0017, "REQUESTED-ADDRESS-FAMILY", stun.pack_unsigned, stun.unpack_unsigned)
+    monkeypatch.setitem(stun.ATTRIBUTES_BY_NAME, entry[1], entry)
+    monkeypatch.setitem(stun.ATTRIBUTES_BY_TYPE, entry[0], entry)
+    proc, port, log = _start(tmp_path, "0123456789abcdef0123456789abcdef", host="::1")
+    protos: list[TurnClientUdpProtocol] = []
+    try:
+        first = await _up(port, _server_config(tmp_path, port), proc, log, host="::1")
+        protos.append(first)
+        for peer in ("::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+                     "64:ff9b::a00:1", "2002:7f00:1::1", "2001:0:4136:e378::1",
+                     "2001:db8::1", "ff02::1"):  # fmt: skip
+            assert await _permission(first, peer) == 403, peer
+        assert await _permission(first, "2a00:1450:4001::1") == 0  # global: allowed
     finally:
         await _close(protos)
         proc.terminate()
