@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -61,7 +63,7 @@ def test_source_urls_are_redacted(uri, shown):
 )
 async def test_a_source_that_cannot_open_logs_and_raises_without_credentials(uri, caplog):
     source = FileSource(uri)
-    frames = source.frames()
+    frames = cast(AsyncGenerator[Any, None], source.frames())
     raised = ""
     with caplog.at_level(logging.WARNING, logger="stream.sources.file"):
         try:
