@@ -44,6 +44,11 @@ done
 if ! ldconfig -p 2>/dev/null | grep -q "libXext.so.6"; then
   need_apt+=(libx11-6 libxext6)
 fi
+# game audio (issue 26, stream/audio/): parec/pactl capture a PulseAudio (or PipeWire-Pulse)
+# server; the tests start their own pulseaudio with a null sink and play into it with pacat
+for x in pulseaudio:pulseaudio parec:pulseaudio-utils pacat:pulseaudio-utils; do
+  if ! command -v "${x%%:*}" >/dev/null 2>&1; then need_apt+=("${x#*:}"); fi
+done
 # push sinks (stream/sinks/, issue 18): libsrt for srt:// pushes; the servers the push tests
 # talk to (nginx + RTMP module, srt-live-transmit, Janus), started by the tests themselves
 push_servers=()

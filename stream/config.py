@@ -328,6 +328,33 @@ class PushConfig(Section):
 # -- end of push sinks ---------------------------------------------------------------------
 
 
+# -- game audio (issue 26: stream/audio/) -------------------------------------------------
+
+
+class AudioConfig(Section):
+    """Game sound to WHEP viewers (stream/audio/): captured once, Opus encoded once."""
+
+    # "auto": pulse for an x11 source when a PulseAudio server answers, else none; "pulse":
+    # the default sink's monitor on $PULSE_SERVER (or the default server); "pulse:NAME" a
+    # named source ("game.monitor"); "none"; "beep": a test tone on every flash of testsrc
+    source: str = "auto"
+    bitrate: int = Field(96_000, ge=16_000, le=510_000)  # Opus, bits per second
+    sync: bool = True  # hold the audio by the video's source-to-sent latency (lip sync)
+    offset_ms: float = Field(0.0, ge=-500, le=500)  # added to that hold (+: audio later)
+    queue: int = Field(50, ge=5, le=500)  # 20 ms packets held per viewer (newest win)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        from .audio.spec import parse  # the spec's grammar is the audio package's
+
+        parse(v)  # a ValueError names what is accepted
+        return v
+
+
+# -- end of game audio --------------------------------------------------------------------
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -338,6 +365,7 @@ class Config(Section):
     bandwidth: BandwidthConfig = Field(default_factory=BandwidthConfig)
     input: InputConfig = Field(default_factory=InputConfig)
     push: PushConfig = Field(default_factory=PushConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
 
 
 # -- reading, validating and writing TOML ------------------------------------------------------

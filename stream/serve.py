@@ -95,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="file holding the bearer token of whip+ pushes ([push] whip_token_file)",
     )
+    ap.add_argument(
+        "--audio",
+        metavar="SPEC",
+        help="game sound to the viewers: pulse (the default sink's monitor on $PULSE_SERVER "
+        "or the default server), pulse:NAME (a PulseAudio source, e.g. game.monitor), none, "
+        "or beep (a test tone on testsrc's flashes); default auto: pulse for an x11 source "
+        "when a server answers ([audio] source)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -120,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 "adapt.enabled": None if args.adapt is None else args.adapt == "on",
                 "push.urls": args.push,
                 "push.whip_token_file": args.push_token_file,
+                "audio.source": args.audio,
             },
         )
         refuse_open_network(cfg, args.insecure_open)

@@ -25,10 +25,12 @@ import infer
 
 from . import webrtc
 from .adaptation import Adaptation
+from .audio import GameAudio
+from .audio.game import FLASH_PERIOD_S
 from .auth import RIGHTS, Right
 from .bitrate import BitratePolicy
 from .config import Config
-from .encode import SharedEncoder
+from .encode import PacketTrack, SharedEncoder
 from .input import (
     AgentHub,
     CallbackSink,
@@ -37,15 +39,18 @@ from .input import (
     InputEvent,
     InputOutcome,
 )
+from .input.clipboard import ClipboardSink
 from .input.gamepad import GamepadSink
+from .limits import TokenBucket
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
 from .sinks import PushSinks
-from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
+from .sources import Source, SourceState, TestSource, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
 from .webrtc.ingest import IngestLimits
 
 if TYPE_CHECKING:
+    from .input.xclipboard import XClipboard
     from .input.xtest import XTestInjector
 
 log = logging.getLogger(__name__)
@@ -155,10 +160,20 @@ class Service:
         self.pads: GamepadSink | None = None  # issue 26: pads as keys or uinput pads
         if self.injector is not None:
             self.pads = GamepadSink.from_config(self.injector, cfg.input)
+        self.clipboard: XClipboard | None = None  # issue 26: [input] clipboard, x11 only
+        if self.injector is not None and cfg.input.clipboard:
+            from .input.xclipboard import XClipboard
+
+            self.clipboard = XClipboard(
+                self.injector.display_name, cfg.input.clipboard_max_bytes, self._copied
+            )
+        self._loop: asyncio.AbstractEventLoop | None = None  # for the clipboard's thread
+        self._copies = TokenBucket(2, 5)  # X copies sent to the page
         self.input.sinks += [
             CallbackSink(self.source.on_input),  # the test scene's cursor
             self.agents,
             *([self.pads] if self.pads is not None else []),
+            *([ClipboardSink(self.clipboard)] if self.clipboard is not None else []),
         ]
         self.click_to_photon = ClickToPhoton()
         self.input_events = 0
@@ -174,6 +189,22 @@ class Service:
         # push sinks (stream/sinks/): checked now (a bad token file stops the start), run
         # from start() on the main stream's shared encoders
         self.push = PushSinks(cfg.push, cfg.server)
+        self.audio = self._game_audio()  # issue 26: the game's sound to the viewers
+
+    def _game_audio(self) -> GameAudio:
+        """`[audio]` for this source (a ValueError when they cannot go together); beep mode
+        makes the test scene flash where it beeps."""
+        flash_every = max(1, round(self.config.source.fps * FLASH_PERIOD_S))
+        audio = GameAudio(
+            self.config.audio,
+            self.source.kind,
+            self.source.clock_time,
+            lambda: self.source.clock_origin,
+            beep_period_s=flash_every / self.config.source.fps,
+        )
+        if audio.plan.kind == "beep" and isinstance(self.source, TestSource):
+            self.source.flash_every = flash_every
+        return audio
 
     # -- pipelines ---------------------------------------------------------------------------
 
@@ -226,6 +257,7 @@ class Service:
 
     async def start(self) -> None:
         webrtc.configure(self.config.server)
+        self._loop = asyncio.get_running_loop()
         self.pipeline(self.mode)  # find the device and compile early
         self._tasks.append(asyncio.ensure_future(self._run_source()))
         self._main_task = asyncio.ensure_future(self._run_pipeline("main", self._main_feed))
@@ -235,6 +267,7 @@ class Service:
                 asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
             )
         self.push.start(lambda codec: self.encoder("main", codec), self.source.audio)
+        self.audio.start()
         log.info(
             "serving %s through %s (%s) on %s",
             self.source.kind,
@@ -391,6 +424,8 @@ class Service:
         self.input_events += 1
         if event.kind == "gamepad" and self.config.input.gamepad == "off":
             return InputOutcome(False, 'gamepads are off here ([input] gamepad = "off")')
+        if event.kind == "clipboard" and self.clipboard is None:
+            return InputOutcome(False, "the clipboard is off here ([input] clipboard)")
         if event.kind != "mousemove":
             log.debug("input from %s: %s", session, event)
         return self.input.submit(session, event)  # injected only where can_control says so
@@ -405,6 +440,21 @@ class Service:
         """Forget what was kept for a session, and release the keys it held."""
         self.reports.pop(session, None)
         self.input.session_closed(session)
+
+    def _copied(self, text: str) -> None:
+        """An X client copied (the clipboard's thread): to the page on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._copy_to_players, text)
+
+    def _copy_to_players(self, text: str) -> None:
+        """The players in control get the display's new clipboard text (at most 2 a second)."""
+        if not self._copies.allow():
+            return
+        for s in self.sessions.viewers:
+            if self.input.may_control(s.id) and (
+                self.input.mode == "shared" or self.input.controller == s.id
+            ):
+                s.control.send({"type": "clipboard", "text": text})
 
     def _notify_session(self, session: str, message: dict[str, Any]) -> None:
         s = self.sessions.by_id.get(session)
@@ -436,6 +486,10 @@ class Service:
         if isinstance(self.source, WebRTCSource):
             self.source.set_track(track, session)
 
+    def audio_track(self, video: PacketTrack | None) -> MediaStreamTrack | None:
+        """A viewer's game-sound track, held in sync with `video` (None: no audio)."""
+        return self.audio.track(video)
+
     def publisher_left(self, session: str) -> None:
         if isinstance(self.source, WebRTCSource):
             self.source.drop_publisher(session)
@@ -456,6 +510,7 @@ class Service:
             "model": self.model_name,
             "compare": self.config.model.compare,
             "gamepad": self.config.input.gamepad != "off",  # the page reads pads (players)
+            "clipboard": self.clipboard is not None,  # the page sends its pastes
         }
 
     def _live(self) -> dict[str, Any]:
@@ -481,6 +536,7 @@ class Service:
             "viewers": self.sessions.connected_viewers(),
             "publishers": len(self.sessions.publishers),
             "uptime_s": round(time.time() - self.started, 1),
+            "audio": self.audio.health(),
         }
 
     def resources(self) -> dict[str, Any]:
@@ -534,16 +590,19 @@ class Service:
                 "agents": self.agents.stats(),
                 "x11_injected": getattr(self.injector, "injected", None),
                 "gamepad": self.pads.stats() if self.pads is not None else None,
+                "clipboard": self.clipboard.stats() if self.clipboard is not None else None,
                 "x11_blocked": dict(getattr(self.injector, "blocked", {})),  # [input] policy
             },
             "click_to_photon": self.click_to_photon.summary(),
             "push": self.push.stats(),
+            "audio": self.audio.stats(),
         }
 
     async def stop(self) -> None:
         await self.bitrate.stop()
         await self.push.stop()
         await self.sessions.close_all()
+        await self.audio.stop()
         tasks = [*self._tasks, *([self._main_task] if self._main_task else [])]
         for t in tasks:
             t.cancel()
@@ -556,6 +615,8 @@ class Service:
         await self.agents.close()
         if self.pads is not None:
             self.pads.close()  # virtual pads destroyed
+        if self.clipboard is not None:
+            self.clipboard.close()
         if self.injector is not None:
             self.injector.close()  # lets go of anything still held
         log.info("stopped")

@@ -71,6 +71,16 @@ class Source:
     def frames(self) -> AsyncIterator[av.VideoFrame]:
         raise NotImplementedError
 
+    @property
+    def clock_origin(self) -> float:
+        """The monotonic time of pts 0: every frame's pts counts from it (the media clock
+        the game audio is stamped on, stream/audio/)."""
+        return self._t0
+
+    def clock_time(self, pts: int) -> float:
+        """The monotonic time a frame of this pts was made (`TIME_BASE` units)."""
+        return self._t0 + pts / 90000
+
     def meta(self, pts: int | None) -> FrameMeta | None:
         return self._meta.get(pts) if pts is not None else None
 

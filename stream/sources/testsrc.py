@@ -9,8 +9,9 @@ from typing import Any
 
 import av
 
+from . import marker
 from .base import Source, SourceState
-from .scene import Scene
+from .scene import Scene, to_frame
 
 
 class TestSource(Source):
@@ -23,6 +24,9 @@ class TestSource(Source):
         super().__init__()
         self.scene = Scene(width, height)
         self.width, self.height, self.fps = width, height, fps
+        # every this many frames one is drawn white (its marker kept): the flash that
+        # `[audio] source = "beep"` beeps on, to measure audio-video sync (0: never)
+        self.flash_every = 0
 
     def on_input(self, event: dict[str, Any], session: str) -> None:
         self.scene.on_input(event)
@@ -35,6 +39,16 @@ class TestSource(Source):
         k = 0
         while True:
             k = await self._tick(t0, k, period)
-            frame = await asyncio.to_thread(self.scene.frame, k, self.fps)
+            frame = await asyncio.to_thread(self._frame, k)
             yield self.stamp(frame, k, round(k * period * 90000))
             k += 1
+
+    def _frame(self, k: int) -> av.VideoFrame:
+        if not (self.flash_every and k % self.flash_every == 0):
+            return self.scene.frame(k, self.fps)
+        img = self.scene.rgb(k, self.fps)
+        _, _, w, h = marker.marker_box(img.shape[0])
+        kept = img[:h, :w].copy()
+        img[:] = 255
+        img[:h, :w] = kept
+        return to_frame(img)

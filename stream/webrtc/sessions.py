@@ -34,6 +34,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..audio import add_audio, offer_receives_audio
 from ..auth import OPEN, Grant, Role
 from ..config import BandwidthConfig, EncoderConfig, ServerConfig
 from ..encode import PacketTrack, SharedEncoder
@@ -76,6 +77,7 @@ class Session:
     ends: float = math.inf  # when the token that made it expires: the session ends then
     created: float = field(default_factory=time.time)
     tracks: list[PacketTrack] = field(default_factory=list)
+    audio: Any = None  # the viewer's game-sound track (stream/audio), when it receives audio
     closed: bool = False
     expiry: asyncio.Future[None] | None = None
     etag: str = field(default_factory=new_etag)
@@ -103,6 +105,7 @@ class Session:
                 }
                 for t in self.tracks
             ],
+            "audio": self.audio.info() if self.audio is not None else None,
             "report": self.control.report,
             "ingest": None if self.ingest is None else vars(self.ingest),
         }
@@ -270,6 +273,8 @@ class Sessions:
                     observe(tr.sender, link)
                     if shared.layered:
                         patches.use_packer(tr.sender, Vp8LayerPacker())
+            if offer_receives_audio(desc) and self._add_audio(session):
+                ours.append(add_audio(pc, session.audio))  # sendonly: we never receive theirs
             self._wire(session)
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             refused = answer_only(pc, ours)  # a viewer's own media: inactive (answer.py)
@@ -293,6 +298,15 @@ class Sessions:
             len(self.viewers),
         )
         return session, pc.localDescription.sdp
+
+    def _add_audio(self, session: Session) -> bool:
+        """The game's sound for this viewer, in sync with its main video (stream/audio);
+        False when the service has none (or a host without audio, as in tests)."""
+        make = getattr(self.host, "audio_track", None)
+        if make is None:
+            return False
+        session.audio = make(session.tracks[0] if session.tracks else None)
+        return session.audio is not None
 
     def _link(self, shared: SharedEncoder) -> ViewerLink | None:
         """A viewer's link estimate and layer selector (stream/bitrate.py steers them)."""
@@ -411,7 +425,7 @@ class Sessions:
         session.expiry = asyncio.ensure_future(expire())
 
     async def _abort(self, session: Session) -> None:
-        for t in session.tracks:
+        for t in [*session.tracks, *([session.audio] if session.audio is not None else [])]:
             t.stop()
         self._peers.discard(session.pc)
         with contextlib.suppress(Exception):
@@ -427,6 +441,8 @@ class Sessions:
         for t in session.tracks:
             self.viewer_dropped_closed += t.dropped
             t.stop()
+        if session.audio is not None:
+            session.audio.stop()
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
             dtls.forget(session.pc)

@@ -1,0 +1,135 @@
+"""The service's game sound: one capture, one Opus encoder, a track per listening viewer.
+
+The Service makes one GameAudio from `[audio]` and its video source; the WHEP sessions ask it
+for a viewer's track (`track(video_encoder)`) when the viewer's offer receives audio. Only a
+session a token may watch with reaches that point (POST /whep needs the watch right), so
+the sound goes where the picture goes and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import av
+
+from ..config import AudioConfig
+from ..sources.base import FrameMeta
+from .capture import BeepCapture, Capture, CaptureState, PulseCapture
+from .opus import OpusTrack, SharedOpus, VideoLatency
+from .spec import AudioPlan, resolve
+
+if TYPE_CHECKING:
+    from ..encode import PacketTrack
+
+log = logging.getLogger(__name__)
+
+FLASH_PERIOD_S = 1.0  # beep mode: the test scene flashes (and beeps) once a second
+
+
+class GameAudio:
+    def __init__(
+        self,
+        cfg: AudioConfig,
+        source_kind: str,
+        source_time: Callable[[int], float],
+        source_origin: Callable[[], float],
+        beep_period_s: float = FLASH_PERIOD_S,
+    ) -> None:
+        """`source_time`: a video frame's pts -> its monotonic time (the media clock);
+        `source_origin`: the video source's clock start (beep mode's flashes count from it,
+        one every `beep_period_s`).
+        A ValueError when `[audio] source` cannot go with this video source."""
+        self.config = cfg
+        self.plan: AudioPlan = resolve(cfg.source, source_kind)
+        self.source_time = source_time
+        self.encoder = SharedOpus(cfg.bitrate)
+        self.capture: Capture | None = None
+        if self.plan.kind == "pulse":
+            self.capture = PulseCapture(self.encoder.submit, self.plan.device)
+        elif self.plan.kind == "beep":
+            self.capture = BeepCapture(self.encoder.submit, source_origin, beep_period_s)
+        self.tracks: set[OpusTrack] = set()
+        self._task: asyncio.Task[None] | None = None
+        if self.plan.enabled:
+            detail = f" ({self.plan.detail})" if self.plan.detail else ""
+            log.info("audio: %s%s", self.plan.reason, detail)
+        else:
+            log.info("audio: none (%s)", self.plan.detail or self.plan.reason)
+
+    @property
+    def enabled(self) -> bool:
+        return self.capture is not None
+
+    def start(self) -> None:
+        if self.capture is not None and self._task is None:
+            self._task = asyncio.ensure_future(self.capture.run())
+
+    def track(self, video: PacketTrack | None) -> OpusTrack | None:
+        """A new viewer's audio track (None: this service has no audio). Its hold follows
+        the latency of `video`, the viewer's main video track, told by its on_sent."""
+        if self.capture is None:
+            return None
+        latency = VideoLatency(self.source_time) if self.config.sync else None
+        if latency is not None and video is not None:
+            before = video.on_sent
+
+            def sent(meta: FrameMeta, packet: av.Packet) -> None:
+                latency.sent(meta, packet)
+                if before is not None:
+                    before(meta, packet)
+
+            video.on_sent = sent
+        track = OpusTrack(
+            self.encoder,
+            maxlen=self.config.queue,
+            video=latency,
+            offset_s=self.config.offset_ms / 1000,
+            on_stop=self.tracks.discard,
+        )
+        self.tracks.add(track)
+        return track
+
+    def health(self) -> dict[str, Any]:
+        """For anyone (/healthz): what is served and why, no server or source names."""
+        out: dict[str, Any] = {"source": self.plan.kind}
+        if self.capture is None:
+            out["reason"] = self.plan.reason
+        else:
+            out["state"] = str(self.capture.state)
+            out["listeners"] = len(self.tracks)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """For admins (/api/stats): the capture's device and errors, the encoder's figures."""
+        cap = self.capture
+        return {
+            **self.health(),
+            "reason": self.plan.reason,
+            "detail": self.plan.detail,
+            "device": getattr(cap, "device", ""),
+            "error": cap.error if cap is not None else "",
+            "chunks": cap.chunks if cap is not None else 0,
+            "restarts": cap.restarts if cap is not None else 0,
+            "encoder": self.encoder.stats(),
+            "viewers": [t.info() for t in self.tracks],
+        }
+
+    @property
+    def live(self) -> bool:
+        return self.capture is not None and self.capture.state is CaptureState.LIVE
+
+    async def stop(self) -> None:
+        for track in list(self.tracks):
+            track.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.capture is not None:
+            await self.capture.close()
+            self.capture.state = CaptureState.STOPPED

@@ -1,0 +1,54 @@
+"""Audio-video sync a viewer sees (issue 26): `[audio] source = "beep"` flashes the test
+scene and beeps at the same instant; a real aiortc viewer receives both and places them on
+the sender's clock through the RTCP sender reports, as a browser does (stream/tools/avsync)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stream.encode import SharedEncoder
+from stream.tools import avsync
+
+from .rtc import small_config, start_server
+
+
+async def test_beep_and_flash_play_together() -> None:
+    cfg = small_config(**{"audio.source": "beep", "source.fps": 30.0})
+    srv = await start_server(cfg)
+    try:
+        cap = await avsync.capture(srv.url, seconds=6.0, settle_s=2.0)
+    finally:
+        await srv.close()
+    found = avsync.pairs(cap)
+    result = avsync.summary(found, cap)
+    assert result["pairs"] >= 4, result
+    # the goal is |offset| <= 40 ms p95 (python -m stream.tools.avsync measures it over a
+    # soak); on a busy CI machine a frame the encoder gets late is shown late, so the
+    # test holds the median to the goal and most pairs to twice it
+    assert abs(result["sync_ms"]["p50"]) <= 40, result
+    near = [p for p in found if abs(p["sync_ms"]) <= 80]
+    assert len(near) >= 0.75 * len(found), found
+
+
+async def test_audio_is_held_by_the_video_latency(monkeypatch) -> None:
+    """The video made 150 ms slower (every processed frame reaches its encoder that much
+    later, as a heavy model would make it): the sound is held by as much and still plays
+    with its flash; without the hold ([audio] sync = false) it plays 150 ms early."""
+    submit = SharedEncoder.submit
+
+    def late(self, frame, meta) -> None:
+        asyncio.get_running_loop().call_later(0.15, submit, self, frame, meta)
+
+    monkeypatch.setattr(SharedEncoder, "submit", late)
+    offsets = {}
+    for sync in (True, False):
+        srv = await start_server(small_config(**{"audio.source": "beep", "audio.sync": sync}))
+        try:
+            cap = await avsync.capture(srv.url, seconds=4.0, settle_s=2.0)
+        finally:
+            await srv.close()
+        result = avsync.summary(avsync.pairs(cap), cap)
+        assert result["pairs"] >= 2, result
+        offsets[sync] = result["sync_ms"]["p50"]
+    assert abs(offsets[True]) <= 60, offsets
+    assert offsets[False] < -100, offsets
