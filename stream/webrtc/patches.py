@@ -3,7 +3,8 @@
 aiortc and aioice have no public hooks for what the service needs (a viewer's keyframe request
 reaching the shared encoder, ICE consent timing, a UDP port range, an announced address,
 H.264 profiles beyond Constrained Baseline (h264.py), a WHIP publisher's media keeping its
-consent fresh (consent.py), a DTLS handshake FFmpeg and GStreamer can complete (dtls.py)), so
+consent fresh (consent.py), a DTLS handshake FFmpeg and GStreamer can complete (dtls.py),
+receive bounds on the data channel's SCTP (sctp.py)), so
 we patch their internals. A renamed attribute would otherwise fail silently (a viewer's PLI
 stops reaching the encoder, and the viewer shows broken frames until the periodic keyframe),
 so `check()` runs when the service starts and fails loudly, naming the attribute and why we
@@ -228,8 +229,67 @@ INGEST = (
 )
 
 
+def _sctp_transport() -> Any:
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    async def make() -> Any:  # a transport takes the running loop
+        return RTCSctpTransport(_dtls_transport())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    return RTCSctpTransport(_dtls_transport())
+
+
+def _inbound_stream() -> Any:
+    from aiortc.rtcsctptransport import InboundStream
+
+    return InboundStream()
+
+
+SCTP_MODULE = "aiortc.rtcsctptransport"
+SCTP_WHY = "the data channel's receive bounds (sctp.py): "
+SCTP = (
+    *(
+        Patch(SCTP_MODULE, f"RTCSctpTransport.{name}", SCTP_WHY + why)
+        for name, why in (
+            ("_receive_data_chunk", "wrapped: DATA past our window dropped, reassembly bounded"),
+            ("_mark_received", "replaced: early TSNs consolidated without sorting them"),
+            ("_send_sack", "replaced: a SACK reports a bounded number of gaps"),
+            ("start", "wrapped: our INIT advertises a smaller receive window"),
+            ("_abort", "sends the ABORT chunk when the peer passes our bounds"),
+            ("_set_state", "the association closed after an ABORT"),
+            ("_send_chunk", "sends our SACK"),
+            ("State.CLOSED", "the association closed after an ABORT"),
+            ("transport", "the DTLS transport stopped after an ABORT (ends the session)"),
+        )
+    ),
+    *(
+        Patch(SCTP_MODULE, f"RTCSctpTransport.{name}", SCTP_WHY + why, _sctp_transport)
+        for name, why in (
+            ("_advertised_rwnd", "the receive window we advertise"),
+            ("_last_received_tsn", "the cumulative TSN a chunk's distance is measured from"),
+            ("_sack_misordered", "the early TSNs (a set)"),
+            ("_sack_duplicates", "the duplicate TSNs a SACK reports"),
+            ("_sack_needed", "cleared when a SACK is sent"),
+            ("_inbound_streams", "the inbound streams whose reassembly is bounded"),
+        )
+    ),
+    Patch(
+        SCTP_MODULE,
+        "InboundStream.reassembly",
+        SCTP_WHY + "the chunks a stream holds (counted; replaced when aiortc delivers)",
+        _inbound_stream,
+    ),
+    Patch(SCTP_MODULE, "SackChunk", SCTP_WHY + "the SACK we build"),
+    Patch(SCTP_MODULE, "DataChunk", SCTP_WHY + "a DATA chunk's tsn and user_data"),
+)
+
 SERVICE_PATCHES = tuple(
-    dict.fromkeys((KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS, *LINK, *INGEST))
+    dict.fromkeys(
+        (KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS, *LINK, *INGEST, *SCTP)
+    )
 )
 
 

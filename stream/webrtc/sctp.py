@@ -1,0 +1,237 @@
+"""Receive bounds for the data channel's SCTP (aiortc has none).
+
+aiortc 1.16 keeps every DATA chunk a peer sends, however far past the cumulative TSN, and
+every fragment of a message that never ends (or of an ordered message whose predecessor never
+comes), so one viewer could fill the server's memory through its data channel; our 4096-
+character cap (channel.py) only sees whole messages. Its out-of-order bookkeeping sorted and
+filtered the whole set of early TSNs for every chunk, and each SACK listed every gap, so a few
+thousand gapped chunks held the event loop for seconds. A real stack drops DATA beyond its
+window and reports a bounded number of gaps (dcsctp: 20 gap blocks, 20 duplicates) and aborts
+when its reassembly queue is exhausted; this module makes aiortc do the same:
+
+- a DATA chunk more than WINDOW_CHUNKS past the cumulative TSN is dropped unacknowledged
+  (RFC 9260 6.2: a peer that respects our window never sends it; it retransmits later);
+- early TSNs are consolidated in O(1) per chunk, and a SACK reports at most MAX_GAP_BLOCKS
+  gap blocks and MAX_DUPLICATES duplicates (computed once per change, not once per packet);
+- more than MAX_BUFFERED_CHUNKS chunks or MAX_BUFFERED_BYTES bytes held for reassembly
+  across streams, or more than MAX_STREAMS inbound streams, aborts the association (an ABORT
+  chunk, logged with the reason) and closes the DTLS transport, which ends the session;
+- we advertise RECEIVE_WINDOW (aiortc: 1 MiB), so a peer that respects it stays far inside
+  these bounds; a message of aiortc's largest size (262144 bytes, what our SDP allows) fits.
+
+patches.SCTP lists every aiortc internal this relies on (checked at start-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import rtcsctptransport as sctp
+from aiortc.utils import uint32_gt, uint32_gte
+
+from . import patches
+
+log = logging.getLogger(__name__)
+
+WINDOW_CHUNKS = 1024  # TSNs past the cumulative TSN we accept (dcsctp: 100000)
+MAX_BUFFERED_CHUNKS = 512  # DATA chunks held for reassembly, all streams
+MAX_BUFFERED_BYTES = 512 * 1024  # their user data
+MAX_STREAMS = 64  # inbound SCTP streams (one per data channel; we use one)
+RECEIVE_WINDOW = 256 * 1024  # a_rwnd we advertise
+MAX_GAP_BLOCKS = 20  # per SACK, as dcsctp
+MAX_DUPLICATES = 20
+TSN_MODULO = 2**32
+HALF = 2**31
+
+
+@dataclass
+class Bounds:
+    """One association's receive-side record."""
+
+    dropped: int = 0  # DATA chunks past the window
+    aborted: str = ""  # why we aborted, once we have
+    sack_key: tuple[int, int] | None = None
+    sack_gaps: list[tuple[int, int]] | None = None
+    closing: asyncio.Task[None] | None = None
+    # stream id -> (its reassembly list as last seen, that list's length, its bytes)
+    held: dict[int, tuple[list[Any], int, int]] = field(default_factory=dict)
+
+
+_bounds: weakref.WeakKeyDictionary[Any, Bounds] = weakref.WeakKeyDictionary()
+_original: dict[str, Callable[..., Any]] = {}
+
+
+def bounds(transport: Any) -> Bounds:
+    """The record of one RTCSctpTransport (made on first use)."""
+    b = _bounds.get(transport)
+    if b is None:
+        b = _bounds[transport] = Bounds()
+    return b
+
+
+def _plus_one(tsn: int) -> int:
+    return (tsn + 1) % TSN_MODULO
+
+
+def mark_received(self: Any, tsn: int) -> bool:
+    """aiortc's `_mark_received` (True: a duplicate) without sorting the early TSNs: the
+    cumulative TSN moves past the ones that follow it, one set lookup each."""
+    last = self._last_received_tsn
+    early: set[int] = self._sack_misordered
+    if uint32_gte(last, tsn) or tsn in early:
+        if len(self._sack_duplicates) < MAX_DUPLICATES:
+            self._sack_duplicates.append(tsn)
+        return True
+    if tsn != _plus_one(last):
+        early.add(tsn)
+    else:
+        last = tsn
+        while (nxt := _plus_one(last)) in early:
+            early.discard(nxt)
+            last = nxt
+        self._last_received_tsn = last
+    if self._sack_duplicates:  # as aiortc: only duplicates past the cumulative TSN stay
+        self._sack_duplicates = [x for x in self._sack_duplicates if uint32_gt(x, last)]
+    return False
+
+
+def _gaps(last: int, early: set[int]) -> list[tuple[int, int]]:
+    """The first MAX_GAP_BLOCKS gap blocks (offsets from the cumulative TSN)."""
+    blocks: list[list[int]] = []
+    for pos in sorted((t - last) % TSN_MODULO for t in early):
+        if blocks and pos == blocks[-1][1] + 1:
+            blocks[-1][1] = pos
+        elif len(blocks) == MAX_GAP_BLOCKS:
+            break
+        else:
+            blocks.append([pos, pos])
+    return [(a, b) for a, b in blocks]
+
+
+async def send_sack(self: Any) -> None:
+    """aiortc's `_send_sack` reporting a bounded number of gaps and duplicates; the gaps are
+    computed again only when the early TSNs changed (they only grow while the cumulative TSN
+    stays, so the pair identifies them)."""
+    b = bounds(self)
+    last = self._last_received_tsn
+    key = (last, len(self._sack_misordered))
+    if b.sack_key != key or b.sack_gaps is None:
+        b.sack_key, b.sack_gaps = key, _gaps(last, self._sack_misordered)
+    sack = sctp.SackChunk()
+    sack.cumulative_tsn = last
+    sack.advertised_rwnd = max(0, self._advertised_rwnd)
+    sack.duplicates = self._sack_duplicates[:MAX_DUPLICATES]
+    sack.gaps = list(b.sack_gaps)
+    await self._send_chunk(sack)
+    self._sack_duplicates.clear()
+    self._sack_needed = False
+
+
+async def receive_data_chunk(self: Any, chunk: sctp.DataChunk) -> None:
+    """aiortc's `_receive_data_chunk` inside our window and bounds."""
+    b = bounds(self)
+    if b.aborted:
+        return
+    last = self._last_received_tsn
+    if last is not None:
+        ahead = (chunk.tsn - last) % TSN_MODULO
+        if WINDOW_CHUNKS < ahead < HALF:
+            if not b.dropped:
+                log.warning(
+                    "data channel: DATA chunk %d TSNs past the cumulative TSN (window %d): "
+                    "dropped (and every such chunk of this association)",
+                    ahead,
+                    WINDOW_CHUNKS,
+                )
+            b.dropped += 1
+            return
+    await _original["_receive_data_chunk"](self, chunk)
+    why = over_bounds(b, self._inbound_streams, chunk)
+    if why:
+        await abort(self, why)
+
+
+def over_bounds(b: Bounds, streams: dict[int, Any], chunk: sctp.DataChunk) -> str:
+    """Why these inbound streams are past our bounds after `chunk` ("" when they are not).
+
+    A stream's bytes are counted again only when aiortc replaced its reassembly list (it
+    does when it delivers or prunes, at a cost of the same order); a chunk merely added to
+    the list adds its own bytes."""
+    if len(streams) > MAX_STREAMS:
+        return f"{len(streams)} inbound streams (at most {MAX_STREAMS})"
+    chunks = size = 0
+    for sid, stream in streams.items():
+        held = stream.reassembly
+        seen = b.held.get(sid)
+        if seen is not None and seen[0] is held and seen[1] == len(held):
+            n = seen[2]
+        elif seen is not None and seen[0] is held and seen[1] + 1 == len(held):
+            n = seen[2] + len(chunk.user_data)  # only the chunk just received was added
+        else:
+            n = sum(len(c.user_data) for c in held)
+        b.held[sid] = (held, len(held), n)
+        chunks += len(held)
+        size += n
+    for sid in [sid for sid in b.held if sid not in streams]:
+        del b.held[sid]  # a stream reset by the peer
+    if chunks > MAX_BUFFERED_CHUNKS:
+        return f"{chunks} chunks held for reassembly (at most {MAX_BUFFERED_CHUNKS})"
+    if size > MAX_BUFFERED_BYTES:
+        return f"{size} bytes held for reassembly (at most {MAX_BUFFERED_BYTES})"
+    return ""
+
+
+async def abort(self: Any, why: str) -> None:
+    """ABORT the association, close its data channels, then its DTLS transport (the peer
+    connection closes when its DTLS does, and the session with it)."""
+    b = bounds(self)
+    b.aborted = why
+    log.warning("data channel: SCTP association aborted: %s", why)
+    self._sack_needed = False
+    await self._abort()
+    self._set_state(self.State.CLOSED)
+    for stream in self._inbound_streams.values():
+        stream.reassembly = []
+    b.held.clear()
+    # stopping the DTLS transport cancels the task we run in: do it from another task
+    b.closing = asyncio.ensure_future(self.transport.stop())
+
+
+async def start(self: Any, *args: Any, **kwargs: Any) -> None:
+    """aiortc's `start`, advertising RECEIVE_WINDOW in our INIT / INIT ACK."""
+    self._advertised_rwnd = RECEIVE_WINDOW
+    await _original["start"](self, *args, **kwargs)
+
+
+_REPLACED: dict[str, Callable[..., Any] | Callable[..., Awaitable[Any]]] = {
+    "_receive_data_chunk": receive_data_chunk,
+    "_mark_received": mark_received,
+    "_send_sack": send_sack,
+    "start": start,
+}
+
+
+def install() -> None:
+    """Patch aiortc's SCTP once, at service start (every attribute checked first)."""
+    patches.check(patches.SCTP)
+    if _original:
+        return
+    cls = sctp.RTCSctpTransport
+    for name, replacement in _REPLACED.items():
+        _original[name] = getattr(cls, name)
+        setattr(cls, name, replacement)
+
+
+def uninstall() -> None:
+    """aiortc as it was (tests compare against it)."""
+    if not _original:
+        return
+    cls = sctp.RTCSctpTransport
+    for name in _REPLACED:
+        setattr(cls, name, _original[name])
+    _original.clear()
