@@ -39,9 +39,8 @@ from .input import (
     InputEvent,
     InputOutcome,
 )
-from .input.clipboard import ClipboardSink
+from .input.clipboard import ClipboardShare
 from .input.gamepad import GamepadSink
-from .limits import TokenBucket
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
 from .sinks import PushSinks
@@ -50,7 +49,6 @@ from .webrtc import SessionKind, Sessions, SignallingError
 from .webrtc.ingest import IngestLimits
 
 if TYPE_CHECKING:
-    from .input.xclipboard import XClipboard
     from .input.xtest import XTestInjector
 
 log = logging.getLogger(__name__)
@@ -157,23 +155,14 @@ class Service:
                 keymap=cfg.input.keymap,
                 policy=InputPolicy.from_config(cfg.input),  # issue 25: what a player reaches
             )
-        self.pads: GamepadSink | None = None  # issue 26: pads as keys or uinput pads
-        if self.injector is not None:
-            self.pads = GamepadSink.from_config(self.injector, cfg.input)
-        self.clipboard: XClipboard | None = None  # issue 26: [input] clipboard, x11 only
-        if self.injector is not None and cfg.input.clipboard:
-            from .input.xclipboard import XClipboard
-
-            self.clipboard = XClipboard(
-                self.injector.display_name, cfg.input.clipboard_max_bytes, self._copied
-            )
-        self._loop: asyncio.AbstractEventLoop | None = None  # for the clipboard's thread
-        self._copies = TokenBucket(2, 5)  # X copies sent to the page
+        self.pads = GamepadSink.for_display(self.injector, cfg.input)  # issue 26: pads, keys
+        # issue 26: [input] clipboard; X copies go to the players in control
+        self.clipboard = ClipboardShare.for_display(self.injector, cfg.input, self.input.tell)
         self.input.sinks += [
             CallbackSink(self.source.on_input),  # the test scene's cursor
             self.agents,
             *([self.pads] if self.pads is not None else []),
-            *([ClipboardSink(self.clipboard)] if self.clipboard is not None else []),
+            *([self.clipboard] if self.clipboard is not None else []),
         ]
         self.click_to_photon = ClickToPhoton()
         self.input_events = 0
@@ -257,7 +246,8 @@ class Service:
 
     async def start(self) -> None:
         webrtc.configure(self.config.server)
-        self._loop = asyncio.get_running_loop()
+        if self.clipboard is not None:
+            self.clipboard.start()  # X copies reach the players through this loop
         self.pipeline(self.mode)  # find the device and compile early
         self._tasks.append(asyncio.ensure_future(self._run_source()))
         self._main_task = asyncio.ensure_future(self._run_pipeline("main", self._main_feed))
@@ -424,8 +414,6 @@ class Service:
         self.input_events += 1
         if event.kind == "gamepad" and self.config.input.gamepad == "off":
             return InputOutcome(False, 'gamepads are off here ([input] gamepad = "off")')
-        if event.kind == "clipboard" and self.clipboard is None:
-            return InputOutcome(False, "the clipboard is off here ([input] clipboard)")
         if event.kind != "mousemove":
             log.debug("input from %s: %s", session, event)
         return self.input.submit(session, event)  # injected only where can_control says so
@@ -440,21 +428,6 @@ class Service:
         """Forget what was kept for a session, and release the keys it held."""
         self.reports.pop(session, None)
         self.input.session_closed(session)
-
-    def _copied(self, text: str) -> None:
-        """An X client copied (the clipboard's thread): to the page on the event loop."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._copy_to_players, text)
-
-    def _copy_to_players(self, text: str) -> None:
-        """The players in control get the display's new clipboard text (at most 2 a second)."""
-        if not self._copies.allow():
-            return
-        for s in self.sessions.viewers:
-            if self.input.may_control(s.id) and (
-                self.input.mode == "shared" or self.input.controller == s.id
-            ):
-                s.control.send({"type": "clipboard", "text": text})
 
     def _notify_session(self, session: str, message: dict[str, Any]) -> None:
         s = self.sessions.by_id.get(session)
@@ -613,10 +586,9 @@ class Service:
             await asyncio.to_thread(pipe.close)  # drains GPU work in flight
         await self.source.close()
         await self.agents.close()
-        if self.pads is not None:
-            self.pads.close()  # virtual pads destroyed
-        if self.clipboard is not None:
-            self.clipboard.close()
+        for closing in (self.pads, self.clipboard):  # virtual pads, the clipboard's thread
+            if closing is not None:
+                closing.close()
         if self.injector is not None:
             self.injector.close()  # lets go of anything still held
         log.info("stopped")

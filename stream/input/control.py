@@ -42,6 +42,13 @@ class InputSink(Protocol):
         ...
 
 
+def accepts(sink: InputSink, kind: str) -> bool:
+    """Whether a sink takes events of this kind: one with an `accepts(kind)` method says,
+    others take keys, mouse and pads (a clipboard's text goes only where it is asked for)."""
+    ask = getattr(sink, "accepts", None)
+    return bool(ask(kind)) if callable(ask) else kind != "clipboard"
+
+
 class CallbackSink:
     """Events handed to a callback as their JSON message (the test scene's cursor); nothing
     is held, so nothing to release."""
@@ -116,15 +123,19 @@ class InputControl:
         return self.inject(session, event, t_recv)
 
     def inject(self, session: str, event: InputEvent, t_recv: float = 0.0) -> InputOutcome:
-        """Every sink gets the event; called only for sessions allowed to control."""
+        """Every sink that takes this kind gets the event; called only for sessions allowed
+        to control."""
         errors = []
-        for sink in self.sinks:
+        sinks = [sink for sink in self.sinks if accepts(sink, event.kind)]
+        for sink in sinks:
             try:
                 sink.send(session, event)
             except InjectError as e:
                 errors.append(str(e))
         t_done = time.time() * 1000
-        if errors and len(errors) == len(self.sinks):
+        if not sinks:
+            return self._refuse("no_sink", f"nothing here takes {event.kind} events", t_recv)
+        if errors and len(errors) == len(sinks):
             return self._refuse("inject", "; ".join(errors), t_recv)
         self.injected += 1
         return InputOutcome(True, "; ".join(errors), t_recv or t_done, t_done)
@@ -147,6 +158,12 @@ class InputControl:
             "you": you,
             "controller": "you" if you else ("other" if self.controller else "none"),
         }
+
+    def tell(self, message: dict[str, Any]) -> None:
+        """A message to every session whose input acts now (the clipboard: an X copy)."""
+        for s in list(self.sessions):
+            if self.may_control(s) and (self.mode == "shared" or self.controller == s):
+                self.notify(s, message)
 
     def take(self, session: str, take: bool = True) -> dict[str, Any]:
         """{"type": "control", "take": true|false} from a session: take control (the previous

@@ -221,9 +221,10 @@ class GamepadSink:
         log.info("input: gamepads %s", self.mode)
 
     @classmethod
-    def from_config(cls, inner: Sink, cfg: Any) -> GamepadSink:
-        """From an `[input]` section (InputConfig: gamepad, gamepad_keys)."""
-        return cls(inner, cfg.gamepad, cfg.gamepad_keys)
+    def for_display(cls, inner: Sink | None, cfg: Any) -> GamepadSink | None:
+        """Around an x11 source's injector (None: no display here, agents map the pads),
+        from an `[input]` section (InputConfig: gamepad, gamepad_keys)."""
+        return None if inner is None else cls(inner, cfg.gamepad, cfg.gamepad_keys)
 
     def send(self, session: str, event: InputEvent) -> None:
         if not isinstance(event, GamepadEvent):

@@ -5,6 +5,7 @@
 
 import { authHeaders, refusal } from "./auth.js";
 import { ClickToPhoton } from "./clicks.js";
+import { ClipboardBridge } from "./clipboard.js";
 import { GamepadInput } from "./gamepad.js";
 import { PlayerInput, showControl } from "./input.js";
 import { readMarker, MODULO } from "./marker.js";
@@ -101,6 +102,8 @@ function onMessage(msg) {
   } else if (msg.type === "input_ack") {
     state.c2p.ack(msg);
     if (!msg.ok) setStatus(`input refused: ${msg.reason}`);
+  } else if (msg.type === "clipboard") {
+    clip.received(msg); // an X client copied
   } else if (msg.type === "control") {
     state.control = msg;
     showControl(msg, $("take"), $("control"));
@@ -126,6 +129,7 @@ function onMessage(msg) {
     $("label-left").textContent = msg.mode.startsWith("model") ? "CNN" : msg.mode;
     compareBox.disabled = !msg.compare;
     if ((msg.may || []).includes("play") && msg.gamepad) pads.start(); // players' pads
+    clip.enabled = (msg.may || []).includes("play") && !!msg.clipboard;
   }
 }
 
@@ -330,6 +334,9 @@ const pads = new GamepadInput({
   onStatus: setStatus,
 });
 state.pads = pads;
+const clip = new ClipboardBridge({ player, send: (msg) => player.send(msg), onStatus: setStatus });
+clip.attach();
+state.clipboard = clip;
 stage.addEventListener("keydown", (ev) => {
   if (ev.key === "F2") overlay.classList.toggle("hidden");
 });

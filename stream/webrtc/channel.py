@@ -15,6 +15,9 @@ message type.
                   {"type": "c2p", ...}        player    one click-to-photon sample
                   {"type": "gamepad", ...}    player    a pad's whole state, checked by
                                                         stream/input/gamepad.py; own rate
+                  {"type": "clipboard", "text"} player  the page's paste, size-capped
+                                                        (stream/input/clipboard.py)
+  server -> page  {"type": "clipboard", "text"}  to the players in control: an X client copied
 
 A message over its type's rate, of a type the session's role may not send, too big, not
 JSON, nested too deep or not matching its schema is dropped and counted (`refused`); it never
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth import RIGHTS, Right, Role
 from ..encode import layer_of
+from ..input.clipboard import parse_clipboard
 from ..input.events import InputError, parse_input
 from ..input.gamepad import parse_gamepad
 from ..limits import TokenBucket
@@ -66,7 +70,11 @@ RULES = {
     "c2p": MessageRule(Right.PLAY, 10, 20),
     # the page sends a pad's state on change, at most 60 a second a pad (4 pads)
     "gamepad": MessageRule(Right.PLAY, 250, 120),
+    "clipboard": MessageRule(Right.PLAY, 2, 5),  # a paste is a person's key press
 }
+
+
+PARSERS = {"input": parse_input, "gamepad": parse_gamepad, "clipboard": parse_clipboard}
 
 
 @dataclass
@@ -167,7 +175,7 @@ class ControlChannel:
         if rule.right not in RIGHTS[self.role]:
             reason = f"{kind}: not for the {self.role} role"
             self.counters.refuse(reason)
-            if kind in ("input", "gamepad"):
+            if kind in ("input", "gamepad", "clipboard"):
                 self.input_refused += 1
                 self._answer(None, False, reason)
             return
@@ -181,8 +189,8 @@ class ControlChannel:
             )
         elif kind == "input":
             self._input(data)
-        elif kind == "gamepad":
-            self._input(data, pad=True)
+        elif kind in ("gamepad", "clipboard"):
+            self._input(data, str(kind))
         elif kind == "control":
             take = data.get("take")
             self.send(self.host.on_control(self.session, take if isinstance(take, bool) else None))
@@ -192,15 +200,15 @@ class ControlChannel:
             self.report = _flat(data)
             self.host.on_report(self.session, self.report)
 
-    def _input(self, data: dict[str, Any], pad: bool = False) -> None:
-        """A checked event (a pad's state with `pad`) to the host; refused ones are answered
-        (with an id: always; without: once a second) and do nothing else."""
-        raw_id = None if pad else data.get("id")  # a pad's "id" is its name
+    def _input(self, data: dict[str, Any], kind: str = "input") -> None:
+        """A checked event (input, a pad's state, a paste) to the host; refused ones are
+        answered (with an id: always; without: once a second) and do nothing else."""
+        raw_id = data.get("id") if kind == "input" else None  # a pad's "id" is its name
         try:
-            event = parse_gamepad(data) if pad else parse_input(data)
+            event = PARSERS[kind](data)
         except InputError as e:
             self.input_refused += 1
-            self.counters.refuse(f"{'gamepad' if pad else 'input'}: not a valid event")
+            self.counters.refuse(f"{kind}: not a valid event")
             self._answer(raw_id if isinstance(raw_id, int) else None, False, str(e))
             return
         outcome = self.host.on_input(event, self.session)
