@@ -116,6 +116,44 @@ async def test_a_players_pad_presses_keys_in_an_x_client_and_lets_go_when_it_lea
 
 
 @pytest.mark.timeout(120)
+async def test_a_player_losing_control_lets_go_and_the_policy_judges_pad_keys(tmp_path):
+    """Another player takes control: the first one's pad keys go up and its pad is refused;
+    the new player's pad is judged by the [input] policy like a keyboard (B + Y hold Ctrl and
+    Alt: Ctrl+Alt+Left, a desktop's workspace switch, never reaches the display)."""
+    B, Y, LEFT = 1, 3, 14
+    with Xvfb(320, 180) as x:
+        xev = Xev(x.display, tmp_path / "xev.txt")
+        srv = await start_server(x11_config(x.display))
+        try:
+            async with aiohttp.ClientSession() as http:
+                a = await whep(http, srv.url, datachannel=True)
+                b = await whep(http, srv.url, datachannel=True)
+                for v in (a, b):
+                    await channel_open(v)
+                a.channel.send(pad_message((A,)))  # a takes control, holds space
+                await xev.wait_for(("KeyPress", "space"))
+                b.channel.send(json.dumps({"type": "control", "take": True}))
+                await xev.wait_for(("KeyRelease", "space"))
+                assert not srv.service.injector.keys
+                a.channel.send(pad_message((RIGHT,)))  # no longer in control: refused
+                b.channel.send(pad_message((B, Y)))  # Ctrl and Alt down
+                await xev.wait_for(("KeyPress", "Alt_L"))
+                b.channel.send(pad_message((B, Y, LEFT)))  # + Left: a blocked chord
+                b.channel.send(pad_message(()))
+                await xev.wait_for(("KeyRelease", "Alt_L"))
+                names = {name for _, name in xev.events()}
+                assert "Left" not in names and "Right" not in names, xev.events()
+                stats = srv.service.stats()["input"]
+                assert stats["refused"].get("not_controller") == 1, stats
+                assert stats["x11_blocked"].get("chord", 0) >= 1, stats
+                await a.close(http, srv.url)
+                await b.close(http, srv.url)
+        finally:
+            xev.stop()
+            await srv.close()
+
+
+@pytest.mark.timeout(120)
 async def test_viewers_bad_pad_messages_and_floods_are_refused_and_counted(tmp_path):
     with Xvfb(320, 180) as x:
         xev = Xev(x.display, tmp_path / "xev.txt")
