@@ -255,6 +255,7 @@ SCTP = (
         Patch(SCTP_MODULE, f"RTCSctpTransport.{name}", SCTP_WHY + why)
         for name, why in (
             ("_receive_data_chunk", "wrapped: DATA past our window dropped, reassembly bounded"),
+            ("_receive_forward_tsn_chunk", "wrapped: held to the same window and bounds"),
             ("_mark_received", "replaced: early TSNs consolidated without sorting them"),
             ("_send_sack", "replaced: a SACK reports a bounded number of gaps"),
             ("start", "wrapped: our INIT advertises a smaller receive window"),
@@ -284,6 +285,7 @@ SCTP = (
     ),
     Patch(SCTP_MODULE, "SackChunk", SCTP_WHY + "the SACK we build"),
     Patch(SCTP_MODULE, "DataChunk", SCTP_WHY + "a DATA chunk's tsn and user_data"),
+    Patch(SCTP_MODULE, "ForwardTsnChunk", SCTP_WHY + "its cumulative TSN and streams"),
 )
 
 SERVICE_PATCHES = tuple(

@@ -14,7 +14,8 @@ when its reassembly queue is exhausted; this module makes aiortc do the same:
 - early TSNs are consolidated in O(1) per chunk, and a SACK reports at most MAX_GAP_BLOCKS
   gap blocks and MAX_DUPLICATES duplicates (computed once per change, not once per packet);
 - more than MAX_BUFFERED_CHUNKS chunks or MAX_BUFFERED_BYTES bytes held for reassembly
-  across streams, or more than MAX_STREAMS inbound streams, aborts the association (an ABORT
+  across streams, or more than MAX_STREAMS inbound streams (made by DATA or named by a
+  FORWARD TSN, which is held to the same window), aborts the association (an ABORT
   chunk, logged with the reason) and closes the DTLS transport, which ends the session;
 - we advertise RECEIVE_WINDOW (aiortc: 1 MiB), so a peer that respects it stays far inside
   these bounds; a message of aiortc's largest size (262144 bytes, what our SDP allows) fits.
@@ -156,7 +157,26 @@ async def receive_data_chunk(self: Any, chunk: sctp.DataChunk) -> None:
         await abort(self, why)
 
 
-def over_bounds(b: Bounds, streams: dict[int, Any], chunk: sctp.DataChunk) -> str:
+async def receive_forward_tsn_chunk(self: Any, chunk: sctp.ForwardTsnChunk) -> None:
+    """aiortc's `_receive_forward_tsn_chunk` inside our window (a peer forwards only over
+    TSNs it sent) and bounds (each stream it names becomes an inbound stream)."""
+    b = bounds(self)
+    if b.aborted:
+        return
+    last = self._last_received_tsn
+    if last is not None and WINDOW_CHUNKS < (chunk.cumulative_tsn - last) % TSN_MODULO < HALF:
+        b.dropped += 1
+        return
+    if len({sid for sid, _ in chunk.streams} - self._inbound_streams.keys()) > MAX_STREAMS:
+        await abort(self, f"a FORWARD TSN naming {len(chunk.streams)} streams")
+        return
+    await _original["_receive_forward_tsn_chunk"](self, chunk)
+    why = over_bounds(b, self._inbound_streams, None)
+    if why:
+        await abort(self, why)
+
+
+def over_bounds(b: Bounds, streams: dict[int, Any], chunk: sctp.DataChunk | None) -> str:
     """Why these inbound streams are past our bounds after `chunk` ("" when they are not).
 
     A stream's bytes are counted again only when aiortc replaced its reassembly list (it
@@ -170,7 +190,9 @@ def over_bounds(b: Bounds, streams: dict[int, Any], chunk: sctp.DataChunk) -> st
         seen = b.held.get(sid)
         if seen is not None and seen[0] is held and seen[1] == len(held):
             n = seen[2]
-        elif seen is not None and seen[0] is held and seen[1] + 1 == len(held):
+        elif (
+            chunk is not None and seen is not None and seen[0] is held and seen[1] + 1 == len(held)
+        ):
             n = seen[2] + len(chunk.user_data)  # only the chunk just received was added
         else:
             n = sum(len(c.user_data) for c in held)
@@ -210,6 +232,7 @@ async def start(self: Any, *args: Any, **kwargs: Any) -> None:
 
 _REPLACED: dict[str, Callable[..., Any] | Callable[..., Awaitable[Any]]] = {
     "_receive_data_chunk": receive_data_chunk,
+    "_receive_forward_tsn_chunk": receive_forward_tsn_chunk,
     "_mark_received": mark_received,
     "_send_sack": send_sack,
     "start": start,

@@ -16,6 +16,7 @@ from aiortc.rtcsctptransport import (
     SCTP_DATA_FIRST_FRAG,
     SCTP_DATA_LAST_FRAG,
     DataChunk,
+    ForwardTsnChunk,
     RTCSctpTransport,
 )
 
@@ -93,7 +94,9 @@ def held(transport: Any) -> int:
     return sum(len(s.reassembly) for s in transport._inbound_streams.values())
 
 
-async def aborted(srv: Server, session: Any, client: Any) -> None:
+async def aborted(
+    srv: Server, session: Any, client: Any, reason: str = "held for reassembly"
+) -> None:
     """The server aborted the association (the client got the ABORT) and ended the session,
     and still serves: a new viewer gets its channel."""
     server_sctp = session.pc.sctp
@@ -102,7 +105,7 @@ async def aborted(srv: Server, session: Any, client: Any) -> None:
     )
     assert await until(lambda: session.closed, 15), "the session was not closed"
     assert held(server_sctp) == 0
-    assert "held for reassembly" in sctp.bounds(server_sctp).aborted
+    assert reason in sctp.bounds(server_sctp).aborted
 
 
 @pytest.mark.gpu
@@ -153,6 +156,25 @@ async def test_a_message_that_never_ends_is_bounded_in_bytes():
                     await asyncio.sleep(0.005)  # UDP on loopback drops a burst
             await aborted(srv, session, client)
             assert "bytes held" in sctp.bounds(session.pc.sctp).aborted
+            await viewer.close()
+    finally:
+        await srv.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(120)
+async def test_a_forward_tsn_naming_many_streams_aborts():
+    """Each stream a FORWARD TSN names becomes an inbound stream in aiortc (up to 65535)."""
+    srv = await start_server(small_config())
+    try:
+        async with aiohttp.ClientSession() as http:
+            viewer, client, session = await connected(http, srv)
+            forward = ForwardTsnChunk()
+            forward.cumulative_tsn = client._local_tsn
+            forward.streams = [(1000 + k, 0) for k in range(2 * sctp.MAX_STREAMS)]
+            client._local_tsn += 1
+            await client._send_chunk(forward)
+            await aborted(srv, session, client, reason="FORWARD TSN")
             await viewer.close()
     finally:
         await srv.close()
