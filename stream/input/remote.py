@@ -5,6 +5,8 @@ stream agent` next to the game; the agent connects here and gets, as JSON text m
 
     {"type": "hello", "control": "single"|"shared"}                 once
     {"type": "input", "session": S, "kind": ..., ...}                the viewer's event, checked
+    {"type": "gamepad", "session": S, "index", "buttons", ...}       a pad's state (gamepad.py):
+                                                                     the agent maps it itself
     {"type": "release", "session": S}                                S left or lost control
 
 S is a stable alias of the viewer's session (a hash: the session id itself names its DELETE
