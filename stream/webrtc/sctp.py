@@ -11,8 +11,9 @@ when its reassembly queue is exhausted; this module makes aiortc do the same:
 
 - a DATA chunk more than WINDOW_CHUNKS past the cumulative TSN is dropped unacknowledged
   (RFC 9260 6.2: a peer that respects our window never sends it; it retransmits later);
-- early TSNs are consolidated in O(1) per chunk, and a SACK reports at most MAX_GAP_BLOCKS
-  gap blocks and MAX_DUPLICATES duplicates (computed once per change, not once per packet);
+- early TSNs are consolidated in O(1) per chunk (and kept in order beside aiortc's set), and
+  a SACK reports at most MAX_GAP_BLOCKS gap blocks and MAX_DUPLICATES duplicates, found by
+  bisection;
 - more than MAX_BUFFERED_CHUNKS chunks or MAX_BUFFERED_BYTES bytes held for reassembly
   across streams, or more than MAX_STREAMS inbound streams (made by DATA or named by a
   FORWARD TSN, which is held to the same window), aborts the association (an ABORT
@@ -26,6 +27,7 @@ patches.SCTP lists every aiortc internal this relies on (checked at start-up).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -51,13 +53,34 @@ HALF = 2**31
 
 
 @dataclass
+class Early:
+    """aiortc's set of early TSNs in order, as distances from `anchor` (a TSN at or before
+    the cumulative TSN), so a SACK finds its first gap blocks by bisection."""
+
+    anchor: int = 0
+    cum: int | None = None  # the cumulative TSN `order` agrees with
+    order: list[int] = field(default_factory=list)
+
+    def synced(self, last: int, early: set[int]) -> list[int]:
+        """`order`, built again when aiortc moved the cumulative TSN itself (a FORWARD TSN)
+        or the anchor falls a quarter of the TSN space behind."""
+        if (
+            self.cum != last
+            or len(self.order) != len(early)
+            or (last - self.anchor) % TSN_MODULO > TSN_MODULO // 4
+        ):
+            self.anchor, self.cum = last, last
+            self.order = sorted((t - last) % TSN_MODULO for t in early)
+        return self.order
+
+
+@dataclass
 class Bounds:
     """One association's receive-side record."""
 
     dropped: int = 0  # DATA chunks past the window
     aborted: str = ""  # why we aborted, once we have
-    sack_key: tuple[int, int] | None = None
-    sack_gaps: list[tuple[int, int]] | None = None
+    early: Early = field(default_factory=Early)
     closing: asyncio.Task[None] | None = None
     # stream id -> (its reassembly list as last seen, that list's length, its bytes)
     held: dict[int, tuple[list[Any], int, int]] = field(default_factory=dict)
@@ -81,53 +104,56 @@ def _plus_one(tsn: int) -> int:
 
 def mark_received(self: Any, tsn: int) -> bool:
     """aiortc's `_mark_received` (True: a duplicate) without sorting the early TSNs: the
-    cumulative TSN moves past the ones that follow it, one set lookup each."""
+    cumulative TSN moves past the ones that follow it, one set lookup each, and the ordered
+    copy (Early) gets one insertion or loses its first ones."""
     last = self._last_received_tsn
     early: set[int] = self._sack_misordered
     if uint32_gte(last, tsn) or tsn in early:
         if len(self._sack_duplicates) < MAX_DUPLICATES:
             self._sack_duplicates.append(tsn)
         return True
+    e = bounds(self).early
+    order = e.synced(last, early)
     if tsn != _plus_one(last):
         early.add(tsn)
+        bisect.insort(order, (tsn - e.anchor) % TSN_MODULO)
     else:
-        last = tsn
+        last, consumed = tsn, 0
         while (nxt := _plus_one(last)) in early:
             early.discard(nxt)
-            last = nxt
-        self._last_received_tsn = last
+            last, consumed = nxt, consumed + 1
+        del order[:consumed]  # the smallest: the ones right after the old cumulative TSN
+        self._last_received_tsn = e.cum = last
     if self._sack_duplicates:  # as aiortc: only duplicates past the cumulative TSN stay
         self._sack_duplicates = [x for x in self._sack_duplicates if uint32_gt(x, last)]
     return False
 
 
-def _gaps(last: int, early: set[int]) -> list[tuple[int, int]]:
-    """The first MAX_GAP_BLOCKS gap blocks (offsets from the cumulative TSN)."""
-    blocks: list[list[int]] = []
-    for pos in sorted((t - last) % TSN_MODULO for t in early):
-        if blocks and pos == blocks[-1][1] + 1:
-            blocks[-1][1] = pos
-        elif len(blocks) == MAX_GAP_BLOCKS:
-            break
-        else:
-            blocks.append([pos, pos])
-    return [(a, b) for a, b in blocks]
+def gap_blocks(self: Any) -> list[tuple[int, int]]:
+    """The first MAX_GAP_BLOCKS gap blocks (offsets from the cumulative TSN), each found by
+    bisection: in a run of consecutive TSNs, distance minus index stays the same."""
+    last = self._last_received_tsn
+    e = bounds(self).early
+    order = e.synced(last, self._sack_misordered)
+    base = (last - e.anchor) % TSN_MODULO
+    blocks: list[tuple[int, int]] = []
+    i, n = 0, len(order)
+    while i < n and len(blocks) < MAX_GAP_BLOCKS:
+        run = order[i] - i
+        j = bisect.bisect_right(range(n), run, lo=i, key=lambda k: order[k] - k) - 1
+        blocks.append((order[i] - base, order[j] - base))
+        i = j + 1
+    return blocks
 
 
 async def send_sack(self: Any) -> None:
-    """aiortc's `_send_sack` reporting a bounded number of gaps and duplicates; the gaps are
-    computed again only when the early TSNs changed (they only grow while the cumulative TSN
-    stays, so the pair identifies them)."""
-    b = bounds(self)
-    last = self._last_received_tsn
-    key = (last, len(self._sack_misordered))
-    if b.sack_key != key or b.sack_gaps is None:
-        b.sack_key, b.sack_gaps = key, _gaps(last, self._sack_misordered)
+    """aiortc's `_send_sack` reporting a bounded number of gaps and duplicates (a SACK
+    listed every gap: thousands in a packet, built again for every packet)."""
     sack = sctp.SackChunk()
-    sack.cumulative_tsn = last
+    sack.cumulative_tsn = self._last_received_tsn
     sack.advertised_rwnd = max(0, self._advertised_rwnd)
     sack.duplicates = self._sack_duplicates[:MAX_DUPLICATES]
-    sack.gaps = list(b.sack_gaps)
+    sack.gaps = gap_blocks(self)
     await self._send_chunk(sack)
     self._sack_duplicates.clear()
     self._sack_needed = False

@@ -42,6 +42,17 @@ class Tsns:
         self._sack_duplicates: list[int] = []
 
 
+def every_gap(t: Tsns) -> list[tuple[int, int]]:
+    """The gap blocks of every early TSN, sorted (as aiortc builds them)."""
+    blocks: list[list[int]] = []
+    for pos in sorted((x - t._last_received_tsn) % 2**32 for x in t._sack_misordered):
+        if blocks and pos == blocks[-1][1] + 1:
+            blocks[-1][1] = pos
+        else:
+            blocks.append([pos, pos])
+    return [(a, b) for a, b in blocks]
+
+
 def test_early_tsns_are_consolidated_as_aiortc_does_and_across_the_wrap():
     import random
 
@@ -56,13 +67,17 @@ def test_early_tsns_are_consolidated_as_aiortc_does_and_across_the_wrap():
             assert theirs._last_received_tsn == ours._last_received_tsn
             assert theirs._sack_misordered == ours._sack_misordered
             assert theirs._sack_duplicates[: sctp.MAX_DUPLICATES] == ours._sack_duplicates
+            assert sctp.gap_blocks(ours) == every_gap(ours)[: sctp.MAX_GAP_BLOCKS]
             if rng.random() < 0.5:  # a SACK went out
                 theirs._sack_duplicates.clear()
                 ours._sack_duplicates.clear()
     ours = Tsns(2**32 - 3)
-    for tsn in (0, 2**32 - 1, 1, 2**32 - 2):  # past the wrap first
+    for tsn in (0, 2**32 - 1, 1, 4):  # past the wrap first
         assert not sctp.mark_received(ours, tsn)
-    assert ours._last_received_tsn == 1 and not ours._sack_misordered
+        assert sctp.gap_blocks(ours) == every_gap(ours)
+    assert sctp.mark_received(ours, 2**32 - 2) is False
+    assert ours._last_received_tsn == 1 and ours._sack_misordered == {4}
+    assert sctp.gap_blocks(ours) == [(3, 3)]
 
 
 async def until(check: Any, timeout: float) -> bool:
