@@ -224,8 +224,12 @@ class Executable:
 
     @staticmethod
     def _typed(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """A bool tensor comes back as 0.0 / 1.0 (how the GPU stores it): as bools."""
-        return arr != 0 if np.dtype(dtype).kind == "b" else arr
+        """A bool tensor comes back as 0.0 / 1.0 (how the GPU stores it): as bools; an integer
+        one (TopK's indices) as the float of its value: as that integer type."""
+        kind = np.dtype(dtype).kind
+        if kind == "b":
+            return arr != 0
+        return np.rint(arr).astype(dtype) if kind in "iu" else arr
 
     def profile(self, inputs: dict[str, np.ndarray], repeats: int = 3) -> list[dict]:
         """Wall time of each dispatch, run alone and waited for (best of `repeats`)."""

@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     resize,
     shape,
     slice_pad,
+    topk,
     unary,
 )
 from .registry import gpu_ops, lookup, registered_ops

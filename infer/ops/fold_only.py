@@ -4,7 +4,8 @@ Exporters build reshape targets, pad amounts and attention masks from `Shape` at
 SwinIR's shifted-window mask alone is about 600 nodes (ConstantOfShape, 9 ScatterND with
 their Range / Expand index grids, Where) per shifted block, all constant once the input size
 is known. If one of these is still present after folding (its input depends on pixel values),
-the model is unsupported and the error names the node.
+the model is unsupported and the error names the node. (ScatterND also runs on GPU tensors,
+as RealPLKSR's in-place slice assignment needs: it lives in indexing.py.)
 """
 
 from __future__ import annotations
@@ -76,27 +77,6 @@ _SIZED = {
     "ConstantOfShape": _constant_of_shape_infer,
     "Range": _range_infer,
 }
-
-
-def _scatter_nd(node: Node, a: list, opset: int) -> list[np.ndarray]:
-    data, indices, updates = np.array(a[0]), np.asarray(a[1], np.int64), np.asarray(a[2])
-    reduction = node.attr("reduction", "none")
-    k = indices.shape[-1]
-    idx = indices.reshape(-1, k)
-    upd = updates.reshape(idx.shape[0], *data.shape[k:])
-    for j in range(idx.shape[0]):
-        where = tuple(idx[j])
-        if reduction == "add":
-            data[where] += upd[j]
-        elif reduction == "mul":
-            data[where] *= upd[j]
-        elif reduction == "max":
-            data[where] = np.maximum(data[where], upd[j])
-        elif reduction == "min":
-            data[where] = np.minimum(data[where], upd[j])
-        else:
-            data[where] = upd[j]
-    return [data]
 
 
 def _scatter_elements(node: Node, a: list, opset: int) -> list[np.ndarray]:
@@ -203,7 +183,6 @@ _FOLD_ONLY = {
     "Size": lambda node, a, opset: [np.array(a[0].size, np.int64)],
     "ConstantOfShape": _constant_of_shape,
     "Range": _range,
-    "ScatterND": _scatter_nd,
     "ScatterElements": _scatter_elements,
     "GatherElements": _gather_elements,
     "GatherND": _gather_nd,

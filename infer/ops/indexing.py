@@ -13,9 +13,17 @@ import math
 import numpy as np
 
 from ..graph import Node
-from .common import broadcast_shape, broadcast_strides, normalize_axis
+from .common import broadcast_shape, broadcast_strides, grid_for, normalize_axis
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
-from .shape import affine_copy, check_not_empty, copy_dispatch, data_binding, ints, require_float
+from .shape import (
+    affine_copy,
+    check_not_empty,
+    copy_dispatch,
+    data_binding,
+    ints,
+    require_float,
+    tensor_index,
+)
 
 # ---- Gather ------------------------------------------------------------------------------
 
@@ -169,6 +177,116 @@ register(
     infer=_tile_infer,
     evaluate=_tile_eval,
     build=_tile_build,
+    const_inputs=(1,),
+    any_layout=True,
+)
+
+
+# ---- ScatterND ---------------------------------------------------------------------------
+
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+def _scatter_reduction(node: Node, opset: int) -> str:
+    """The reduction attribute, checked against the opset that defines it (add and mul since
+    16, max and min since 18)."""
+    reduction = str(node.attr("reduction", "none"))
+    since = {"none": 11, "add": 16, "mul": 16, "max": 18, "min": 18}.get(reduction)
+    if since is None:
+        raise NotSupported(f"reduction {reduction!r} (onnx defines {list(SCATTER_REDUCTIONS)})")
+    if opset < since:
+        raise NotSupported(f"reduction {reduction!r} needs opset {since}, the model has {opset}")
+    return reduction
+
+
+def _scatter_rows(data_shape: tuple[int, ...], indices: np.ndarray) -> np.ndarray:
+    """The update rows' indices as (rows, q), negative ones wrapped, or NotSupported naming
+    the first one out of range."""
+    q = indices.shape[-1]
+    if not 0 < q <= len(data_shape):
+        raise NotSupported(f"indices of depth {q} into a rank-{len(data_shape)} tensor")
+    idx = indices.reshape(-1, q).astype(np.int64)
+    dims = np.array(data_shape[:q], np.int64)
+    bad = (idx < -dims) | (idx >= dims)
+    if bad.any():
+        row = int(np.argwhere(bad.any(axis=1))[0][0])
+        raise NotSupported(f"index {idx[row].tolist()} out of range for shape {list(data_shape)}")
+    result: np.ndarray = np.where(idx < 0, idx + dims, idx)
+    return result
+
+
+def _scatter_nd_infer(node: Node, ins: list[Value], opset: int) -> list[tuple[int, ...]]:
+    _scatter_reduction(node, opset)
+    require_float(node, [ins[0], ins[2]])
+    data, indices, updates = ins
+    if indices.const is None:
+        raise NotSupported("indices must be constant (computed from the input size at most)")
+    q = indices.shape[-1] if indices.shape else 0
+    want = (*indices.shape[:-1], *data.shape[q:])
+    if tuple(updates.shape) != want:
+        raise NotSupported(f"updates of shape {list(updates.shape)}, expected {list(want)}")
+    return [data.shape]
+
+
+def _scatter_nd_eval(node: Node, a: list, opset: int) -> list[np.ndarray]:
+    data, updates = np.array(a[0]), np.asarray(a[2])
+    reduction = _scatter_reduction(node, opset)
+    idx = _scatter_rows(data.shape, np.asarray(a[1]))
+    upd = updates.reshape(idx.shape[0], *data.shape[idx.shape[1] :])
+    combine = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+    for j in range(idx.shape[0]):  # in order: duplicates apply one after another
+        where = tuple(idx[j])
+        data[where] = upd[j] if reduction == "none" else combine[reduction](data[where], upd[j])
+    return [data]
+
+
+def _scatter_nd_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
+    """One pass over the output: each element reads its data value and folds in the update
+    rows that name its slot (a CSR table built here, so no atomics and a fixed order)."""
+    x, u, y = node.inputs[0], node.inputs[2], node.outputs[0]
+    shape = ctx.shape(x)
+    check_not_empty(node, shape)
+    reduction = _scatter_reduction(node, 18)
+    idx = _scatter_rows(shape, np.asarray(ctx.require_const(node.inputs[1], "indices")))
+    q = idx.shape[1]
+    slot_strides = [math.prod(shape[k + 1 : q]) for k in range(q)]
+    slots = math.prod(shape[:q])
+    slot_of = idx @ np.array(slot_strides, np.int64)
+    order = np.argsort(slot_of, kind="stable")  # rows of one slot stay in their given order
+    starts = np.searchsorted(slot_of[order], np.arange(slots + 1)).astype(np.int32)
+    m = len(ctx.shape(node.inputs[1])) - 1  # updates' leading axes walk the rows
+    us = ctx.strides(u)
+    bases = np.zeros(len(order), np.int64)
+    for k, coord in enumerate(np.unravel_index(order, ctx.shape(node.inputs[1])[:-1])):
+        bases += coord * us[k]
+    table = ctx.add_const(f"{node.name}/slots", np.concatenate([starts, bases.astype(np.int32)]))
+    out = tensor_index(ctx, y)
+    grid, pitch = grid_for(out["total"])
+    variables = {
+        "out": out,
+        "pitch": pitch,
+        "q": q,
+        "x_strides": ctx.strides(x),
+        "slot_strides": slot_strides,
+        "inner_strides": us[m:],
+        "rows_at": slots + 1,
+        "reduction": reduction,
+    }
+    bindings = [
+        data_binding(ctx, node, x),
+        data_binding(ctx, node, u),
+        Binding("const", table),
+        Binding("out", y),
+    ]
+    return [Dispatch("scatter.wgsl", variables, bindings, grid, node.name)]
+
+
+register(
+    "ScatterND",
+    since=11,
+    infer=_scatter_nd_infer,
+    evaluate=_scatter_nd_eval,
+    build=_scatter_nd_build,
     const_inputs=(1,),
     any_layout=True,
 )

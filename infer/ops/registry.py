@@ -68,7 +68,15 @@ class OpDef:
     const_inputs: tuple[int, ...] = ()
     domain: str = ""
     any_layout: bool = False  # its kernels read and write tensors in either layout
-    out_dtype: np.dtype | None = None  # of its GPU outputs (None: float32); bool is 0.0 / 1.0
+    # of its GPU outputs (None: float32; a tuple: one per output); bool is stored as 0.0 / 1.0,
+    # an integer as its float value (TopK's indices)
+    out_dtype: np.dtype | tuple[np.dtype, ...] | None = None
+
+    def output_dtype(self, k: int) -> np.dtype:
+        d = self.out_dtype
+        if isinstance(d, tuple):
+            return d[k] if k < len(d) else np.dtype(np.float32)
+        return np.dtype(np.float32) if d is None else d
 
 
 _REGISTRY: dict[tuple[str, str], list[OpDef]] = {}
@@ -84,7 +92,7 @@ def register(
     const_inputs: tuple[int, ...] = (),
     domain: str = "",
     any_layout: bool = False,
-    out_dtype: np.dtype | None = None,
+    out_dtype: np.dtype | tuple[np.dtype, ...] | None = None,
 ) -> None:
     """Add an op version. A second registration of the same (domain, op, since) is refused,
     naming both: the registry is filled by import side effects, and a silent overwrite would

@@ -100,9 +100,9 @@ def fold_and_infer(graph: Graph, values: dict[str, Value]) -> dict[str, Value]:
                 f"shape inference of {node.op_type} node {node.name!r} failed: "
                 f"{type(e).__name__}: {e}"
             ) from e
-        dtype = np.dtype(np.float32) if opdef.out_dtype is None else opdef.out_dtype
-        for name, shape in zip(node.outputs, shapes, strict=False):
+        for k, (name, shape) in enumerate(zip(node.outputs, shapes, strict=False)):
             if name:
+                dtype = opdef.output_dtype(k)
                 shape = tuple(int(d) for d in shape)
                 graph.caps.check_tensor(f"{node.op_type} {node.name!r}'s output", shape, dtype)
                 values[name] = Value(shape, None, dtype)

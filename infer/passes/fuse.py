@@ -18,12 +18,14 @@ from .fuse_transformer import (
     recognise_gelu,
     recognise_silu,
 )
+from .scatter import scatter_to_concat
 
 FUSABLE_PRODUCERS = ("Conv", "ConvTranspose", "MatMul")
 
 
 def fuse(graph: Graph, values: dict[str, Value], limits: dict[str, int] | None = None) -> None:
     remove_identities(graph)
+    scatter_to_concat(graph, values)
     fold_batchnorm_into_conv(graph, values)
     recognise_silu(graph, values)
     recognise_gelu(graph, values)
