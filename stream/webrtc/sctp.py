@@ -14,10 +14,12 @@ when its reassembly queue is exhausted; this module makes aiortc do the same:
 - early TSNs are consolidated in O(1) per chunk (and kept in order beside aiortc's set), and
   a SACK reports at most MAX_GAP_BLOCKS gap blocks and MAX_DUPLICATES duplicates, found by
   bisection;
-- more than MAX_BUFFERED_CHUNKS chunks or MAX_BUFFERED_BYTES bytes held for reassembly
-  across streams, or more than MAX_STREAMS inbound streams (made by DATA or named by a
-  FORWARD TSN, which is held to the same window), aborts the association (an ABORT
-  chunk, logged with the reason) and closes the DTLS transport, which ends the session;
+- fragments held at or below the cumulative TSN that no chunk can complete (aiortc scanned
+  past them for every chunk on their stream), more than MAX_BUFFERED_CHUNKS chunks or
+  MAX_BUFFERED_BYTES bytes held for reassembly across streams, or more than MAX_STREAMS
+  inbound streams (made by DATA or named by a FORWARD TSN, which is held to the same
+  window) aborts the association (an ABORT chunk, logged with the reason) and closes the
+  DTLS transport, which ends the session;
 - we advertise RECEIVE_WINDOW (aiortc: 1 MiB), so a peer that respects it stays far inside
   these bounds; a message of aiortc's largest size (262144 bytes, what our SDP allows) fits.
 
@@ -178,7 +180,7 @@ async def receive_data_chunk(self: Any, chunk: sctp.DataChunk) -> None:
             b.dropped += 1
             return
     await _original["_receive_data_chunk"](self, chunk)
-    why = over_bounds(b, self._inbound_streams, chunk)
+    why = over_bounds(self, chunk)
     if why:
         await abort(self, why)
 
@@ -197,22 +199,31 @@ async def receive_forward_tsn_chunk(self: Any, chunk: sctp.ForwardTsnChunk) -> N
         await abort(self, f"a FORWARD TSN naming {len(chunk.streams)} streams")
         return
     await _original["_receive_forward_tsn_chunk"](self, chunk)
-    why = over_bounds(b, self._inbound_streams, None)
+    why = over_bounds(self, None)
     if why:
         await abort(self, why)
 
 
-def over_bounds(b: Bounds, streams: dict[int, Any], chunk: sctp.DataChunk | None) -> str:
-    """Why these inbound streams are past our bounds after `chunk` ("" when they are not).
+def over_bounds(transport: Any, chunk: sctp.DataChunk | None) -> str:
+    """Why this association's inbound streams are past our bounds after `chunk` ("" when
+    they are not).
 
     A stream's bytes are counted again only when aiortc replaced its reassembly list (it
     does when it delivers or prunes, at a cost of the same order); a chunk merely added to
-    the list adds its own bytes."""
+    the list adds its own bytes. Chunks held at or below the cumulative TSN can only be the
+    start of the one message that spans it (a message's fragments have consecutive TSNs,
+    RFC 9260 6.9): anything else there no chunk can complete, and aiortc would scan past it
+    for every chunk that comes on its stream."""
+    b = bounds(transport)
+    streams: dict[int, Any] = transport._inbound_streams
+    cum = transport._last_received_tsn
     if len(streams) > MAX_STREAMS:
         return f"{len(streams)} inbound streams (at most {MAX_STREAMS})"
     chunks = size = 0
     for sid, stream in streams.items():
         held = stream.reassembly
+        if held and uint32_gte(cum, held[0].tsn) and not _spans(held, cum):
+            return f"stream {sid} holds fragments no chunk can complete (TSN {held[0].tsn})"
         seen = b.held.get(sid)
         if seen is not None and seen[0] is held and seen[1] == len(held):
             n = seen[2]
@@ -232,6 +243,14 @@ def over_bounds(b: Bounds, streams: dict[int, Any], chunk: sctp.DataChunk | None
     if size > MAX_BUFFERED_BYTES:
         return f"{size} bytes held for reassembly (at most {MAX_BUFFERED_BYTES})"
     return ""
+
+
+def _spans(held: list[Any], cum: int) -> bool:
+    """Whether `held` (sorted by TSN) starts with a first fragment whose TSNs run without a
+    gap up to the cumulative TSN (TSNs are unique, so the chunk `cum - first` places on
+    has TSN `cum` only when every one between is there)."""
+    i = (cum - held[0].tsn) % TSN_MODULO
+    return bool(held[0].flags & sctp.SCTP_DATA_FIRST_FRAG) and i < len(held) and held[i].tsn == cum
 
 
 async def abort(self: Any, why: str) -> None:

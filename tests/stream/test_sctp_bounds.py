@@ -15,6 +15,7 @@ import pytest
 from aiortc.rtcsctptransport import (
     SCTP_DATA_FIRST_FRAG,
     SCTP_DATA_LAST_FRAG,
+    SCTP_DATA_UNORDERED,
     DataChunk,
     ForwardTsnChunk,
     RTCSctpTransport,
@@ -171,6 +172,30 @@ async def test_a_message_that_never_ends_is_bounded_in_bytes():
                     await asyncio.sleep(0.005)  # UDP on loopback drops a burst
             await aborted(srv, session, client)
             assert "bytes held" in sctp.bounds(session.pc.sctp).aborted
+            await viewer.close()
+    finally:
+        await srv.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(120)
+async def test_fragments_no_chunk_can_complete_abort_at_once():
+    """Unordered middle fragments with consecutive TSNs: their first fragment can never come
+    (its TSN is behind them and was not a first fragment), and aiortc scanned past them for
+    every later chunk on the stream (10x the CPU of a message with 500 parked)."""
+    srv = await start_server(small_config())
+    try:
+        async with aiohttp.ClientSession() as http:
+            viewer, client, session = await connected(http, srv)
+            tsn, sid = client._local_tsn, viewer.channel.id
+            client._local_tsn = tsn + 100
+            for k in range(100):
+                if client.state == "closed":
+                    break
+                await client._send_chunk(chunk(tsn + k, SCTP_DATA_UNORDERED, sid, 0, b"x"))
+                if k % 10 == 0:
+                    await asyncio.sleep(0.005)
+            await aborted(srv, session, client, reason="no chunk can complete")
             await viewer.close()
     finally:
         await srv.close()
