@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,15 +87,16 @@ class Bounds:
     held: dict[int, tuple[list[Any], int, int]] = field(default_factory=dict)
 
 
-_bounds: weakref.WeakKeyDictionary[Any, Bounds] = weakref.WeakKeyDictionary()
+KEY = "_framesmith_bounds"  # where a transport keeps its record (one dict lookup a chunk)
 _original: dict[str, Callable[..., Any]] = {}
 
 
 def bounds(transport: Any) -> Bounds:
     """The record of one RTCSctpTransport (made on first use)."""
-    b = _bounds.get(transport)
+    b: Bounds | None = transport.__dict__.get(KEY)
     if b is None:
-        b = _bounds[transport] = Bounds()
+        b = Bounds()
+        setattr(transport, KEY, b)
     return b
 
 
@@ -114,12 +114,16 @@ def mark_received(self: Any, tsn: int) -> bool:
         if len(self._sack_duplicates) < MAX_DUPLICATES:
             self._sack_duplicates.append(tsn)
         return True
-    e = bounds(self).early
-    order = e.synced(last, early)
     if tsn != _plus_one(last):
+        e = bounds(self).early
+        order = e.synced(last, early)
         early.add(tsn)
         bisect.insort(order, (tsn - e.anchor) % TSN_MODULO)
+    elif not early:  # in order, nothing early: the ordered copy is built again when needed
+        self._last_received_tsn = last = tsn
     else:
+        e = bounds(self).early
+        order = e.synced(last, early)
         last, consumed = tsn, 0
         while (nxt := _plus_one(last)) in early:
             early.discard(nxt)
@@ -134,6 +138,8 @@ def mark_received(self: Any, tsn: int) -> bool:
 def gap_blocks(self: Any) -> list[tuple[int, int]]:
     """The first MAX_GAP_BLOCKS gap blocks (offsets from the cumulative TSN), each found by
     bisection: in a run of consecutive TSNs, distance minus index stays the same."""
+    if not self._sack_misordered:
+        return []
     last = self._last_received_tsn
     e = bounds(self).early
     order = e.synced(last, self._sack_misordered)
