@@ -26,7 +26,6 @@ import infer
 from . import webrtc
 from .adaptation import Adaptation
 from .audio import GameAudio
-from .audio.game import FLASH_PERIOD_S
 from .auth import RIGHTS, Right
 from .bitrate import BitratePolicy
 from .config import Config
@@ -44,7 +43,7 @@ from .input.gamepad import GamepadSink
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
 from .sinks import PushSinks
-from .sources import Source, SourceState, TestSource, WebRTCSource, X11Source, open_source
+from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
 from .webrtc.ingest import IngestLimits
 
@@ -178,22 +177,9 @@ class Service:
         # push sinks (stream/sinks/): checked now (a bad token file stops the start), run
         # from start() on the main stream's shared encoders
         self.push = PushSinks(cfg.push, cfg.server)
-        self.audio = self._game_audio()  # issue 26: the game's sound to the viewers
-
-    def _game_audio(self) -> GameAudio:
-        """`[audio]` for this source (a ValueError when they cannot go together); beep mode
-        makes the test scene flash where it beeps."""
-        flash_every = max(1, round(self.config.source.fps * FLASH_PERIOD_S))
-        audio = GameAudio(
-            self.config.audio,
-            self.source.kind,
-            self.source.clock_time,
-            lambda: self.source.clock_origin,
-            beep_period_s=flash_every / self.config.source.fps,
-        )
-        if audio.plan.kind == "beep" and isinstance(self.source, TestSource):
-            self.source.flash_every = flash_every
-        return audio
+        # issue 26: the game's sound to the viewers (a ValueError when [audio] cannot go
+        # with this source)
+        self.audio = GameAudio.for_source(cfg.audio, self.source, cfg.source.fps)
 
     # -- pipelines ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from ..config import AudioConfig
+from ..sources import Source, TestSource
 from ..sources.base import FrameMeta
 from .capture import BeepCapture, Capture, CaptureState, PulseCapture
 from .opus import OpusTrack, SharedOpus, VideoLatency
@@ -59,6 +60,22 @@ class GameAudio:
             log.info("audio: %s%s", self.plan.reason, detail)
         else:
             log.info("audio: none (%s)", self.plan.detail or self.plan.reason)
+
+    @classmethod
+    def for_source(cls, cfg: AudioConfig, source: Source, fps: float) -> GameAudio:
+        """The audio of a service whose video is `source` (at `fps`); beep mode makes a
+        test scene flash where it beeps."""
+        flash_every = max(1, round(fps * FLASH_PERIOD_S))
+        audio = cls(
+            cfg,
+            source.kind,
+            source.clock_time,
+            lambda: source.clock_origin,
+            beep_period_s=flash_every / fps,
+        )
+        if audio.plan.kind == "beep" and isinstance(source, TestSource):
+            source.flash_every = flash_every
+        return audio
 
     @property
     def enabled(self) -> bool:

@@ -165,7 +165,9 @@ class VideoLatency:
             self.samples.append(latency)
 
     def seconds(self) -> float | None:
-        """The median latency of the recent frames (None before the first)."""
+        """The recent frames' median latency (None before the first). A frame the busy
+        encoder sends late still shows late (its RTP time is its send time): the hold
+        follows the typical frame, not each one."""
         return statistics.median(self.samples) if self.samples else None
 
 

@@ -9,6 +9,7 @@ import { ClipboardBridge } from "./clipboard.js";
 import { GamepadInput } from "./gamepad.js";
 import { PlayerInput, showControl } from "./input.js";
 import { readMarker, MODULO } from "./marker.js";
+import { GameSound } from "./sound.js";
 import { TouchInput } from "./touch.js";
 import { WhepSession } from "./whep.js";
 
@@ -43,6 +44,8 @@ state.c2p.onSample = (s) => {
   if (state.session) state.session.send({ type: "c2p", ...s });
 };
 
+const sound = new GameSound({ audio: $("sound-out"), button: $("sound"), meter: $("level") });
+state.sound = sound;
 const codecSel = $("codec");
 const compareBox = $("compare");
 codecSel.value = params.get("codec") || "vp8";
@@ -69,6 +72,8 @@ async function connect() {
     el.srcObject = stream;
     el.play().catch(() => {});
   };
+  sound.none();
+  s.onAudio = (stream) => sound.attach(stream); // the game's sound (sound.js)
   s.onState = (st) => setStatus(st);
   s.onMessage = onMessage;
   s.onOpen = () => {

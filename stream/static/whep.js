@@ -1,5 +1,7 @@
-// A minimal WHEP client: one (or two, for compare) recvonly video transceivers and a data
-// channel, non-trickle ICE (the offer waits for gathering), DELETE on close and pagehide.
+// A minimal WHEP client: one (or two, for compare) recvonly video transceivers, a recvonly
+// audio one (the game's sound, when the server has it: else it is answered inactive and no
+// track comes) and a data channel, non-trickle ICE (the offer waits for gathering), DELETE
+// on close and pagehide.
 // Every request carries the page's bearer token (auth.js).
 
 import { authHeaders, refusal } from "./auth.js";
@@ -18,15 +20,17 @@ function gatheringDone(pc, timeoutMs = 2000) {
 }
 
 export class WhepSession {
-  constructor({ endpoint = "/whep", codec = "vp8", videos = 1 } = {}) {
+  constructor({ endpoint = "/whep", codec = "vp8", videos = 1, audio = true } = {}) {
     this.endpoint = endpoint;
     this.codec = codec;
     this.videos = videos;
+    this.audio = audio;
     this.location = null;
     this.pc = null;
     this.channel = null;
     this.streams = [];
     this.onTrack = () => {};
+    this.onAudio = () => {};
     this.onMessage = () => {};
     this.onState = () => {};
     this.onOpen = () => {};
@@ -51,12 +55,17 @@ export class WhepSession {
     for (let i = 0; i < this.videos; i++) {
       transceivers.push(pc.addTransceiver("video", { direction: "recvonly" }));
     }
-    for (const t of transceivers) {
+    const audio = this.audio ? pc.addTransceiver("audio", { direction: "recvonly" }) : null;
+    for (const t of audio ? [...transceivers, audio] : transceivers) {
       // ask for the smallest playout delay the browser allows
       if ("jitterBufferTarget" in t.receiver) t.receiver.jitterBufferTarget = 0;
       if ("playoutDelayHint" in t.receiver) t.receiver.playoutDelayHint = 0;
     }
     pc.ontrack = (ev) => {
+      if (ev.track.kind === "audio") {
+        this.onAudio(new MediaStream([ev.track]), ev.receiver);
+        return;
+      }
       const index = transceivers.indexOf(ev.transceiver);
       // one stream per track: aiortc may put both tracks in one msid stream
       const stream = new MediaStream([ev.track]);
