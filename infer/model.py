@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from .graph import Graph, from_onnx, load_proto
 from .kernel_choice import chooser_for
 from .layout import ROWS, Layout
 from .ops import lookup
+from .ops.choice import Choice, Chooser, Trial
 from .ops.registry import Value
 from .runtime import ConstantStore, Executable
 
@@ -29,6 +30,28 @@ log = logging.getLogger(__name__)
 
 _MAX_CACHED_SHAPES = 4
 _gpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framesmith-gpu")
+
+Progress = Callable[[str, int, int], None]
+"""`Model.prepare`'s report of how far it is, as (stage, done, total), from its own thread:
+"kernels" as each conv's kernel is chosen (timed, on a machine that has not measured it: the
+long part, tens of seconds on lavapipe), "compiling" as the kernels are built, "warming"
+while they run once on the side device (where the driver compiles then), "ready". A service
+shows it to the viewers who watch a cheap mode meanwhile."""
+
+
+class _Counted:
+    """A chooser that reports each conv's choice to a `Progress` (N: the graph's convs)."""
+
+    def __init__(self, inner: Chooser, progress: Progress, total: int) -> None:
+        self.inner, self.progress, self.total, self.done = inner, progress, total, 0
+
+    def __call__(
+        self, key: str, candidates: list[str], rule: str, trial: Callable[[str], Trial]
+    ) -> Choice:
+        self.progress("kernels", self.done, self.total)
+        choice = self.inner(key, candidates, rule, trial)
+        self.done = min(self.total, self.done + 1)
+        return choice
 
 
 def _shader_cache_off() -> bool:
@@ -154,6 +177,7 @@ class Model:
         *,
         measure: bool = True,
         aside: bool = False,
+        progress: Progress | None = None,
     ) -> Program:
         """The folded, fused dispatch list for these input shapes. The first time a conv
         shape is seen, its kernel variants may be timed on the device (infer.kernel_choice);
@@ -163,14 +187,18 @@ class Model:
         chooser = self.chooser if measure else self.chooser.untimed()
         if aside:
             chooser = chooser.on(self.device.side())
-        return specialise(
+        convs = sum(1 for n in self.graph.nodes if n.op_type == "Conv")
+        program = specialise(
             self.graph,
             self._seed(shapes, arrays or {}),
             self.device.limits,
             self.precision,
             self.token_layout,
-            chooser,
+            chooser if progress is None else _Counted(chooser, progress, convs),
         )
+        if progress is not None:
+            progress("kernels", convs, convs)
+        return program
 
     def prepare(
         self,
@@ -178,6 +206,7 @@ class Model:
         *,
         measure: bool = True,
         warm: bool = False,
+        progress: Progress | None = None,
     ) -> Executable:
         """The model compiled for these input shapes, for callers that drive the GPU themselves.
 
@@ -196,8 +225,11 @@ class Model:
         every frame behind it waiting), the model is first run once on a side device with a
         queue of its own; that fills Mesa's shader cache, and the first run here then loads
         the code from it (0.3 s measured); convs timed for this size are timed there too.
-        Nothing is done where the cache is off (MESA_SHADER_CACHE_DISABLE) or the driver
-        compiles when the pipeline is made.
+        Where the cache is off (MESA_SHADER_CACHE_DISABLE) the kernels are still timed there
+        but not warmed (the serving device would compile them again); where the driver
+        compiles when the pipeline is made, nothing is done aside.
+
+        `progress`: told how far it is (`Progress`), for a caller showing it.
         """
         if not isinstance(shapes, dict):
             shapes = {self.inputs[0]: tuple(shapes)}
@@ -205,13 +237,17 @@ class Model:
             raise ModelError(
                 f"inputs {sorted(self._value_inputs)} shape the computation by value: use run()"
             )
-        aside = warm and self.device.compiles_at_first_dispatch and not _shader_cache_off()
-        exe = self.executable({k: _ShapeOnly(tuple(v)) for k, v in shapes.items()}, measure, aside)
-        if aside:
-            self._warm(exe.program)
+        aside = warm and self.device.compiles_at_first_dispatch
+        exe = self.executable(
+            {k: _ShapeOnly(tuple(v)) for k, v in shapes.items()}, measure, aside, progress
+        )
+        if aside and not _shader_cache_off():
+            self._warm(exe.program, progress)
+        if progress is not None:
+            progress("ready", 1, 1)
         return exe
 
-    def _warm(self, program: Program) -> None:
+    def _warm(self, program: Program, progress: Progress | None = None) -> None:
         side = self.device.side()
         with self._cache_lock:
             if self._side_consts is None or self._side_consts.device is not side:
@@ -221,6 +257,8 @@ class Model:
         key = (shapes, tuple(sorted(c.kernel for c in program.kernel_choices.values())))
         if key in self._warmed:
             return
+        if progress is not None:
+            progress("warming", 0, 1)
         inputs = {n: np.zeros(program.values[n].shape, np.float32) for n in program.gpu_inputs}
         Executable(side, program, consts).run(inputs)
         if len(self._warmed) > 1024:  # a source changing size without end: start over
@@ -232,6 +270,7 @@ class Model:
         arrays: Mapping[str, np.ndarray | _ShapeOnly],
         measure: bool = True,
         aside: bool = False,
+        progress: Progress | None = None,
     ) -> Executable:
         shapes = {k: v.shape for k, v in arrays.items()}
         key = tuple(sorted((k, tuple(s)) for k, s in shapes.items())) + tuple(
@@ -244,7 +283,9 @@ class Model:
                 return exe
         # compiled outside the lock: a caller compiling the next size in the background (a
         # service changing its input scale) must not hold up one running a compiled size
-        program = self.program(shapes, arrays, measure=measure, aside=aside)
+        program = self.program(shapes, arrays, measure=measure, aside=aside, progress=progress)
+        if progress is not None:
+            progress("compiling", 0, 1)
         exe = Executable(self.device, program, self._consts)
         with self._cache_lock:
             exe = self._cache.setdefault(key, exe)

@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -42,6 +41,7 @@ from .input.clipboard import ClipboardShare
 from .input.gamepad import GamepadSink
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
+from .preparing import CHEAP, ModelSwitch
 from .sinks import PushSinks
 from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
 from .webrtc import SessionKind, Sessions, SignallingError
@@ -121,9 +121,11 @@ class Service:
             mode = "bilinear"
         self.mode: str = mode  # the mode chosen (config, or an admin's /api/mode)
         self.adapt = Adaptation(cfg.adapt, cfg.source.fps)
-        # a model switched to mid-stream is compiled (its kernels measured and warmed on a
-        # side device) in the background: (the mode that keeps running meanwhile, the compile)
-        self._switch: tuple[str, Future[Any]] | None = None
+        # a model is made ready (its kernels timed and warmed on a side device) while another
+        # mode serves: at start a cheap one, on a switch the one before (stream/preparing.py)
+        self._switch = ModelSwitch(
+            lambda m: self._pipes.get(m), lambda: self.sessions.viewers, 1000.0 / cfg.source.fps
+        )
         self._pipes: dict[str, FramePipeline] = {}
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
@@ -234,7 +236,9 @@ class Service:
         webrtc.configure(self.config.server)
         if self.clipboard is not None:
             self.clipboard.start()  # X copies reach the players through this loop
-        self.pipeline(self.mode)  # find the device and compile early
+        if self.mode in self.models:  # no black page: a cheap mode serves until it is ready
+            self._switch.begin(self.mode, self.model_name, self.pipeline(self.mode), CHEAP)
+        self.pipeline(self.running_mode())  # find the device and compile early
         self._tasks.append(asyncio.ensure_future(self._run_source()))
         self._main_task = asyncio.ensure_future(self._run_pipeline("main", self._main_feed))
         self.bitrate.start()
@@ -258,7 +262,7 @@ class Service:
                 self.metrics.frames_in.inc()
                 # the GPU works only while someone watches (after a short warm-up that
                 # compiles the pipeline for this frame size)
-                main = self._pipes.get(self.mode)
+                main = self._pipes.get(self.running_mode())
                 self._main_feed.wanted = (main is None or main.stats.frames_out < 3) or any(
                     e.subscribers for (s, _), e in self.encoders.items() if s == "main"
                 )
@@ -330,7 +334,7 @@ class Service:
         if stream == "main" and timing is not None:
             self._check_rate(label, pipe, out)
             model_pipe = self._pipes.get(self.mode)
-            if self._switch is None:  # else the frames are another mode's than the chosen
+            if not self._switch.observe(timing, pipe):  # else a model is being prepared
                 self.adapt.observe(timing, pipe, self.mode, time.monotonic(), model_pipe)
         if meta is not None and stream == "main":
             if timing is not None:
@@ -362,29 +366,25 @@ class Service:
             before = self.running_mode()
             size = self._pipes[before].last_size if before in self._pipes else None
             self.mode = mode
-            self._switch = None
-            if mode in self.models and size is not None:
+            self._switch.cancel()
+            if mode in self.models:
                 # the frames keep the mode that runs until the model is ready for them: its
                 # first compile at this size (and on a new machine, timing its kernels) took
                 # 5-16 s on lavapipe with no frame meanwhile
                 pipe = self.pipeline(mode)
-                pipe.last_size = size
+                pipe.last_size = size or pipe.last_size
                 self.adapt.apply_scale(pipe)
-                future = pipe.prepare_scale(pipe.input_scale, measure=pipe.plans_made == 0)
-                if future is not None:
-                    self._switch = (before, future)
+                name = self.model_name if mode == "model" else mode.partition(":")[2]
+                self._switch.begin(mode, name, pipe, before)
             for (s, _), enc in self.encoders.items():
                 if s == "main":
                     enc.request_keyframe(urgent=True)
 
     def running_mode(self) -> str:
-        """The main stream's mode now: the adaptation's for the chosen mode, or the mode
-        that ran before a model switch while the new model compiles."""
-        if self._switch is not None:
-            if not self._switch[1].done():
-                return self._switch[0]
-            self._switch = None
-        return self.adapt.running_mode(self.mode)
+        """The main stream's mode now: the one serving while the chosen model is made ready
+        (stream/preparing.py), else the adaptation's for the chosen mode."""
+        serving = self._switch.serving()
+        return serving if serving is not None else self.adapt.running_mode(self.mode)
 
     # -- input and reports -------------------------------------------------------------------
 
@@ -470,6 +470,7 @@ class Service:
             "compare": self.config.model.compare,
             "gamepad": self.config.input.gamepad != "off",  # the page reads pads (players)
             "clipboard": self.clipboard is not None,  # the page sends its pastes
+            "preparing": self._switch.public(),  # a model being made ready, how far
         }
 
     def _live(self) -> dict[str, Any]:
@@ -496,6 +497,7 @@ class Service:
             "publishers": len(self.sessions.publishers),
             "uptime_s": round(time.time() - self.started, 1),
             "audio": self.audio.health(),
+            "preparing": self._switch.phase(),
         }
 
     def resources(self) -> dict[str, Any]:
@@ -555,6 +557,7 @@ class Service:
             "click_to_photon": self.click_to_photon.summary(),
             "push": self.push.stats(),
             "audio": self.audio.stats(),
+            "preparing": self._switch.state(),
         }
 
     async def stop(self) -> None:

@@ -32,6 +32,9 @@ from .stats import FrameTiming, PipelineStats
 
 log = logging.getLogger(__name__)
 
+# (stage, done, total) of a model being prepared: infer.Model.prepare's `progress`
+Progress = Callable[[str, int, int], None]
+
 MODES = ("model", "bypass", "bilinear", "bicubic", "planar", "edge")
 # modes that run no model: the colour passes alone, or a scaler of the pipeline's own
 _MODELLESS = ("bypass", "planar", "edge")
@@ -99,20 +102,30 @@ class FramePipeline:
     # -- GPU side (worker threads) ----------------------------------------------------------
 
     def executable_for(
-        self, width: int, height: int, measure: bool = True, warm: bool = False
+        self,
+        width: int,
+        height: int,
+        measure: bool = True,
+        warm: bool = False,
+        progress: Progress | None = None,
     ) -> infer.Executable | None:
         """The model compiled for frames of this size. `measure`: its convs' kernels may be
         timed on the device (once per device and size class, infer.kernel_choice); only for
         a pipeline's first size, before any frame of its own runs: timing later would stall
         the running frames for seconds (a new scale, a source changing size). `warm`: for a
         size compiled in the background (infer.Model.prepare: on lavapipe the kernels are
-        made at their first run, which would hold up the frames for 7-20 s)."""
+        made at their first run, which would hold up the frames for 7-20 s). `progress`: told
+        how far it is (infer.model.Progress)."""
         if self.model is None:
             return None
         shape: tuple[int, ...] = (1, 3, height, width)
-        return self.model.prepare({self.model.inputs[0]: shape}, measure=measure, warm=warm)
+        return self.model.prepare(
+            {self.model.inputs[0]: shape}, measure=measure, warm=warm, progress=progress
+        )
 
-    def prepare_scale(self, scale: float, measure: bool = False) -> Future[Any] | None:
+    def prepare_scale(
+        self, scale: float, measure: bool = False, progress: Progress | None = None
+    ) -> Future[Any] | None:
         """Compile the model for the last frame size at this input scale, in the background
         (its kernels are specialised to the shape: on lavapipe 7-20 s a size, most of it at
         the kernels' first run, which is why they are warmed on a side device); None when
@@ -121,7 +134,7 @@ class FramePipeline:
         if self.model is None or self.mode != "model" or self.last_size is None:
             return None
         w, h = scaled_size(*self.last_size, scale)
-        return self._compile_thread.submit(self.executable_for, w, h, measure, True)
+        return self._compile_thread.submit(self.executable_for, w, h, measure, True, progress)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size of output frames for inputs of this size (before any frame is seen)."""

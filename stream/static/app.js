@@ -9,6 +9,7 @@ import { ClipboardBridge } from "./clipboard.js";
 import { GamepadInput } from "./gamepad.js";
 import { PlayerInput, showControl } from "./input.js";
 import { readMarker, MODULO } from "./marker.js";
+import { showPreparing } from "./preparing.js";
 import { GameSound } from "./sound.js";
 import { TouchInput } from "./touch.js";
 import { WhepSession } from "./whep.js";
@@ -109,6 +110,8 @@ function onMessage(msg) {
     if (!msg.ok) setStatus(`input refused: ${msg.reason}`);
   } else if (msg.type === "clipboard") {
     clip.received(msg); // an X client copied
+  } else if (msg.type === "preparing") {
+    showPreparing(msg); // a model being made ready while a cheap mode serves
   } else if (msg.type === "control") {
     state.control = msg;
     showControl(msg, $("take"), $("control"));
@@ -135,6 +138,7 @@ function onMessage(msg) {
     compareBox.disabled = !msg.compare;
     if ((msg.may || []).includes("play") && msg.gamepad) pads.start(); // players' pads
     clip.enabled = (msg.may || []).includes("play") && !!msg.clipboard;
+    showPreparing(msg.preparing);
   }
 }
 

@@ -18,6 +18,9 @@ message type.
                   {"type": "clipboard", "text"} player  the page's paste, size-capped
                                                         (stream/input/clipboard.py)
   server -> page  {"type": "clipboard", "text"}  to the players in control: an X client copied
+                  {"type": "preparing", "model", "phase", "done", "total", "serving",
+                  "elapsed_s"}  to every role: a model being made ready while a cheap mode
+                  serves, at each step (stream/preparing.py; the hello's "preparing" too)
 
 A message over its type's rate, of a type the session's role may not send, too big, not
 JSON, nested too deep or not matching its schema is dropped and counted (`refused`); it never

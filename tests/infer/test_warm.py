@@ -44,3 +44,22 @@ def test_a_warmed_size_ran_once_on_the_side_device(monkeypatch):
     got = model.run(x)
     ref = reference(onnx_model, {"x": x})[0]
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.gpu
+def test_prepare_says_how_far_it_is(monkeypatch):
+    """A service shows this to its viewers while a cheap mode serves (stream/preparing.py):
+    each conv's kernel choice counted, then compiling, warming where it warms, then ready."""
+    monkeypatch.delenv("MESA_SHADER_CACHE_DISABLE", raising=False)
+    model = infer.load(_any_size_model(), kernels="rules")
+    seen: list[tuple[str, int, int]] = []
+    model.prepare((1, 8, 23, 19), warm=True, progress=lambda *step: seen.append(step))
+    stages = [s for s, _, _ in seen]
+    assert stages[0] == "kernels" and stages[-1] == "ready", seen
+    assert ("kernels", 1, 1) in seen, "the model's one conv, counted once chosen"
+    assert stages.index("compiling") > stages.index("kernels")
+    if infer.get_device().compiles_at_first_dispatch:
+        assert stages.index("warming") > stages.index("compiling")
+    seen.clear()
+    model.prepare((1, 8, 23, 19), warm=True, progress=lambda *step: seen.append(step))
+    assert seen == [("ready", 1, 1)], "compiled before: nothing more to do"
