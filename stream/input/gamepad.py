@@ -15,11 +15,14 @@ A gamepad event is an `InputEvent` of kind "gamepad": it reaches the sinks throu
 `release(session)` (the player left or lost control) lets go of everything it held. Where it
 goes (`[input] gamepad`):
 
-- "keys": the pad pressed keys through the same XTEST injector as the keyboard (so the
-  `[input]` policy judges every key: blocked chords stay blocked). The profile maps buttons
-  and stick directions (past +-0.5) to DOM key codes: DEFAULT_KEYS, changed by
-  `[input.gamepad_keys]` (a button's name or index -> a code, "" to unmap). A key is held
-  while any control mapped to it is; keys go up before new ones go down.
+- "keys": the pad presses keys and the mouse through the same XTEST injector as the keyboard
+  (so the `[input]` policy judges every key, and the window fence holds the pointer). The
+  profile maps buttons and stick directions (past +-0.5) to DOM key codes or mouse buttons
+  ("MouseLeft", "MouseMiddle", "MouseRight"): DEFAULT_KEYS, changed by `[input.gamepad_keys]`
+  (a button's name or index -> a code, "" to unmap). A key is held while any control mapped
+  to it is; keys go up before new ones go down. The right stick, while no rs_* direction is
+  mapped, moves the pointer relatively (AIM_SPEED pixels a second at full tilt, a squared
+  curve past a dead zone), AIM_HZ times a second on the event loop while it is pushed.
 - "uinput": a virtual Xbox 360 pad per pad index (uinput.py) where /dev/uinput is writable,
   for games that read pads themselves (SDL, evdev).
 - "auto": uinput where /dev/uinput is writable, else keys. "off": refused (service.py).
@@ -28,6 +31,7 @@ Remote game hosts get the message itself (AgentHub) and map it the same way (age
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -55,6 +59,10 @@ MAX_ID = 128  # characters of the browser's pad name ("Xbox 360 Controller (XInp
 # GAMEPAD)" is 43; Chromium adds vendor and product ids)
 PRESSED = 0.5  # a button's value from which it counts as pressed (W3C: the `pressed` threshold)
 STICK_PAST = 0.5  # a stick past this counts as a direction
+MOUSE_BUTTONS = {"MouseLeft": 0, "MouseMiddle": 1, "MouseRight": 2}  # -> DOM button
+AIM_DEAD = 0.2  # the right stick's dead zone as a pointer
+AIM_SPEED = 1000.0  # pixels a second at full tilt
+AIM_HZ = 60.0
 
 DEFAULT_KEYS: dict[str, str] = {
     "up": "ArrowUp",
@@ -71,6 +79,8 @@ DEFAULT_KEYS: dict[str, str] = {
     "y": "AltLeft",
     "start": "Enter",
     "back": "Escape",
+    "rt": "MouseLeft",  # with the right stick as the pointer
+    "lt": "MouseRight",
 }
 
 
@@ -160,9 +170,10 @@ def key_profile(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
                 f"gamepad_keys: {name!r} is not a pad control (a button index 0..16, or one "
                 f"of {', '.join(CONTROLS)})"
             )
-        if not isinstance(code, str) or (code and code not in DOM_CODES):
+        if not isinstance(code, str) or (code and code not in {*DOM_CODES, *MOUSE_BUTTONS}):
             raise ValueError(
-                f"gamepad_keys.{name}: {code!r} is not a DOM key code ('Space', 'KeyZ', ...)"
+                f"gamepad_keys.{name}: {code!r} is not a DOM key code ('Space', 'KeyZ', ...) "
+                "or a mouse button (MouseLeft, MouseMiddle, MouseRight)"
             )
         if code:
             profile[control] = code
@@ -217,6 +228,10 @@ class GamepadSink:
         self.held: dict[str, set[str]] = {}  # session -> DOM codes it holds through its pads
         self.virtual: dict[int, Pad] = {}  # index -> uinput pad
         self.driver: dict[int, str] = {}  # index -> the session that moved it last
+        self.aim: dict[str, dict[int, tuple[float, float]]] = {}  # session -> index -> rx, ry
+        self._rest: dict[str, tuple[float, float]] = {}  # session -> pointer pixels not sent
+        self._timer: asyncio.TimerHandle | None = None
+        self.stick_is_pointer = not any(c.startswith("rs_") for c in self.profile)
         self.events = 0
         log.info("input: gamepads %s", self.mode)
 
@@ -247,17 +262,63 @@ class GamepadSink:
         for code in sorted(held - want):
             held.discard(code)  # up even when the display is gone: it holds nothing then
             try:
-                self.inner.send(session, InputEvent(kind="keyup", code=code, t=event.t))
+                self.inner.send(session, _press(code, False, event.t))
             except InjectError as e:
                 errors.append(str(e))
         for code in sorted(want - held):
             try:
-                self.inner.send(session, InputEvent(kind="keydown", code=code, t=event.t))
+                self.inner.send(session, _press(code, True, event.t))
                 held.add(code)
             except InjectError as e:  # the policy refused it (a chord) or no display
                 errors.append(str(e))
+        self._aim(session, event)
         if errors:
             raise InjectError("; ".join(dict.fromkeys(errors)))
+
+    # -- the right stick as the pointer ------------------------------------------------------
+
+    def _aim(self, session: str, event: GamepadEvent) -> None:
+        rx, ry = event.axes[2], event.axes[3]
+        aims = self.aim.setdefault(session, {})
+        if self.stick_is_pointer and max(abs(rx), abs(ry)) > AIM_DEAD:
+            aims[event.index] = (rx, ry)
+        else:
+            aims.pop(event.index, None)
+        if not aims:
+            del self.aim[session]
+            self._rest.pop(session, None)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.aim or self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop (a test calls tick() itself)
+        self._timer = loop.call_later(1.0 / AIM_HZ, self._ticked)
+
+    def _ticked(self) -> None:
+        self._timer = None
+        self.tick()
+        self._schedule()
+
+    def tick(self, dt: float = 1.0 / AIM_HZ) -> None:
+        """Move the pointer of every session whose right stick is pushed by dt's worth."""
+        for session, aims in list(self.aim.items()):
+            ax, ay = self._rest.get(session, (0.0, 0.0))
+            for rx, ry in aims.values():
+                ax += _curve(rx) * AIM_SPEED * dt
+                ay += _curve(ry) * AIM_SPEED * dt
+            dx, dy = round(ax), round(ay)
+            self._rest[session] = (ax - dx, ay - dy)
+            if not (dx or dy):
+                continue
+            try:
+                self.inner.send(session, InputEvent(kind="mousemove", dx=dx, dy=dy, relative=True))
+            except InjectError as e:  # no display, the window gone: until the stick moves again
+                log.debug("input: pad pointer of %s stopped: %s", session, e)
+                self.aim.pop(session, None)
 
     def _virtual(self, session: str, event: GamepadEvent) -> None:
         pad = self.virtual.get(event.index)
@@ -281,6 +342,8 @@ class GamepadSink:
         """Every key a session's pads hold goes up, its virtual pads go neutral, and what it
         holds on the keyboard and mouse is let go."""
         self.pads.pop(session, None)
+        self.aim.pop(session, None)
+        self._rest.pop(session, None)
         self.held.pop(session, None)  # the inner sink's release lets go of the keys
         for index, who in list(self.driver.items()):
             if who == session:
@@ -296,6 +359,10 @@ class GamepadSink:
             self.release(session)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.aim.clear()
         for pad in self.virtual.values():
             try:
                 pad.close()
@@ -311,3 +378,16 @@ class GamepadSink:
             "virtual_pads": len(self.virtual),
             "keys_held": sum(len(h) for h in self.held.values()),
         }
+
+
+def _press(code: str, down: bool, t: float | None) -> InputEvent:
+    """A profile's target pressed or let go: a key (DOM code) or a mouse button."""
+    if code in MOUSE_BUTTONS:
+        return InputEvent(kind="mousedown" if down else "mouseup", button=MOUSE_BUTTONS[code], t=t)
+    return InputEvent(kind="keydown" if down else "keyup", code=code, t=t)
+
+
+def _curve(v: float) -> float:
+    """A stick's value past the dead zone, squared (fine aim near the centre), signed."""
+    s = max(0.0, (abs(v) - AIM_DEAD) / (1.0 - AIM_DEAD))
+    return math.copysign(s * s, v)

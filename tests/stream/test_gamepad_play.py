@@ -265,6 +265,13 @@ async def test_a_remote_agent_gets_the_pad_and_maps_it_on_its_display(tmp_path):
                     ),
                 ]
                 assert {k["keysym"] for k in keys} == {0xFF53, ord("z")}  # Right, z (its A)
+                # the right stick moves the pointer on the agent's event loop while pushed
+                v.channel.send(pad_message((A, RIGHT), (0, 0, 0, 1.0)))
+                msg = await ws.receive_json(timeout=10)
+                agent.handle(msg)
+                await asyncio.to_thread(
+                    app.wait_for, lambda e: e["type"] == "motion" and e["y"] >= 170, 10
+                )
                 await v.close(http, srv.url)
                 release = await ws.receive_json(timeout=10)
                 assert release == {"type": "release", "session": msg["session"]}
@@ -275,7 +282,8 @@ async def test_a_remote_agent_gets_the_pad_and_maps_it_on_its_display(tmp_path):
                         lambda e, k=k: e["type"] == "keyup" and e["keycode"] == k["keycode"],
                         5,
                     )
-                assert not inj.keys and agent.injected == 1
+                assert not inj.keys and agent.injected == 2
+                assert agent.pads.aim == {}
                 await ws.close()
         finally:
             inj.close()

@@ -70,7 +70,8 @@ def test_the_key_profile_and_its_overrides():
     )  # fmt: skip
     p = key_profile({"a": "KeyZ", "1": "KeyX", "back": "", "rs_up": "KeyW"})
     assert (p["a"], p["b"], p["rs_up"]) == ("KeyZ", "KeyX", "KeyW") and "back" not in p
-    for bad in ({"turbo": "KeyZ"}, {"17": "KeyZ"}, {"a": "Nope"}, {"a": "z"}):
+    assert key_profile({"a": "MouseMiddle"})["a"] == "MouseMiddle"
+    for bad in ({"turbo": "KeyZ"}, {"17": "KeyZ"}, {"a": "Nope"}, {"a": "z"}, {"a": "Mouse4"}):
         with pytest.raises(ValueError):
             key_profile(bad)
     assert InputConfig(gamepad_keys={"a": "KeyZ"}).gamepad_keys == {"a": "KeyZ"}
@@ -134,6 +135,41 @@ def test_a_key_the_policy_refuses_is_not_held_and_the_others_still_act():
     off = GamepadSink(rec, "off")
     with pytest.raises(InjectError, match="off"):
         off.send("p", parse_gamepad(pad()))
+
+
+def test_triggers_click_and_the_right_stick_moves_the_pointer():
+    sent: list[InputEvent] = []
+
+    class Inner:
+        def send(self, session: str, event: InputEvent) -> None:
+            sent.append(event)
+
+        def release(self, session: str) -> None:
+            pass
+
+    sink = GamepadSink(Inner(), "keys")
+    sink.send("p", parse_gamepad(pad(0, (7,))))  # RT
+    assert [(e.kind, e.button) for e in sent] == [("mousedown", 0)]
+    sink.send("p", parse_gamepad(pad(0, (), (0, 0, 1.0, 0.1))))  # RT up; stick full right
+    assert (sent[-1].kind, sent[-1].button) == ("mouseup", 0)
+    sent.clear()
+    for _ in range(6):
+        sink.tick(1 / 60)  # the event loop's timer does this AIM_HZ times a second
+    assert all(e.kind == "mousemove" and e.relative and e.dy == 0 for e in sent)
+    assert sum(e.dx for e in sent) == 100  # 1000 px/s at full tilt, 0.1 in the dead zone
+    sent.clear()
+    sink.send("p", parse_gamepad(pad(0, (), (0, 0, -0.6, 0))))  # half way past the dead zone
+    for _ in range(60):
+        sink.tick(1 / 60)
+    assert sum(e.dx for e in sent) == -250  # squared: 0.5 ** 2 of full speed
+    sent.clear()
+    sink.release("p")  # lost control: the pointer stops
+    sink.tick(1 / 60)
+    assert sent == [] and sink.aim == {}
+    mapped = GamepadSink(Inner(), "keys", {"rs_right": "KeyD", "rt": ""})
+    mapped.send("p", parse_gamepad(pad(0, (7,), (0, 0, 1.0, 0))))  # a key, not the pointer
+    mapped.tick(1 / 60)
+    assert [(e.kind, e.code) for e in sent] == [("keydown", "KeyD")]
 
 
 def test_auto_is_uinput_only_where_the_device_is_writable(tmp_path):
@@ -291,9 +327,17 @@ def test_keys_mode_through_xtest_reaches_an_x_client(tmp_path):
         sink.send("p", parse_gamepad(pad(0, (RIGHT, A))))
         space = app.wait_for(lambda e: e["type"] == "key" and e["keysym"] == ord(" "), 5)
         assert len(inj.keys) == 2
+        sink.send("p", parse_gamepad(pad(0, (RIGHT, A, 7), (0, 0, 1.0, 0))))  # RT, stick
+        click = app.wait_for(lambda e: e["type"] == "button", 5)
+        assert click["button"] == 1
+        for _ in range(3):
+            sink.tick(1 / 60)
+        x0 = click["x"]
+        app.wait_for(lambda e: e["type"] == "motion" and e["x"] >= x0 + 49, 5)
         sink.release("p")
         app.wait_for(lambda e: e["type"] == "keyup" and e["keycode"] == space["keycode"], 5)
         app.wait_for(lambda e: e["type"] == "keyup" and e["keycode"] == key["keycode"], 5)
-        assert not inj.keys
+        app.wait_for(lambda e: e["type"] == "buttonup" and e["button"] == 1, 5)
+        assert not inj.keys and not inj.buttons
         assert isinstance(parse_gamepad(pad()), GamepadEvent)
         inj.close()
