@@ -83,7 +83,7 @@ async def test_frames_flow_while_the_model_is_prepared_then_the_model_serves(tmp
             deadline = time.monotonic() + MODEL_S
             while True:
                 stats = await _get(http, url + "/api/stats")
-                snapshots.append((time.monotonic(), stats["preparing"], stats["adapt"]))
+                snapshots.append((time.monotonic(), stats.get("preparing"), stats["adapt"]))
                 modes = [json.loads(m).get("mode") for m in viewer.messages if '"frame"' in m]
                 if "model" in modes[-5:] and modes[-1] == "model":
                     break
@@ -105,14 +105,14 @@ async def test_frames_flow_while_the_model_is_prepared_then_the_model_serves(tmp
 
     # it was a machine the service had never run on: the kernels were timed now
     assert list(kernels.iterdir()), "no kernel choice was measured (was anything cached?)"
-    # /healthz answered while the model was still being prepared, and says so
-    assert health["preparing"] is not None, health
     # the viewer's first frames came through the cheap mode, many of them, before the model
     assert first_model >= 10, [m["mode"] for m in frames[:20]]
     assert {m["mode"] for m in frames[:first_model]} <= set(CHEAP), frames[:first_model]
     assert len(arrivals) > first_model
+    # /healthz answered while the model was still being prepared, and says so
+    assert health.get("preparing") is not None, health
     # ... while the server said the model was being prepared, and the cheap mode running
-    busy = [(p, a) for _, p, a in snapshots if p["phase"] != "ready"]
+    busy = [(p, a) for _, p, a in snapshots if p and p["phase"] != "ready"]
     assert busy and all(a["running_mode"] in CHEAP for _, a in busy), busy
     # the viewer was told what and how far: the hello, then each step, ending at ready
     assert hello["preparing"]["model"] == "upscale.onnx", hello
