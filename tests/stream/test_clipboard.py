@@ -178,8 +178,13 @@ async def test_the_clipboard_is_off_by_default_and_never_reaches_agents():
             v.channel.send(json.dumps({"type": "input", "kind": "keydown", "code": "KeyA"}))
             got = await ws.receive_json(timeout=10)
             assert got["type"] == "input" and got["kind"] == "keydown"  # not the text
-            acks = [m for m in map(json.loads, v.messages) if m["type"] == "input_ack"]
-            assert acks and "nothing here takes clipboard" in acks[0]["reason"]
+            deadline = time.monotonic() + 10
+            while not (
+                acks := [m for m in map(json.loads, v.messages) if m["type"] == "input_ack"]
+            ):
+                assert time.monotonic() < deadline, "the refusal never came"
+                await asyncio.sleep(0.05)
+            assert "nothing here takes clipboard" in acks[0]["reason"]
             await ws.close()
             await v.close(http, srv.url)
     finally:
