@@ -101,6 +101,14 @@ async def channel_open(v, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def hello_of(v, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while not (hello := [m for m in map(json.loads, v.messages) if m["type"] == "hello"]):
+        assert time.monotonic() < deadline, "no hello"
+        await asyncio.sleep(0.05)
+    return hello[0]
+
+
 def clipboard_messages(v) -> list[str]:
     return [m["text"] for m in map(json.loads, v.messages) if m["type"] == "clipboard"]
 
@@ -128,7 +136,7 @@ async def test_the_players_paste_and_an_x_copy_cross_the_data_channel(tmp_path):
                 for v in (watcher, player):
                     await recv_frames(v.tracks[0], 2, 30)
                     await channel_open(v)
-                hello = next(json.loads(m) for m in player.messages if '"hello"' in m)
+                hello = await hello_of(player)
                 assert hello["clipboard"] is True
                 watcher.channel.send(json.dumps({"type": "clipboard", "text": "from a viewer"}))
                 player.channel.send(json.dumps({"type": "clipboard", "text": "y" * 101}))
@@ -172,7 +180,7 @@ async def test_the_clipboard_is_off_by_default_and_never_reaches_agents():
             assert (await ws.receive_json(timeout=10))["type"] == "hello"
             v = await whep(http, srv.url, datachannel=True)
             await channel_open(v)
-            hello = next(json.loads(m) for m in v.messages if '"hello"' in m)
+            hello = await hello_of(v)
             assert hello["clipboard"] is False
             v.channel.send(json.dumps({"type": "clipboard", "text": "secret"}))
             v.channel.send(json.dumps({"type": "input", "kind": "keydown", "code": "KeyA"}))
