@@ -5,6 +5,7 @@ from .device import Device, get_device, list_adapters
 from .errors import ModelError, UnsupportedModelError
 from .model import Model, load
 from .runtime import Executable
+from .web import Target, export_webgpu
 
 __all__ = [
     "Caps",
@@ -12,7 +13,9 @@ __all__ = [
     "Executable",
     "Model",
     "ModelError",
+    "Target",
     "UnsupportedModelError",
+    "export_webgpu",
     "get_device",
     "list_adapters",
     "load",

@@ -60,7 +60,8 @@ def _shader_cache_off() -> bool:
     return value in ("1", "true", "yes", "y")
 
 
-def _static_check(graph: Graph) -> None:
+def static_check(graph: Graph) -> None:
+    """Refuse op types the engine does not know before any device is asked for."""
     problems = [
         (n.op_type, n.name, "")
         for n in graph.nodes
@@ -70,7 +71,7 @@ def _static_check(graph: Graph) -> None:
         raise UnsupportedModelError(problems, graph.opset)
 
 
-def _const_inputs(graph: Graph) -> set[str]:
+def const_inputs(graph: Graph) -> set[str]:
     """Graph inputs whose values (not just shapes) shape the computation."""
     names = {vi.name for vi in graph.inputs if not np.issubdtype(vi.dtype, np.floating)}
     for n in graph.nodes:
@@ -130,13 +131,13 @@ class Model:
         self.chooser = chooser_for(device, kernels)
         self.inputs = [vi.name for vi in graph.inputs]
         self.outputs = list(graph.outputs)
-        self._value_inputs = _const_inputs(graph)
+        self._value_inputs = const_inputs(graph)
         self._consts = ConstantStore(device)
         self._cache: OrderedDict[tuple, Executable] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._side_consts: ConstantStore | None = None  # the weights on device.side()
         self._warmed: set[tuple] = set()  # input shapes run once on the side device
-        _static_check(graph)
+        static_check(graph)
         static = {vi.name: _fixed(vi.shape) for vi in graph.inputs}
         if all(s is not None for s in static.values()) and not self._value_inputs:
             # fully static: find every unsupported op variant now, before any GPU work
@@ -401,5 +402,5 @@ def load(
     `kernels` says how conv kernel variants are chosen (infer.kernel_choice): "measure"
     (the default, or $FRAMESMITH_KERNELS), "rules", or a variant name to force."""
     graph = from_onnx(load_proto(model, caps), caps)
-    _static_check(graph)  # unknown op types fail here, before a device is even requested
+    static_check(graph)  # unknown op types fail here, before a device is even requested
     return Model(graph, get_device(adapter), precision, kernels=kernels)

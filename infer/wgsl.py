@@ -9,6 +9,7 @@ compiled once per device.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import resources
@@ -83,13 +84,29 @@ _env.filters["u32s"] = _u32_array
 _env.filters["i32s"] = _i32_array
 
 
-def render(template: str, variables: dict) -> str:
+DIALECTS = ("naga", "webgpu")
+_SUBGROUP_BUILTIN = re.compile(r"\bsubgroup[A-Z_]\w*")
+
+
+def uses_subgroups(source: str) -> bool:
+    """Whether a kernel calls subgroup builtins (subgroupBroadcast, subgroup_invocation_id)."""
+    return _SUBGROUP_BUILTIN.search(source) is not None
+
+
+def render(template: str, variables: dict, dialect: str = "naga") -> str:
     """The template filled in. `S` is the WGSL scalar type tensors are stored in (f32 unless
     the caller says f16; kernels compute in f32 either way), and f16 storage enables the
-    extension."""
+    extension. `dialect`: "naga" (wgpu-native, which refuses `enable subgroups;` as not yet
+    implemented and takes subgroup builtins from the device feature) or "webgpu" (a browser's
+    Tint, where a kernel using subgroup builtins must say `enable subgroups;`)."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS}, not {dialect!r}")
     variables = {"S": "f32", **variables}
     source = _env.get_template(template).render(**variables)
-    return "enable f16;\n" + source if variables["S"] == "f16" else source
+    enables = ["f16"] if variables["S"] == "f16" else []
+    if dialect == "webgpu" and uses_subgroups(source):
+        enables.append("subgroups")
+    return "".join(f"enable {e};\n" for e in enables) + source
 
 
 @lru_cache(maxsize=4096)

@@ -1,4 +1,4 @@
-"""`python -m infer run|check|bench|plot|viz|train`: the engine from the command line."""
+"""`python -m infer run|check|bench|plot|viz|train|export-web`: the engine from the command line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import numpy as np
 from ..bundled import resolve_model
 from ..errors import ModelError, UnsupportedModelError
 from ..ops.conv import VARIANT_NAMES
+from ..web.cli import add_parser as export_web_parser
+from ..web.cli import cmd_export_web
 from .benchmark import input_shape, timed, timed_pair
 
 log = logging.getLogger("infer")
@@ -510,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--channels", type=int, default=8, help="channel maps shown per tensor")
     v.add_argument("--out", required=True, help="output folder for the PNGs")
     sub.add_parser("train", help="train, export and evaluate a model (train extra)", add_help=False)
+    export_web_parser(sub)
     return p
 
 
@@ -531,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             "plot": cmd_plot,
             "viz": cmd_viz,
             "conformance": cmd_conformance,
+            "export-web": cmd_export_web,
         }
         return commands[args.command](args)
     except (ModelError, FileNotFoundError) as e:
