@@ -7,18 +7,18 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..bundled import resolve_model
-from ..errors import ModelError, UnsupportedModelError
+from ..errors import ModelError
 from ..ops.conv import VARIANT_NAMES
 from ..web.cli import add_parser as export_web_parser
 from ..web.cli import cmd_export_web
 from .benchmark import input_shape, timed, timed_pair
+from .check import cmd_check
 
 log = logging.getLogger("infer")
 
@@ -73,60 +73,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{again * 1000:.0f} ms; wrote {args.output}"
     )
     return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    import infer
-
-    from ..graph import from_onnx, load_proto
-    from ..ops import lookup
-
-    path = resolve_model(args.model)
-    graph = from_onnx(load_proto(path))
-    counts = Counter(n.op_type for n in graph.nodes)
-    unsupported = {
-        n.op_type for n in graph.nodes if lookup(n.op_type, graph.opset, n.domain) is None
-    }
-    print(f"{path}  (opset {graph.opset}, {len(graph.nodes)} nodes)")
-    print(f"{'op':<24}{'count':>6}  status")
-    for op, c in sorted(counts.items()):
-        opdef = lookup(op, graph.opset)
-        missing = op in unsupported or opdef is None
-        status = "UNSUPPORTED" if missing else ("gpu" if opdef and opdef.build else "folded")
-        print(f"{op:<24}{c:>6}  {status}")
-    if unsupported:
-        print(f"\nunsupported op types: {', '.join(sorted(unsupported))}")
-        return 1
-    try:
-        model = infer.load(
-            path, precision=args.precision, adapter=args.adapter, kernels=args.kernels
-        )
-        shape = input_shape(model, args.size)
-        x = np.random.default_rng(0).random(shape, dtype=np.float32)
-        program = model.program({model.inputs[0]: shape})
-        ours = model.run(x)
-    except UnsupportedModelError as e:
-        print(f"\n{e}")
-        return 1
-    fused = Counter(n.op_type for n in program.graph.nodes)
-    print(
-        f"\nafter folding and fusion: {len(program.graph.nodes)} nodes, "
-        f"{len(program.dispatches)} dispatches ({dict(fused)})"
-    )
-    print_kernel_choices(program)
-    sess = _ort_session(path)
-    if sess is None:
-        print("onnxruntime not installed: parity not checked")
-        return 0
-    ref = sess.run(None, {model.inputs[0]: x})[0]
-    ours = ours if isinstance(ours, np.ndarray) else next(iter(ours.values()))
-    err = float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-6))
-    ok = err <= args.tolerance
-    print(
-        f"parity vs onnxruntime at {shape}: max relative error {err:.2e} "
-        f"({'OK' if ok else 'FAIL'}, tolerance {args.tolerance:.0e})"
-    )
-    return 0 if ok else 1
 
 
 def print_kernel_choices(program: Any) -> None:

@@ -131,3 +131,40 @@ def test_unknown_precision_is_refused():
     model = single_node_model("Relu", {"x": (1, 4, 5, 5)})
     with pytest.raises(infer.ModelError, match="precision"):
         infer.load(model, precision="int8")
+
+
+@pytest.mark.parametrize("arch", ["span_x4", "nafnet"])
+def test_fp16_onnx_file_runs_in_fp16_storage(arch, tmp_path):
+    """A published-style fp16 file (float16 weights, input and output: `model.half()` then
+    torch's exporter) loads, runs with f16 storage and matches the fp32 model of the same
+    weights (onnxruntime) within what f16 weights and storage allow: onnxruntime's own run of
+    the fp16 file sets that scale."""
+    torch = pytest.importorskip("torch", reason="the zoo needs torch (the train extra)")
+    import onnx
+
+    from infer.training.zoo import INPUT, OUTPUT, build
+
+    model = build(arch)
+    paths = {}
+    for kind, net in (("fp32", model), ("fp16", build(arch).half())):
+        paths[kind] = tmp_path / f"{arch}_{kind}.onnx"
+        dtype = torch.float16 if kind == "fp16" else torch.float32
+        torch.onnx.export(
+            net, (torch.rand(1, 3, 40, 48, dtype=dtype),), str(paths[kind]),
+            input_names=[INPUT], output_names=[OUTPUT], opset_version=17,
+            dynamic_axes={INPUT: {2: "h", 3: "w"}}, dynamo=False,
+        )  # fmt: skip
+    half = onnx.load(str(paths["fp16"]))
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert {t.data_type for t in half.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    x = np.random.default_rng(0).random((1, 3, 27, 19), dtype=np.float32)
+    (ref,) = reference(onnx.load(str(paths["fp32"])), {INPUT: x})
+    (ort_half,) = reference(half, {INPUT: x.astype(np.float16)})
+    engine = infer.load(half, precision="fp16")
+    assert engine.prepare((1, 3, 27, 19)).scalar == "f16"
+    got = engine.run(x.astype(np.float16))
+    assert got.shape == ref.shape
+    scale = float(np.abs(ref).max())
+    err = float(np.abs(got - ref).max()) / scale
+    ort_err = float(np.abs(ort_half.astype(np.float32) - ref).max()) / scale
+    assert err <= max(RTOL, 3 * ort_err), f"{err:.1e} (onnxruntime's fp16 file: {ort_err:.1e})"

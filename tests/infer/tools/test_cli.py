@@ -48,7 +48,38 @@ def test_check_fails_on_unsupported_ops(tmp_path, capsys):
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     assert main(["check", str(path)]) == 1
-    assert "UNSUPPORTED" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "UNSUPPORTED" in text
+    assert "does not load" in text and "NonMaxSuppression: nms" in text  # op and node
+
+
+def test_check_prints_cost_per_1080p_frame_and_kernels(model_path, capsys):
+    assert main(["check", str(model_path), "--size", "37x29", "--kernels", "rules"]) == 0
+    text = capsys.readouterr().out
+    assert "cost per 1080p frame (1920x1080 in, 3840x2160 out):" in text and "GFLOP" in text
+    assert "kernels: " in text and "conv" in text.split("kernels: ")[1].splitlines()[0]
+
+
+def test_check_fp16_file(tmp_path, capsys):
+    """An fp16 file (float16 weights, input and output) is fed float16 for onnxruntime."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float16)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv")],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path = tmp_path / "half.onnx"
+    onnx.save(model, str(path))
+    args = ["check", str(path), "--size", "21x17", "--precision", "fp16", "--tolerance", "5e-3"]
+    code = main(args)
+    text = capsys.readouterr().out
+    assert code == 0 and "parity vs onnxruntime" in text, text
 
 
 def test_bench_reports_ratio_and_json(model_path, tmp_path, capsys):
