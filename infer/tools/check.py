@@ -75,6 +75,16 @@ def _kernels(program: Any) -> None:
     print("kernels: " + ", ".join(f"{k} x{n}" for k, n in uses.most_common()))
 
 
+def print_kernel_choices(program: Any) -> None:
+    """Each conv's kernel variant, how it was picked, and the measured times."""
+    if not program.kernel_choices:
+        return
+    print(f"\n{'conv':<28}{'kernel':<16}{'how':<10}candidates (ms when measured)")
+    for node, c in program.kernel_choices.items():
+        cands = ", ".join(f"{k} {c.ms[k]:.2f}" if k in c.ms else k for k in c.candidates)
+        print(f"{node[-27:]:<28}{c.kernel:<16}{c.how:<10}{cands}")
+
+
 def _cost_1080p(model: Any, channels: int) -> None:
     name = model.inputs[0]
     w, h = FULL_HD
@@ -94,7 +104,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     import infer
 
     from ..graph import from_onnx, load_proto
-    from .cli import print_kernel_choices
 
     path = resolve_model(args.model)
     graph = from_onnx(load_proto(path))

@@ -18,7 +18,7 @@ from ..ops.conv import VARIANT_NAMES
 from ..web.cli import add_parser as export_web_parser
 from ..web.cli import cmd_export_web
 from .benchmark import input_shape, timed, timed_pair
-from .check import cmd_check
+from .check import cmd_check, print_kernel_choices
 
 log = logging.getLogger("infer")
 
@@ -73,16 +73,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{again * 1000:.0f} ms; wrote {args.output}"
     )
     return 0
-
-
-def print_kernel_choices(program: Any) -> None:
-    """Each conv's kernel variant, how it was picked, and the measured times."""
-    if not program.kernel_choices:
-        return
-    print(f"\n{'conv':<28}{'kernel':<16}{'how':<10}candidates (ms when measured)")
-    for node, c in program.kernel_choices.items():
-        cands = ", ".join(f"{k} {c.ms[k]:.2f}" if k in c.ms else k for k in c.candidates)
-        print(f"{node[-27:]:<28}{c.kernel:<16}{c.how:<10}{cands}")
 
 
 def _stats(times: list[float]) -> dict:
