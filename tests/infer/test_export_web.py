@@ -141,3 +141,75 @@ def test_cli_writes_the_bundle(tmp_path, capsys):
     # a dynamic-size model without --size is refused with the flag to use
     assert cli_main(["export-web", "upscale.onnx", str(tmp_path / "x")]) == 2
     assert "--size" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_manifest_runs_on_wgpu_as_the_browser_runtime_would():
+    """A second reader of the manifest (wgpu here, runtime.js in a browser): pool buffers,
+    constants cut from weights.bin, kernels, bindings and grids, in order. Run on the local
+    adapter (lavapipe: 8-lane subgroups), so the subgroup build, which SwiftShader's 4-lane
+    subgroups pass over in Chromium, is checked against onnxruntime too."""
+    import onnxruntime as ort
+
+    from infer.bundled import resolve_model
+    from infer.layout import from_physical, to_physical
+
+    device = infer.get_device()
+    dev = device.device
+    targets = [infer.Target.browser(subgroups=True), infer.Target()]
+    bundle = infer.export_webgpu("denoise.onnx", SHAPE, targets)
+    m = bundle.manifest
+    x = np.random.default_rng(2).random(SHAPE, dtype=np.float32)
+    sess = ort.InferenceSession(str(resolve_model("denoise.onnx")))
+    (ref,) = sess.run(None, {"input": x})
+    usage = wgpu.BufferUsage
+    ran = []
+    for build in m["builds"]:
+        if build["target"]["subgroupMinSize"] > device.limits.get("subgroup-size", 0):
+            continue
+        (plan,) = build["plans"]
+        pool = [
+            dev.create_buffer(size=n, usage=usage.STORAGE | usage.COPY_SRC | usage.COPY_DST)
+            for n in plan["pool"]
+        ]
+        consts = {}
+        for step in plan["steps"]:
+            for b in step["bindings"]:
+                if "const" in b and b["const"] not in consts:
+                    c = m["constants"][b["const"]]
+                    data = bundle.weights[c["offset"] : c["offset"] + c["bytes"]]
+                    consts[b["const"]] = dev.create_buffer_with_data(
+                        data=data, usage=usage.STORAGE | usage.UNIFORM
+                    )
+        (inp,), (out,) = plan["inputs"], plan["outputs"]
+        dev.queue.write_buffer(pool[inp["slot"]], 0, to_physical(x, inp["layout"]))
+        enc = dev.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        for step in plan["steps"]:
+            source = bundle.shaders[step["shader"]].replace("enable subgroups;\n", "")  # naga
+            pipeline = device.pipeline(source, step["label"])
+            entries = [
+                {
+                    "binding": k,
+                    "resource": {
+                        "buffer": pool[b["slot"]] if "slot" in b else consts[b["const"]],
+                        "offset": b["offset"],
+                        "size": b["size"],
+                    },
+                }
+                for k, b in enumerate(step["bindings"])
+            ]
+            layout = pipeline.get_bind_group_layout(0)
+            cp.set_pipeline(pipeline)
+            cp.set_bind_group(0, dev.create_bind_group(layout=layout, entries=entries))
+            cp.dispatch_workgroups(*step["grid"])
+        cp.end()
+        dev.queue.submit([enc.finish()])
+        raw = np.frombuffer(dev.queue.read_buffer(pool[out["slot"]]), np.float32)
+        got = from_physical(raw, tuple(out["shape"]), out["layout"])
+        err = float(np.abs(got - ref).max() / np.abs(ref).max())
+        assert err <= 1e-4, f"{build['target']['name']}: max relative error {err:.2e}"
+        ran.append(build["target"]["name"])
+    assert "webgpu-default" in ran
+    if device.limits.get("subgroup-size", 0) >= 8:
+        assert "webgpu-subgroups" in ran

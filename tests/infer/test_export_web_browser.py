@@ -27,7 +27,7 @@ import onnxruntime as ort
 import pytest
 
 import infer
-from infer.bundled import resolve_model
+from infer.bundled import bundled_models, resolve_model
 
 pytestmark = [pytest.mark.browser]
 
@@ -134,6 +134,10 @@ def _export(site, name: str, model, targets=TARGETS, kernels=("tiled",)) -> str:
     return f"{base}/{name}/"
 
 
+def bundled_models_names() -> set[str]:
+    return {Path(n).stem for n in bundled_models()}
+
+
 def _reference_model(name: str) -> Path:
     pytest.importorskip("torch", reason="reference architectures are exported with torch")
     from infer.tools.zoo import reference_models
@@ -143,9 +147,9 @@ def _reference_model(name: str) -> Path:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("name", ["upscale", "denoise", "espcn", "fsrcnn"])
+@pytest.mark.parametrize("name", ["upscale", "upscale-hq", "denoise", "espcn", "fsrcnn"])
 def test_bundle_matches_onnxruntime(name, page, site):
-    path = resolve_model(f"{name}.onnx") if name in ("upscale", "denoise") else None
+    path = resolve_model(f"{name}.onnx") if name in bundled_models_names() else None
     path = path or _reference_model(name)
     url = _export(site, name, path)
     x = np.random.default_rng(1).random(SHAPE, dtype=np.float32)
