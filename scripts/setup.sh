@@ -49,6 +49,10 @@ fi
 for x in pulseaudio:pulseaudio parec:pulseaudio-utils pacat:pulseaudio-utils; do
   if ! command -v "${x%%:*}" >/dev/null 2>&1; then need_apt+=("${x#*:}"); fi
 done
+# a real game for the gamepad test (tests/stream/test_supertux_pad.py; ~160 MB of data)
+if [ ! -x /usr/games/supertux2 ]; then
+  need_apt+=(supertux)
+fi
 # push sinks (stream/sinks/, issue 18): libsrt for srt:// pushes; the servers the push tests
 # talk to (nginx + RTMP module, srt-live-transmit, Janus), started by the tests themselves
 push_servers=()
