@@ -15,12 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+import infer
 from stream.tools.soak.server import free_port
 
 from .rtc import whep
@@ -126,3 +128,55 @@ async def test_frames_flow_while_the_model_is_prepared_then_the_model_serves(tmp
     final = snapshots[-1]
     assert final[1]["phase"] == "ready" and final[2]["running_mode"] == "model", final
     assert frames[-1]["mode"] == "model"
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(150)
+async def test_the_page_says_what_is_prepared_and_plays_meanwhile(monkeypatch, artifacts):
+    """The page's side, in Chromium: the preparation is held at "kernel 1 of 3" (a real model,
+    its prepare made to wait) while the page plays the cheap mode and shows that line; once let
+    go, the model serves and the line goes."""
+    from .rtc import nearest_upscaler, small_config, start_server
+    from .test_viewer_browser import ARGS, CHROMIUM, _playwright, wait_for
+
+    pw = _playwright()
+    gate = threading.Event()
+    prepare = infer.Model.prepare
+
+    def held(self, shapes, *, measure=True, warm=False, **told):
+        if warm and told.get("progress"):  # the service's preparation, on its compile thread
+            told["progress"]("kernels", 1, 3)
+            gate.wait(60)
+        return prepare(self, shapes, measure=measure, warm=warm, **told)
+
+    monkeypatch.setattr(infer.Model, "prepare", held)
+    cfg = small_config(**{"model.mode": "model", "adapt.enabled": False})
+    srv = await start_server(cfg, infer.load(nearest_upscaler()), "nearest_x2.onnx")
+    line = "() => { const e = document.getElementById('preparing'); return e && !e.hidden; }"
+    try:
+        async with pw.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = await browser.new_page(viewport={"width": 800, "height": 500})
+            await page.goto(srv.url + "/")
+            await wait_for(
+                page,
+                "() => { const v = document.getElementById('main');"
+                " return v.videoWidth > 0 && v.currentTime > 0; }",
+                timeout=60_000,
+            )
+            await wait_for(page, line, timeout=10_000)
+            text = await page.inner_text("#preparing")
+            await page.screenshot(path=str(artifacts / "preparing.png"))
+            assert srv.service.running_mode() in CHEAP
+            assert "preparing nearest_x2.onnx: choosing kernels 1/3" in text, text
+            assert "meanwhile" in text and not gate.is_set()
+            shown = await page.evaluate("() => window.framesmith.lastFrame.mode")
+            assert shown in CHEAP, shown
+            gate.set()
+            await wait_for(page, "() => window.framesmith.lastFrame.mode === 'model'", 60_000)
+            assert not await page.evaluate(line), "the line goes once the model serves"
+            assert srv.service.running_mode() == "model"
+            await browser.close()
+    finally:
+        gate.set()
+        await srv.close()
