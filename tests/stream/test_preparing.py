@@ -125,8 +125,9 @@ async def test_frames_flow_while_the_model_is_prepared_then_the_model_serves(tmp
     assert all(0 <= s["done"] <= s["total"] and s["total"] > 0 for s in counted), counted
     assert not any(str(tmp_path) in json.dumps(s) for s in steps), "no paths to viewers"
     # and then the model itself serves
-    final = snapshots[-1]
-    assert final[1]["phase"] == "ready" and final[2]["running_mode"] == "model", final
+    _, prepared, adapt = snapshots[-1]
+    assert prepared is not None and prepared["phase"] == "ready", prepared
+    assert adapt["running_mode"] == "model", adapt
     assert frames[-1]["mode"] == "model"
 
 
