@@ -460,13 +460,18 @@ def plot_result(result: dict | str | Path, out_dir: Path | None = None) -> list[
         from .plots_adapt import plot_adapt
 
         return [plot_adapt(result, out_dir / f"{stem}.adapt.png")]
+    if kind == "rate-distortion":
+        from .plots_rd import plot_rate_distortion
+
+        return [plot_rate_distortion(result, out_dir / f"{stem}.rd.png")]
     if kind in ("layers", "engine"):  # engine results too, so one report can hold all kinds
         from infer.tools import plots as engine_plots
 
         return engine_plots.plot_result(result, out_dir, stem)
     raise ValueError(
         f"no plot for a result of kind {kind!r} "
-        "(known kinds: pipeline, service-bench, soak, click-to-photon, adapt-run, layers, engine)"
+        "(known kinds: pipeline, service-bench, soak, click-to-photon, adapt-run, rate-distortion, "
+        "layers, engine)"
     )
 
 

@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from .click_to_photon import main as click_to_photon
 
         return click_to_photon([a for a in argv if a != "--click-to-photon"])
+    if argv is not None and "--rate-distortion" in argv:  # issue 29: equal-bitrate quality
+        from .rate_distortion import main as rate_distortion
+
+        return rate_distortion([a for a in argv if a != "--rate-distortion"])
     if argv is not None and "--adapt" in argv:  # issue 16: the frame rate held over time
         from .adapt import main as adapt
 
