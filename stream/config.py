@@ -57,6 +57,8 @@ class ServerConfig(Section):
     ice_public_address: str = ""  # IPv4 announced (srflx) with each host candidate's port
     public_url: str = ""  # base of WHEP/WHIP Location headers; $VARS expanded ($POD_NAME)
     adapter: int = Field(-1, ge=-1, le=64)  # GPU adapter index; -1: the best one
+    # RTP playout-delay 0/0 on video (webrtc/playout.py): off, it costs Chromium ~12 ms
+    zero_playout_delay: bool = False
     # HTTP hardening (stream/http.py)
     cors_origins: list[str] = Field(default_factory=list)  # other origins allowed to call
     body_timeout_s: float = Field(5.0, gt=0, le=120)  # a request body must arrive in this

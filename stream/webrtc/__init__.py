@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import consent, dtls, h264, patches, sctp
+from . import consent, dtls, h264, patches, playout, sctp
 from .host import SessionHost, SessionKind
 from .ice import browser_ice, configure_network, link_headers
 from .sessions import Session, Sessions
@@ -31,7 +31,8 @@ def configure(server: ServerConfig) -> None:
     timing (and the loop in which a WHIP publisher's media counts as consent), the UDP port
     range and the announced address, the H.264 profiles publishers may send, and the DTLS
     engines (GnuTLS for publishers, OpenSSL with RSA suites for viewers), and the data
-    channel's SCTP receive bounds."""
+    channel's SCTP receive bounds, and the playout-delay extension (0/0) on the video we send
+    unless the config turns it off."""
     patches.check()
     patches.set_consent(server.ice_consent_interval_s, server.ice_consent_failures)
     consent.install()
@@ -39,3 +40,7 @@ def configure(server: ServerConfig) -> None:
     h264.add_receive_profiles()
     dtls.install()
     sctp.install()
+    if server.zero_playout_delay:
+        playout.install()
+    else:
+        playout.uninstall()

@@ -4,7 +4,8 @@ aiortc and aioice have no public hooks for what the service needs (a viewer's ke
 reaching the shared encoder, ICE consent timing, a UDP port range, an announced address,
 H.264 profiles beyond Constrained Baseline (h264.py), a WHIP publisher's media keeping its
 consent fresh (consent.py), a DTLS handshake FFmpeg and GStreamer can complete (dtls.py),
-receive bounds on the data channel's SCTP (sctp.py)), so
+receive bounds on the data channel's SCTP (sctp.py), the playout-delay extension
+(playout.py)), so
 we patch their internals. A renamed attribute would otherwise fail silently (a viewer's PLI
 stops reaching the encoder, and the viewer shows broken frames until the periodic keyframe),
 so `check()` runs when the service starts and fails loudly, naming the attribute and why we
@@ -288,9 +289,30 @@ SCTP = (
     Patch(SCTP_MODULE, "ForwardTsnChunk", SCTP_WHY + "its cumulative TSN and streams"),
 )
 
+PLAYOUT_WHY = "the playout-delay extension (0/0) on the video we send (playout.py): "
+PLAYOUT = (
+    Patch("aiortc.codecs", "HEADER_EXTENSIONS", PLAYOUT_WHY + "the video URIs negotiated"),
+    Patch("aiortc.rtp", "HeaderExtensionsMap", PLAYOUT_WHY + "configure/set wrapped"),
+    Patch("aiortc.rtp", "HeaderExtensionsMap.set", PLAYOUT_WHY + "writes a packet's extensions"),
+    Patch("aiortc.rtp", "unpack_header_extensions", PLAYOUT_WHY + "aiortc's extensions"),
+    Patch("aiortc.rtp", "pack_header_extensions", PLAYOUT_WHY + "them and ours, packed"),
+    Patch("aiortc.rtp", "HeaderExtensionsMap.configure", PLAYOUT_WHY + "the negotiated ids"),
+)
+
 SERVICE_PATCHES = tuple(
     dict.fromkeys(
-        (KEYFRAME, *CONSENT, *PORT_RANGE, CODECS, *CONSENT_LOOP, *DTLS, *LINK, *INGEST, *SCTP)
+        (
+            KEYFRAME,
+            *CONSENT,
+            *PORT_RANGE,
+            CODECS,
+            *CONSENT_LOOP,
+            *DTLS,
+            *LINK,
+            *INGEST,
+            *SCTP,
+            *PLAYOUT,
+        )
     )
 )
 
