@@ -225,3 +225,26 @@ async def until(check, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         await asyncio.sleep(0.1)
+
+
+async def test_a_slow_viewer_loses_its_oldest_packets_and_nobody_waits() -> None:
+    """One libopus encode for two tracks: a viewer that never reads holds at most its queue
+    (the oldest dropped, counted), the other gets every packet."""
+    from stream.audio import OpusTrack, SharedOpus
+
+    enc = SharedOpus()
+    slow, fast = OpusTrack(enc, maxlen=5), OpusTrack(enc, maxlen=5)
+    got = []
+    t = time.monotonic()
+    tone = (np.sin(np.arange(960 * 40) * 2 * np.pi * 440 / 48000) * 8000).astype(np.int16)
+    for k in range(40):  # 0.8 s of audio in 20 ms chunks
+        block = np.repeat(tone[k * 960 : (k + 1) * 960, None], 2, axis=1)
+        enc.submit(block, t + k * 0.02)
+        while fast.queue:
+            got.append(await fast.recv())
+    assert enc.packets >= 38  # once per 20 ms, whatever the number of tracks
+    assert len(got) == enc.packets
+    assert len(slow.queue) == 5 and slow.dropped == enc.packets - 5
+    slow.stop()
+    fast.stop()
+    assert enc.subscribers == set()
