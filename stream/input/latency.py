@@ -17,8 +17,18 @@ message, put on the page's clock with the ping offset:
     network     sent -> received by the page (rVFC receiveTime)
     decode      received -> shown (jitter buffer, decode, compositing)
 
+and "decode" in its parts, from the frame's rVFC metadata (Chromium gives all three):
+
+    waiting     received -> handed to the compositor, less the decode: the jitter buffer and
+                the wait for the compositor's next frame (presentationTime -
+                processingDuration - receiveTime; getStats' jitterBufferDelay, which the
+                bench reports per frame, is the jitter buffer's share)
+    decoding    the decoder's own time (processingDuration)
+    render      handed to the compositor -> on screen (expectedDisplayTime - presentationTime)
+
 A sample must carry "total"; a stage the page could not measure (no frame marker, no
-receiveTime) is left out.
+receiveTime) is left out. `summarise` also names the p95's causes: for each sample at or
+above the p95, the stage furthest above its own median (what made that press slow).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 STAGES = ("transit", "inject", "to_capture", "capture", "pipeline", "encode", "network", "decode")
+DECODE_PARTS = ("waiting", "decoding", "render")  # "decode" on the page, in its parts
 KEEP = 500
 MAX_MS = 60_000.0
 
@@ -49,13 +60,45 @@ def summarise(samples: Collection[Mapping[str, Any]]) -> dict[str, Any]:
         values = [s[k] for s in samples if isinstance(s.get(k), int | float)]
         if values:
             stages[k] = round(percentile(values, 50) or 0.0, 2)
+    parts = {}
+    for k in DECODE_PARTS:
+        values = [s[k] for s in samples if isinstance(s.get(k), int | float)]
+        if values:
+            parts[k] = round(percentile(values, 50) or 0.0, 2)
     p50, p95 = percentile(totals, 50), percentile(totals, 95)
-    return {
+    out = {
         "samples": len(totals),
         "p50_ms": round(p50, 2) if p50 is not None else None,
         "p95_ms": round(p95, 2) if p95 is not None else None,
         "mean_ms": round(sum(totals) / len(totals), 2) if totals else None,
         "stages_p50_ms": stages,
+    }
+    if parts:
+        out["decode_parts_p50_ms"] = parts
+    if p95 is not None and stages:
+        out["p95_causes"] = tail_causes([s for s in samples if s["total"] >= p95], stages)
+    return out
+
+
+def tail_causes(
+    slow: Collection[Mapping[str, Any]], medians: Mapping[str, float]
+) -> dict[str, dict[str, float]]:
+    """For the slow samples: per stage, how many of them it was the one furthest above its
+    median in, and its mean excess over the median (ms). A p95 is read through these: one
+    stage that stalls (the pipeline on a loaded host) versus delay spread over all."""
+    count: dict[str, int] = {}
+    excess: dict[str, list[float]] = {}
+    for s in slow:
+        over = {k: float(s[k]) - medians[k] for k in medians if isinstance(s.get(k), int | float)}
+        if not over:
+            continue
+        worst = max(over, key=lambda k: over[k])
+        count[worst] = count.get(worst, 0) + 1
+        for k, v in over.items():
+            excess.setdefault(k, []).append(v)
+    return {
+        k: {"worst_in": count.get(k, 0), "mean_excess_ms": round(sum(v) / len(v), 2)}
+        for k, v in sorted(excess.items(), key=lambda kv: -count.get(kv[0], 0))
     }
 
 
@@ -70,7 +113,7 @@ class ClickToPhoton:
         """Keep a page's sample ({"total": ms, stage: ms, ...}); a malformed one is counted
         and dropped."""
         row: dict[str, float] = {}
-        for key in ("total", *STAGES):
+        for key in ("total", *STAGES, *DECODE_PARTS):
             v = sample.get(key)
             if v is None:
                 continue

@@ -70,7 +70,11 @@ export class ClickToPhoton {
     if (n === null || n === p.before) return;
     this.pending = null;
     const received = meta.receiveTime ? performance.timeOrigin + meta.receiveTime : null;
-    const sample = { press: p, shown, received, frameN };
+    // "decode" in its parts (stream/input/latency.py DECODE_PARTS): rVFC's presentationTime is
+    // when the decoded frame went to the compositor, processingDuration the decoder's own time
+    const presented = meta.presentationTime ? performance.timeOrigin + meta.presentationTime : null;
+    const processing = typeof meta.processingDuration === "number" ? 1000 * meta.processingDuration : null;
+    const sample = { press: p, shown, received, frameN, presented, processing };
     const msg = frameN !== null ? this.state.frames.get(frameN) : undefined;
     if (msg || frameN === null) this.finish(sample, msg);
     else {
@@ -90,7 +94,7 @@ export class ClickToPhoton {
     }
   }
 
-  finish({ press, shown, received, frameN }, msg) {
+  finish({ press, shown, received, frameN, presented, processing }, msg) {
     const off = this.state.clockOffset; // server ms - page ms
     const s = { total: shown - press.t, frame: frameN };
     const a = press.ack;
@@ -110,6 +114,11 @@ export class ClickToPhoton {
       if (received !== null) {
         s.network = received + off - msg.t_sent;
         s.decode = shown - received;
+        if (presented !== null && processing !== null) {
+          s.waiting = presented - processing - received;
+          s.decoding = processing;
+          s.render = shown - presented;
+        }
       } else {
         s.network = shown + off - msg.t_sent; // network and decode together
       }

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from stream.input.latency import STAGES
+from stream.input.latency import DECODE_PARTS, STAGES
 from stream.tools.bench.click_to_photon import lines, run
 from stream.tools.plots import plot_result
 
@@ -40,6 +40,15 @@ async def test_click_to_photon_is_measured_reported_and_broken_down(tmp_path, ar
         if all(k in sample for k in STAGES):  # the stages partition the press's total
             assert abs(sum(sample[k] for k in STAGES) - sample["total"]) < 1.0, sample
             assert sample["to_capture"] > -5 and sample["transit"] > -5, sample
+    # the page's "decode" in its parts (rVFC metadata), its receive side per frame (getStats)
+    # and what made the slow presses slow
+    assert set(s["decode_parts_p50_ms"]) == set(DECODE_PARTS)
+    for sample in result["samples"]:
+        if all(k in sample for k in DECODE_PARTS):
+            assert abs(sum(sample[k] for k in DECODE_PARTS) - sample["decode"]) < 1.0, sample
+    assert result["page_inbound"]["frames_decoded"] > 0
+    assert result["page_inbound"]["jitter_buffer_ms"] is not None
+    assert sum(c["worst_in"] for c in s["p95_causes"].values()) >= 1
     # the server kept what the page reported, the overlay shows it, the capture says its cost
     assert result["server"]["samples"] == s["samples"]
     assert result["server"]["p50_ms"] == pytest.approx(s["p50_ms"], abs=0.05)

@@ -44,6 +44,29 @@ log = logging.getLogger(__name__)
 NAIVE_MS = (130.0, 157.0)  # the issue's bar: x11grab 15 fps + xdotool + aiortc, 640x360
 
 
+# the page's receive side over the whole run, from its video inbound-rtp stats (per frame, ms)
+INBOUND_JS = """async () => {
+  const pc = window.framesmith.session && window.framesmith.session.pc;
+  if (!pc) return null;
+  let v = null;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video" && (!v || r.mid === "0")) v = r;
+  });
+  if (!v) return null;
+  const per = (total, n) => (n ? Math.round((100000 * total) / n) / 100 : null);
+  return {
+    frames_decoded: v.framesDecoded, frames_dropped: v.framesDropped || 0,
+    jitter_buffer_ms: per(v.jitterBufferDelay, v.jitterBufferEmittedCount),
+    jitter_buffer_target_ms: per(v.jitterBufferTargetDelay, v.jitterBufferEmittedCount),
+    jitter_buffer_minimum_ms: per(v.jitterBufferMinimumDelay, v.jitterBufferEmittedCount),
+    assembly_ms: per(v.totalAssemblyTime, v.framesAssembledFromMultiplePackets),
+    decode_ms: per(v.totalDecodeTime, v.framesDecoded),
+    processing_ms: per(v.totalProcessingDelay, v.framesDecoded),
+    freezes: v.freezeCount || 0,
+  };
+}"""
+
+
 async def press_and_measure(
     url: str,
     token: str,
@@ -100,6 +123,7 @@ async def press_and_measure(
                 " size: [document.getElementById('main').videoWidth,"
                 " document.getElementById('main').videoHeight]})"
             )
+            got["inbound"] = await page.evaluate(INBOUND_JS)
             got["overlay"] = await page.inner_text("#overlay")
             got["missed_waits"] = missed
             if screenshot is not None:
@@ -123,6 +147,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             "model": {"mode": args.mode, "compare": False, "path": args.model},
             "encoder": {"default_codec": args.codec},
+            "server": {"zero_playout_delay": getattr(args, "playout_delay", "browser") == "zero"},
         }
         server = LocalServer(str(write_toml(cfg, work / "bench-serve.toml")), work)
         await server.start()
@@ -160,6 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "grab": args.grab,
         "mode": args.mode,
         "codec": args.codec,
+        "playout_delay": getattr(args, "playout_delay", "browser"),
         "clicks": args.clicks,
         "keys": args.keys,
         "presses_seen_by_app": presses,
@@ -173,6 +199,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "naive_ms": list(NAIVE_MS),
         "overlay": page["overlay"],
         "page_stats": page["stats"],
+        "page_inbound": page.get("inbound"),
         "samples": samples,
         "workdir": str(work),
     }
@@ -181,13 +208,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def lines(result: dict[str, Any]) -> str:
     s = result["summary"]
     st = " ".join(f"{k} {v:.1f}" for k, v in s["stages_p50_ms"].items())
+    parts = " ".join(f"{k} {v:.1f}" for k, v in s.get("decode_parts_p50_ms", {}).items())
+    causes = ", ".join(
+        f"{k} {c['worst_in']}x (+{c['mean_excess_ms']:.0f} ms)"
+        for k, c in s.get("p95_causes", {}).items()
+        if c["worst_in"]
+    )
+    pd = result.get("playout_delay", "browser")
+    inbound = result.get("page_inbound") or {}
+    page = " ".join(
+        f"{k.removesuffix('_ms')} {v:.1f}"
+        for k, v in inbound.items()
+        if k.endswith("_ms") and v is not None
+    )
     return (
         f"click-to-photon {result['display']}@{result['fps']:g} ({result['grab']}) "
         f"{result['mode']} -> "
-        f"{result['output'][0]}x{result['output'][1]} {result['codec']}: p50 {s['p50_ms']} ms, "
+        f"{result['output'][0]}x{result['output'][1]} {result['codec']}, playout-delay {pd}: "
+        f"p50 {s['p50_ms']} ms, "
         f"p95 {s['p95_ms']} ms ({s['samples']} samples, {result['missed']} missed); "
         f"aim {result['aim_ms']} ms; naive bar {NAIVE_MS[0]:g}-{NAIVE_MS[1]:g} ms\n"
-        f"  stage medians (ms): {st}"
+        f"  stage medians (ms): {st}\n"
+        f"  decode's parts (ms): {parts or '-'}; page per frame (ms): {page or '-'}\n"
+        f"  p95's causes (slowest stage of each press at or above p95): {causes or '-'}"
     )
 
 
@@ -208,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="bilinear", help="model | bilinear | bicubic | bypass")
     p.add_argument("--model", default="upscale.onnx", help="for --mode model")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    p.add_argument(
+        "--playout-delay",
+        choices=("zero", "browser"),
+        default="browser",
+        help="send the RTP playout-delay extension 0/0, or leave the browser's own (default, "
+        "as serve does)",
+    )
     p.add_argument("--clicks", type=int, default=40)
     p.add_argument("--keys", type=int, default=10)
     p.add_argument("--seed", type=int, default=14)
