@@ -19,6 +19,8 @@ STYLE = {
 
 def plot_rate_distortion(result: dict[str, Any], png: Path) -> Path:
     plt = pyplot()
+    from matplotlib import ticker
+
     contents = list(dict.fromkeys(r["content"] for r in result["rows"]))
     fig, axes = plt.subplots(
         2, len(contents), figsize=(4.2 * len(contents), 6.4), sharex=True, squeeze=False
@@ -36,6 +38,9 @@ def plot_rate_distortion(result: dict[str, Any], png: Path) -> Path:
                     ax.plot(*zip(*pts, strict=True), marker=mark, color=colour, lw=1.5,
                             ms=5, label=label)  # fmt: skip
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.grid(True, which="both", alpha=0.25)
             if row == 0:
                 ax.set_title(content, fontsize=10)

@@ -300,16 +300,33 @@ def _line(rows: list[dict[str, Any]]) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    """The result as a markdown table: PSNR (dB) / SSIM per method, a row per content and rate."""
-    head = "| content | Mbit/s | " + " | ".join(METHODS) + " | best |"
-    lines = [head, "|" + "---|" * (len(METHODS) + 3)]
+    """The result as a markdown table: PSNR (dB) / SSIM per method, a row per content and rate,
+    and the bitrate the encoder really made (full / full after the server CNN / half size): an
+    encoder that runs out of things to spend bits on makes less than it was asked for."""
+    head = "| content | Mbit/s asked | " + " | ".join(METHODS) + " | best | kbit/s made |"
+    lines = [head, "|" + "---|" * (len(METHODS) + 4)]
     by: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
     for r in result["rows"]:
         by.setdefault((r["content"], r["mbps"]), {})[r["method"]] = r
     for (content, mbps), ms in by.items():
         best = max(ms, key=lambda m: ms[m]["psnr"])
         cells = [f"{ms[m]['psnr']:.2f} / {ms[m]['ssim']:.3f}" for m in METHODS if m in ms]
-        lines.append(f"| {content} | {mbps:g} | " + " | ".join(cells) + f" | {best} |")
+        made = "/".join(f"{ms[m]['kbps']:.0f}" for m in ("full", "server-cnn", "bilinear"))
+        lines.append(f"| {content} | {mbps:g} | " + " | ".join(cells) + f" | {best} | {made} |")
+    lines += ["", "| temporal error (Y, mean over rates) | " + " | ".join(METHODS) + " |"]
+    lines.append("|" + "---|" * (len(METHODS) + 1))
+    for content in dict.fromkeys(r["content"] for r in result["rows"]):
+        t = {
+            m: np.mean(
+                [
+                    r["temporal"]
+                    for r in result["rows"]
+                    if (r["content"], r["method"]) == (content, m)
+                ]
+            )
+            for m in METHODS
+        }
+        lines.append(f"| {content} | " + " | ".join(f"{t[m]:.2f}" for m in METHODS) + " |")
     lines.append("")
     lines.append("| method | where | added latency ms/frame | server GPU ms | viewer GPU ms |")
     lines.append("|---|---|---|---|---|")
