@@ -38,6 +38,7 @@ def test_clips_are_deterministic_and_move() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.slow  # about 25 s on lavapipe: a model compile and 36 encodes
 def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "rd.json"
     rc = main(
