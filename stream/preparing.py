@@ -113,6 +113,8 @@ class ModelSwitch:
     def cancel(self) -> None:
         """Another mode was chosen: nothing runs in its place any more (a compile under way
         finishes on its thread; its result stays in the model's cache)."""
+        if self.last is self.current:
+            self.last = None  # /api/stats shows no preparation that is not going on
         self.current = None
 
     def serving(self) -> str | None:
