@@ -181,3 +181,36 @@ async def test_the_page_says_what_is_prepared_and_plays_meanwhile(monkeypatch, a
     finally:
         gate.set()
         await srv.close()
+
+
+@pytest.mark.parametrize(
+    ("ms", "serving"),
+    [
+        ([20.0] * 8, "edge"),  # fits 85% of a 33.3 ms interval: edge serves throughout
+        ([31.0] * 8, "planar"),  # over 85% on five frames
+        ([900.0, 80.0, 75.0], "planar"),  # two in a row over twice the interval: at once
+        ([900.0, 40.0, 20.0, 20.0, 20.0, 20.0], "edge"),  # one slow frame is not enough
+    ],
+)
+def test_edge_serves_while_it_fits_the_frame_budget_else_planar(ms, serving):
+    """Which cheap mode serves (the service's own frames decide): edge (FSR 1) where it fits,
+    planar where it does not; the frame that made a plan (compiling) does not count."""
+    from types import SimpleNamespace
+
+    from stream.pipeline import FrameTiming
+    from stream.preparing import ModelSwitch, Preparing
+
+    told: list[dict] = []
+    viewer = SimpleNamespace(control=SimpleNamespace(send=told.append))
+    switch = ModelSwitch(lambda mode: None, lambda: [viewer], 1000 / 30)
+    pipe = SimpleNamespace(mode="model", last_size=None, plans_made=0)
+    switch.current = Preparing("model", "m.onnx", pipe, "edge", measure=True)  # type: ignore[arg-type]
+    edge = SimpleNamespace(mode="edge")
+    for k, t in enumerate([5000.0, *ms]):
+        timing = FrameTiming(k, k, gpu_ms=t, new_plan=k == 0)
+        if switch.current.serving == "edge":
+            assert switch.observe(timing, edge)  # type: ignore[arg-type]
+    assert switch.serving() == serving
+    assert [m["serving"] for m in told] == (["planar"] if serving == "planar" else [])
+    switch.cancel()
+    assert switch.serving() is None and switch.state() is None
