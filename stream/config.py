@@ -57,8 +57,8 @@ class ServerConfig(Section):
     ice_public_address: str = ""  # IPv4 announced (srflx) with each host candidate's port
     public_url: str = ""  # base of WHEP/WHIP Location headers; $VARS expanded ($POD_NAME)
     adapter: int = Field(-1, ge=-1, le=64)  # GPU adapter index; -1: the best one
-    # RTP playout-delay 0/0 on video (webrtc/playout.py): off, it costs Chromium ~12 ms
-    zero_playout_delay: bool = False
+    # RTP playout-delay [min, max] ms on video (webrtc/playout.py; 0/0 costs Chromium ~12 ms)
+    playout_delay_ms: list[int] = Field(default_factory=lambda: [0, 100])  # []: not sent
     # HTTP hardening (stream/http.py)
     cors_origins: list[str] = Field(default_factory=list)  # other origins allowed to call
     body_timeout_s: float = Field(5.0, gt=0, le=120)  # a request body must arrive in this
@@ -80,6 +80,13 @@ class ServerConfig(Section):
     def adapter_index(self) -> int | None:
         """The adapter to ask infer for (None: the best one)."""
         return None if self.adapter < 0 else self.adapter
+
+    @field_validator("playout_delay_ms")
+    @classmethod
+    def _playout_bounds(cls, v: list[int]) -> list[int]:
+        if v and not (len(v) == 2 and 0 <= v[0] <= v[1] <= 40950):
+            raise ValueError("playout_delay_ms is [] or [min, max] with 0 <= min <= max <= 40950")
+        return v
 
     @field_validator("stun_servers")
     @classmethod

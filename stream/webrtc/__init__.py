@@ -31,8 +31,8 @@ def configure(server: ServerConfig) -> None:
     timing (and the loop in which a WHIP publisher's media counts as consent), the UDP port
     range and the announced address, the H.264 profiles publishers may send, and the DTLS
     engines (GnuTLS for publishers, OpenSSL with RSA suites for viewers), and the data
-    channel's SCTP receive bounds, and the playout-delay extension (0/0) on the video we send
-    unless the config turns it off."""
+    channel's SCTP receive bounds, and the playout-delay extension's bounds on the video we
+    send unless the config turns it off."""
     patches.check()
     patches.set_consent(server.ice_consent_interval_s, server.ice_consent_failures)
     consent.install()
@@ -40,7 +40,7 @@ def configure(server: ServerConfig) -> None:
     h264.add_receive_profiles()
     dtls.install()
     sctp.install()
-    if server.zero_playout_delay:
-        playout.install()
+    if server.playout_delay_ms:
+        playout.install(*server.playout_delay_ms)
     else:
         playout.uninstall()

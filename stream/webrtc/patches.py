@@ -289,7 +289,7 @@ SCTP = (
     Patch(SCTP_MODULE, "ForwardTsnChunk", SCTP_WHY + "its cumulative TSN and streams"),
 )
 
-PLAYOUT_WHY = "the playout-delay extension (0/0) on the video we send (playout.py): "
+PLAYOUT_WHY = "the playout-delay extension on the video we send (playout.py): "
 PLAYOUT = (
     Patch("aiortc.codecs", "HEADER_EXTENSIONS", PLAYOUT_WHY + "the video URIs negotiated"),
     Patch("aiortc.rtp", "HeaderExtensionsMap", PLAYOUT_WHY + "configure/set wrapped"),

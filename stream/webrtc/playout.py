@@ -1,25 +1,25 @@
-"""The RTP playout-delay header extension (min = max = 0) on the video we send.
+"""The RTP playout-delay header extension on the video we send: bounds on the browser's
+jitter buffer, 0 to 100 ms by default.
 
 A browser's jitter buffer otherwise holds each frame for a target delay it grows from the
-frame-to-frame jitter it sees; on a loaded host (our capture and encode on shared cores) that
-target sits at tens of ms, and every frame, the one that answers a click included, waits it
-out. Chrome reads http://www.webrtc.org/experiments/rtp-hdrext/playout-delay (offered in its
-SDP) as the sender's bounds on that delay; 0/0 tells it to render each frame as soon as it is
-decoded, which is what a player wants (a spectator may see a little more judder on a jittery
-link: the same trade Chrome makes for game streaming and screen sharing senders).
+frame-to-frame jitter it sees, and every frame waits it out, the one that answers a click
+included. Chrome reads http://www.webrtc.org/experiments/rtp-hdrext/playout-delay (offered in
+its SDP) as the sender's bounds on that delay (12 bits min, 12 bits max, in 10 ms units).
+
+Measured with the click-to-photon bench in headless Chromium (docs/remote-play.md), whose page
+already sets the receiver's jitterBufferTarget to 0:
+- 0/100 ms empties the jitter buffer (~2 ms -> ~0.1 ms a frame) and the frame is shown as
+  before once decoded: received -> shown drops by a few ms.
+- 0/0 empties it too, but Chromium then renders through its low-latency path (render time 0)
+  and shows the decoded frame ~20 ms after it reaches the compositor: ~10-14 ms worse.
+So the default is 0/100 ([server] playout_delay_ms; [] turns it off).
 
 aiortc does not know the extension: it negotiates only the URIs in its HEADER_EXTENSIONS table
 and writes only the fields its HeaderExtensionsMap knows. `install()` appends the URI to the
 video table (so an offer that carries it gets it back in our answer, with the offer's id) and
 wraps HeaderExtensionsMap.configure/set so a map configured with that id writes the three
-bytes (12 bits min, 12 bits max, in 10 ms units: all zero) on every packet it serializes.
-patches.PLAYOUT names what this relies on; `check` runs at service start.
-
-Off by default ([server] zero_playout_delay): measured with the click-to-photon bench in
-headless Chromium, 0/0 takes the jitter buffer from ~2 ms to ~0.1 ms a frame, but Chromium then
-renders through its low-latency path and the decoded frame reaches the screen ~12 ms later
-(received -> shown 25 ms instead of 11-13 ms), since the viewer page already sets the
-receiver's jitterBufferTarget to 0. The switch stays for browsers and displays where it pays.
+bytes on every packet it serializes. patches.PLAYOUT names what this relies on; `check` runs
+at service start.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from . import patches
 
 URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 LOCAL_ID = 5  # our own offers' id; answers echo the offer's (aiortc's ids: mid 1, abs 3)
-VALUE = b"\x00\x00\x00"  # min 0, max 0 (units of 10 ms)
+DEFAULT_MS = (0, 100)
 _ATTR = "_framesmith_playout_delay_id"
 
 _originals: tuple[Any, Any] | None = None  # HeaderExtensionsMap.configure, .set before us
+_value = b""  # the bytes every negotiated video packet carries
 
 
 def value(min_ms: int, max_ms: int) -> bytes:
@@ -53,10 +54,11 @@ def parse(data: bytes) -> tuple[int, int]:
     return lo * 10, hi * 10
 
 
-def install() -> None:
-    """Negotiate playout-delay on video and send 0/0 where it was negotiated (idempotent;
-    process-wide, as aiortc's tables are)."""
-    global _originals
+def install(min_ms: int = DEFAULT_MS[0], max_ms: int = DEFAULT_MS[1]) -> None:
+    """Negotiate playout-delay on video and send these bounds where it was negotiated
+    (process-wide, as aiortc's tables are; a second call only changes the bounds)."""
+    global _originals, _value
+    _value = value(min_ms, max_ms)
     if _originals is not None:
         return
     patches.check(patches.PLAYOUT)
@@ -80,7 +82,7 @@ def install() -> None:
         x_id = getattr(self, _ATTR, None)
         if x_id is None:
             return profile, data
-        return pack([*unpack(profile, data), (x_id, VALUE)])
+        return pack([*unpack(profile, data), (x_id, _value)])
 
     cls.configure = configure_with_playout
     cls.set = set_with_playout

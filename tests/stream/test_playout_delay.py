@@ -1,7 +1,7 @@
 """The RTP playout-delay extension (stream/webrtc/playout.py): a WHEP answer to an offer that
 carries it (as Chrome's does) negotiates it back with the offer's id, and the video packets a
-real aiortc viewer receives carry it with min = max = 0 (read from the raw RTP, before aiortc
-parses it: aiortc itself does not know the extension)."""
+real aiortc viewer receives carry the configured bounds (0/100 ms by default; read from the
+raw RTP, before aiortc parses it: aiortc itself does not know the extension)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def _offer_with_playout_delay(sdp: str) -> str:
 
 
 def test_the_extension_bytes_are_the_drafts_12_bit_fields():
-    assert playout.value(0, 0) == playout.VALUE == b"\x00\x00\x00"
+    assert playout.value(0, 0) == b"\x00\x00\x00"
+    assert playout.value(*playout.DEFAULT_MS) == b"\x00\x00\x0a"
     assert playout.parse(playout.value(100, 400)) == (100, 400)
     assert playout.value(10, 40950) == bytes((0x00, 0x1F, 0xFF))
     with pytest.raises(ValueError):
@@ -47,7 +48,7 @@ async def _answer(url: str, offer: str) -> str:
 
 
 async def test_off_in_the_config_the_answer_leaves_it_out():
-    server = await start_server(small_config(**{"server.zero_playout_delay": False}))
+    server = await start_server(small_config(**{"server.playout_delay_ms": []}))
     pc = RTCPeerConnection(NO_STUN)
     try:
         pc.addTransceiver("video", direction="recvonly")
@@ -60,8 +61,13 @@ async def test_off_in_the_config_the_answer_leaves_it_out():
         playout.uninstall()  # process-wide: later tests' servers get aiortc as it is
 
 
-async def test_whep_answer_negotiates_playout_delay_and_video_packets_carry_zero():
-    server = await start_server(small_config(**{"server.zero_playout_delay": True}))
+@pytest.mark.parametrize(
+    "over,bounds", [({}, (0, 100)), ({"server.playout_delay_ms": [0, 0]}, (0, 0))]
+)
+async def test_whep_answer_negotiates_playout_delay_and_video_packets_carry_its_bounds(
+    over, bounds
+):
+    server = await start_server(small_config(**over))
     pc = RTCPeerConnection(NO_STUN)
     try:
         pc.addTransceiver("video", direction="recvonly")
@@ -96,8 +102,8 @@ async def test_whep_answer_negotiates_playout_delay_and_video_packets_carry_zero
             profile = int.from_bytes(data[pos : pos + 2], "big")
             length = 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
             exts = dict(unpack_header_extensions(profile, data[pos + 4 : pos + 4 + length]))
-            assert exts.get(CHROME_ID) == b"\x00\x00\x00", exts
-            assert playout.parse(exts[CHROME_ID]) == (0, 0)
+            assert exts.get(CHROME_ID) == playout.value(*bounds), exts
+            assert playout.parse(exts[CHROME_ID]) == bounds
     finally:
         await pc.close()
         await server.close()

@@ -133,6 +133,14 @@ async def press_and_measure(
             await browser.close()
 
 
+def playout_bounds(text: str) -> list[int]:
+    """--playout-delay: 'browser' (none sent) or 'MIN,MAX' in ms."""
+    if text == "browser":
+        return []
+    lo, hi = (int(x) for x in text.split(","))
+    return [lo, hi]
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     w, h = parse_size(args.size)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="framesmith-c2p-"))
@@ -147,7 +155,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             "model": {"mode": args.mode, "compare": False, "path": args.model},
             "encoder": {"default_codec": args.codec},
-            "server": {"zero_playout_delay": getattr(args, "playout_delay", "browser") == "zero"},
+            "server": {"playout_delay_ms": playout_bounds(getattr(args, "playout_delay", "0,100"))},
         }
         server = LocalServer(str(write_toml(cfg, work / "bench-serve.toml")), work)
         await server.start()
@@ -185,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "grab": args.grab,
         "mode": args.mode,
         "codec": args.codec,
-        "playout_delay": getattr(args, "playout_delay", "browser"),
+        "playout_delay": getattr(args, "playout_delay", "0,100"),
         "clicks": args.clicks,
         "keys": args.keys,
         "presses_seen_by_app": presses,
@@ -253,10 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
     p.add_argument(
         "--playout-delay",
-        choices=("zero", "browser"),
-        default="browser",
-        help="send the RTP playout-delay extension 0/0, or leave the browser's own (default, "
-        "as serve does)",
+        default="0,100",
+        help="the RTP playout-delay bounds serve sends, MIN,MAX in ms (default 0,100, as serve "
+        "does), or 'browser': none sent",
     )
     p.add_argument("--clicks", type=int, default=40)
     p.add_argument("--keys", type=int, default=10)
