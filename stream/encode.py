@@ -50,7 +50,7 @@ def hardware_h264_available() -> bool:
     return "h264_nvenc" in av.codecs_available
 
 
-def _threads(width: int, height: int) -> int:
+def encoder_threads(width: int, height: int) -> int:
     """Encoder threads: one below 720p, and one on a machine of two cores whatever the size
     (libvpx's threads spin: on a busy 2-core machine two threads made a 320x180 VP8 frame
     take 80 ms instead of 2, and a 1280x720 one 41 ms instead of 12); more for big frames on
@@ -395,7 +395,7 @@ class SharedEncoder:
             }
             if self.layered:
                 ctx.options = {**ctx.options, "ts-parameters": ts_parameters(self.bitrate)}
-            ctx.thread_count = _threads(width, height)
+            ctx.thread_count = encoder_threads(width, height)
         elif name == "libx264":
             ctx.profile = "Baseline"
             ctx.options = {
@@ -407,7 +407,7 @@ class SharedEncoder:
                 "bufsize": str(self.max_bitrate // 2),
                 "x264-params": "repeat-headers=1:scenecut=0",
             }
-            ctx.thread_count = _threads(width, height)
+            ctx.thread_count = encoder_threads(width, height)
         else:  # h264_nvenc
             ctx.profile = "baseline"
             ctx.options = {

@@ -39,7 +39,7 @@ from PIL import Image
 import infer
 from infer.bundled import resolve_model
 
-from ...encode import _threads, vp8_speed
+from ...encode import encoder_threads, vp8_speed
 from ...sources.scene import Scene, to_frame
 from . import write_result
 from .clips import CLIPS
@@ -137,7 +137,7 @@ def _encoder(codec: str, width: int, height: int, bps: int, fps: int) -> VideoCo
             "bufsize": str(bps // 2),
             "x264-params": "repeat-headers=1:scenecut=0",
         }
-    ctx.thread_count = _threads(width, height)
+    ctx.thread_count = encoder_threads(width, height)
     ctx.open()
     return ctx
 
