@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, RATE)
 FRAME_SAMPLES = RATE // 50  # 20 ms: what WebRTC's Opus is usually packetized in
-REANCHOR_S = 0.04  # a capture this far off the running sample clock restarts it
+GAP_S = 0.25  # a capture this much later than its samples' clock lost time (a restart)
+DRIFT_GAIN = 0.002  # how fast the clock follows a capture that is a little late
 MAX_HOLD_S = 0.5  # the most the audio is held for the video
 
 
@@ -86,8 +87,11 @@ class SharedOpus:
 
     def submit(self, pcm: np.ndarray, t_cap: float) -> None:
         """Captured samples whose first was heard at `t_cap` (monotonic). The samples keep
-        their own clock (RTP time advances by what was captured); a capture that drifts or
-        skips more than REANCHOR_S from it moves the clock, a gap in time included."""
+        their own clock: RTP time advances by what was captured, since a pipe loses nothing
+        when the loop reads it late. `t_cap` comes from when a chunk was read, so it is
+        never early but often late (a busy loop): the clock moves at once to an earlier
+        `t_cap`, creeps towards a later one (a sound card's rate is not the system's), and
+        skips ahead only past GAP_S, where time went by that was not captured (a restart)."""
         if not self.subscribers:
             self._pending = pcm[:0]
             self._anchor = None  # nobody listens: start afresh when someone does
@@ -97,16 +101,15 @@ class SharedOpus:
             self._anchor = (at, t_cap)
         else:
             off = t_cap - self.time_of(at)
-            if abs(off) > REANCHOR_S:
+            if off > GAP_S:  # time went by that was not captured: the RTP clock skips it
                 self.reanchors += 1
-                if off > 0:  # time went by that was not captured: the RTP clock skips it
-                    skip = int(off * RATE) // FRAME_SAMPLES * FRAME_SAMPLES
-                    self._pts += skip
-                    at += skip
+                skip = int(off * RATE) // FRAME_SAMPLES * FRAME_SAMPLES
+                self._pts += skip
+                at += skip
                 self._anchor = (at, t_cap)
-            else:  # follow the capture's clock slowly (a sound card's rate is not exact)
+            else:
                 a_pts, a_t = self._anchor
-                self._anchor = (a_pts, a_t + off * 0.01)
+                self._anchor = (a_pts, a_t + (off if off < 0 else off * DRIFT_GAIN))
         buf = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
         n = len(buf) // FRAME_SAMPLES * FRAME_SAMPLES
         self._pending = buf[n:]

@@ -248,3 +248,29 @@ async def test_a_slow_viewer_loses_its_oldest_packets_and_nobody_waits() -> None
     slow.stop()
     fast.stop()
     assert enc.subscribers == set()
+
+
+async def test_late_reads_keep_the_sample_clock_and_a_real_gap_skips_it() -> None:
+    """parec's chunks read late by a busy loop (then in a burst) are contiguous samples: RTP
+    time goes on by 960 a packet and the capture times stay those of the early reads; a
+    capture that stopped for a second (parec restarted) skips the RTP clock by as much."""
+    from stream.audio import OpusTrack, SharedOpus
+
+    enc = SharedOpus()
+    track = OpusTrack(enc, maxlen=500)
+    silence = np.zeros((960, 2), np.int16)
+    t0 = 1000.0
+    lateness = [0, 0, 0.06, 0.04, 0.02, 0, 0, 0.08, 0.06, 0.0] * 3  # late, then caught up
+    for k, late in enumerate(lateness):
+        enc.submit(silence, t0 + k * 0.02 + late)
+    k = len(lateness)
+    enc.submit(silence, t0 + k * 0.02 + 1.0)  # a second not captured
+    enc.submit(silence, t0 + (k + 1) * 0.02 + 1.0)
+    got = list(track.queue)
+    steps = [b[0].pts - a[0].pts for a, b in zip(got, got[1:], strict=False)]
+    assert set(steps[: k - 2]) == {960}, steps
+    assert max(steps) >= 960 + 48000 - 960, steps  # the gap: about a second of RTP time
+    assert enc.reanchors == 1
+    for (packet, t_cap), _ in zip(got[: k - 2], range(k - 2), strict=False):
+        assert abs(t_cap - (t0 + packet.pts / 48000)) < 0.005  # the early reads' clock
+    track.stop()
