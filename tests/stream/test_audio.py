@@ -15,9 +15,13 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from stream import config as config_mod
 from stream.audio import parse, resolve
 from stream.auth import Role
+from stream.tools.xvfb import Xvfb
 
 from .pulse import peak_hz, playing, pulse_daemon, sine
 from .rtc import NO_STUN, bearer, small_config, start_server, with_auth
+from .xhelpers import needs_xvfb
+
+pytestmark = [pytest.mark.gpu]  # the servers run their pipeline on a GPU adapter (lavapipe)
 
 
 async def viewer(
@@ -274,3 +278,31 @@ async def test_late_reads_keep_the_sample_clock_and_a_real_gap_skips_it() -> Non
     for (packet, t_cap), _ in zip(got[: k - 2], range(k - 2), strict=False):
         assert abs(t_cap - (t0 + packet.pts / 48000)) < 0.005  # the early reads' clock
     track.stop()
+
+
+@needs_xvfb
+@pytest.mark.timeout(120)
+async def test_x11_source_picks_the_pulse_server_and_says_so(tmp_path, monkeypatch, caplog):
+    """`--source x11` with no `--audio`: a real Xvfb display, a real PulseAudio server (named
+    by $PULSE_SERVER) with pacat playing 660 Hz into its default sink: the log says pulse is
+    captured and a viewer decodes the tone."""
+    caplog.set_level("INFO", logger="stream.audio.game")
+    with Xvfb(320, 180) as x, pulse_daemon(tmp_path / "pulse") as pulse:
+        monkeypatch.setenv("PULSE_SERVER", pulse.server)
+        with playing(pulse, sine(tmp_path / "a660.raw", 660.0, 30.0)):
+            srv = await start_server(small_config(**{"source.uri": f"x11:{x.display}"}))
+            try:
+                assert srv.service.audio.plan.kind == "pulse"
+                assert any(
+                    "audio: PulseAudio: the default sink's monitor" in r.getMessage()
+                    for r in caplog.records
+                ), [r.getMessage() for r in caplog.records]
+                async with aiohttp.ClientSession() as http:
+                    pc, answer, tracks = await viewer(http, srv.url)
+                    assert audio_direction(answer) == "sendonly"
+                    pcm = await receive_pcm(tracks["audio"], 2.0)
+                    tail = pcm[len(pcm) // 2 :]
+                    assert abs(peak_hz(tail) - 660.0) < 5, peak_hz(tail)
+                    await pc.close()
+            finally:
+                await srv.close()

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from stream.encode import SharedEncoder
 from stream.tools import avsync
 
 from .rtc import small_config, start_server
+
+pytestmark = [pytest.mark.gpu]  # the servers run their pipeline on a GPU adapter (lavapipe)
 
 
 async def test_beep_and_flash_play_together() -> None:
