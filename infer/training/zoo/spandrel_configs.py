@@ -12,6 +12,9 @@ TORCHVISION_STAND_IN = (
     "torchvision is a stand-in here (PyPI's torchvision for torch 2.13.0 links CUDA torch)"
 )
 
+# classes built for one input size (their small config's), traced and tested at it
+FIXED_SIZE = {"GFPGANv1Clean": 64, "RestoreFormer": 32, "Uformer": 32}
+
 _WIN = {"window_size": 8, "upscale": 2}
 
 SMALL: dict[str, dict[str, Any]] = {
@@ -59,7 +62,7 @@ SMALL: dict[str, dict[str, Any]] = {
              "mid_dim": 16},
     "UnetUpsampler": {"dim": 16, "image_size": 64, "input_image_size": 16},
     "GFPGANv1Clean": {"out_size": 64, "num_style_feat": 64, "channel_multiplier": 1},
-    "RestoreFormer": {"n_embed": 64, "embed_dim": 16, "ch": 16, "ch_mult": (1, 2),
+    "RestoreFormer": {"n_embed": 64, "embed_dim": 16, "ch": 32, "ch_mult": (1, 2),
                       "num_res_blocks": 1, "resolution": 32, "z_channels": 16, "head_size": 2},
     "SCUNet": {"config": [1] * 7, "dim": 16},
     "FBCNN": {"nc": [8, 16, 32, 64], "nb": 1},

@@ -35,12 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .spandrel_configs import SMALL, TORCHVISION_STAND_IN
+from .spandrel_configs import FIXED_SIZE, SMALL, TORCHVISION_STAND_IN
 
 STAGE, ROW = "spandrel-walk stage: ", "spandrel-walk row: "
 OPSET = 17
 RTOL = 1e-4
 BASE_SIZE = (24, 28)  # (H, W), raised to what the architecture asks for
+UNKNOWN_MULTIPLE = 16  # when spandrel does not recognise the small config: UNets, windows
 
 
 @dataclasses.dataclass
@@ -225,7 +226,8 @@ def _try(row: Row, cls: type[nn.Module], registry: Any) -> None:
     except Exception as e:  # noqa: BLE001 - whatever the architecture raises is the reason
         row.reason = f"cannot build at small widths: {_first_line(e)}"
         return
-    channels, n_inputs, req = 3, 1, None
+    channels, n_inputs = 3, 1
+    req: Any = types.SimpleNamespace(multiple_of=UNKNOWN_MULTIPLE, minimum=0, square=False)
     try:
         desc = registry.load(model.state_dict())
         channels, req = desc.input_channels, desc.size_requirements
@@ -238,6 +240,8 @@ def _try(row: Row, cls: type[nn.Module], registry: Any) -> None:
     model = _Call(model.eval())
     row.size = _size(req)
     trace = _size(req, (row.size[0] + 8, row.size[1] + 8))
+    if cls.__name__ in FIXED_SIZE:  # built for one input size: traced and tested at it
+        row.size = trace = (FIXED_SIZE[cls.__name__],) * 2
     feeds = _inputs(n_inputs, channels, row.size, 1)
     names = ["input", "mask"][:n_inputs]
     _stage(row, "export")
