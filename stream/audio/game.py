@@ -1,7 +1,7 @@
 """The service's game sound: one capture, one Opus encoder, a track per listening viewer.
 
 The Service makes one GameAudio from `[audio]` and its video source; the WHEP sessions ask it
-for a viewer's track (`track(video_encoder)`) when the viewer's offer receives audio. Only a
+for a viewer's track (`track(video_track)`) when the viewer's offer receives audio. Only a
 session a token may watch with reaches that point (POST /whep needs the watch right), so
 the sound goes where the picture goes and nowhere else.
 """

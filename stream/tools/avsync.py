@@ -15,6 +15,11 @@ Two figures, as aiortc's receiver does no lip sync of its own:
   with no sync at all: what a player without a jitter-buffer sync would show.
 
 Each beep is paired with the flash nearest to it (within half the period).
+
+`--chromium PATH` instead opens the viewer page of a server without [auth] in headless
+Chromium (playwright, the dev extra), unmutes it and samples the browser's own sync: the
+difference of the video's and the audio's `estimatedPlayoutTimestamp` (getStats), 5 times a
+second.
 """
 
 from __future__ import annotations
@@ -239,6 +244,48 @@ def plot(found: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+PLAYOUT_JS = """async () => {
+  const out = {};
+  (await window.framesmith.session.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp") out[s.kind] = s.estimatedPlayoutTimestamp;
+  });
+  return out;
+}"""
+
+
+async def chromium(base: str, seconds: float, executable: str) -> dict[str, Any]:
+    """The browser's own offset (video less audio playout time, ms: + the sound behind)."""
+    from playwright.async_api import async_playwright
+
+    args = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, headless=True, args=args)
+        page = await browser.new_page()
+        await page.goto(base + "/")
+        deadline = time.monotonic() + 30
+        while not await page.evaluate("() => window.framesmith.sound.stream !== null"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the page got no audio: is the server run with --audio beep?")
+            await asyncio.sleep(0.2)
+        await page.click("#sound")
+        await asyncio.sleep(3)  # the browser's sync settles
+        offsets = []
+        for _ in range(int(seconds * 5)):
+            ept = await page.evaluate(PLAYOUT_JS)
+            if ept.get("audio") and ept.get("video"):
+                offsets.append(float(ept["video"] - ept["audio"]))
+            await asyncio.sleep(0.2)
+        await browser.close()
+    if not offsets:
+        return {"samples": 0}
+    return {
+        "samples": len(offsets),
+        "p5": round(_pct(offsets, 5), 1),
+        "p50": round(_pct(offsets, 50), 1),
+        "p95": round(_pct(offsets, 95), 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stream.tools.avsync", description=__doc__)
     ap.add_argument("url", help="the server, e.g. http://127.0.0.1:8080 (run with --audio beep)")
@@ -246,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token-file", help="a file holding a viewer token")
     ap.add_argument("--json", help="write the pairs and the summary here")
     ap.add_argument("--plot", help="write a PNG of the offsets here")
+    ap.add_argument("--chromium", metavar="PATH", help="measure in headless Chromium instead")
     args = ap.parse_args(argv)
+    if args.chromium:
+        print(json.dumps(asyncio.run(chromium(args.url.rstrip("/"), args.seconds, args.chromium))))
+        return 0
     token = Path(args.token_file).read_text().strip() if args.token_file else None
     cap = asyncio.run(capture(args.url.rstrip("/"), args.seconds, token))
     found = pairs(cap)
