@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from ..urls import public_netloc
+
 
 class SinkKind(StrEnum):
     RTMP = "rtmp"  # FLV over RTMP (H.264): platforms (Twitch, YouTube), nginx-rtmp, SRS
@@ -68,16 +70,7 @@ def redact(url: str) -> str:
     """The URL without user, password, query, fragment and all but a short first path
     segment."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        host = f"{host}:{port}"
-    netloc = f"***@{host}" if (parts.username or parts.password) else host
+    netloc = public_netloc(parts)
     segments = [s for s in parts.path.split("/") if s]
     path = ""
     if segments:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import av
 
+from ..urls import public_netloc
 from .audio import AudioFeed
 from .base import Source, SourceState
 from .marker import with_marker
@@ -27,16 +28,7 @@ def redact(uri: str) -> str:
     if "://" not in uri:
         return uri
     parts = urlsplit(uri)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        host = f"{host}:{port}"
-    netloc = f"***@{host}" if (parts.username or parts.password) else host
+    netloc = public_netloc(parts)
     path = parts.path
     if parts.scheme.lower().startswith("rtmp"):
         segments = [p for p in path.split("/") if p]

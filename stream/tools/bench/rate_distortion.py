@@ -39,7 +39,7 @@ from PIL import Image
 import infer
 from infer.bundled import resolve_model
 
-from ...encode import encoder_threads, vp8_speed
+from ...encode import encoder_threads, realtime_options
 from ...sources.scene import Scene, to_frame
 from . import write_result
 from .clips import CLIPS
@@ -116,27 +116,9 @@ def _encoder(codec: str, width: int, height: int, bps: int, fps: int) -> VideoCo
     ctx.gop_size = 100000
     if name == "libvpx":
         ctx.qmin, ctx.qmax = 2, 56
-        ctx.options = {
-            "deadline": "realtime",
-            "cpu-used": vp8_speed(width, height),
-            "lag-in-frames": "0",
-            "static-thresh": "1",
-            "undershoot-pct": "95",
-            "overshoot-pct": "15",
-            "bufsize": str(bps // 2),
-            "maxrate": str(bps),
-            "error-resilient": "1",
-        }
     else:
         ctx.profile = "Baseline"
-        ctx.options = {
-            "preset": "veryfast",
-            "tune": "zerolatency",
-            "bf": "0",
-            "maxrate": str(bps),
-            "bufsize": str(bps // 2),
-            "x264-params": "repeat-headers=1:scenecut=0",
-        }
+    ctx.options = realtime_options(name, width, height, bps, bps)
     ctx.thread_count = encoder_threads(width, height)
     ctx.open()
     return ctx
