@@ -16,7 +16,7 @@ from ..bundled import resolve_model
 from ..errors import ModelError
 from ..ops.conv import VARIANT_NAMES
 from ..web.cli import add_parser as export_web_parser
-from ..web.cli import cmd_export_web
+from ..web.cli import cmd_export_web, size_arg
 from .benchmark import input_shape, timed, timed_pair
 from .check import cmd_check, print_kernel_choices
 
@@ -24,16 +24,6 @@ log = logging.getLogger("infer")
 
 # what a command needs beyond the engine, by the module that was missing
 EXTRAS = {"PIL": "tools", "tqdm": "tools", "matplotlib": "plots", "onnxruntime": "dev"}
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x360, not {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
-    return w, h
 
 
 def _ort_session(path: Path, providers: list[str] | None = None) -> Any:
@@ -390,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", required=True, help="output image (PNG)")
     c = sub.add_parser("check", help="list a model's ops and check parity with onnxruntime")
     common(c)
-    c.add_argument("--size", type=_size, default=(64, 48), help="WxH for dynamic inputs")
+    c.add_argument("--size", type=size_arg, default=(64, 48), help="WxH for dynamic inputs")
     c.add_argument("--tolerance", type=float, default=1e-4)
     b = sub.add_parser(
         "bench",
@@ -400,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         "GPU dispatch with its FLOPs and bytes, and measures the device's ceilings.",
     )
     common(b, optional=True)
-    b.add_argument("--size", type=_size, default=(640, 360))
+    b.add_argument("--size", type=size_arg, default=(640, 360))
     b.add_argument("--runs", type=int, default=10)
     b.add_argument("--json", help="write the figures to this JSON file")
     b.add_argument("--models", help="comma-separated ONNX files or bundled names (matrix mode)")
@@ -442,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("viz", help="draw the graph after our passes, and activation maps")
     common(v)
     v.add_argument(
-        "--size", type=_size, default=None, help="WxH (default: the input's, or 256x144)"
+        "--size", type=size_arg, default=None, help="WxH (default: the input's, or 256x144)"
     )
     v.add_argument("--input", help="an image: also draw every intermediate activation map")
     v.add_argument("--channels", type=int, default=8, help="channel maps shown per tensor")

@@ -14,7 +14,8 @@ from ..graph import from_onnx, load_proto
 from .export import Target, export_webgpu
 
 
-def _size(text: str) -> tuple[int, int]:
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse's type for WxH (also `python -m infer`'s other --size options)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -40,7 +41,7 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     e.add_argument("dir", help="output folder (created)")
     e.add_argument(
         "--size",
-        type=_size,
+        type=size_arg,
         action="append",
         help="input WxH, repeatable (default: the model's declared size when it has one)",
     )
