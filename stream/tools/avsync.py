@@ -125,10 +125,15 @@ async def _audio(track: Any, cap: Capture) -> None:
 
 
 async def capture(
-    base: str, seconds: float, token: str | None = None, settle_s: float = 2.0
+    base: str,
+    seconds: float,
+    token: str | None = None,
+    settle_s: float = 2.0,
+    cap: Capture | None = None,
 ) -> Capture:
-    """Watch `base` for `seconds` (after `settle_s`) as a WHEP viewer receiving audio."""
-    cap = Capture()
+    """Watch `base` for `seconds` (after `settle_s`) as a WHEP viewer receiving audio. A
+    caller that passes `cap` keeps what was seen when it cancels the watch (the soak)."""
+    cap = Capture() if cap is None else cap
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")

@@ -2,7 +2,8 @@
 verdict on what they saw and how the server's resources grew.
 
 runner (the run) · viewer (an aiortc viewer reading the frame marker) · publisher (a WHIP
-scene) · server (serve as a child process) · faults · verdict · report · browser (Chromium).
+scene) · server (serve as a child process) · faults · verdict · report · browser (Chromium) ·
+av (audio-video sync: a beep/flash viewer).
 """
 
 from __future__ import annotations

@@ -36,13 +36,21 @@ def format_verdict(report: dict[str, Any]) -> str:
         f"{_f(slopes.get('gpu_mb'), 3)} MB  fds {_f(slopes.get('fds'), 2)}  peer connections "
         f"{_f(slopes.get('peers'), 2)}",
     ]
+    av = s.get("av_offset") or {}
+    if av.get("pairs"):
+        lines.append(
+            f"audio-video offset ms ({av['pairs']} beep/flash pairs, + the sound late): p50 "
+            f"{_f(av.get('p50_ms'))}  p95 {_f(av.get('p95_ms'))}  |p95| "
+            f"{_f(av.get('abs_p95_ms'))}  drift {_f(av.get('drift_ms_per_min'), 2)} ms/min"
+        )
     for c in report["checks"]:
-        mark = "ok  " if c["ok"] else "FAIL"
+        skipped = str(c.get("detail", "")).startswith("skipped")
+        mark = "skip" if skipped else "ok  " if c["ok"] else "FAIL"
         val = "-" if c["value"] is None else c["value"]
         lines.append(
             f"  {mark} {c['name']:<28} {val} {c.get('op', '')} {c['limit']} "
             f"{c.get('unit', '')}"
-            + (f"  ({c['detail']})" if not c["ok"] and c.get("detail") else "")
+            + (f"  ({c['detail']})" if (not c["ok"] or skipped) and c.get("detail") else "")
         )
     lines.append("PASSED" if report["passed"] else "FAILED")
     return "\n".join(lines)
@@ -66,7 +74,8 @@ def _json_default(o: object) -> Any:
 def write_plots(report: dict[str, Any], report_path: Path, out_dir: Path) -> list[Path]:
     """Latency histogram and latency over time (stream.tools.plots) of the judged frames:
     after warm-up, outside faults (a stalled viewer's backlog would flatten the rest); each
-    viewer's temporal layer and rate over the whole run (plots_links.py)."""
+    viewer's temporal layer and rate over the whole run (plots_links.py); the audio-video
+    offset over the run (plots_av.py)."""
     try:
         from .. import plots
     except ImportError as e:  # the plots extra (matplotlib) is not installed
@@ -87,4 +96,8 @@ def write_plots(report: dict[str, Any], report_path: Path, out_dir: Path) -> lis
 
     if has_links(report):  # every viewer's layer and rate, faults included
         out.append(plot_links(report, out_dir / f"{stem}.links.png"))
+    from ..plots_av import has_av, plot_av
+
+    if has_av(report):  # the audio-video offset over the run (a server with beep audio)
+        out.append(plot_av(report, out_dir / f"{stem}.av_offset.png"))
     return [Path(p) for p in out]

@@ -19,6 +19,7 @@ import aiohttp
 
 from ...auth import Role, TokenAuthority
 from ...sources import marker
+from . import av
 from .browser import browser_viewer
 from .faults import FAULTS, leave
 from .publisher import Publisher
@@ -47,6 +48,7 @@ class Soak:
         self.faults: list[Fault] = []
         self.requests: list[dict[str, Any]] = []  # the malformed bursts' answers
         self.browser: list[dict[str, Any]] = []
+        self.av: av.AvWatch | None = None  # the beep/flash viewer (a server with beep audio)
         self.publisher: Publisher | None = None
         self.health: dict[str, Any] = {}
         self.decode_errors = DecodeErrors()
@@ -160,6 +162,9 @@ class Soak:
             tasks.append(asyncio.ensure_future(self._fault_loop()))
         if opts.browser:
             tasks.append(asyncio.ensure_future(browser_viewer(self)))
+        self.av = av.start(self)
+        if self.av is not None:
+            tasks.append(asyncio.ensure_future(av.watch(self, self.av)))
         try:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), max(0.0, opts.duration_s - self.now()))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import av
 from .records import Check, FrameRow, Poll
 from .settings import FAULTS
 from .viewer import JOIN_TIMEOUT_S, Viewer
@@ -387,6 +388,45 @@ def checks(run: Soak, s: dict[str, Any]) -> list[Check]:
     return out
 
 
+def av_checks(run: Soak, fig: dict[str, Any]) -> list[Check]:
+    """The offset a viewer sees (|offset| p95) and its drift; skipped, not failed, when the
+    server has no beep to pair (no audio, or a game's)."""
+    opts = run.opts
+    src = fig["source"]
+    limits = (
+        ("av_offset_p95", opts.max_av_offset_ms, "ms"),
+        ("av_drift", opts.max_av_drift_ms_per_min, "ms/min"),
+    )
+    if src != "beep":
+        why = (
+            "skipped: the server has no audio"
+            if src == "none"
+            else f"skipped: {src} audio has no beep to pair with a flash ([audio] source = beep)"
+        )
+        return [Check(name, None, limit, True, unit, detail=why) for name, limit, unit in limits]
+    drift = fig.get("drift_ms_per_min")
+    out = [
+        check(
+            "av_offset_p95",
+            fig.get("abs_p95_ms"),
+            opts.max_av_offset_ms,
+            unit="ms",
+            why="the sound and the picture play further apart than lip sync allows",
+        ),
+        check(
+            "av_drift",
+            None if drift is None else abs(drift),
+            opts.max_av_drift_ms_per_min,
+            unit="ms/min",
+            why="the offset drifts: the audio and video clocks run apart",
+        ),
+    ]
+    for c in out:
+        if c.value is None:  # say why there is nothing to judge
+            c.detail = f"{fig['pairs']} beep/flash pairs; {fig.get('error') or 'no error'}"
+    return out
+
+
 def analyse(run: Soak, started: float) -> dict[str, Any]:
     """The report: every figure, every check, and what was recorded."""
     opts = run.opts
@@ -433,7 +473,10 @@ def analyse(run: Soak, started: float) -> dict[str, Any]:
         "client_lag_max_s": max(lags, default=0.0) if run.t0 else None,
         "client_lag_over_0_25_s": sum(1 for lag in lags if lag > 0.25),
     }
-    results = checks(run, summary)
+    av_fig = av.figures(av.audio_source(run.health), run.av)
+    av_pairs = av_fig.pop("series", [])
+    summary["av_offset"] = av_fig
+    results = checks(run, summary) + av_checks(run, av_fig)
     more, links = bandwidth_checks(run, end)
     results += more
     summary["bandwidth"] = links
@@ -464,7 +507,11 @@ def analyse(run: Soak, started: float) -> dict[str, Any]:
         "summary": summary,
         "checks": [c.as_json() for c in results],
         "passed": passed,
-        "verdict": {"passed": passed, "failed": [c.name for c in results if not c.ok]},
+        "verdict": {
+            "passed": passed,
+            "failed": [c.name for c in results if not c.ok],
+            "skipped": [c.name for c in results if str(c.detail).startswith("skipped")],
+        },
         "error": run.error,
         "stopped_by": run.stopped_by or None,  # a signal that ended the run early
         "viewers": viewers.rows,
@@ -472,6 +519,7 @@ def analyse(run: Soak, started: float) -> dict[str, Any]:
         "requests": run.requests,
         "decode_errors": [round(t, 3) for t in dec_errors],
         "browser": run.browser,
+        "av_pairs": av_pairs,  # (t, offset_ms, arrival_ms) of each beep with its flash
         "polls": [p.as_json() for p in run.polls],
         "frames": [r.as_json() for r in run.frames],
     }
