@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -33,19 +35,42 @@ PREFS = {
 }
 
 
+@contextlib.contextmanager
+def _pgid_without_preexec():
+    """mozprocess starts Firefox with preexec_fn=setpgid: Python code run in the forked child
+    of this many-threaded process (wgpu's pollers, the encoders' and X helpers' threads), which
+    can deadlock on a lock another thread held at the fork (seen: a forked pytest child stuck
+    on a futex for 15 min). Popen's process_group=0 does the same setpgid without Python in
+    the child."""
+    original = subprocess.Popen.__init__
+
+    def init(self, *args, **kwargs):
+        fn = kwargs.get("preexec_fn")
+        if fn is not None and getattr(fn, "__name__", "") == "setpgidfn":
+            kwargs["preexec_fn"], kwargs["process_group"] = None, 0
+        original(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = init
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
+
+
 def _firefox(tmp: Path):
     marionette = pytest.importorskip("marionette_driver.marionette")
     if not shutil.which(FIREFOX) and not Path(FIREFOX).exists():
         pytest.skip(f"no Firefox at {FIREFOX} (apt-get install firefox-esr)")
-    client = marionette.Marionette(
-        host="127.0.0.1",
-        port=free_port(),
-        bin=FIREFOX,
-        headless=True,
-        prefs=PREFS,
-        gecko_log=str(tmp / "gecko.log"),
-        startup_timeout=90,
-    )
+    with _pgid_without_preexec():
+        client = marionette.Marionette(
+            host="127.0.0.1",
+            port=free_port(),
+            bin=FIREFOX,
+            headless=True,
+            prefs=PREFS,
+            gecko_log=str(tmp / "gecko.log"),
+            startup_timeout=90,
+        )
     client.start_session()
     return client
 
