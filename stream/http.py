@@ -249,11 +249,14 @@ async def end_sessions_of_ended_tokens(service: Service, authority: TokenAuthori
     its expiry, or within TOKEN_CHECK_S of its nonce landing in [auth] revoked_file."""
     while True:
         await asyncio.sleep(TOKEN_CHECK_S)
-        authority.revoked.reload()
-        revoked, now = authority.revoked.nonces, time.time()
-        for sid in service.sessions.ended_by_token(revoked, now):
-            await service.sessions.close(sid, reason="its token expired or was revoked")
-        await service.agents.end_tokens(revoked, now)
+        try:
+            authority.revoked.reload()
+            revoked, now = authority.revoked.nonces, time.time()
+            for sid in service.sessions.ended_by_token(revoked, now):
+                await service.sessions.close(sid, reason="its token expired or was revoked")
+            await service.agents.end_tokens(revoked, now)
+        except Exception:  # one bad round (logged) must not end the watch for good
+            log.exception("ending the sessions of expired or revoked tokens failed")
 
 
 def make_app(service: Service, *, tls: bool = False) -> web.Application:
