@@ -110,7 +110,9 @@ async def test_frames_flow_while_the_model_is_prepared_then_the_model_serves(tmp
     # the viewer's first frames came through the cheap mode, many of them, before the model
     assert first_model >= 10, [m["mode"] for m in frames[:20]]
     assert {m["mode"] for m in frames[:first_model]} <= set(CHEAP), frames[:first_model]
-    assert len(arrivals) > first_model
+    # ... and their pictures were decoded (the model's first frame's may still be in the
+    # decoder when its data-channel message is read: seen as 599 pictures for 599 cheap frames)
+    assert len(arrivals) >= first_model
     # /healthz answered while the model was still being prepared, and says so
     assert health.get("preparing") is not None, health
     # ... while the server said the model was being prepared, and the cheap mode running
