@@ -18,7 +18,7 @@ from .caps import DEFAULT, Caps
 from .compile import Program, specialise
 from .device import Device, get_device
 from .errors import ModelError, UnsupportedModelError
-from .graph import Graph, from_onnx, load_proto
+from .graph import Graph, ValueInfo, from_onnx, load_proto
 from .kernel_choice import chooser_for
 from .layout import ROWS, Layout
 from .ops import lookup
@@ -102,6 +102,25 @@ class _ShapeOnly:
         return b""
 
 
+def check_input_shape(graph: Graph, vi: ValueInfo, shape: tuple[int, ...]) -> None:
+    """An input's shape against the caps and the model's declared rank and fixed dimensions:
+    a ModelError naming the input, before anything is specialised (the device's runs and the
+    browser export both start here)."""
+    graph.caps.check_tensor(f"input {vi.name!r}", shape, np.float32)
+    if vi.shape is None:
+        return
+    if len(vi.shape) != len(shape):
+        raise ModelError(
+            f"input {vi.name!r} must have rank {len(vi.shape)} "
+            f"(shape {list(vi.shape)}), got shape {list(shape)}"
+        )
+    for k, (want, got) in enumerate(zip(vi.shape, shape, strict=True)):
+        if isinstance(want, int) and want > 0 and want != got:
+            raise ModelError(
+                f"input {vi.name!r} dimension {k} must be {want}, got {got} (shape {list(shape)})"
+            )
+
+
 class Model:
     """A model compiled for the GPU. Specialised (folded, fused, built) once per input shape."""
 
@@ -153,19 +172,7 @@ class Model:
             if vi.name not in shapes:
                 raise ModelError(f"missing input {vi.name!r} (inputs: {self.inputs})")
             shape = tuple(int(d) for d in shapes[vi.name])
-            self.graph.caps.check_tensor(f"input {vi.name!r}", shape, np.float32)
-            if vi.shape is not None:
-                if len(vi.shape) != len(shape):
-                    raise ModelError(
-                        f"input {vi.name!r} must have rank {len(vi.shape)} "
-                        f"(shape {list(vi.shape)}), got shape {list(shape)}"
-                    )
-                for k, (want, got) in enumerate(zip(vi.shape, shape, strict=True)):
-                    if isinstance(want, int) and want > 0 and want != got:
-                        raise ModelError(
-                            f"input {vi.name!r} dimension {k} must be {want}, got {got} "
-                            f"(shape {list(shape)})"
-                        )
+            check_input_shape(self.graph, vi, shape)
             given = arrays.get(vi.name) if vi.name in self._value_inputs else None
             const = given if isinstance(given, np.ndarray) else None
             seed[vi.name] = Value(shape, const, vi.dtype)

@@ -30,7 +30,7 @@ from ..compile import Program, specialise
 from ..errors import ModelError
 from ..graph import Graph, from_onnx, load_proto
 from ..layout import buffer_bytes, element_size, physical_shape, storage
-from ..model import Model, const_inputs, static_check
+from ..model import Model, check_input_shape, const_inputs, static_check
 from ..ops.choice import Choice, Trial
 from ..ops.registry import Value
 from ..runtime import plan_buffers
@@ -175,16 +175,7 @@ def _seed(graph: Graph, shape: tuple[int, ...]) -> dict[str, Value]:
     vi = graph.inputs[0]
     if not np.issubdtype(vi.dtype, np.floating):
         raise ModelError(f"input {vi.name!r} is {vi.dtype}, not a float image")
-    graph.caps.check_tensor(f"input {vi.name!r}", shape, np.float32)
-    if vi.shape is not None:
-        if len(vi.shape) != len(shape):
-            raise ModelError(
-                f"input {vi.name!r} must have rank {len(vi.shape)} (shape {list(vi.shape)}), "
-                f"got shape {list(shape)}"
-            )
-        for k, (want, got) in enumerate(zip(vi.shape, shape, strict=True)):
-            if isinstance(want, int) and want > 0 and want != got:
-                raise ModelError(f"input {vi.name!r} dimension {k} must be {want}, got {got}")
+    check_input_shape(graph, vi, tuple(shape))
     return {vi.name: Value(tuple(shape), None, vi.dtype)}
 
 
