@@ -246,7 +246,9 @@ class Service:
             self._tasks.append(
                 asyncio.ensure_future(self._run_pipeline("compare", self._compare_feed))
             )
-        self.push.start(lambda codec: self.encoder("main", codec), self.source.audio)
+        # the game's sound (AAC, encoded once) when there is any, else a file's own audio
+        pushed = self.audio.push_feed() or self.source.audio
+        self.push.start(lambda codec: self.encoder("main", codec), pushed)
         self.audio.start()
         log.info(
             "serving %s through %s (%s) on %s",

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import av
+import numpy as np
 
 from ..config import AudioConfig
 from ..sources import Source, TestSource
 from ..sources.base import FrameMeta
+from .aac import SharedAac
 from .capture import BeepCapture, Capture, CaptureState, PulseCapture
 from .opus import OpusTrack, SharedOpus, VideoLatency
 from .spec import AudioPlan, resolve
@@ -48,11 +50,12 @@ class GameAudio:
         self.plan: AudioPlan = resolve(cfg.source, source_kind)
         self.source_time = source_time
         self.encoder = SharedOpus(cfg.bitrate)
+        self.pushes = SharedAac(source_origin)  # the rtmp/srt pushes' encode (aac.py)
         self.capture: Capture | None = None
         if self.plan.kind == "pulse":
-            self.capture = PulseCapture(self.encoder.submit, self.plan.device)
+            self.capture = PulseCapture(self._pcm, self.plan.device)
         elif self.plan.kind == "beep":
-            self.capture = BeepCapture(self.encoder.submit, source_origin, beep_period_s)
+            self.capture = BeepCapture(self._pcm, source_origin, beep_period_s)
         self.tracks: set[OpusTrack] = set()
         self._task: asyncio.Task[None] | None = None
         if self.plan.enabled:
@@ -80,6 +83,14 @@ class GameAudio:
     @property
     def enabled(self) -> bool:
         return self.capture is not None
+
+    def _pcm(self, pcm: np.ndarray, t_cap: float) -> None:
+        self.encoder.submit(pcm, t_cap)  # the viewers' Opus
+        self.pushes.submit(pcm, t_cap)  # the pushes' AAC (nothing while none is connected)
+
+    def push_feed(self) -> SharedAac | None:
+        """The pushes' audio (None: this service has no game sound)."""
+        return self.pushes if self.enabled else None
 
     def start(self) -> None:
         if self.capture is not None and self._task is None:
@@ -132,6 +143,7 @@ class GameAudio:
             "chunks": cap.chunks if cap is not None else 0,
             "restarts": cap.restarts if cap is not None else 0,
             "encoder": self.encoder.stats(),
+            "push_encoder": self.pushes.stats(),
             "viewers": [t.info() for t in self.tracks],
         }
 
@@ -150,3 +162,4 @@ class GameAudio:
         if self.capture is not None:
             await self.capture.close()
             self.capture.state = CaptureState.STOPPED
+        self.pushes.close()

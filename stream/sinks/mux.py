@@ -4,8 +4,10 @@ sink's own thread (FLV over FFmpeg's RTMP, MPEG-TS over libsrt, RTP over FFmpeg'
 No re-encode: the streams are added with `add_mux_stream` (no codec context; PyAV takes the
 H.264 extradata from the first keyframe for FLV) and fed copies of the encoder's packets.
 Timestamps are the frames' times on the source's clock (FrameMeta.pts), starting at 0 at the
-sink's first keyframe, so the audio of a file source (on the same clock) interleaves with
-them; the muxer's interleaving holds the audio until the processed video has caught up.
+sink's first keyframe, so the audio (the game's sound encoded to AAC once for every push,
+stream/audio/aac.py, or else a file source's own, passed through) is on the same clock and
+interleaves with them; the muxer's interleaving holds the audio until the processed video
+has caught up.
 
 Why a TCP probe before RTMP: PyAV opens the output with avio_open(), no options and no
 interrupt callback, so FFmpeg's RTMP connect cannot be given a timeout, and a host that
@@ -40,6 +42,7 @@ from .srt import MESSAGE, SrtCaller, SrtWriter
 from .targets import SinkKind, Target
 
 if TYPE_CHECKING:
+    from ..audio.aac import SharedAac
     from ..config import PushConfig
     from ..encode import SharedEncoder
     from ..sources.audio import AudioFeed
@@ -61,7 +64,7 @@ class MuxSink:
         codec: str,
         encoder: SharedEncoder,
         settings: PushConfig,
-        audio: AudioFeed | None = None,
+        audio: AudioFeed | SharedAac | None = None,
     ) -> None:
         self.target = target
         self.encoder = encoder

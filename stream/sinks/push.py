@@ -16,6 +16,7 @@ from .targets import FIXED_CODEC, SinkKind, Target, parse
 from .whip import WhipSink
 
 if TYPE_CHECKING:
+    from ..audio.aac import SharedAac
     from ..config import PushConfig, ServerConfig
     from ..encode import SharedEncoder
     from ..sources.audio import AudioFeed
@@ -60,7 +61,7 @@ class PushSinks:
     def codec_of(self, target: Target) -> str:
         return FIXED_CODEC.get(target.kind, self.settings.codec)
 
-    def start(self, encoder_for: EncoderFor, audio: AudioFeed | None) -> None:
+    def start(self, encoder_for: EncoderFor, audio: AudioFeed | SharedAac | None) -> None:
         for t in self.targets:
             codec = self.codec_of(t)
             sink: Sink

@@ -125,3 +125,12 @@ def peak_hz(pcm: np.ndarray, rate: int = RATE) -> float:
     x = pcm.astype(float) - pcm.mean()
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.argmax(spectrum) * rate / len(x))
+
+
+def stereo_sine(path: Path, left_hz: float, right_hz: float, seconds: float) -> Path:
+    """A stereo s16le 48 kHz raw file with a different tone on each channel, for pacat."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    left, right = (np.sin(2 * math.pi * hz * t) * 0.3 for hz in (left_hz, right_hz))
+    pcm = np.round(np.stack([left, right], axis=1) * 32767).astype("<i2")
+    path.write_bytes(pcm.tobytes())
+    return path
