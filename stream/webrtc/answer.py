@@ -9,8 +9,10 @@ the server by 300 MB in a minute. A transceiver whose direction is inactive when
 is made is answered `a=inactive` and never started: no receiver in the router (a peer that
 sends anyway has its packets dropped there), no decoder thread.
 
-WHEP: the sendonly video transceivers the session added (and the data channel, which is no
-transceiver). WHIP: the publisher's one video, received (recvonly: we never send it media).
+WHEP: the sendonly video transceivers the session added, the game's sound where the viewer
+asked for it (sendonly, its Opus fmtp saying stereo: `stereo_opus`), and the data channel,
+which is no transceiver. WHIP: the publisher's one video, received (recvonly: we never send
+it media).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Collection
 from typing import Any
 
 from aiortc import RTCPeerConnection
+
+from . import patches
 
 
 def answer_only(
@@ -36,3 +40,18 @@ def answer_only(
             tr.direction = "inactive"
             refused.append(f"{tr.kind}:{tr.mid}")
     return refused
+
+
+def stereo_opus(transceiver: Any, channels: int) -> None:
+    """Say in the answer's Opus fmtp that our sound is stereo (`stereo=1;sprop-stereo=1`,
+    RFC 7587 7.1) when it has 2 channels. Without it a browser may decode our stereo Opus to
+    mono (Chromium does: its receiver follows the remote description's stereo flag). aiortc
+    answers with its own codec's (empty) parameters; the transceiver's negotiated codecs
+    are copies, so setting them touches no other session (call it after
+    setRemoteDescription, before createAnswer)."""
+    if channels != 2:
+        return
+    codecs = patches.require(transceiver, "_codecs", "the answer's Opus fmtp (stereo)")
+    for codec in codecs:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters = {**codec.parameters, "stereo": 1, "sprop-stereo": 1}

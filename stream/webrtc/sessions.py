@@ -39,7 +39,7 @@ from ..auth import OPEN, Grant, Role
 from ..config import BandwidthConfig, EncoderConfig, ServerConfig
 from ..encode import PacketTrack, SharedEncoder
 from . import consent, dtls, h264, patches
-from .answer import answer_only
+from .answer import answer_only, stereo_opus
 from .channel import ControlChannel
 from .host import SessionHost, SessionKind
 from .ice import ice_servers
@@ -273,11 +273,15 @@ class Sessions:
                     observe(tr.sender, link)
                     if shared.layered:
                         patches.use_packer(tr.sender, Vp8LayerPacker())
+            sound = None
             if offer_receives_audio(desc) and self._add_audio(session):
-                ours.append(add_audio(pc, session.audio))  # sendonly: we never receive theirs
+                sound = add_audio(pc, session.audio)  # sendonly: we never receive theirs
+                ours.append(sound)
             self._wire(session)
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             refused = answer_only(pc, ours)  # a viewer's own media: inactive (answer.py)
+            if sound is not None:  # 2 channels: the capture's (stereo), or a publisher's
+                stereo_opus(sound, getattr(session.audio, "channels", 2))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except SignallingError:
