@@ -23,6 +23,7 @@ from ..sources.base import FrameMeta
 from .aac import SharedAac
 from .capture import BeepCapture, Capture, CaptureState, PulseCapture
 from .opus import OpusTrack, SharedOpus, VideoLatency
+from .relay import PublisherAudio
 from .spec import AudioPlan, resolve
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class GameAudio:
             self.capture = PulseCapture(self._pcm, self.plan.device)
         elif self.plan.kind == "beep":
             self.capture = BeepCapture(self._pcm, source_origin, beep_period_s)
+        elif self.plan.kind == "publisher":  # a WHIP publisher's own Opus (relay.py)
+            self.capture = PublisherAudio(self.encoder, self.pushes)
         self.tracks: set[OpusTrack] = set()
         self._task: asyncio.Task[None] | None = None
         if self.plan.enabled:
@@ -87,6 +90,10 @@ class GameAudio:
     def _pcm(self, pcm: np.ndarray, t_cap: float) -> None:
         self.encoder.submit(pcm, t_cap)  # the viewers' Opus
         self.pushes.submit(pcm, t_cap)  # the pushes' AAC (nothing while none is connected)
+
+    def publisher(self) -> PublisherAudio | None:
+        """Where a WHIP publisher's sound goes (None: this service does not take it)."""
+        return self.capture if isinstance(self.capture, PublisherAudio) else None
 
     def push_feed(self) -> SharedAac | None:
         """The pushes' audio (None: this service has no game sound)."""

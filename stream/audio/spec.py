@@ -29,7 +29,7 @@ class AudioSpec:
 
 @dataclass(frozen=True)
 class AudioPlan:
-    """What will be served: `kind` is "pulse", "beep" or "none"."""
+    """What will be served: `kind` is "pulse", "beep", "publisher" or "none"."""
 
     kind: str
     device: str = ""
@@ -98,9 +98,10 @@ def probe(device: str = "") -> str | None:
 def resolve(text: str, source_kind: str) -> AudioPlan:
     """The plan for `[audio] source = text` with a video source of `source_kind`.
 
-    auto: none for testsrc, webrtc and files (their sound, where they have any, is theirs);
-    pulse for an x11 source when a server answers, else none with the reason. An explicit
-    pulse is served even when the server does not answer yet (the capture retries)."""
+    auto: the publisher's own sound for webrtc (relay.py); none for testsrc and files (a
+    file's own sound goes to the pushes as it is); pulse for an x11 source when a server
+    answers, else none with the reason. An explicit pulse is served even when the server
+    does not answer yet (the capture retries)."""
     spec = parse(text)
     if spec.kind == "none":
         return AudioPlan("none", reason="audio.source = none")
@@ -108,6 +109,8 @@ def resolve(text: str, source_kind: str) -> AudioPlan:
         if source_kind != "testsrc":
             raise ValueError("audio.source = beep needs source testsrc (its flashes beep)")
         return AudioPlan("beep", reason="a test tone on every flash of the test scene")
+    if spec.kind == "auto" and source_kind == "webrtc":
+        return AudioPlan("publisher", reason="the WHIP publisher's own sound, passed on")
     if spec.kind == "auto" and source_kind != "x11":
         return AudioPlan(
             "none",

@@ -11,8 +11,8 @@ sends anyway has its packets dropped there), no decoder thread.
 
 WHEP: the sendonly video transceivers the session added, the game's sound where the viewer
 asked for it (sendonly, its Opus fmtp saying stereo: `stereo_opus`), and the data channel,
-which is no transceiver. WHIP: the publisher's one video, received (recvonly: we never send
-it media).
+which is no transceiver. WHIP: the publisher's one video and, where the service passes a
+publisher's sound on, its Opus audio, both received (recvonly: we never send it media).
 """
 
 from __future__ import annotations
@@ -55,3 +55,11 @@ def stereo_opus(transceiver: Any, channels: int) -> None:
     for codec in codecs:
         if codec.mimeType.lower() == "audio/opus":
             codec.parameters = {**codec.parameters, "stereo": 1, "sprop-stereo": 1}
+
+
+def sends_opus(media: Any) -> bool:
+    """Does an offer's m-line send (sendonly or sendrecv) Opus? A WHIP publisher's audio is
+    taken only then; we never send it anything on it (recvonly)."""
+    if media.kind != "audio" or media.direction not in (None, "sendonly", "sendrecv"):
+        return False
+    return any(c.mimeType.lower() == "audio/opus" for c in media.rtp.codecs)

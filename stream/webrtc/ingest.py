@@ -15,6 +15,9 @@ size, not 4:2:0 or not 8-bit (its frames never reach the decoder), and holds at 
 `decode_queue` frames: when full, the frame is dropped and so is every frame after it up to
 the next key frame (an inter frame without its reference decodes to garbage), with a PLI
 asked for. The decoded side keeps the newest `frame_queue` frames. Every drop is counted.
+
+A publisher's Opus (`relay_audio`) is never decoded here: its receiver's queue hands each
+packet on at once (stream/audio/relay.py passes it to the viewers as it came).
 """
 
 from __future__ import annotations
@@ -181,3 +184,40 @@ def guard(receiver: Any, limits: IngestLimits, on_refuse: Callable[[str], None])
     setattr(receiver, patches.RECEIVER_QUEUE, gate)
     track._queue = LatestFrames(limits.frame_queue, counts)
     return counts
+
+
+class AudioRelay(queue.Queue):
+    """An audio receiver's encoded-frame queue that queues nothing: each Opus packet the
+    jitter buffer hands on goes to `on_packet(data, rtp_timestamp)` on the event loop and
+    never reaches a decoder: the decoder thread finds the stop sentinel first and ends (the
+    remote track so ends too; nobody reads it). Another codec's packets are dropped
+    (counted)."""
+
+    def __init__(self, on_packet: Callable[[bytes, int], None]) -> None:
+        super().__init__()
+        self.on_packet = on_packet
+        self.passed = 0
+        self.dropped = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # aiortc's stop sentinel: the thread must get it
+            super().put(None)
+            return
+        codec, frame = item
+        if codec.name.lower() != "opus":
+            self.dropped += 1
+            return
+        self.passed += 1
+        self.on_packet(bytes(frame.data), frame.timestamp)
+
+
+def relay_audio(receiver: Any, on_packet: Callable[[bytes, int], None]) -> AudioRelay:
+    """Install an AudioRelay on an aiortc audio receiver that has not started (call it
+    right after setRemoteDescription)."""
+    if getattr(receiver, patches.RECEIVER_THREAD) is not None:
+        raise RuntimeError("relay_audio() needs a receiver before it starts")
+    patches.require(receiver, patches.RECEIVER_QUEUE, "the publisher's Opus packets")
+    relay = AudioRelay(on_packet)
+    setattr(receiver, patches.RECEIVER_QUEUE, relay)
+    relay.put(None)  # the decoder thread aiortc starts takes its stop at once: none waits
+    return relay

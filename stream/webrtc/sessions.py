@@ -34,16 +34,16 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from ..audio import add_audio, offer_receives_audio
+from ..audio import GameAudio, add_audio, offer_receives_audio
 from ..auth import OPEN, Grant, Role
 from ..config import BandwidthConfig, EncoderConfig, ServerConfig
 from ..encode import PacketTrack, SharedEncoder
 from . import consent, dtls, h264, patches
-from .answer import answer_only, stereo_opus
+from .answer import answer_only, sends_opus, stereo_opus
 from .channel import ControlChannel
 from .host import SessionHost, SessionKind
 from .ice import ice_servers
-from .ingest import IngestCounts, guard
+from .ingest import AudioRelay, IngestCounts, guard, relay_audio
 from .layers import SelectorSettings, Vp8LayerPacker
 from .link import EstimateBounds, ViewerLink, observe
 from .signalling import MIME, SignallingError, offered_codecs, parse_offer
@@ -82,6 +82,7 @@ class Session:
     expiry: asyncio.Future[None] | None = None
     etag: str = field(default_factory=new_etag)
     ingest: IngestCounts | None = None  # a publisher's frames checked and dropped
+    sound_in: AudioRelay | None = None  # a publisher's Opus, passed on (stream/audio/relay.py)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -108,6 +109,9 @@ class Session:
             "audio": self.audio.info() if self.audio is not None else None,
             "report": self.control.report,
             "ingest": None if self.ingest is None else vars(self.ingest),
+            "audio_in": None
+            if self.sound_in is None
+            else {"passed": self.sound_in.passed, "dropped": self.sound_in.dropped},
         }
 
 
@@ -312,6 +316,21 @@ class Sessions:
         session.audio = make(session.tracks[0] if session.tracks else None)
         return session.audio is not None
 
+    def _publisher_sound(self, desc: Any, pc: RTCPeerConnection) -> tuple[Any, Any] | None:
+        """(the publisher's audio transceiver, where its packets go) when it sends Opus and
+        the service passes a publisher's sound on ([audio] source auto with a webrtc source);
+        None: its audio m-line, if any, is answered inactive."""
+        relay = self._sound_relay()
+        media = next((m for m in desc.media if m.kind == "audio"), None)
+        if relay is None or media is None or not sends_opus(media):
+            return None
+        tr = next((t for t in pc.getTransceivers() if t.kind == "audio"), None)
+        return None if tr is None else (tr, relay)
+
+    def _sound_relay(self) -> Any:
+        audio = getattr(self.host, "audio", None)  # the service's GameAudio
+        return audio.publisher() if isinstance(audio, GameAudio) else None
+
     def _link(self, shared: SharedEncoder) -> ViewerLink | None:
         """A viewer's link estimate and layer selector (stream/bitrate.py steers them)."""
         bw = self.bandwidth
@@ -373,7 +392,14 @@ class Sessions:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             video = next(tr for tr in pc.getTransceivers() if tr.kind == "video")
-            refused = answer_only(pc, [video], "recvonly")  # we send a publisher nothing
+            sound = self._publisher_sound(desc, pc)
+            served = [video] if sound is None else [video, sound[0]]
+            refused = answer_only(pc, served, "recvonly")  # we send a publisher nothing
+            if sound is not None:  # its Opus to the viewers as it came (never decoded here)
+                relay = sound[1]
+                session.sound_in = relay_audio(
+                    sound[0].receiver, lambda data, ts: relay.packet(sid, data, ts)
+                )
             session.ingest = guard(  # its frames checked before decode (ingest.py)
                 video.receiver,
                 self.host.publisher_limits(),
@@ -449,6 +475,8 @@ class Sessions:
             session.audio.stop()
         if session.kind is SessionKind.WHIP:
             self.host.publisher_left(sid)
+            if session.sound_in is not None and (relay := self._sound_relay()) is not None:
+                relay.end(sid)
             dtls.forget(session.pc)
         self.host.session_closed(sid, session.kind)  # reports dropped, held input released
         if self.leak_viewer_pcs and session.kind is SessionKind.WHEP:

@@ -43,6 +43,10 @@ def audio_decoders() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name == "audio-decoder"]
 
 
+async def _no_decoder() -> bool:
+    return audio_decoders() == []
+
+
 async def audio_packets_sent(pc: RTCPeerConnection) -> int:
     sent = 0
     for tr in pc.getTransceivers():
@@ -107,8 +111,12 @@ async def test_a_viewers_audio_is_answered_inactive_and_never_decoded():
 
 
 @pytest.mark.timeout(90)
-async def test_a_publisher_is_answered_its_video_only_and_sent_nothing():
-    srv = await start_server(small_config(**{"source.uri": "webrtc"}))
+@pytest.mark.parametrize("sound", ["none", "auto"])
+async def test_a_publisher_is_answered_its_video_only_and_sent_nothing(sound):
+    """`[audio] source = none`: the publisher's audio is answered inactive. `auto` (issue
+    26): its first (sendonly Opus) audio is received and passed on undecoded, the one it
+    asks us for stays inactive; either way no decoder thread runs and nothing is sent."""
+    srv = await start_server(small_config(**{"source.uri": "webrtc", "audio.source": sound}))
     pc = RTCPeerConnection(NO_STUN)
     try:
         async with aiohttp.ClientSession() as http:
@@ -119,13 +127,16 @@ async def test_a_publisher_is_answered_its_video_only_and_sent_nothing():
             async with http.post(srv.url + "/whip", data=pc.localDescription.sdp, headers=SDP) as r:
                 answer = await r.text()
                 assert r.status == 201, answer
+            taken = "recvonly" if sound == "auto" else "inactive"
             assert directions(answer) == [
                 ("video", "recvonly"),
-                ("audio", "inactive"),
+                ("audio", taken),
                 ("audio", "inactive"),
             ]
             await pc.setRemoteDescription(
-                RTCSessionDescription(claim_recvonly(answer, "audio"), "answer")
+                RTCSessionDescription(
+                    claim_recvonly(answer, "audio") if sound == "none" else answer, "answer"
+                )
             )
             svc = srv.service
 
@@ -140,8 +151,10 @@ async def test_a_publisher_is_answered_its_video_only_and_sent_nothing():
             assert await until(sending, 20), "the publisher never sent its audio"
             (session,) = svc.sessions.publishers
             got = {(t.kind, t.mid): t.currentDirection for t in session.pc.getTransceivers()}
-            assert sorted(got.values()) == ["inactive", "inactive", "recvonly"], got
-            assert audio_decoders() == []
+            assert sorted(got.values()) == ["inactive", taken, "recvonly"], got
+            if sound == "auto":  # passed on as it came: received, never decoded
+                assert session.sound_in is not None and session.sound_in.passed > 50
+            assert await until(_no_decoder, 5), audio_decoders()
             for t in session.pc.getTransceivers():  # the server sends the publisher no media
                 stats = (await t.sender.getStats()).values()
                 rtp = [s for s in stats if s.type == "outbound-rtp"]

@@ -2,6 +2,7 @@
 
     python tests/stream/clients/ffmpeg_whip.py URL --seconds 12 --profile high
         [--size 160x90] [--fps 15] [--dtls-active] [--times FILE] [--token T]
+        [--tone 440[:660]]
 
 Each picture carries the frame marker (stream/sources/marker.py) with its frame number, and
 `--times` gets one "n unix_time" line per frame handed to the encoder, so a viewer that
@@ -11,6 +12,9 @@ reads the marker measures publisher-to-viewer latency. The last stdout line is a
 x264 picks the lowest profile the enabled tools need, so `--profile high` alone with
 `ultrafast` still makes Constrained Baseline (SPS profile_idc 66): High needs CABAC and 8x8
 transforms (`veryfast`), without B-frames (FFmpeg's WHIP muxer refuses them).
+
+`--tone L[:R]` adds libopus audio (48 kHz stereo, 20 ms): a sine of L Hz on the left channel
+and R Hz (default L) on the right, sent with the video as OBS and FFmpeg publishers do.
 """
 
 from __future__ import annotations
@@ -45,6 +49,35 @@ def picture(n: int, width: int, height: int) -> np.ndarray:
     return rgb
 
 
+class Tone:
+    """libopus audio of a sine per channel, encoded up to a media time."""
+
+    RATE = 48000
+    FRAME = 960
+
+    def __init__(self, out: av.container.OutputContainer, spec: str) -> None:
+        left, _, right = spec.partition(":")
+        self.hz = (float(left), float(right or left))
+        self.stream = out.add_stream("libopus", rate=self.RATE, layout="stereo")
+        self.stream.codec_context.time_base = fractions.Fraction(1, self.RATE)
+        self.samples = 0
+        self.packets = 0
+
+    def until(self, out: av.container.OutputContainer, seconds: float) -> int:
+        while self.samples < seconds * self.RATE:
+            t = (self.samples + np.arange(self.FRAME)) / self.RATE
+            pcm = np.stack([np.sin(2 * np.pi * hz * t) * 0.3 for hz in self.hz])
+            frame = av.AudioFrame.from_ndarray(pcm.astype(np.float32), "fltp", "stereo")
+            frame.sample_rate = self.RATE
+            frame.pts = self.samples
+            frame.time_base = fractions.Fraction(1, self.RATE)
+            self.samples += self.FRAME
+            for pkt in self.stream.encode(frame):
+                out.mux(pkt)
+                self.packets += 1
+        return self.packets
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
@@ -55,6 +88,7 @@ def main() -> int:
     ap.add_argument("--dtls-active", action="store_true")
     ap.add_argument("--times")
     ap.add_argument("--token")
+    ap.add_argument("--tone")
     a = ap.parse_args()
     width, height = (int(v) for v in a.size.split("x"))
     opts = {}
@@ -80,8 +114,11 @@ def main() -> int:
             "tune": "zerolatency",
             "bf": "0",
         }
+        sound = Tone(out, a.tone) if a.tone else None
         n = 0
         while time.monotonic() - t0 < a.seconds:
+            if sound is not None:
+                summary["audio_packets"] = sound.until(out, (n + 1) / a.fps)
             frame = av.VideoFrame.from_ndarray(picture(n, width, height), format="rgb24")
             frame.pts = n
             frame.time_base = fractions.Fraction(1, a.fps)
