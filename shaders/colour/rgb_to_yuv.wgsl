@@ -5,7 +5,12 @@
    mirrored at the left edge): the exact inverse of yuv_to_rgb.wgsl's upsampler.
    With an RGB tensor of another size than the planes (src_width x src_height: the model's
    output at a scaled-down input), each pixel is the bilinear mix of the four RGB texels
-   around its centre: the output size stays constant whatever the scale. #}
+   around its centre: the output size stays constant whatever the scale.
+   At exactly twice the RGB's size (x2: mode bilinear, ONNX Resize's linear with half-pixel
+   centres, edges clamped) the weights are fixed: an output pixel 2m or 2m+1 is 3/4 of texel m
+   and 1/4 of m-1 or m+1, so a luma word's four pixels read 2x4 texels, not 4x4; and a
+   centred chroma sample, the mean of a 2x2 block of such pixels, is (chroma being linear in
+   RGB) the chroma of texels i-1, i, i+1 weighted 1/8, 3/4, 1/8 each way: 9 reads, not 16. #}
 @group(0) @binding(0) var<storage, read> rgb: array<vec4<{{ S }}>>;
 @group(0) @binding(1) var<storage, read_write> planes: array<u32>;
 
@@ -50,6 +55,35 @@ fn chroma_of(c: vec3<f32>) -> vec2<f32> {
   return vec2<f32>((c.z - yl) / {{ (2.0 * (1.0 - kb))|f32 }}, (c.x - yl) / {{ (2.0 * (1.0 - kr))|f32 }});
 }
 
+{$ if x2 $}
+fn row4(x: i32, y: i32) -> array<vec3<f32>, 4> {
+  // texels x-1 .. x+2 of row y, clamped
+  return array<vec3<f32>, 4>(texel(x - 1, y), texel(x, y), texel(x + 1, y), texel(x + 2, y));
+}
+
+fn up2(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+  // the output pixel 1/4 of the way from texel b towards texel a
+  return 0.25 * a + 0.75 * b;
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn luma(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x0 = i32(gid.x) * 4;
+  let y = i32(gid.y);
+  if (x0 >= W || y >= H) { return; }
+  let m = x0 / 2;  // output pixels x0 .. x0+3 are texels m-1 .. m+2's
+  let n = y / 2;
+  var near = row4(m, n);
+  var far = row4(m, select(n + 1, n - 1, y % 2 == 0));
+  let t0 = up2(far[0], near[0]);
+  let t1 = up2(far[1], near[1]);
+  let t2 = up2(far[2], near[2]);
+  let t3 = up2(far[3], near[3]);
+  let word = luma_code(up2(t0, t1)) | (luma_code(up2(t2, t1)) << 8u)
+    | (luma_code(up2(t1, t2)) << 16u) | (luma_code(up2(t3, t2)) << 24u);
+  planes[u32(y) * {{ y_pitch // 4 }}u + u32(x0 / 4)] = word;
+}
+{$ else $}
 @compute @workgroup_size(16, 4, 1)
 fn luma(@builtin(global_invocation_id) gid: vec3<u32>) {
   let x0 = i32(gid.x) * 4;
@@ -62,7 +96,20 @@ fn luma(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   planes[u32(y) * {{ y_pitch // 4 }}u + u32(x0 / 4)] = word;
 }
+{$ endif $}
 
+{$ if x2 and h_center $}
+fn tri(a: vec3<f32>, b: vec3<f32>, c: vec3<f32>) -> vec3<f32> {
+  return 0.125 * a + 0.75 * b + 0.125 * c;
+}
+
+fn chroma_sample(i: i32, j: i32) -> vec2<f32> {
+  let up = tri(texel(i - 1, j - 1), texel(i, j - 1), texel(i + 1, j - 1));
+  let mid = tri(texel(i - 1, j), texel(i, j), texel(i + 1, j));
+  let down = tri(texel(i - 1, j + 1), texel(i, j + 1), texel(i + 1, j + 1));
+  return chroma_of(tri(up, mid, down));
+}
+{$ else $}
 fn chroma_sample(i: i32, j: i32) -> vec2<f32> {
   var acc = vec2<f32>(0.0);
   for (var r = 0; r < 2; r++) {
@@ -75,6 +122,7 @@ fn chroma_sample(i: i32, j: i32) -> vec2<f32> {
   }
   return acc / 8.0;
 }
+{$ endif $}
 
 @compute @workgroup_size(16, 4, 1)
 fn chroma(@builtin(global_invocation_id) gid: vec3<u32>) {

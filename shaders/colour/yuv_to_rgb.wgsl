@@ -10,7 +10,9 @@
    edge, undone by the downsampler's [1, 2, 1] / 4.
    With out_width x out_height smaller than the frame (dynamic resolution: the model runs on a
    scaled-down input), each RGB pixel is the bilinear mix of the four source pixels around
-   its centre. #}
+   its centre. At the frame's own size one invocation makes a 2x2 block: the 3x3 chroma
+   samples around it are read once for its four pixels (per pixel, each pixel read nine: on
+   lavapipe texture reads are most of this pass's cost), same arithmetic, same result. #}
 @group(0) @binding(0) var luma: texture_2d<f32>;
 {$ if nv12 $}
 @group(0) @binding(1) var chroma: texture_2d<f32>;
@@ -44,24 +46,27 @@ fn c_at(i: i32, j: i32) -> vec2<f32> {
 {$ endif $}
 }
 
-fn c_row(x: i32, j: i32) -> vec2<f32> {
-  let i = x / 2;
+fn c_mix(a: vec2<f32>, b: vec2<f32>, c: vec2<f32>, odd: bool) -> vec2<f32> {
+  // the horizontal upsampler at column 2i (even) or 2i+1 (odd) from chroma columns
+  // i-1 (a), i (b), i+1 (c)
 {$ if h_center $}
-  let slope = (c_at(i + 1, j) - c_at(i - 1, j)) * 0.125;
-  if (x % 2 == 0) { return c_at(i, j) - slope; }
-  return c_at(i, j) + slope;
-{$ endif $}
-  if (x % 2 == 0) {
-    return (-c_at(i - 1, j) + 6.0 * c_at(i, j) - c_at(i + 1, j)) * 0.25;
+  let slope = (c - a) * 0.125;
+  if (!odd) { return b - slope; }
+  return b + slope;
+{$ else $}
+  if (!odd) {
+    return (-a + 6.0 * b - c) * 0.25;
   }
-  return (c_at(i, j) + c_at(i + 1, j)) * 0.5;
+  return (b + c) * 0.5;
+{$ endif $}
 }
 
-fn rgb_at(x: i32, y: i32) -> vec3<f32> {
-  let j = y / 2;
-  let slope = (c_row(x, j + 1) - c_row(x, j - 1)) * 0.125;
-  var c = c_row(x, j);
-  if (y % 2 == 0) { c -= slope; } else { c += slope; }
+fn c_row(x: i32, j: i32) -> vec2<f32> {
+  let i = x / 2;
+  return c_mix(c_at(i - 1, j), c_at(i, j), c_at(i + 1, j), x % 2 != 0);
+}
+
+fn rgb_of(x: i32, y: i32, c: vec2<f32>) -> vec3<f32> {
   let yv = textureLoad(luma, vec2<i32>(x, y), 0).r * 255.0;
   let yl = (yv - {{ y_offset|f32 }}) / {{ y_scale|f32 }};
   let cb = (c.x * 255.0 - 128.0) / {{ c_scale|f32 }};
@@ -72,14 +77,65 @@ fn rgb_at(x: i32, y: i32) -> vec3<f32> {
   return vec3<f32>(r, g, b);
 }
 
+fn v_mix(up: vec2<f32>, mid: vec2<f32>, down: vec2<f32>, odd: bool) -> vec2<f32> {
+  let slope = (down - up) * 0.125;
+  if (odd) { return mid + slope; }
+  return mid - slope;
+}
+
+fn v_cols(
+  a0: vec2<f32>, b0: vec2<f32>, e0: vec2<f32>,
+  a1: vec2<f32>, b1: vec2<f32>, e1: vec2<f32>,
+  a2: vec2<f32>, b2: vec2<f32>, e2: vec2<f32>, odd: bool,
+) -> mat3x2<f32> {
+  return mat3x2<f32>(c_mix(a0, b0, e0, odd), c_mix(a1, b1, e1, odd), c_mix(a2, b2, e2, odd));
+}
+
+fn rgb_at(x: i32, y: i32) -> vec3<f32> {
+  let j = y / 2;
+  return rgb_of(x, y, v_mix(c_row(x, j - 1), c_row(x, j), c_row(x, j + 1), y % 2 != 0));
+}
+
+fn put(x: i32, y: i32, c: vec3<f32>) {
+  rgb[u32(y * OW + x)] = vec4<{{ S }}>(vec4<f32>(c, 0.0));
+}
+
+{$ if out_width == width and out_height == height $}
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = i32(gid.x);
+  let j = i32(gid.y);
+  if (i >= CW || j >= CH) { return; }
+  // chroma columns i-1, i, i+1 of rows j-1, j, j+1, each read once (named, not an array:
+  // llvmpipe puts an indexed local array in memory)
+  let a0 = c_at(i - 1, j - 1);
+  let b0 = c_at(i, j - 1);
+  let e0 = c_at(i + 1, j - 1);
+  let a1 = c_at(i - 1, j);
+  let b1 = c_at(i, j);
+  let e1 = c_at(i + 1, j);
+  let a2 = c_at(i - 1, j + 1);
+  let b2 = c_at(i, j + 1);
+  let e2 = c_at(i + 1, j + 1);
+  let x = 2 * i;
+  let y = 2 * j;
+  let even = v_cols(a0, b0, e0, a1, b1, e1, a2, b2, e2, false);
+  put(x, y, rgb_of(x, y, v_mix(even[0], even[1], even[2], false)));
+  if (y + 1 < H) { put(x, y + 1, rgb_of(x, y + 1, v_mix(even[0], even[1], even[2], true))); }
+  if (x + 1 < W) {
+    let odd = v_cols(a0, b0, e0, a1, b1, e1, a2, b2, e2, true);
+    put(x + 1, y, rgb_of(x + 1, y, v_mix(odd[0], odd[1], odd[2], false)));
+    if (y + 1 < H) {
+      put(x + 1, y + 1, rgb_of(x + 1, y + 1, v_mix(odd[0], odd[1], odd[2], true)));
+    }
+  }
+}
+{$ else $}
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let x = i32(gid.x);
   let y = i32(gid.y);
   if (x >= OW || y >= OH) { return; }
-{$ if out_width == width and out_height == height $}
-  let c = rgb_at(x, y);
-{$ else $}
   let sx = clamp((f32(x) + 0.5) * {{ (width / out_width)|f32 }} - 0.5, 0.0, f32(W - 1));
   let sy = clamp((f32(y) + 0.5) * {{ (height / out_height)|f32 }} - 0.5, 0.0, f32(H - 1));
   let x0 = i32(floor(sx));
@@ -90,7 +146,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let fy = sy - f32(y0);
   let top = mix(rgb_at(x0, y0), rgb_at(x1, y0), fx);
   let bottom = mix(rgb_at(x0, y1), rgb_at(x1, y1), fx);
-  let c = mix(top, bottom, fy);
-{$ endif $}
-  rgb[u32(y * OW + x)] = vec4<{{ S }}>(vec4<f32>(c, 0.0));
+  put(x, y, mix(top, bottom, fy));
 }
+{$ endif $}

@@ -1,7 +1,9 @@
 """Classic scaling baselines (bilinear, bicubic) as tiny ONNX Resize models.
 
 Running the baseline through the same engine as the CNN keeps the comparison fair: same
-upload, colour passes, readback and encoder; only the middle differs.
+upload, colour passes, readback and encoder; only the middle differs. The pipeline's mode
+bilinear no longer runs this (its output colour pass scales, plan.py: one pass and an
+output-sized tensor fewer); `FramePipeline(baseline_model("bilinear", 2))` still does.
 """
 
 from __future__ import annotations

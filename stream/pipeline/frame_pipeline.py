@@ -37,7 +37,7 @@ Progress = Callable[[str, int, int], None]
 
 MODES = ("model", "bypass", "bilinear", "bicubic", "planar", "edge")
 # modes that run no model: the colour passes alone, or a scaler of the pipeline's own
-_MODELLESS = ("bypass", "planar", "edge")
+_MODELLESS = ("bypass", "planar", "edge", "bilinear")
 
 
 class FramePipeline:
@@ -140,7 +140,7 @@ class FramePipeline:
         """The size of output frames for inputs of this size (before any frame is seen)."""
         exe = self.executable_for(width, height)
         if exe is None:
-            scaled = self.mode in ("planar", "edge")
+            scaled = self.mode in ("planar", "edge", "bilinear")
             return (width * self.scale, height * self.scale) if scaled else (width, height)
         shape = exe.shape(exe.outputs[0])
         return shape[3], shape[2]
@@ -209,7 +209,9 @@ class FramePipeline:
                 plan.rgb_out, 0, s.readback, off + plan.rgb_in_bytes, plan.rgb_out_bytes
             )
         q.submit([enc.finish()])
+        self.stats.submits += 1
         t2 = time.perf_counter()
+        timing.dispatches = plan.dispatches
         timing.upload_ms = (t1 - t0) * 1000
         timing.submit_ms = (t2 - t1) * 1000
         timing.t_submitted = t2

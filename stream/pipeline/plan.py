@@ -3,10 +3,14 @@ textures and readback buffers per slot, the passes of a frame, the model special
 size.
 
 Two shapes of frame:
-- through RGB (modes model, bilinear, bicubic, bypass): yuv_to_rgb.wgsl writes the model's
+- through RGB (modes model, bicubic, bilinear, bypass): yuv_to_rgb.wgsl writes the model's
   input tensor (scaled down when dynamic resolution asks), the model's passes run, and
   rgb_to_yuv.wgsl writes the output planes (scaling the model's output to the constant output
-  size when needed); mode edge runs edge.py's two passes (FSR 1) in the model's place;
+  size when needed); mode edge runs edge.py's two passes (FSR 1) in the model's place; mode
+  bilinear runs no model: rgb_to_yuv's own bilinear mix (half-pixel centres, edges clamped:
+  ONNX Resize's linear) scales the frame's RGB to the output as it writes the planes, so 2x
+  costs three dispatches and no output-sized RGB tensor (on lavapipe the Resize pass and that
+  tensor were 3/4 of a 720p frame's GPU time);
 - planar (mode planar): scale_planes.wgsl scales each Y'CbCr plane straight into the output
   planes, no RGB at all: the cheapest 2x, the adaptation's fallback.
 """
@@ -157,11 +161,13 @@ class Plan:
             self.edge = EdgeStage(self.dev, self.width, self.height, pipe.scale)
             self.rgb_in, self.rgb_out = self.edge.rgb_in, self.edge.rgb_out
             self.out_w, self.out_h = self.src_w, self.src_h = self.edge.out_size
-        else:  # bypass: the colour passes alone
+        else:  # bypass, bilinear: the colour passes alone, the second one scaling
             self.rgb_in = self.rgb_out = self.d.create_buffer(
                 size=self.width * self.height * self.vec, usage=_U.STORAGE | _U.COPY_SRC
             )
-            self.out_w, self.out_h = self.src_w, self.src_h = self.width, self.height
+            self.src_w, self.src_h = self.width, self.height
+            k = pipe.scale if pipe.mode == "bilinear" else 1
+            self.out_w, self.out_h = round(self.width * k), round(self.height * k)
         self.rgb_in_bytes = self.rgb_w * self.rgb_h * self.vec
         self.rgb_out_bytes = self.src_w * self.src_h * self.vec
 
@@ -186,7 +192,13 @@ class Plan:
         self.to_rgb = self.dev.pipeline(to_rgb_src, "yuv_to_rgb")
         to_yuv_src = shaders.render(
             "rgb_to_yuv.wgsl",
-            {**planes_vars, "src_width": self.src_w, "src_height": self.src_h, **cvars},
+            {
+                **planes_vars,
+                "src_width": self.src_w,
+                "src_height": self.src_h,
+                "x2": (self.out_w, self.out_h) == (2 * self.src_w, 2 * self.src_h),
+                **cvars,
+            },
         )
         luma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "luma")
         chroma = self.dev.pipeline(to_yuv_src, "rgb_to_yuv", "chroma")
@@ -195,8 +207,13 @@ class Plan:
         middle = [
             Pass(p, grid, group=g) for p, grid, g in (self.edge.dispatches if self.edge else [])
         ]
+        # at the frame's own size one invocation makes a 2x2 block (yuv_to_rgb.wgsl)
+        same = (self.rgb_w, self.rgb_h) == (self.width, self.height)
+        rw, rh = (self.rgb_w, self.rgb_h)
+        if same:
+            rw, rh = (rw + 1) // 2, (rh + 1) // 2
         return [
-            Pass(self.to_rgb, (_groups(self.rgb_w, 8), _groups(self.rgb_h, 8), 1), slot_group=0),
+            Pass(self.to_rgb, (_groups(rw, 8), _groups(rh, 8), 1), slot_group=0),
             *middle,
             Pass(luma, (_groups(self.out_w, 64), _groups(self.out_h, 4), 1),
                  group=self._group(luma, [self.rgb_out, self.planes])),
@@ -221,6 +238,11 @@ class Plan:
             Pass(luma, (_groups(self.out_w, 64), _groups(self.out_h, 4), 1), slot_group=0),
             Pass(chroma, (_groups(cw, 64), _groups(ch, 4), 1), slot_group=1),
         ]
+
+    @property
+    def dispatches(self) -> int:
+        """Dispatches a frame of this plan records (all in one compute pass, one submit)."""
+        return len(self.passes) + (len(self.exe.steps) if self.exe is not None else 0)
 
     def encode(self, cp: wgpu.GPUComputePassEncoder, slot: Slot) -> None:
         """Record this frame's dispatches: the passes around the model, and the model's."""

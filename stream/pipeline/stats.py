@@ -27,6 +27,7 @@ class FrameTiming:
     t_done: float = 0.0
     scale: float = 1.0  # the model input scale its plan ran at
     new_plan: bool = False  # its plan was made for it: its times include compiling
+    dispatches: int = 0  # compute dispatches recorded for it (one command buffer, one submit)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class PipelineStats:
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
+    submits: int = 0  # queue submissions of the pipeline's frames (one each)
     recent: deque[FrameTiming] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -67,7 +69,10 @@ class PipelineStats:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "dropped": self.dropped,
+            "submits": self.submits,
         }
+        if rows:
+            out["dispatches_per_frame"] = float(np.mean([r.dispatches for r in rows]))
         for stage in STAGES:
             values = [getattr(r, stage) for r in rows if getattr(r, stage) is not None]
             if values:
