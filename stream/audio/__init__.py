@@ -9,7 +9,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from .game import GameAudio
-from .opus import OpusTrack, SharedOpus
+from .opus import OpusTrack, SharedOpus, schedule_reports
 from .spec import AudioPlan, parse, resolve
 
 __all__ = [
@@ -40,4 +40,5 @@ def add_audio(pc: RTCPeerConnection, track: OpusTrack) -> Any:
     tr.setCodecPreferences(
         [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
     )
+    schedule_reports(tr.sender, track)
     return tr

@@ -14,6 +14,12 @@ that much earlier. Each viewer's OpusTrack therefore learns its own video's late
 is told of each frame the viewer's video track sends, with its source time)
 and sends each packet at its capture time plus that latency.
 
+A busy loop sends some packets late (tens to hundreds of ms on a loaded host), and the sender
+report that follows pairs that packet's RTP time with its late send time: every sound until
+the next report would be placed that much later. `schedule_reports` makes the audio's reports
+pair each packet's RTP time with the time it was due (capture + hold) instead, which is what
+the RTP time stands for; the browser's jitter buffer absorbs the late arrival.
+
 Queues: a viewer holds at most `maxlen` packets; a slow one loses its oldest (counted), the
 encoder and the other viewers never wait.
 """
@@ -27,6 +33,7 @@ import statistics
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -199,6 +206,8 @@ class OpusTrack(MediaStreamTrack):
         self.sent = 0
         self.dropped = 0  # packets lost because this viewer fell behind
         self.hold_s = 0.0  # the last hold applied (for /api/stats)
+        self.due = 0.0  # when the last packet handed out was due (monotonic)
+        self.late_s: collections.deque[float] = collections.deque(maxlen=250)
         encoder.subscribe(self)
 
     def push(self, packet: av.Packet, t_cap: float) -> None:
@@ -232,6 +241,8 @@ class OpusTrack(MediaStreamTrack):
                 continue
             self.queue.popleft()
             self.sent += 1
+            self.due = t_cap + self.hold_s
+            self.late_s.append(-wait)
             return packet
 
     def stop(self) -> None:
@@ -242,10 +253,60 @@ class OpusTrack(MediaStreamTrack):
             self.on_stop(self)
 
     def info(self) -> dict[str, object]:
+        late = sorted(self.late_s)
         return {
             "stream": "audio",
             "sent": self.sent,
             "dropped": self.dropped,
             "queued": len(self.queue),
             "hold_ms": round(self.hold_s * 1000, 1),
+            "late_ms_p95": round(late[int(0.95 * (len(late) - 1))] * 1000, 1) if late else None,
         }
+
+
+NTP_S = "_RTCRtpSender__ntp_timestamp"  # aiortc: the last packet's send time (NTP format) ...
+RTP_TS = "_RTCRtpSender__rtp_timestamp"  # ... and RTP time, set one after the other
+
+
+def schedule_reports(sender: Any, track: OpusTrack) -> None:
+    """Make `sender`'s RTCP sender reports pair the last packet's RTP time with when it was
+    due (`track.due`), not when a busy loop got to send it (see the module's "Sync").
+
+    aiortc sets the NTP time right after sending a packet and the RTP time just after it, in
+    one step, before it asks the track for the next packet; so when the RTP time is set,
+    `track.due` is that packet's, and its lateness is measured then."""
+    from ..webrtc import patches  # (stream.webrtc's sessions import this package)
+
+    why = "audio sender reports at the packet's due time (lip sync on a busy host)"
+    for name in (NTP_S, RTP_TS):
+        patches.require(sender, name, why)
+    base = type(sender)
+    sender.__class__ = _SCHEDULED.get(base) or _SCHEDULED.setdefault(base, _scheduled(base))
+    sender._framesmith_audio = track
+
+
+_SCHEDULED: dict[type, type] = {}
+
+
+def _scheduled(base: type) -> type:
+    def get_ntp(self: Any) -> int:
+        return int(self.__dict__.get("_fs_ntp_due", self.__dict__[NTP_S]))
+
+    def set_ntp(self: Any, value: int) -> None:
+        self.__dict__[NTP_S] = value
+
+    def get_rtp(self: Any) -> int:
+        return int(self.__dict__[RTP_TS])
+
+    def set_rtp(self: Any, value: int) -> None:
+        self.__dict__[RTP_TS] = value
+        track = self.__dict__.get("_framesmith_audio")
+        if track is not None and track.due:
+            late = time.monotonic() - track.due
+            self.__dict__["_fs_ntp_due"] = self.__dict__[NTP_S] - round(late * (1 << 32))
+
+    return type(
+        f"Scheduled{base.__name__}",
+        (base,),
+        {NTP_S: property(get_ntp, set_ntp), RTP_TS: property(get_rtp, set_rtp)},
+    )
