@@ -35,6 +35,7 @@ from .guard import (
 from .guard import authorize as authorize_middleware
 from .limits import KeyedBuckets
 from .metrics import CONTENT_TYPE
+from .room import Room
 from .service import Service
 from .webrtc import SessionKind, SignallingError, browser_ice
 from .webrtc.ice import link_headers
@@ -47,6 +48,11 @@ SDP = "application/sdp"
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 STATIC_DIR: web.AppKey[Path] = web.AppKey("static", Path)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _room(request: web.Request) -> Room:
+    """The room a request is for: /rooms/NAME/..., else the default room."""
+    return request.app[SERVICE].room
 
 
 def _grant_ttl(request: web.Request) -> float:
@@ -76,7 +82,7 @@ def _sdp_answer(request: web.Request, kind: SessionKind, session_id: str, sdp: s
         content_type=SDP,
         headers={
             "Location": f"{base}/{kind}/{session_id}",
-            "ETag": request.app[SERVICE].sessions.by_id[session_id].etag,
+            "ETag": _room(request).sessions.by_id[session_id].etag,
         },
     )
     # RFC 9725 4.6: the ICE servers, TURN with credentials named after the token (as
@@ -96,8 +102,8 @@ def _patch(kind: SessionKind) -> Handler:
     428 without If-Match, 412 for a stale one, 422 for an ICE restart (not supported)."""
 
     async def handler(request: web.Request) -> web.Response:
-        svc = request.app[SERVICE]
-        cfg = svc.config.server
+        svc = _room(request)
+        cfg = request.app[SERVICE].config.server
         sid = request.match_info["id"]
         session = svc.sessions.by_id.get(sid)
         if session is not None and not request[GRANT].owns(session.owner):
@@ -114,7 +120,7 @@ def _patch(kind: SessionKind) -> Handler:
 
 
 async def whep_post(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
+    svc = _room(request)
     offer = await _read_sdp(request)
     codec = request.query.get("codec")
     if codec is not None and codec not in ("vp8", "h264"):
@@ -124,7 +130,7 @@ async def whep_post(request: web.Request) -> web.Response:
 
 
 async def whip_post(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
+    svc = _room(request)
     offer = await _read_sdp(request)
     session, answer = await svc.sessions.whip(offer, request[GRANT])
     return _sdp_answer(request, SessionKind.WHIP, session.id, answer)
@@ -132,7 +138,7 @@ async def whip_post(request: web.Request) -> web.Response:
 
 def _delete(kind: SessionKind) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        svc = request.app[SERVICE]
+        svc = _room(request)
         sid = request.match_info["id"]
         session = svc.sessions.by_id.get(sid)
         if session is None or session.kind is not kind:
@@ -146,7 +152,7 @@ def _delete(kind: SessionKind) -> Handler:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].health())
+    return web.json_response(_room(request).health())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -169,14 +175,14 @@ async def api_ice(request: web.Request) -> web.Response:
 
 
 async def api_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].stats())
+    return web.json_response(_room(request).stats())
 
 
 async def api_mode(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
+    svc = _room(request)
     if request.content_type != "application/json":
         raise SignallingError(415, "Content-Type must be application/json")
-    body = await read_body(request, 4096, svc.config.server.body_timeout_s)
+    body = await read_body(request, 4096, request.app[SERVICE].config.server.body_timeout_s)
     try:
         data = json.loads(body)
         mode = str(data["mode"])
@@ -194,7 +200,7 @@ async def api_input(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise SignallingError(426, "GET /api/input is a WebSocket (Upgrade: websocket)")
     grant = request[GRANT]
-    return await request.app[SERVICE].agents.serve(request, grant.nonce, grant.expires)
+    return await _room(request).agents.serve(request, grant.nonce, grant.expires)
 
 
 def _page(name: str) -> Handler:
@@ -252,9 +258,10 @@ async def end_sessions_of_ended_tokens(service: Service, authority: TokenAuthori
         try:
             authority.revoked.reload()
             revoked, now = authority.revoked.nonces, time.time()
-            for sid in service.sessions.ended_by_token(revoked, now):
-                await service.sessions.close(sid, reason="its token expired or was revoked")
-            await service.agents.end_tokens(revoked, now)
+            for room in list(service.rooms.values()):
+                for sid in room.sessions.ended_by_token(revoked, now):
+                    await room.sessions.close(sid, reason="its token expired or was revoked")
+                await room.agents.end_tokens(revoked, now)
         except Exception:  # one bad round (logged) must not end the watch for good
             log.exception("ending the sessions of expired or revoked tokens failed")
 

@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from stream import config as config_mod
 from stream.auth import TokenAuthority
 from stream.http import make_app
+from stream.room import Room
 from stream.service import Service
 
 NO_STUN = RTCConfiguration(iceServers=[])
@@ -62,9 +63,10 @@ def viewer_page_config() -> config_mod.Config:
 
 @dataclass
 class Server:
-    service: Service
+    service: Room  # the default room (today's routes)
     runner: web.AppRunner
     url: str
+    process: Service  # every room (stream/service.py)
 
     async def close(self) -> None:
         await self.runner.cleanup()
@@ -82,7 +84,7 @@ async def start_server(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    return Server(service, runner, f"http://127.0.0.1:{port}")
+    return Server(service.room, runner, f"http://127.0.0.1:{port}", service)
 
 
 @dataclass

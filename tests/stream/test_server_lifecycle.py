@@ -172,7 +172,7 @@ def test_a_gpu_slower_than_the_source_is_reported_once(caplog):
     from types import SimpleNamespace
 
     from stream.pipeline.stats import FrameTiming, PipelineStats
-    from stream.service import Service
+    from stream.room import Room
 
     def pipe_taking(ms: float) -> SimpleNamespace:
         stats = PipelineStats()
@@ -188,9 +188,9 @@ def test_a_gpu_slower_than_the_source_is_reported_once(caplog):
     )
     out = SimpleNamespace(width=640, height=360)
     with caplog.at_level(logging.INFO, logger="stream.service"):
-        Service._check_rate(svc, "main:model", pipe_taking(199.0), out)
-        Service._check_rate(svc, "main:model", pipe_taking(199.0), out)  # once per mode
-        Service._check_rate(svc, "main:bilinear", pipe_taking(9.0), out)
+        Room._check_rate(svc, "main:model", pipe_taking(199.0), out)
+        Room._check_rate(svc, "main:model", pipe_taking(199.0), out)  # once per mode
+        Room._check_rate(svc, "main:bilinear", pipe_taking(9.0), out)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "200 ms per frame" in warnings[0], warnings
     assert "about 5.0 fps against the source's 30" in warnings[0]
