@@ -343,7 +343,8 @@ class PushConfig(Section):
 class AudioConfig(Section):
     """Game sound to WHEP viewers (stream/audio/): captured once, Opus encoded once."""
 
-    # "auto": pulse for an x11 source when a PulseAudio server answers, else none; "pulse":
+    # "auto": pulse for an x11 source when a PulseAudio server answers, a WHIP publisher's
+    # own Opus for a webrtc source (passed on: stream/audio/relay.py), else none; "pulse":
     # the default sink's monitor on $PULSE_SERVER (or the default server); "pulse:NAME" a
     # named source ("game.monitor"); "none"; "beep": a test tone on every flash of testsrc
     source: str = "auto"
