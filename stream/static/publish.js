@@ -41,7 +41,7 @@ async function publish(getStream) {
       }
     });
   });
-  const resp = await fetch("/whip", {
+  const resp = await fetch("whip", {
     method: "POST",
     headers: authHeaders({ "Content-Type": "application/sdp" }),
     body: pc.localDescription.sdp,

@@ -20,7 +20,8 @@ function gatheringDone(pc, timeoutMs = 2000) {
 }
 
 export class WhepSession {
-  constructor({ endpoint = "/whep", codec = "vp8", videos = 1, audio = true } = {}) {
+  // relative to the page: the page at /rooms/NAME/ reaches its own room's WHEP endpoint
+  constructor({ endpoint = "whep", codec = "vp8", videos = 1, audio = true } = {}) {
     this.endpoint = endpoint;
     this.codec = codec;
     this.videos = videos;
