@@ -46,6 +46,7 @@ from Xlib import error as xerror
 from Xlib.ext import xtest
 
 from ..xlib_tables import open_display
+from . import landing
 from .events import InjectError, InputEvent
 from .keys import DOM_BUTTONS, DOM_CODES, DOM_KEYS, char_keysym
 from .policy import InputPolicy
@@ -189,6 +190,7 @@ class XTestInjector:
         except _LOST as e:
             raise self._lost(e) from None
         self.injected += 1
+        landing.landed(self.display_name)  # its capture grabs the damage that follows at once
 
     @property
     def blocked(self) -> dict[str, int]:

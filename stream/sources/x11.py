@@ -4,7 +4,10 @@ Capture is XShm (xshm.py) in a worker thread (the ctypes calls and swscale relea
 so the event loop keeps running). By default a grab follows each change of the screen
 (xdamage.py: DAMAGE), at most `fps` times a second and at least MIN_FPS times (a static screen
 still feeds keyframes to new viewers); `on_change=False`, or a server without DAMAGE, grabs on
-a fixed tick of the wall clock like the test scene. The time a grab took goes into the frame's
+a fixed tick of the wall clock like the test scene. For HURRY_S after a player's input lands
+in the display (stream/input/landing.py), damage is grabbed at once, not held back by the rate
+cap: the frame showing a click no longer waits out the interval after a frame the game drew
+just before it (an animated screen damages all the time). The time a grab took goes into the frame's
 stages as `capture`, and the frame's birth time is the moment the grab started, so "injection
 -> capture" of click-to-photon is measured from it.
 
@@ -28,6 +31,7 @@ from typing import Any
 
 import av
 
+from ..input import landing
 from .base import Source, SourceState
 from .marker import with_marker
 from .scene import slate
@@ -54,6 +58,7 @@ class X11Source(Source):
     MIN_FPS = 5.0  # grab-on-change: a static screen still gets this many frames a second
     RETRY_FIRST_S = 0.5
     RETRY_MAX_S = 10.0
+    HURRY_S = 0.25  # after input lands: damage grabbed at once (no rate cap) for this long
 
     def __init__(
         self,
@@ -80,6 +85,8 @@ class X11Source(Source):
         self.capture_cpu_ms: deque[float] = deque(maxlen=300)  # CPU time of each grab
         self._retry_s = self.RETRY_FIRST_S
         self._retry_at = 0.0
+        self._landed: asyncio.Event | None = None  # set when input lands (frames() makes it)
+        self.hurried = 0  # grabs taken at once after input, inside the rate cap's interval
 
     def info(self) -> dict[str, Any]:
         def mean(v: deque[float]) -> float | None:
@@ -94,6 +101,7 @@ class X11Source(Source):
             "resizes": self.cap.resizes if self.cap is not None else 0,
             "lost": self.lost,
             "grab_errors": self.grab_errors,
+            "hurried": self.hurried,
             "capture_ms_mean": mean(self.capture_ms),
             "capture_cpu_ms_mean": cpu,
             # CPU seconds per second spent capturing at the source rate (1.0 = a whole core)
@@ -176,11 +184,43 @@ class X11Source(Source):
             await asyncio.to_thread(self._wait_change, watch, max(0.0, keepalive))
             gap = last + period - time.monotonic()
             if gap > 0:
-                await asyncio.sleep(gap)
+                await self._hold(gap)
             return k + 1
         return await self._tick(t0, k, period) + 1
 
+    async def _hold(self, gap: float) -> None:
+        """The rate cap's wait, cut short by a player's input: at once within HURRY_S of
+        the last input, and when input lands while it waits."""
+        landed = self._landed
+        if landed is not None:
+            landed.clear()
+        if time.monotonic() - landing.last(self.display) < self.HURRY_S:
+            self.hurried += 1
+            return
+        if landed is None:
+            await asyncio.sleep(gap)
+            return
+        try:
+            await asyncio.wait_for(landed.wait(), gap)
+            self.hurried += 1
+        except TimeoutError:
+            pass
+
     async def frames(self) -> AsyncIterator[av.VideoFrame]:
+        loop = asyncio.get_running_loop()
+        landed = self._landed = asyncio.Event()
+
+        def tell() -> None:  # on the injecting thread
+            loop.call_soon_threadsafe(landed.set)
+
+        stop = landing.listen(self.display, tell)
+        try:
+            async for frame in self._frames():
+                yield frame
+        finally:
+            stop()
+
+    async def _frames(self) -> AsyncIterator[av.VideoFrame]:
         n = 0
         k, t0, last = 0, time.monotonic(), 0.0
         while True:
