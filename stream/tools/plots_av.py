@@ -32,8 +32,14 @@ def plot_av(result: dict[str, Any], png: Path) -> Path:
     fig_av = (result.get("summary") or {}).get("av_offset") or {}
     drift = fig_av.get("drift_ms_per_min")
     if drift is not None and len(t) >= 3:
-        a, b = np.polyfit(t, off, 1)
-        ax.plot(t, a * t + b, "-", color="#c44e52", lw=1.2, label=f"drift {drift:+.2f} ms/min")
+        at0 = fig_av.get("drift_at0_ms")
+        b = float(np.median(off - drift * t / 60)) if at0 is None else float(at0)
+        ax.plot(
+            t, drift * t / 60 + b, "-", color="#c44e52", lw=1.2, label=f"drift {drift:+.2f} ms/min"
+        )
+        lsq = fig_av.get("drift_lsq_ms_per_min")
+        if lsq is not None:
+            ax.plot([], [], " ", label=f"(least squares {lsq:+.2f} ms/min)")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_title(
         f"audio - video offset a viewer sees (beep vs flash): p50 {fig_av.get('p50_ms')} ms, "

@@ -77,7 +77,7 @@ class SoakSettings(Section):
     max_client_lag_s: float = Field(1.0, gt=0)
     # audio-video sync, judged when the server serves the beep test source ([audio] source =
     # "beep"; skipped otherwise): the |offset| p95 a viewer sees between each beep and its
-    # flash, and its drift (least squares over the run). 40 ms: lip sync is detectable from
+    # flash, and its drift (a Theil-Sen line over the run). 40 ms: lip sync is detectable from
     # about +45 ms (sound early) / -125 ms (sound late), ITU-R BT.1359; 0.5 ms/min: 30 ms over
     # an hour, no drift the goal would notice
     max_av_offset_ms: float = Field(40.0, gt=0)
