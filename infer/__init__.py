@@ -5,7 +5,7 @@ from .device import Device, get_device, list_adapters
 from .errors import ModelError, UnsupportedModelError
 from .model import Model, load
 from .runtime import Executable
-from .web import Target, export_webgpu
+from .web import Target, WebBundle, export_webgpu
 
 __all__ = [
     "Caps",
@@ -15,6 +15,7 @@ __all__ = [
     "ModelError",
     "Target",
     "UnsupportedModelError",
+    "WebBundle",
     "export_webgpu",
     "get_device",
     "list_adapters",

@@ -186,6 +186,11 @@ class ModelConfig(Section):
     compare: bool = True  # also run a bilinear pipeline for the viewer's split compare
     extra: list[str] = Field(default_factory=list)  # more models for the mode switch
     plans: int = Field(4, ge=1, le=64)  # frame sizes kept compiled per pipeline (LRU)
+    # where a viewer's picture is upscaled (stream/placement.py): the server's GPU, the
+    # viewer's browser (WebGPU, the model's bundle), or the browser when it keeps up
+    placement: Literal["server", "viewer", "auto"] = "server"
+    # conv variants forced in the viewer's bundle (infer.export_webgpu kernels; [] = rule)
+    web_kernels: list[str] = Field(default_factory=list, max_length=8)
 
 
 class EncoderConfig(Section):

@@ -198,6 +198,19 @@ class PacketTrack(MediaStreamTrack):
                 log.exception("on_sent callback failed")
         return packet
 
+    def switch(self, encoder: SharedEncoder) -> None:
+        """Take packets from another shared encoder from now on (a viewer's placement,
+        stream/placement.py): what waits from the old one is dropped and the next packet
+        sent is a keyframe of the new one, so the viewer's decoder follows a size change
+        without renegotiation."""
+        if encoder is self.encoder:
+            return
+        self.encoder.unsubscribe(self)
+        self.encoder = encoder
+        self.queue.clear()
+        self.need_keyframe = True
+        encoder.subscribe(self)  # asks it for a keyframe
+
     def stop(self) -> None:
         super().stop()
         self.encoder.unsubscribe(self)

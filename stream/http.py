@@ -35,6 +35,7 @@ from .guard import (
 from .guard import authorize as authorize_middleware
 from .limits import KeyedBuckets
 from .metrics import CONTENT_TYPE
+from .placement import page_file
 from .room import Room
 from .service import Service
 from .webrtc import SessionKind, SignallingError, browser_ice
@@ -192,6 +193,11 @@ async def api_mode(request: web.Request) -> web.Response:
     return web.json_response(svc.describe())
 
 
+async def model_file(request: web.Request) -> web.Response:
+    """The model's browser bundle, for a viewer-placed page (stream/placement.py)."""
+    return await _room(request).placement.respond(request)
+
+
 async def api_input(request: web.Request) -> web.StreamResponse:
     """GET /api/input (WebSocket): the players' input events, for the agent of a remote game
     host (stream/input/remote.py, `python -m stream agent`). The publisher role (checked by
@@ -234,6 +240,9 @@ ROUTES = [
     Route("GET", "/api/input", api_input, Right.PUBLISH),
     Route("GET", "/api/stats", api_stats, Right.ADMIN),
     Route("POST", "/api/mode", api_mode, Right.ADMIN),
+    Route("GET", "/model/{file}", page_file, Right.PUBLIC),  # runtime.js, present.wgsl
+    Route("GET", "/model/{size}/{file}", model_file, Right.WATCH),  # the model's bundle
+    Route("GET", "/model/{size}/kernels/{kernel}", model_file, Right.WATCH),
     Route("GET", "/metrics", metrics, Right.ADMIN),
 ]
 STATIC_PREFIX = "/static"

@@ -41,6 +41,7 @@ from .input.clipboard import ClipboardShare
 from .input.gamepad import GamepadSink
 from .metrics import Metrics
 from .pipeline import FramePipeline, FrameTiming
+from .placement import Placement
 from .preparing import CHEAP, ModelSwitch
 from .sinks import PushSinks
 from .sources import Source, SourceState, WebRTCSource, X11Source, open_source
@@ -103,6 +104,10 @@ class Room:
         self.encoders: dict[tuple[str, str], SharedEncoder] = {}
         self.metrics = Metrics(self._live)
         self.sessions = Sessions(self, cfg.server, cfg.encoder, cfg.bandwidth)
+        self.placement = Placement(  # where each viewer's picture is upscaled (issue 29)
+            cfg.model, model, self.model_name, self.encoder, lambda: self.encoders,
+            lambda: (self.source.width, self.source.height), self.sessions.by_id.get,
+        )  # fmt: skip
         self.bitrate = BitratePolicy(
             cfg.bandwidth,
             encoders=lambda: self.encoders,
@@ -241,6 +246,7 @@ class Room:
                     e.subscribers for (s, _), e in self.encoders.items() if s == "main"
                 )
                 self._main_feed.put(frame)
+                self.placement.tap(frame, self.source.meta(frame.pts))  # viewer-placed
                 self._compare_feed.wanted = any(
                     e.subscribers for (s, _), e in self.encoders.items() if s == "compare"
                 )
@@ -388,6 +394,7 @@ class Room:
         """Forget what was kept for a session, and release the keys it held."""
         self.reports.pop(session, None)
         self.input.session_closed(session)
+        self.placement.forget(session)
 
     def _notify_session(self, session: str, message: dict[str, Any]) -> None:
         s = self.sessions.by_id.get(session)
@@ -396,6 +403,9 @@ class Room:
 
     def on_report(self, session: str, report: dict[str, Any]) -> None:
         self.reports[session] = report
+
+    def on_placement(self, session: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self.placement.choose(session, data)  # upscale in its page or here
 
     def on_session(self, kind: SessionKind) -> None:
         self.metrics.sessions.labels(str(kind)).inc()
@@ -445,6 +455,7 @@ class Room:
             "gamepad": self.config.input.gamepad != "off",  # the page reads pads (players)
             "clipboard": self.clipboard is not None,  # the page sends its pastes
             "preparing": self._switch.public(),  # a model being made ready, how far
+            **self.placement.describe(),  # where the picture is upscaled, the bundle
         }
 
     def _live(self) -> dict[str, Any]:
@@ -532,6 +543,7 @@ class Room:
             "push": self.push.stats(),
             "audio": self.audio.stats(),
             "preparing": self._switch.state(),
+            "placement": self.placement.stats(),  # per session, the frames before the model
         }
 
     async def stop(self) -> None:

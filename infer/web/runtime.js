@@ -104,8 +104,8 @@ function fromPhysical(raw, io) {
   return out;
 }
 
-async function fetchOk(url, what) {
-  const r = await fetch(url);
+async function fetchOk(url, what, fetcher = (u) => globalThis.fetch(u)) {
+  const r = await fetcher(url);
   if (!r.ok) throw new BundleError(`${what} ${url}: HTTP ${r.status}`);
   return r;
 }
@@ -254,10 +254,10 @@ class BundleModel {
   }
 }
 
-async function compile(model, base, plans) {
+async function compile(model, base, plans, fetcher) {
   const files = [...new Set(plans.flatMap((p) => p.steps.map((s) => s.shader)))];
   const sources = await Promise.all(
-    files.map(async (f) => (await fetchOk(new URL(f, base), "kernel")).text()),
+    files.map(async (f) => (await fetchOk(new URL(f, base), "kernel", fetcher)).text()),
   );
   await Promise.all(
     files.map(async (file, k) => {
@@ -282,12 +282,12 @@ async function compile(model, base, plans) {
   );
 }
 
-async function uploadConstants(model, base, manifest, plans) {
+async function uploadConstants(model, base, manifest, plans, fetcher) {
   const used = new Set();
   for (const p of plans) for (const s of p.steps) for (const b of s.bindings) {
     if (b.const !== undefined) used.add(b.const);
   }
-  const weights = await (await fetchOk(new URL(manifest.weights, base), "weights")).arrayBuffer();
+  const weights = await (await fetchOk(new URL(manifest.weights, base), "weights", fetcher)).arrayBuffer();
   const usage = USAGE().constant;
   for (const k of used) {
     const c = manifest.constants[k];
@@ -309,12 +309,14 @@ async function uploadConstants(model, base, manifest, plans) {
 /**
  * Load a bundle from `baseUrl` (the folder holding manifest.json). `options.device`: a
  * GPUDevice to run on (checked against what the bundle needs); without one, an adapter and
- * device are requested here. Refuses, with WebGPUUnavailable or BundleError, when WebGPU or a
- * feature or limit a build needs is missing.
+ * device are requested here. `options.fetch`: how the bundle's files are fetched (e.g. with
+ * the page's bearer token; fetch by default). Refuses, with WebGPUUnavailable or BundleError,
+ * when WebGPU or a feature or limit a build needs is missing.
  */
 export async function loadBundle(baseUrl, options = {}) {
   const base = new URL(String(baseUrl).endsWith("/") ? baseUrl : `${baseUrl}/`, globalThis.location?.href);
-  const manifest = await (await fetchOk(new URL("manifest.json", base), "manifest")).json();
+  const fetcher = options.fetch ?? ((url) => globalThis.fetch(url));
+  const manifest = await (await fetchOk(new URL("manifest.json", base), "manifest", fetcher)).json();
   if (manifest.format !== "framesmith-webgpu/1") {
     throw new BundleError(`unknown bundle format ${manifest.format}`);
   }
@@ -345,8 +347,8 @@ export async function loadBundle(baseUrl, options = {}) {
   }
   const model = new BundleModel(manifest, build, device, !options.device);
   try {
-    await compile(model, base, build.plans);
-    await uploadConstants(model, base, manifest, build.plans);
+    await compile(model, base, build.plans, fetcher);
+    await uploadConstants(model, base, manifest, build.plans, fetcher);
   } catch (e) {
     model.destroy();
     throw e;

@@ -10,6 +10,7 @@ import { GamepadInput } from "./gamepad.js";
 import { PlayerInput, showControl } from "./input.js";
 import { readMarker, MODULO } from "./marker.js";
 import { showPreparing } from "./preparing.js";
+import { Placement } from "./render.js";
 import { GameSound } from "./sound.js";
 import { TouchInput } from "./touch.js";
 import { WhepSession } from "./whep.js";
@@ -47,6 +48,14 @@ state.c2p.onSample = (s) => {
 
 const sound = new GameSound({ audio: $("sound-out"), button: $("sound"), meter: $("level") });
 state.sound = sound;
+// where the model upscales: the server, or this page's WebGPU canvas (render.js)
+const placement = new Placement({
+  video,
+  send: (msg) => state.session && state.session.send(msg),
+  select: $("placement"),
+  onStatus: setStatus,
+});
+state.render = placement;
 const codecSel = $("codec");
 const compareBox = $("compare");
 codecSel.value = params.get("codec") || "vp8";
@@ -110,6 +119,8 @@ function onMessage(msg) {
     if (!msg.ok) setStatus(`input refused: ${msg.reason}`);
   } else if (msg.type === "clipboard") {
     clip.received(msg); // an X client copied
+  } else if (msg.type === "placement") {
+    placement.onAnswer(msg);
   } else if (msg.type === "preparing") {
     showPreparing(msg); // a model being made ready while a cheap mode serves
   } else if (msg.type === "control") {
@@ -139,6 +150,7 @@ function onMessage(msg) {
     if ((msg.may || []).includes("play") && msg.gamepad) pads.start(); // players' pads
     clip.enabled = (msg.may || []).includes("play") && !!msg.clipboard;
     showPreparing(msg.preparing);
+    placement.onHello(msg);
   }
 }
 
@@ -269,6 +281,7 @@ function render(s) {
     `dropped ${s.framesDropped ?? "–"}  freezes ${s.freezeCount ?? "–"}  lost ${s.packetsLost ?? "–"}  rtt ${f1(s.rttMs, " ms")}`,
     `server: ${st.capture !== undefined ? `capture ${stage("capture")} ` : ""}upload ${stage("upload")} gpu ${stage("gpu")} readback ${stage("readback")}`,
     `        pipeline ${stage("pipeline")} encode ${f1(enc, " ms")} send ${f1(fr && fr.server_ms, " ms")}`,
+    placement.line(),
     `mode ${(fr && fr.mode) || state.hello.mode || "?"}  scale ${fr && fr.scale ? Math.round(fr.scale * 100) : "?"}%  source ${state.hello.source || "?"}  markers ${s.markersRead}/${s.markersRead + s.markersMissed}`,
     ...c2pLines(s),
   ].join("\n");
@@ -329,6 +342,7 @@ const player = new PlayerInput({
     if (state.session) state.session.send(msg);
   },
   onPress: (id, t) => state.c2p.press(id, t, video),
+  display: () => placement.display, // the canvas while this page upscales
 });
 player.attach();
 new TouchInput(player).attach(); // tap = click, drag = move, two fingers = wheel

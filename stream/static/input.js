@@ -8,9 +8,10 @@
 // lock ends, so no key stays down on the server because the browser swallowed its release.
 
 export class PlayerInput {
-  constructor({ stage, video, send, onPress = () => {} }) {
+  constructor({ stage, video, send, onPress = () => {}, display = () => video }) {
     this.stage = stage;
     this.video = video;
+    this.display = display; // the element showing the picture: the <video>, or render.js's canvas
     this.send = send; // (message) => void
     this.onPress = onPress; // (id, tEpochMs) for click-to-photon
     this.keys = new Map(); // code (or key) -> {code, key}
@@ -29,9 +30,10 @@ export class PlayerInput {
 
   // position within the displayed picture, or null on the letterbox bars
   point(ev) {
-    const r = this.video.getBoundingClientRect();
-    const vw = this.video.videoWidth || r.width;
-    const vh = this.video.videoHeight || r.height;
+    const el = this.display();
+    const r = el.getBoundingClientRect();
+    const vw = el.videoWidth || el.width || r.width; // a canvas's size is its picture's
+    const vh = el.videoHeight || el.height || r.height;
     const scale = Math.min(r.width / vw, r.height / vh);
     const w = vw * scale;
     const h = vh * scale;

@@ -17,6 +17,10 @@ message type.
                                                         stream/input/gamepad.py; own rate
                   {"type": "clipboard", "text"} player  the page's paste, size-capped
                                                         (stream/input/clipboard.py)
+                  {"type": "placement", "placement", "reason", "model_ms", "frame_ms"}
+                                              any role  upscale here or on the server
+                                                        (stream/placement.py); answered
+                                                        {"type": "placement", "placement"}
   server -> page  {"type": "clipboard", "text"}  to the players in control: an X client copied
                   {"type": "preparing", "model", "phase", "done", "total", "serving",
                   "elapsed_s"}  to every role: a model being made ready while a cheap mode
@@ -74,6 +78,8 @@ RULES = {
     # the page sends a pad's state on change, at most 60 a second a pad (4 pads)
     "gamepad": MessageRule(Right.PLAY, 250, 120),
     "clipboard": MessageRule(Right.PLAY, 2, 5),  # a paste is a person's key press
+    # a page switches where its picture is upscaled: by hand, or auto when it falls behind
+    "placement": MessageRule(Right.SESSION, 1, 4),
 }
 
 
@@ -199,6 +205,8 @@ class ControlChannel:
             self.send(self.host.on_control(self.session, take if isinstance(take, bool) else None))
         elif kind == "c2p":
             self.host.on_click_to_photon(self.session, data)
+        elif kind == "placement":
+            self.send(self.host.on_placement(self.session, data))
         elif kind == "report":
             self.report = _flat(data)
             self.host.on_report(self.session, self.report)

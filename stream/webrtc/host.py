@@ -42,6 +42,11 @@ class SessionHost(Protocol):
 
     def on_report(self, session: str, report: dict[str, Any]) -> None: ...
 
+    def on_placement(self, session: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A page asks to upscale in the viewer or on the server (stream/placement.py): the
+        "placement" message that answers it."""
+        ...
+
     def on_session(self, kind: SessionKind) -> None:
         """A session of this kind was accepted (metrics)."""
         ...
