@@ -56,6 +56,9 @@ class SharedAac:
         self.bytes_out = 0
         self.reanchors = 0
         self._subscribers: list[Subscriber] = []
+        # a push that takes Opus as it is (whip+): a track of the viewers' encode, held by
+        # the latency of the video track given (GameAudio.track); None: no sound to give
+        self.opus_track: Callable[[Any], Any] | None = None
         self._holder: Any = None  # an in-memory container whose stream holds the encoder
         self._stream: Any = None
         self._pending = np.zeros((0, CHANNELS), np.float32)

@@ -60,6 +60,7 @@ class GameAudio:
         elif self.plan.kind == "publisher":  # a WHIP publisher's own Opus (relay.py)
             self.capture = PublisherAudio(self.encoder, self.pushes)
         self.tracks: set[OpusTrack] = set()
+        self.pushes.opus_track = self.track  # a whip+ push takes the viewers' Opus
         self._task: asyncio.Task[None] | None = None
         if self.plan.enabled:
             detail = f" ({self.plan.detail})" if self.plan.detail else ""

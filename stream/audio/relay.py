@@ -71,7 +71,7 @@ class PublisherAudio(Capture):
             self.publisher = ""
             self._in = None
             self._decoder = None
-            self.state = CaptureState.RETRYING  # waiting for a publisher again
+            self.state = CaptureState.STARTING  # waiting for a publisher again
 
     def packet(self, publisher: str, data: bytes, timestamp: int) -> None:
         """One Opus packet of `publisher`, with its RTP timestamp."""

@@ -67,7 +67,7 @@ class PushSinks:
             sink: Sink
             if t.kind is SinkKind.WHIP:
                 sink = WhipSink(
-                    t, codec, encoder_for(codec), self.settings, self.server, self.token
+                    t, codec, encoder_for(codec), self.settings, self.server, self.token, audio
                 )
             else:
                 sink = MuxSink(t, codec, encoder_for(codec), self.settings, audio)

@@ -10,6 +10,10 @@ Why aiortc and not FFmpeg's WHIP muxer (PyAV 18 has one): FFmpeg's takes H.264 o
 gives no way to hear the receiver's PLI, so a receiver that lost a packet would wait for the
 periodic keyframe; aiortc sends VP8 or H.264 and hands PLIs to the encoder.
 
+The game's sound goes as the viewers get it, where the feed has it (`opus_track`: WebRTC
+takes Opus, so no AAC and no encode of its own): one more OpusTrack on the shared Opus
+encode, held by this push's video latency like a viewer's.
+
 The offer carries every candidate (aiortc gathers before it returns the offer), so servers
 that do not trickle (most) get them; the ICE servers are the service's own
 (server.stun_servers / turn_servers): a WHIP server's Link headers arrive with its answer,
@@ -28,6 +32,7 @@ import aiohttp
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+from ..audio import add_audio
 from ..encode import PacketTrack
 from ..webrtc import h264, patches
 from ..webrtc.ice import ice_servers
@@ -35,8 +40,10 @@ from .base import Backoff, SinkFigures, SinkState, describe
 from .targets import Target
 
 if TYPE_CHECKING:
+    from ..audio.aac import SharedAac
     from ..config import PushConfig, ServerConfig
     from ..encode import SharedEncoder
+    from ..sources.audio import AudioFeed
 
 MIME = {"vp8": "video/vp8", "h264": "video/h264"}
 log = logging.getLogger(__name__)
@@ -92,8 +99,11 @@ class WhipSink:
         settings: PushConfig,
         server: ServerConfig,
         token: str,
+        audio: AudioFeed | SharedAac | None = None,
     ) -> None:
         self.target = target
+        self.audio = audio
+        self.sound: Any = None  # this session's OpusTrack (the game's sound), if any
         self.encoder = encoder
         self.settings = settings
         self.server = server
@@ -158,6 +168,11 @@ class WhipSink:
             ]
         )
         patches.on_keyframe_request(transceiver.sender, track.request_keyframe)
+        make_sound = getattr(self.audio, "opus_track", None)
+        self.sound = make_sound(track) if make_sound is not None else None
+        if self.sound is not None:
+            add_audio(pc, self.sound)
+            f.audio = "opus"
         state = asyncio.Event()
 
         @pc.on("connectionstatechange")
@@ -203,6 +218,9 @@ class WhipSink:
             self._dropped_before = self.track.dropped
             self.track.stop()
             self.track = None
+        if self.sound is not None:
+            self.sound.stop()
+            self.sound = None
         if self.location:
             location, self.location = self.location, ""
             if not same_origin(location, self.endpoint):
