@@ -132,7 +132,8 @@ async def capture(
     cap: Capture | None = None,
 ) -> Capture:
     """Watch `base` for `seconds` (after `settle_s`) as a WHEP viewer receiving audio. A
-    caller that passes `cap` keeps what was seen when it cancels the watch (the soak)."""
+    caller that passes `cap` keeps what was seen when it cancels the watch (the soak). A
+    ConnectionError when a track ends before (what was seen stays in `cap`)."""
     cap = Capture() if cap is None else cap
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
@@ -162,7 +163,14 @@ async def capture(
             await asyncio.sleep(settle_s)
             cap.flashes.clear()
             cap.onsets.clear()
-            await asyncio.sleep(seconds)
+            # a track ends early when the connection does (a server that dropped us)
+            await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            kinds = ("video", "audio")
+            if ended := [k for k, t in zip(kinds, tasks, strict=True) if t.done()]:
+                raise ConnectionError(
+                    f"the viewer's {' and '.join(ended)} ended early "
+                    f"(connection {pc.connectionState})"
+                )
         finally:
             for t in tasks:
                 t.cancel()

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stream.soak")
 
+RECONNECT_S = 5.0  # the sync viewer's pause before it connects again
+
 
 def audio_source(health: dict[str, Any]) -> str:
     """What the server's /healthz says it serves as audio: "beep", "pulse" or "none"."""
@@ -37,26 +39,38 @@ class AvWatch:
     source: str
     mono0: float  # time.monotonic() at the soak's t = 0 (pairs carry monotonic times)
     cap: avsync.Capture = field(default_factory=avsync.Capture)
-    error: str = ""
+    error: str = ""  # the last connection's failure
+    done: list[avsync.Capture] = field(default_factory=list)  # earlier connections
+    reconnects: int = 0
 
 
 async def watch(run: Soak, w: AvWatch) -> None:
-    """Watch until cancelled (the run's end); what was seen stays in `w.cap`. Settles until
-    the warm-up ends, so the first keyframes and sender reports are not judged."""
+    """Watch until cancelled (the run's end); what was seen stays in `w.cap` (and in
+    `w.done`, the earlier connections'). Settles until the warm-up ends, so the first
+    keyframes and sender reports are not judged. A connection the server drops (a loaded
+    host misses ICE consent for seconds) is made again after a pause: an hour-long drift
+    figure does not end at minute 7."""
     settle = max(1.0, run.opts.warmup_s - run.now())
-    try:
-        await avsync.capture(
-            run.base,
-            run.opts.duration_s + 3600,
-            token=run.token(Role.VIEWER) or None,
-            settle_s=settle,
-            cap=w.cap,
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a failed sync viewer is judged, not fatal
-        w.error = f"{type(e).__name__}: {e}"
-        log.warning("av sync viewer: %s", w.error)
+    while True:
+        try:
+            await avsync.capture(
+                run.base,
+                run.opts.duration_s + 3600,
+                token=run.token(Role.VIEWER) or None,
+                settle_s=settle,
+                cap=w.cap,
+            )
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failed sync viewer is judged, not fatal
+            w.error = f"{type(e).__name__}: {e}"
+            log.warning("av sync viewer: %s; again in %.0f s", w.error, RECONNECT_S)
+        w.reconnects += 1
+        w.done.append(w.cap)
+        w.cap = avsync.Capture()
+        await asyncio.sleep(RECONNECT_S)
+        settle = 2.0  # a fresh connection's first keyframe and sender reports
 
 
 def start(run: Soak) -> AvWatch | None:
@@ -73,7 +87,8 @@ def figures(source: str, w: AvWatch | None) -> dict[str, Any]:
     out: dict[str, Any] = {"source": source, "pairs": 0}
     if w is None:
         return out
-    found = avsync.pairs(w.cap)
+    caps = [*w.done, w.cap]
+    found = sorted((p for c in caps for p in avsync.pairs(c)), key=lambda p: p["t"])
     series = [
         {
             "t": round(p["t"] - w.mono0, 3),
@@ -82,7 +97,12 @@ def figures(source: str, w: AvWatch | None) -> dict[str, Any]:
         }
         for p in found
     ]
-    out.update(flashes=len(w.cap.flashes), beeps=len(w.cap.onsets), error=w.error)
+    out.update(
+        flashes=sum(len(c.flashes) for c in caps),
+        beeps=sum(len(c.onsets) for c in caps),
+        error=w.error,
+        reconnects=w.reconnects,
+    )
     return {**out, **offset_summary(series)}
 
 
