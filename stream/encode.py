@@ -253,7 +253,9 @@ class SharedEncoder:
         self.key_requests_coalesced = 0  # inside the interval: merged into the one at its end
         self.bytes_out = 0
         self.dropped = 0  # frames replaced before the encoder got to them
-        self.rate_limited = 0  # frames skipped to hold max_fps
+        self.rate_limited = 0  # frames that came inside max_fps's interval (held, not lost)
+        self._held: tuple[av.VideoFrame, FrameMeta | None, float] | None = None
+        self._held_timer: asyncio.TimerHandle | None = None
         self.encode_ms: collections.deque = collections.deque(maxlen=300)
         self._times: collections.deque = collections.deque(maxlen=120)
         self._force_key = True
@@ -340,9 +342,29 @@ class SharedEncoder:
             if frame.pts is not None and frame.time_base
             else time.monotonic()
         )
-        if 0 <= t - self._last_accept < 0.9 / self.max_fps:
+        wait = 0.9 / self.max_fps - (t - self._last_accept)
+        if 0 < wait <= 0.9 / self.max_fps:
+            # Too soon: held until the interval ends (a newer frame replaces it), not dropped.
+            # A grab-on-change source sends a click's frame right after the game's last one,
+            # then nothing for up to 200 ms on a static screen: dropped, the click showed late.
             self.rate_limited += 1
+            self._held = (frame, meta, t)
+            if self._held_timer is None:
+                loop = asyncio.get_running_loop()
+                self._held_timer = loop.call_later(wait, self._release_held)
             return
+        if self._held is not None:  # a newer frame, in time: the held one is stale
+            self._held = None
+            self.dropped += 1
+        self._accept(frame, meta, t)
+
+    def _release_held(self) -> None:
+        self._held_timer = None
+        held, self._held = self._held, None
+        if held is not None and self.subscribers:
+            self._accept(*held)
+
+    def _accept(self, frame: av.VideoFrame, meta: FrameMeta | None, t: float) -> None:
         self._last_accept = t
         if self._pending is not None:
             self.dropped += 1
@@ -521,6 +543,9 @@ class SharedEncoder:
         }
 
     async def close(self) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer, self._held = None, None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -26,8 +26,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import av
 
@@ -39,6 +40,8 @@ from .xdamage import DamageWatch
 from .xshm import XCaptureError, XServerLost, XShmCapture
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def display_of(uri: str) -> str:
@@ -86,6 +89,9 @@ class X11Source(Source):
         self._retry_s = self.RETRY_FIRST_S
         self._retry_at = 0.0
         self._landed: asyncio.Event | None = None  # set when input lands (frames() makes it)
+        # its own thread for the damage wait and the grab: in the shared default executor
+        # they queued behind other work (encoders, file reads), and a click's grab came late
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"x11 {display}")
         self.hurried = 0  # grabs taken at once after input, inside the rate cap's interval
 
     def info(self) -> dict[str, Any]:
@@ -181,12 +187,15 @@ class X11Source(Source):
         watch = self.watch
         if watch is not None:
             keepalive = last + 1.0 / self.MIN_FPS - time.monotonic()
-            await asyncio.to_thread(self._wait_change, watch, max(0.0, keepalive))
+            await self._in_thread(self._wait_change, watch, max(0.0, keepalive))
             gap = last + period - time.monotonic()
             if gap > 0:
                 await self._hold(gap)
             return k + 1
         return await self._tick(t0, k, period) + 1
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def _hold(self, gap: float) -> None:
         """The rate cap's wait, cut short by a player's input: at once within HURRY_S of
@@ -241,7 +250,7 @@ class X11Source(Source):
                     continue
                 size = (cap.width, cap.height)
                 last = time.monotonic()
-                frame, t_grab, ms, cpu_ms = await asyncio.to_thread(self._grab, cap)
+                frame, t_grab, ms, cpu_ms = await self._in_thread(self._grab, cap)
             except XServerLost as e:
                 self.lost += 1
                 await self._drop(str(e))
@@ -266,3 +275,4 @@ class X11Source(Source):
 
     async def close(self) -> None:
         await self._release()
+        self._thread.shutdown(wait=False)
