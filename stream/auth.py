@@ -7,14 +7,15 @@ Roles (RFC 9725 leaves the token format to the server):
   admin      everything: mode switch, /api/stats, /metrics, ending any session
 
 A token is ``fs1.<payload>.<mac>``: the payload is base64url JSON ``{"r": role, "exp": unix
-seconds, "n": 128-bit nonce}`` and the mac is HMAC-SHA256 over ``fs1.<payload>`` keyed by the
-server secret ([auth] secret_file). The nonce names the token: a session remembers the nonce
-of the token that created it, so only that token (or an admin's) may end it, rate limits and
-the session cap count per token, and a token is revoked by listing its nonce in [auth]
-revoked_file (``python -m stream token --config FILE --revoke TOKEN``; the server rereads the
-file when it changes and ends the token's sessions). Tokens are minted by
-``python -m stream token --config FILE --role ROLE``; a session or WebSocket ends when the
-token that opened it expires.
+seconds, "n": 128-bit nonce, "rm": [room names]}`` ("rm" only in a token for some rooms:
+``--room NAME``, repeatable; without it a token reaches every room) and the mac is HMAC-SHA256
+over ``fs1.<payload>`` keyed by the server secret ([auth] secret_file). The nonce names the
+token: a session remembers the nonce of the token that created it, so only that token (or an
+admin's) may end it, rate limits and the session cap count per token, and a token is revoked by
+listing its nonce in [auth] revoked_file (``python -m stream token --config FILE --revoke
+TOKEN``; the server rereads the file when it changes and ends the token's sessions). Tokens are
+minted by ``python -m stream token --config FILE --role ROLE``; a session or WebSocket ends
+when the token that opened it expires.
 
 With no [auth] section a server bound to loopback is open (a developer's own machine: every
 caller holds every right); bound to any other address it refuses to start unless told
@@ -31,18 +32,22 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 PREFIX = "fs1"
 MAX_TOKEN_CHARS = 512
 MIN_SECRET_BYTES = 16
+ROOM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # as config.RoomConfig's
 
 
 class Role(StrEnum):
@@ -75,11 +80,16 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Grant:
-    """What a request may do: its role, the token's nonce and when it expires."""
+    """What a request may do: its role, the token's nonce, when it expires, and the rooms it
+    reaches (None: every room)."""
 
     role: Role
     nonce: str
     expires: float
+    rooms: frozenset[str] | None = None
+
+    def reaches(self, room: str) -> bool:
+        return self.rooms is None or room in self.rooms
 
     def may(self, right: Right) -> bool:
         return right is Right.PUBLIC or right in RIGHTS[self.role]
@@ -132,11 +142,23 @@ class TokenAuthority:
     def _mac(self, signed: str) -> str:
         return _b64(hmac.new(self._key, signed.encode(), hashlib.sha256).digest())
 
-    def mint(self, role: Role, ttl_s: float, now: float | None = None) -> str:
+    def mint(
+        self,
+        role: Role,
+        ttl_s: float,
+        now: float | None = None,
+        rooms: Iterable[str] | None = None,
+    ) -> str:
+        """A token for `role`; `rooms`: the rooms it reaches (None or empty: every room)."""
         if not 0 < ttl_s <= self.max_ttl_s:
             raise ValueError(f"ttl must be 0..{self.max_ttl_s:g} s, not {ttl_s:g}")
         exp = int((time.time() if now is None else now) + ttl_s)
-        body = {"r": str(role), "exp": exp, "n": secrets.token_hex(16)}
+        body: dict[str, Any] = {"r": str(role), "exp": exp, "n": secrets.token_hex(16)}
+        names = sorted(set(rooms or ()))
+        if names:
+            if not all(ROOM_NAME.fullmatch(n) for n in names):
+                raise ValueError(f"room names are [a-z0-9][a-z0-9_-]{{0,31}}, not {names}")
+            body["rm"] = names
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         signed = f"{PREFIX}.{payload}"
         return f"{signed}.{self._mac(signed)}"
@@ -152,7 +174,17 @@ class TokenAuthority:
             raise AuthError("invalid token")
         try:
             body = json.loads(_unb64(payload))
-            grant = Grant(Role(body["r"]), str(body["n"]), float(body["exp"]))
+            rooms = body.get("rm")
+            if rooms is not None and not (
+                isinstance(rooms, list) and rooms and all(isinstance(r, str) for r in rooms)
+            ):
+                raise ValueError("rm")
+            grant = Grant(
+                Role(body["r"]),
+                str(body["n"]),
+                float(body["exp"]),
+                None if rooms is None else frozenset(rooms),
+            )
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise AuthError("malformed token") from None
         if grant.expires <= (time.time() if now is None else now):
@@ -238,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         "added to [auth] revoked_file; a running server ends its sessions within seconds",
     )
     ap.add_argument("--ttl", type=float, help="lifetime in seconds (default: [auth] token_ttl_s)")
+    ap.add_argument(
+        "--room",
+        action="append",
+        metavar="NAME",
+        help="the token reaches this room only (repeatable; default: every room); in "
+        "another room it gets 403",
+    )
     args = ap.parse_args(argv)
     try:
         cfg = load(args.config)
@@ -246,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         authority = TokenAuthority.from_file(cfg.auth.secret_file, cfg.auth.max_token_ttl_s)
         if args.revoke is not None:
             return _revoke(authority, cfg.auth.revoked_file, args.revoke)
-        token = authority.mint(Role(args.role), args.ttl or cfg.auth.token_ttl_s)
+        token = authority.mint(Role(args.role), args.ttl or cfg.auth.token_ttl_s, rooms=args.room)
     except (ConfigError, ValueError, AuthError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

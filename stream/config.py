@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -370,6 +370,37 @@ class AudioConfig(Section):
 # -- end of game audio --------------------------------------------------------------------
 
 
+# -- rooms (issue 31: stream/service.py, stream/room.py) -----------------------------------
+
+
+class RoomConfig(Section):
+    """One room ([[rooms]], `serve --room NAME=SOURCE`): its own source, viewers, players
+    and tokens; what it leaves unset comes from the top-level [source], [model] and [audio]."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")  # its URLs: /rooms/NAME/
+    source: str  # as [source] uri
+    width: int | None = Field(None, ge=64, le=7680)
+    height: int | None = Field(None, ge=36, le=4320)
+    fps: float | None = Field(None, ge=1, le=240)
+    mode: Mode | None = None
+    model: str | None = None  # a model file or bundled name (loaded once per path)
+    audio: str | None = None  # as [audio] source
+    max_viewers: int | None = Field(None, ge=1)  # else server.max_viewers
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        return SourceConfig._uri(v)
+
+    @field_validator("audio")
+    @classmethod
+    def _audio(cls, v: str | None) -> str | None:
+        return v if v is None else AudioConfig._source(v)
+
+
+# -- end of rooms ---------------------------------------------------------------------------
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -381,6 +412,15 @@ class Config(Section):
     input: InputConfig = Field(default_factory=InputConfig)
     push: PushConfig = Field(default_factory=PushConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
+    rooms: list[RoomConfig] = Field(default_factory=list)  # none: one room, today's routes
+
+    @field_validator("rooms")
+    @classmethod
+    def _rooms(cls, v: list[RoomConfig]) -> list[RoomConfig]:
+        names = [r.name for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"room names must differ: {names}")
+        return v
 
 
 # -- reading, validating and writing TOML ------------------------------------------------------
@@ -445,8 +485,14 @@ def _model_at(cls: type[Section], path: list[str]) -> type[Section] | None:
 
 
 def _is_table_file(cls: type[Section]) -> bool:
-    """A model whose fields are all tables (a whole file: [server], [source], ...)."""
-    return all(_model_at(cls, [name]) is not None for name in cls.model_fields)
+    """A model whose fields are all tables (a whole file: [server], [source], ...) or arrays
+    of tables ([[rooms]])."""
+
+    def table_list(name: str) -> bool:
+        args = get_args(cls.model_fields[name].annotation)
+        return bool(args) and isinstance(args[0], type) and issubclass(args[0], Section)
+
+    return all(_model_at(cls, [name]) is not None or table_list(name) for name in cls.model_fields)
 
 
 def validate_as(cls: type[S], data: dict[str, Any], origin: str, section: str = "") -> S:

@@ -15,12 +15,14 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .auth import OPEN, Right, Role, TokenAuthority
+from .config import RoomConfig, validate_as
 from .guard import (
     GRANT,
     GUARD,
@@ -28,6 +30,7 @@ from .guard import (
     Guard,
     HostNames,
     cross_origin,
+    error,
     harden,
     read_body,
     trusted_host,
@@ -37,7 +40,7 @@ from .limits import KeyedBuckets
 from .metrics import CONTENT_TYPE
 from .placement import page_file
 from .room import Room
-from .service import Service
+from .service import DEFAULT_ROOM, Service
 from .webrtc import SessionKind, SignallingError, browser_ice
 from .webrtc.ice import link_headers
 from .webrtc.trickle import MIME as TRICKLE
@@ -53,7 +56,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _room(request: web.Request) -> Room:
     """The room a request is for: /rooms/NAME/..., else the default room."""
-    return request.app[SERVICE].room
+    name = request.match_info.get("room")
+    svc = request.app[SERVICE]
+    return svc.room if name is None else svc.room_named(name)
+
+
+def _prefix(request: web.Request) -> str:
+    name = request.match_info.get("room")
+    return "" if name is None else f"/rooms/{name}"
 
 
 def _grant_ttl(request: web.Request) -> float:
@@ -82,7 +92,7 @@ def _sdp_answer(request: web.Request, kind: SessionKind, session_id: str, sdp: s
         text=sdp,
         content_type=SDP,
         headers={
-            "Location": f"{base}/{kind}/{session_id}",
+            "Location": f"{base}{_prefix(request)}/{kind}/{session_id}",
             "ETag": _room(request).sessions.by_id[session_id].etag,
         },
     )
@@ -153,12 +163,57 @@ def _delete(kind: SessionKind) -> Handler:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE].health())
+
+
+async def room_healthz(request: web.Request) -> web.Response:
     return web.json_response(_room(request).health())
 
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[SERVICE].metrics.text()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def room_metrics(request: web.Request) -> web.Response:
+    body = _room(request).metrics.text()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+# -- the rooms' admin API (issue 31) ------------------------------------------------------------
+
+
+async def api_rooms(request: web.Request) -> web.Response:
+    return web.json_response({"rooms": request.app[SERVICE].list_rooms()})
+
+
+async def api_rooms_post(request: web.Request) -> web.Response:
+    """Create a room: a JSON [[rooms]] table ({"name", "source", and optionally width,
+    height, fps, mode, audio, max_viewers}); models are the ones the process loaded."""
+    svc = request.app[SERVICE]
+    if request.content_type != "application/json":
+        raise SignallingError(415, "Content-Type must be application/json")
+    body = await read_body(request, 4096, svc.config.server.body_timeout_s)
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict) or "model" in data:
+            raise ValueError("a room's model is loaded at start ([[rooms]] model)")
+        spec = validate_as(RoomConfig, data, "POST /api/rooms")
+    except (ValueError, RecursionError) as e:  # ConfigError is a ValueError
+        raise SignallingError(400, str(e)[:300]) from None
+    room = await svc.add_room(spec)
+    return web.json_response(
+        room.summary(), status=201, headers={"Location": f"/rooms/{spec.name}/"}
+    )
+
+
+async def api_rooms_delete(request: web.Request) -> web.Response:
+    await request.app[SERVICE].remove_room(request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def _redirect_to_room(request: web.Request) -> web.Response:
+    raise web.HTTPPermanentRedirect(f"/rooms/{request.match_info['room']}/")
 
 
 async def api_ice(request: web.Request) -> web.Response:
@@ -211,11 +266,22 @@ async def api_input(request: web.Request) -> web.StreamResponse:
 
 def _page(name: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        _room(request)  # 404 for a room that is not here
         return web.FileResponse(
             request.app[STATIC_DIR] / name, headers={"Cache-Control": "no-cache"}
         )
 
     return handler
+
+
+class Scope(StrEnum):
+    """Which tokens reach a route beyond its right: those for its room (a token minted with
+    --room reaches only its rooms), those for every room (the process: the admin API,
+    /metrics), or any (/api/ice; public routes have no token)."""
+
+    ROOM = "room"
+    PROCESS = "process"
+    ANY = "any"
 
 
 @dataclass(frozen=True)
@@ -224,28 +290,61 @@ class Route:
     path: str
     handler: Handler
     right: Right  # who may use it (stream/auth.py RIGHTS)
+    scope: Scope = Scope.ROOM
 
 
-ROUTES = [
+# a room's routes: at the root for the default room, and under /rooms/{room} for each room
+ROOM_ROUTES = [
     Route("GET", "/", _page("index.html"), Right.PUBLIC),
     Route("GET", "/publish", _page("publish.html"), Right.PUBLIC),
-    Route("GET", "/healthz", healthz, Right.PUBLIC),
     Route("POST", "/whep", whep_post, Right.WATCH),
     Route("DELETE", "/whep/{id}", _delete(SessionKind.WHEP), Right.SESSION),
     Route("PATCH", "/whep/{id}", _patch(SessionKind.WHEP), Right.SESSION),
     Route("POST", "/whip", whip_post, Right.PUBLISH),
     Route("DELETE", "/whip/{id}", _delete(SessionKind.WHIP), Right.SESSION),
     Route("PATCH", "/whip/{id}", _patch(SessionKind.WHIP), Right.SESSION),
-    Route("GET", "/api/ice", api_ice, Right.SESSION),
     Route("GET", "/api/input", api_input, Right.PUBLISH),
     Route("GET", "/api/stats", api_stats, Right.ADMIN),
     Route("POST", "/api/mode", api_mode, Right.ADMIN),
     Route("GET", "/model/{file}", page_file, Right.PUBLIC),  # runtime.js, present.wgsl
     Route("GET", "/model/{size}/{file}", model_file, Right.WATCH),  # the model's bundle
     Route("GET", "/model/{size}/kernels/{kernel}", model_file, Right.WATCH),
-    Route("GET", "/metrics", metrics, Right.ADMIN),
+]
+ROOM = "/rooms/{room}"
+ROUTES = [
+    *ROOM_ROUTES,
+    *(Route(r.method, ROOM + r.path, r.handler, r.right) for r in ROOM_ROUTES),
+    Route("GET", ROOM, _redirect_to_room, Right.PUBLIC),
+    Route("GET", ROOM + "/healthz", room_healthz, Right.PUBLIC),
+    Route("GET", ROOM + "/metrics", room_metrics, Right.ADMIN),
+    Route("GET", "/healthz", healthz, Right.PUBLIC, Scope.ANY),
+    Route("GET", "/api/ice", api_ice, Right.SESSION, Scope.ANY),
+    Route("GET", "/metrics", metrics, Right.ADMIN, Scope.PROCESS),
+    Route("GET", "/api/rooms", api_rooms, Right.ADMIN, Scope.PROCESS),
+    Route("POST", "/api/rooms", api_rooms_post, Right.ADMIN, Scope.PROCESS),
+    Route("DELETE", "/api/rooms/{name}", api_rooms_delete, Right.ADMIN, Scope.PROCESS),
 ]
 STATIC_PREFIX = "/static"
+SCOPES: web.AppKey[dict[tuple[str, str], Scope]] = web.AppKey("scopes", dict)
+
+
+@web.middleware
+async def room_scope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A token for some rooms (auth.Grant.rooms) gets 403 in any other room and on the
+    process's routes; checked after the guard's token and role checks."""
+    grant = request.get(GRANT)  # set on every route above public
+    if grant is not None and grant.rooms is not None:
+        route = request.match_info.route
+        resource = route.resource
+        canonical = resource.canonical if resource is not None else ""
+        method = "GET" if request.method == "HEAD" else request.method
+        scope = request.app[SCOPES].get((method, canonical), Scope.ROOM)
+        room = request.match_info.get("room", DEFAULT_ROOM)
+        if scope is Scope.PROCESS:
+            return error(request, 403, "a token for some rooms may not use this route")
+        if scope is Scope.ROOM and not grant.reaches(room):
+            return error(request, 403, f"this token is not for room {room[:64]!r}")
+    return await handler(request)
 
 
 def authority_of(service: Service) -> TokenAuthority | None:
@@ -278,6 +377,7 @@ async def end_sessions_of_ended_tokens(service: Service, authority: TokenAuthori
 def make_app(service: Service, *, tls: bool = False) -> web.Application:
     cfg = service.config.server
     rights = {(r.method, r.path): r.right for r in ROUTES}
+    scopes = {(r.method, r.path): r.scope for r in ROUTES}
     rights[("GET", STATIC_PREFIX)] = Right.PUBLIC
     public = urlsplit(os.path.expandvars(cfg.public_url))
     guard = Guard(
@@ -292,9 +392,10 @@ def make_app(service: Service, *, tls: bool = False) -> web.Application:
     )
     app = web.Application(
         client_max_size=cfg.max_body_bytes,
-        middlewares=[harden, trusted_host, cross_origin, authorize_middleware],
+        middlewares=[harden, trusted_host, cross_origin, authorize_middleware, room_scope],
     )
     app[SERVICE] = service
+    app[SCOPES] = scopes
     app[GUARD] = guard
     app[METRICS_HOOK] = lambda route, status: service.metrics.bad_requests.labels(
         route, str(status)

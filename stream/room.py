@@ -458,6 +458,20 @@ class Room:
             **self.placement.describe(),  # where the picture is upscaled, the bundle
         }
 
+    def summary(self) -> dict[str, Any]:
+        """One line of GET /api/rooms: what an operator places viewers and rooms by."""
+        fps = [e.stats()["fps"] for (s, _), e in self.encoders.items() if s == "main"]
+        return {
+            "name": self.name,
+            "source": self.source.kind,
+            "state": str(self.source.state),
+            "mode": self.mode,
+            "running_mode": self.running_mode(),
+            "viewers": self.sessions.connected_viewers(),
+            "publishers": len(self.sessions.publishers),
+            "fps": max(fps, default=0.0),
+        }
+
     def _live(self) -> dict[str, Any]:
         return {
             "viewers": self.sessions.connected_viewers(),
@@ -559,6 +573,10 @@ class Room:
             await enc.close()
         for pipe in self._pipes.values():
             await asyncio.to_thread(pipe.close)  # drains GPU work in flight
+        # a room removed while the process serves on: its GPU buffers and encoders go with
+        # the last reference (stream/service.py remove_room)
+        self._pipes.clear()
+        self.encoders.clear()
         await self.source.close()
         await self.agents.close()
         for closing in (self.pads, self.clipboard):  # virtual pads, the clipboard's thread

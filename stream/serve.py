@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         "or beep (a test tone on testsrc's flashes); default auto: pulse for an x11 source "
         "when a server answers ([audio] source)",
     )
+    ap.add_argument(
+        "--room",
+        action="append",
+        metavar="NAME=SOURCE",
+        help="serve a room NAME with its own source (as --source) at /rooms/NAME/; repeatable; "
+        'adds to the config\'s [[rooms]]; without rooms one room serves / (README "Rooms")',
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -131,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 "audio.source": args.audio,
             },
         )
+        cfg = with_rooms(cfg, args.room or [])
         refuse_open_network(cfg, args.insecure_open)
         secretfiles.check(cfg)  # a placeholder secret (change-me) stops the start
         ssl_context = tls_context(cfg)
@@ -146,7 +154,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             for p in cfg.model.extra
         }
-        service = Service(cfg, model, name, extra)
+        room_models = {
+            spec.model: load_model(
+                cfg.model_copy(
+                    update={
+                        "model": cfg.model.model_copy(update={"path": spec.model, "mode": "model"})
+                    }
+                ),
+                True,
+            )
+            for spec in cfg.rooms
+            if spec.model is not None
+        }
+        service = Service(cfg, model, name, extra, room_models)
     except (config_mod.ConfigError, FileNotFoundError, infer.ModelError, ValueError) as e:
         print(f"error: {e}")
         return 2
@@ -167,6 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         handle_signals=True,
     )
     return 0
+
+
+def with_rooms(cfg: config_mod.Config, specs: list[str]) -> config_mod.Config:
+    """The config with each --room NAME=SOURCE added to its [[rooms]]."""
+    rooms = [r.model_dump() for r in cfg.rooms]
+    for spec in specs:
+        name, eq, source = spec.partition("=")
+        if not eq:
+            raise config_mod.ConfigError(f"--room must be NAME=SOURCE, not {spec!r}")
+        rooms.append({"name": name, "source": source})
+    if not specs:
+        return cfg
+    return config_mod.validate_as(config_mod.Config, {**cfg.model_dump(), "rooms": rooms}, "--room")
 
 
 def is_loopback(host: str) -> bool:

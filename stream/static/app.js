@@ -308,7 +308,7 @@ codecSel.onchange = connect;
 compareBox.onchange = connect;
 $("toggle-overlay").onclick = () => overlay.classList.toggle("hidden");
 $("mode").onchange = async (ev) => {
-  const resp = await fetch("/api/mode", {
+  const resp = await fetch("api/mode", {
     method: "POST",
     headers: authHeaders({ "Content-Type": "application/json" }),
     body: JSON.stringify({ mode: ev.target.value }),

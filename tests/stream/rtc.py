@@ -63,7 +63,7 @@ def viewer_page_config() -> config_mod.Config:
 
 @dataclass
 class Server:
-    service: Room  # the default room (today's routes)
+    service: Room  # the default room (today's routes); None on a server with [[rooms]]
     runner: web.AppRunner
     url: str
     process: Service  # every room (stream/service.py)
@@ -84,7 +84,8 @@ async def start_server(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    return Server(service.room, runner, f"http://127.0.0.1:{port}", service)
+    room = service.rooms.get("default")
+    return Server(room, runner, f"http://127.0.0.1:{port}", service)  # type: ignore[arg-type]
 
 
 @dataclass
