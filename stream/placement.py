@@ -229,6 +229,8 @@ class Placement:
             body, content_type = await self.file(size, name)
         except LookupError:
             raise web.HTTPNotFound(text="no such file in the bundle") from None
+        except infer.ModelError as e:  # an op the browser export lacks: the page says why
+            raise web.HTTPConflict(text=f"this model has no browser bundle: {e}"[:300]) from None
         return web.Response(
             body=body, content_type=content_type.partition(";")[0],
             headers={"Cache-Control": "private, max-age=3600"},
