@@ -9,9 +9,11 @@ PCM handed to the shared AAC encode (aac.py).
 
 What a publisher sends is bounded before anything is done with it: the receiver's packets
 come from aiortc's jitter buffer through ingest.py's `relay_audio` (no queue, no decoder
-thread's work); a packet over MAX_PACKET bytes, or one whose timestamp steps back or
-further than MAX_STEP, is dropped or restarts the mapping (counted), so a publisher cannot
-make the viewers' RTP clock jump.
+thread's work); a packet over MAX_PACKET bytes, one whose timestamp steps less than Opus's
+shortest frame (MIN_STEP: a repeat, a step back) or beyond the byte budget (BYTES_PER_S,
+over Opus's own 510 kbit/s maximum) is dropped (counted), one stepping further than MAX_STEP
+restarts the mapping: a publisher cannot make the viewers' RTP clock jump, nor have every
+viewer sent more than an Opus stream's worth of its packets.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ TIME_BASE = Fraction(1, RATE)
 MAX_PACKET = 1500  # bytes: an Opus packet (RFC 6716: a frame is at most 1275) in one RTP packet
 MAX_STEP = 10 * RATE  # RTP ticks: further than this (10 s of DTX silence) restarts the mapping
 FIRST_STEP = RATE // 50  # a new publisher's first packet: one 20 ms frame after the last one
+MIN_STEP = RATE // 400  # 2.5 ms: Opus's shortest frame
+BYTES_PER_S = 96_000  # the byte budget: 768 kbit/s, over Opus's 510 kbit/s maximum
+BURST_BYTES = 32_000
 
 
 class PublisherAudio(Capture):
@@ -55,6 +60,8 @@ class PublisherAudio(Capture):
         self._out = 0  # our pts of the last packet
         self._anchor: tuple[int, float] | None = None  # (our pts, monotonic) of the clock
         self._decoder: av.AudioCodecContext | None = None
+        self._budget = float(BURST_BYTES)
+        self._budget_t = time.monotonic()
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # fed by the publisher's receiver, not by a loop here
@@ -81,18 +88,24 @@ class PublisherAudio(Capture):
             self.dropped += 1
             return
         now = time.monotonic()
+        self._budget = min(BURST_BYTES, self._budget + (now - self._budget_t) * BYTES_PER_S)
+        self._budget_t = now
+        if len(data) > self._budget:
+            self.dropped += 1
+            return
         if self._in is None:
             pts = self._out + FIRST_STEP
         else:
             step = (timestamp - self._in) % (1 << 32)
-            if step == 0 or step > MAX_STEP:
-                if step == 0 or step > (1 << 31):  # a repeat, or a step back: dropped
+            if step < MIN_STEP or step > MAX_STEP:
+                if step < MIN_STEP or step > (1 << 31):  # a repeat, or a step back: dropped
                     self.dropped += 1
                     return
                 self.restarts += 1
                 step = FIRST_STEP
                 self._anchor = None
             pts = self._out + step
+        self._budget -= len(data)
         self._in, self._out = timestamp, pts
         t_cap = self._clock(pts, now)
         self.chunks += 1

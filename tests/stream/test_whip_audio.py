@@ -21,8 +21,6 @@ from .sinks.test_push_audio import assert_tones, read_audio
 from .test_audio import audio_direction, viewer
 from .test_audio_stereo import receive_stereo
 
-pytestmark = [pytest.mark.gpu, pytest.mark.interop, pytest.mark.slow]
-
 CLIENT = Path(__file__).with_name("clients") / "ffmpeg_whip.py"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +38,9 @@ async def first_packets(track, timeout: float) -> None:
     await asyncio.wait_for(track.recv(), timeout)
 
 
+@pytest.mark.gpu
+@pytest.mark.interop
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_an_ffmpeg_publishers_opus_reaches_viewers_and_pushes(tmp_path) -> None:
     srt = SrtListener.start(tmp_path)
@@ -86,3 +87,35 @@ async def test_an_ffmpeg_publishers_opus_reaches_viewers_and_pushes(tmp_path) ->
     codec, ts = read_audio(str(srt.out), 1000, 10)
     assert codec == "aac"
     assert_tones(ts[:, -3 * 48000 :], "srt push of the publisher's sound")
+
+
+async def test_what_a_publisher_sends_is_bounded_before_it_reaches_viewers() -> None:
+    """Packets over 1500 bytes, repeats, steps back and a flood past the byte budget are
+    dropped (counted); a 20 s jump of the publisher's RTP time is one packet's step for the
+    viewers; a new publisher continues the viewers' clock."""
+    from stream.audio import OpusTrack, SharedOpus
+    from stream.audio.aac import SharedAac
+    from stream.audio.relay import BURST_BYTES, PublisherAudio
+
+    opus = SharedOpus()
+    relay = PublisherAudio(opus, SharedAac(lambda: 0.0))
+    track = OpusTrack(opus, maxlen=10_000)
+    ts = 1_000_000
+    relay.packet("a", b"x" * 100, ts)
+    relay.packet("a", b"x" * 2000, ts + 960)  # too big
+    relay.packet("a", b"x" * 100, ts)  # a repeat
+    relay.packet("a", b"x" * 100, ts - 960)  # a step back
+    relay.packet("a", b"x" * 100, ts + 960)
+    relay.packet("a", b"x" * 100, ts + 960 + 20 * 48000)  # 20 s later: restarts the mapping
+    relay.packet("b", b"x" * 100, 5)  # a new publisher, its own random RTP time
+    pts = [p.pts for p, _ in track.queue]
+    assert relay.dropped == 3 and relay.restarts == 1, (relay.dropped, relay.restarts)
+    assert [b - a for a, b in zip(pts, pts[1:], strict=False)] == [960, 960, 960], pts
+    # a flood: 1000 packets of 1000 bytes at once pass only the burst's worth
+    before = len(track.queue)
+    for k in range(1000):
+        relay.packet("b", b"y" * 1000, 5 + 960 * (k + 1))
+    passed = len(track.queue) - before
+    assert passed <= BURST_BYTES // 1000 + 2, passed
+    assert relay.dropped >= 1000 - passed + 3
+    track.stop()
