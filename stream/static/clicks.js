@@ -6,6 +6,10 @@
 // clock. The stages between come from the server's input_ack and the frame's own message
 // (found through the frame marker, when the server stamps one), put on this clock with the ping
 // offset; stream/input/latency.py names them. One press is measured at a time.
+// For an app that draws no counter (xcalc, xterm: the bench's --app), `region` names where its
+// effect shows, as fractions of the picture ({x, y, w, h}): the effect is then the first frame
+// in which `minPixels` pixels of that region differ from the press's frame by more than
+// `level` (0-255) in some channel.
 
 import { readMarker } from "./marker.js";
 
@@ -23,6 +27,39 @@ export class ClickToPhoton {
     this.waiting = new Map(); // frame n -> sample waiting for its frame message
     this.samples = [];
     this.missed = 0;
+    this.region = null; // {x, y, w, h, level, minPixels}: watch a region, not a counter
+  }
+
+  // the pixels of `region` now on `video`, as RGBA bytes
+  readRegion(video, vw, vh) {
+    const r = this.region;
+    const x = Math.floor(r.x * vw);
+    const y = Math.floor(r.y * vh);
+    const w = Math.max(1, Math.floor(r.w * vw));
+    const h = Math.max(1, Math.floor(r.h * vh));
+    if (this.canvas.width !== w || this.canvas.height !== h) {
+      this.canvas.width = w;
+      this.canvas.height = h;
+    }
+    this.ctx.drawImage(video, x, y, w, h, 0, 0, w, h);
+    return this.ctx.getImageData(0, 0, w, h).data;
+  }
+
+  changed(before, now) {
+    if (!this.region) return now !== before;
+    if (before.length !== now.length) return true;
+    const level = this.region.level ?? 64;
+    let n = 0;
+    for (let i = 0; i < now.length; i += 4) {
+      const d = Math.max(
+        Math.abs(now[i] - before[i]), Math.abs(now[i + 1] - before[i + 1]), Math.abs(now[i + 2] - before[i + 2]));
+      if (d > level && ++n >= (this.region.minPixels ?? 8)) return true;
+    }
+    return false;
+  }
+
+  look(video, vw, vh) {
+    return this.region ? this.readRegion(video, vw, vh) : this.read(video, vw, vh);
   }
 
   // the input counter in the picture now on `video` (null: none there)
@@ -47,7 +84,7 @@ export class ClickToPhoton {
     if (this.pending) this.missed++;
     const vw = video.videoWidth;
     const vh = video.videoHeight;
-    const before = vw && vh ? this.read(video, vw, vh) : null;
+    const before = vw && vh ? this.look(video, vw, vh) : null;
     this.pending = before === null ? null : { id, t, before, ack: null };
   }
 
@@ -66,8 +103,8 @@ export class ClickToPhoton {
       this.missed++;
       return;
     }
-    const n = this.read(video, vw, vh);
-    if (n === null || n === p.before) return;
+    const n = this.look(video, vw, vh);
+    if (n === null || !this.changed(p.before, n)) return;
     this.pending = null;
     const received = meta.receiveTime ? performance.timeOrigin + meta.receiveTime : null;
     // "decode" in its parts (stream/input/latency.py DECODE_PARTS): rVFC's presentationTime is

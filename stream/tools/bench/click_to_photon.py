@@ -12,6 +12,10 @@ their p50/p95 and stage medians, the server's own summary (/api/stats), the capt
 and the aim: one capture interval + the server's stages + one frame interval. `--plot` draws
 the distribution and the breakdown.
 
+`--app xcalc|xterm`: a real X client that draws no counter instead (c2p_apps.py: xcalc acts
+on the button's release, xterm on the key's press); the page then watches the region where the
+effect shows.
+
 The bar from the issue: a naive loop (PyAV x11grab at 15 fps + xdotool per event + aiortc,
 no CNN, 640x360) measured 130-157 ms on this machine.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import tempfile
@@ -38,6 +43,7 @@ from ..soak.browser import ARGS, CHROMIUM, wait_js
 from ..soak.server import LocalServer
 from ..xvfb import Xvfb
 from . import write_result
+from .c2p_apps import APPS, App, running
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +82,11 @@ async def press_and_measure(
     codec: str,
     seed: int,
     screenshot: Path | None,
+    app: App | None = None,
 ) -> dict[str, Any]:
     """The viewer page in Chromium: `clicks` clicks and `keys` key presses, each waited for
-    (3 s at most), at random gaps. The page's samples, misses, stats and overlay."""
+    (3 s at most), at random gaps. The page's samples, misses, stats and overlay. With a
+    foreign `app`, its own presses (clicks + keys of them, cycled) and region instead."""
     from playwright.async_api import async_playwright
 
     rng = random.Random(seed)
@@ -100,12 +108,26 @@ async def press_and_measure(
             if box is None:
                 raise RuntimeError("the viewer page shows no video")
             missed = 0
-            presses = ["click"] * clicks + ["key"] * keys
+            presses: list[Any] = ["click"] * clicks + ["key"] * keys
             rng.shuffle(presses)
-            presses.insert(0, "click")  # the first click focuses the stage for the keys
+            if app is not None:
+                # focus (the stage's keys, X's pointer over the window) before any press is
+                # measured: the page measures nothing while it has no region or counter
+                fx, fy = app.focus
+                await page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+                await asyncio.sleep(0.5)
+                await page.evaluate("r => { window.framesmith.c2p.region = r; }", app.region)
+                presses = [app.presses[k % len(app.presses)] for k in range(clicks + keys)]
+            else:
+                presses.insert(0, "click")  # the first click focuses the stage for the keys
             for kind in presses:
                 before = await page.evaluate("() => window.framesmith.c2p.samples.length")
-                if kind == "click":
+                if isinstance(kind, tuple) and kind[0] == "click":
+                    x, y = box["x"] + box["width"] * kind[1], box["y"] + box["height"] * kind[2]
+                    await page.mouse.click(x, y)
+                elif isinstance(kind, tuple):
+                    await page.keyboard.press(kind[1])
+                elif kind == "click":
                     x = box["x"] + box["width"] * rng.uniform(0.55, 0.95)
                     y = box["y"] + box["height"] * rng.uniform(0.05, 0.4)
                     await page.mouse.click(x, y)
@@ -145,7 +167,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     w, h = parse_size(args.size)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="framesmith-c2p-"))
     work.mkdir(parents=True, exist_ok=True)
-    with Xvfb(w, h) as x, InputAppProcess(x.display, work / "input_app.jsonl") as app:
+    foreign = APPS.get(getattr(args, "app", "input"))
+    with contextlib.ExitStack() as stack:
+        x = stack.enter_context(Xvfb(w, h))
+        app = None
+        if foreign is None:
+            app = stack.enter_context(InputAppProcess(x.display, work / "input_app.jsonl"))
+        else:
+            stack.enter_context(running(foreign, x.display, w, h))
         cfg = {
             "source": {
                 "uri": f"x11:{x.display}",
@@ -169,6 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 codec=args.codec,
                 seed=args.seed,
                 screenshot=work / "c2p-page.png",
+                app=foreign,
             )
             admin = {"Authorization": f"Bearer {authority.mint(Role.ADMIN, 600)}"}
             async with (
@@ -178,7 +208,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 stats = await r.json()
         finally:
             await server.stop()
-        presses = sum(1 for e in app.events() if e["type"] in ("button", "key"))
+        presses = (
+            sum(1 for e in app.events() if e["type"] in ("button", "key"))
+            if app is not None
+            else None
+        )
     samples = page["samples"]
     summary = summarise(samples)
     interval = 1000.0 / args.fps
@@ -193,6 +227,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "grab": args.grab,
         "mode": args.mode,
         "codec": args.codec,
+        "app": foreign.name if foreign is not None else "input",
+        "acts_on": foreign.acts_on if foreign is not None else "press",
         "playout_delay": getattr(args, "playout_delay", "0,100"),
         "clicks": args.clicks,
         "keys": args.keys,
@@ -230,7 +266,8 @@ def lines(result: dict[str, Any]) -> str:
         if k.endswith("_ms") and v is not None
     )
     return (
-        f"click-to-photon {result['display']}@{result['fps']:g} ({result['grab']}) "
+        f"click-to-photon {result.get('app', 'input')} {result['display']}@{result['fps']:g} "
+        f"({result['grab']}) "
         f"{result['mode']} -> "
         f"{result['output'][0]}x{result['output'][1]} {result['codec']}, playout-delay {pd}: "
         f"p50 {s['p50_ms']} ms, "
@@ -259,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="bilinear", help="model | bilinear | bicubic | bypass")
     p.add_argument("--model", default="upscale.onnx", help="for --mode model")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    p.add_argument(
+        "--app",
+        choices=("input", *APPS),
+        default="input",
+        help="the X client clicked: our input app (draws a counter), xcalc (acts on release) "
+        "or xterm (acts on press); the last two at 640x360",
+    )
     p.add_argument(
         "--playout-delay",
         default="0,100",
