@@ -276,7 +276,8 @@ export class Placement {
   /** The overlay's line. */
   line() {
     const f = (v) => (isFinite(v) ? v.toFixed(1) : "–");
-    const where = this.placement === "viewer" ? "viewer (WebGPU canvas)" : "server";
+    const c = this.canvas;
+    const where = this.placement === "viewer" ? `viewer (WebGPU canvas ${c.width}x${c.height})` : "server";
     return `placement ${where}  [${this.wanted || "server"}]  model ${f(median(this.modelMs.slice(-WINDOW)))} ms/frame  frame ${f(this.frameMs)} ms  canvas frames ${this.frames}`;
   }
 }
