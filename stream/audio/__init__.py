@@ -40,5 +40,13 @@ def add_audio(pc: RTCPeerConnection, track: OpusTrack) -> Any:
     tr.setCodecPreferences(
         [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
     )
-    schedule_reports(tr.sender, track)
+    schedule_reports(tr.sender, lambda: track.due)
+    video = track.video
+    encoder = getattr(video.track, "encoder", None) if video is not None else None
+    if video is not None and getattr(encoder, "rtp_clock", "") == "send":
+        # its video's reports too, so both tracks are placed on their due times
+        for t in pc.getTransceivers():
+            if t.sender.track is video.track:
+                schedule_reports(t.sender, lambda: video.due)
+                video.at_encoder = True
     return tr

@@ -109,7 +109,7 @@ class GameAudio:
         the latency of `video`, the viewer's main video track, told by its on_sent."""
         if self.capture is None:
             return None
-        latency = VideoLatency(self.source_time) if self.config.sync else None
+        latency = VideoLatency(self.source_time, track=video) if self.config.sync else None
         if latency is not None and video is not None:
             before = video.on_sent
 

@@ -18,7 +18,10 @@ A busy loop sends some packets late (tens to hundreds of ms on a loaded host), a
 report that follows pairs that packet's RTP time with its late send time: every sound until
 the next report would be placed that much later. `schedule_reports` makes the audio's reports
 pair each packet's RTP time with the time it was due (capture + hold) instead, which is what
-the RTP time stands for; the browser's jitter buffer absorbs the late arrival.
+the RTP time stands for; the browser's jitter buffer absorbs the late arrival. The viewer's
+video gets the same: its RTP time is when a frame left the encoder, and its reports say so
+(not when the frame's last packet went out), and the hold then counts the video's latency
+to the encoder's output.
 
 Queues: a viewer holds at most `maxlen` packets; a slow one loses its oldest (counted), the
 encoder and the other viewers never wait.
@@ -165,12 +168,31 @@ class VideoLatency:
     """Told of each frame a viewer's video track sends (its on_sent): how long the frames
     take from their source time to being sent, on one clock."""
 
-    def __init__(self, source_time: Callable[[int], float], window: int = 60) -> None:
+    def __init__(
+        self, source_time: Callable[[int], float], window: int = 60, track: Any = None
+    ) -> None:
         self.source_time = source_time  # a frame's source pts -> its monotonic time
         self.samples: collections.deque[float] = collections.deque(maxlen=window)
+        self.track = track  # the viewer's video track (its PacketTrack)
+        # the video's sender reports say when each frame left the encoder (its RTP time,
+        # [encoder] rtp_clock = "send"; schedule_reports): the latency then counts to there
+        self.at_encoder = False
+        self._due = 0.0  # when the last frame sent left the encoder (monotonic) ...
+        self._count = -1  # ... the track's `sent` count then
+
+    @property
+    def due(self) -> float:
+        """When the frame the track handed out last left the encoder; 0 when that frame
+        came without its FrameMeta (on_sent is not told of it)."""
+        if self.track is not None and getattr(self.track, "sent", self._count) != self._count:
+            return 0.0
+        return self._due
 
     def sent(self, meta: FrameMeta, packet: av.Packet) -> None:
-        latency = time.monotonic() - self.source_time(meta.pts)
+        now = time.monotonic()
+        self._count = getattr(self.track, "sent", -1)
+        self._due = now - max(0.0, time.time() - meta.t_encoded) if meta.t_encoded else now
+        latency = (self._due if self.at_encoder else now) - self.source_time(meta.pts)
         if 0 <= latency < 10:
             self.samples.append(latency)
 
@@ -268,13 +290,13 @@ NTP_S = "_RTCRtpSender__ntp_timestamp"  # aiortc: the last packet's send time (N
 RTP_TS = "_RTCRtpSender__rtp_timestamp"  # ... and RTP time, set one after the other
 
 
-def schedule_reports(sender: Any, track: OpusTrack) -> None:
+def schedule_reports(sender: Any, due: Callable[[], float]) -> None:
     """Make `sender`'s RTCP sender reports pair the last packet's RTP time with when it was
-    due (`track.due`), not when a busy loop got to send it (see the module's "Sync").
+    due (`due()`, monotonic), not when a busy loop got to send it (see the module's "Sync").
 
     aiortc sets the NTP time right after sending a packet and the RTP time just after it, in
     one step, before it asks the track for the next packet; so when the RTP time is set,
-    `track.due` is that packet's, and its lateness is measured then."""
+    `due()` is that packet's, and its lateness is measured then."""
     from ..webrtc import patches  # (stream.webrtc's sessions import this package)
 
     why = "audio sender reports at the packet's due time (lip sync on a busy host)"
@@ -282,7 +304,7 @@ def schedule_reports(sender: Any, track: OpusTrack) -> None:
         patches.require(sender, name, why)
     base = type(sender)
     sender.__class__ = _SCHEDULED.get(base) or _SCHEDULED.setdefault(base, _scheduled(base))
-    sender._framesmith_audio = track
+    sender._framesmith_due = due
 
 
 _SCHEDULED: dict[type, type] = {}
@@ -300,10 +322,12 @@ def _scheduled(base: type) -> type:
 
     def set_rtp(self: Any, value: int) -> None:
         self.__dict__[RTP_TS] = value
-        track = self.__dict__.get("_framesmith_audio")
-        if track is not None and track.due:
-            late = time.monotonic() - track.due
+        due = self.__dict__["_framesmith_due"]()
+        if due:
+            late = time.monotonic() - due
             self.__dict__["_fs_ntp_due"] = self.__dict__[NTP_S] - round(late * (1 << 32))
+        else:  # not known for this packet: the send time, as aiortc has it
+            self.__dict__.pop("_fs_ntp_due", None)
 
     return type(
         f"Scheduled{base.__name__}",

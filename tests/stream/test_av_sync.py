@@ -11,7 +11,7 @@ import types
 import pytest
 
 from stream.audio.opus import OpusTrack
-from stream.encode import SharedEncoder
+from stream.encode import PacketTrack, SharedEncoder
 from stream.tools import avsync
 from stream.tools.soak import av
 
@@ -89,6 +89,47 @@ async def test_sound_sent_late_still_plays_with_its_flash(monkeypatch) -> None:
     # ... and plays with its flash: the median as the test above holds it (the same
     # machine's frame jitter), far from the 150 ms the late sends would make it
     assert abs(result["sync_ms"]["p50"]) <= 60, result
+
+
+async def test_the_video_reports_say_when_a_frame_left_the_encoder(monkeypatch) -> None:
+    """The video's RTP time is when a frame left the encoder ([encoder] rtp_clock = "send");
+    a loop that is busy every other 1.5 s sends the frames then 150 ms after that. Each
+    sender report must still pair an RTP time with that moment, so every report maps the
+    RTP clock onto the wall clock alike; before, they paired it with the last packet's send,
+    and the picture's place on the clock jumped by 150 ms from one report to the next (the
+    sound's hold, a median over 2 s of frames, cannot follow that). A stall alone does not
+    show: the frames queued behind it go out at once, and the last is on time."""
+    recv = PacketTrack.recv
+    late_s: list[float] = []
+
+    async def late(self: PacketTrack):
+        packet = await recv(self)
+        due = self.encoder._clock0 + packet.pts / 90000  # its RTP time on the monotonic clock
+        if int(due / 1.5) % 2:  # every other 1.5 s
+            await asyncio.sleep(max(0.0, due + 0.15 - time.monotonic()))
+        late_s.append(time.monotonic() - due)
+        return packet
+
+    monkeypatch.setattr(PacketTrack, "recv", late)
+    over = {"audio.source": "beep", "source.fps": 30.0, "encoder.viewer_queue": 30}
+    srv = await start_server(small_config(**over))
+    try:
+        cap = await avsync.capture(srv.url, seconds=8.0, settle_s=2.0)
+    finally:
+        await srv.close()
+    reports = cap.video.reports[1:]  # (the first may precede the first frame)
+    assert len(reports) >= 4, reports
+    assert max(late_s) >= 0.149, max(late_s)  # frames did go out late
+    # each report's wall time less its RTP time (s): one constant when they say when the
+    # frame left the encoder, whatever the send; a millisecond or two of rounding and the
+    # NTP clock's own steps (a slewed system clock) aside
+    r0 = reports[0][2]
+    place = [
+        (ntp >> 32) + (ntp & 0xFFFFFFFF) / 2**32 - ((rtp - r0) & 0xFFFFFFFF) / 90000
+        for _, ntp, rtp in reports
+    ]
+    spread_ms = (max(place) - min(place)) * 1000
+    assert spread_ms < 20, (spread_ms, sorted(round(x * 1000, 1) for x in late_s)[-5:])
 
 
 async def _until(cond, timeout_s: float) -> None:
