@@ -129,18 +129,22 @@ class Service:
                 raise SignallingError(409, f"room {spec.name!r} exists")
             if len(self.rooms) >= self.max_rooms:
                 raise SignallingError(429, f"this server holds at most {self.max_rooms} rooms")
-            try:
+            try:  # a source that cannot open (no such file, no X display, a bad audio spec)
                 room = self._make(spec)
-            except (ValueError, OSError) as e:
+            except SignallingError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the admin is told; the process serves on
+                log.warning("room %s not opened: %s", spec.name, e)
                 raise SignallingError(400, f"room {spec.name!r}: {str(e)[:200]}") from None
             self.rooms[spec.name] = room
             if self._running:
                 try:
                     await room.start()
-                except Exception:
+                except Exception as e:
+                    log.exception("room %s did not start", spec.name)
                     self.rooms.pop(spec.name, None)
                     await room.stop()
-                    raise
+                    raise SignallingError(400, f"room {spec.name!r} did not start") from e
             log.info("room %s added (%s)", spec.name, room.source.kind)
             return room
 

@@ -147,6 +147,10 @@ async def test_rooms_created_and_deleted_while_serving(tmp_path):
             bad = {"name": "d", "source": "testsrc", "model": "/etc/passwd"}
             async with http.post(srv.url + "/api/rooms", json=bad, headers=admin) as r:
                 assert r.status == 400
+            nofile = {"name": "e", "source": str(tmp_path / "none.mp4")}
+            async with http.post(srv.url + "/api/rooms", json=nofile, headers=admin) as r:
+                assert r.status == 400 and "no such file" in (await r.json())["error"]
+            assert "e" not in srv.process.rooms
             room_c = srv.process.rooms["c"]
             vc = await whep(http, srv.url + "/rooms/c", token=auth.mint(Role.VIEWER, 60))
             assert len(await recv_frames(vc.tracks[0], 3, 30)) == 3
