@@ -73,7 +73,9 @@ class Service:
         self._lock = asyncio.Lock()
         self.rooms: dict[str, Room] = {}
         if not cfg.rooms:
-            self.rooms[DEFAULT_ROOM] = Room(cfg, model, model_name, extra_models, DEFAULT_ROOM)
+            self.rooms[DEFAULT_ROOM] = self._joined(
+                Room(cfg, model, model_name, extra_models, DEFAULT_ROOM)
+            )
         for spec in cfg.rooms:
             self.rooms[spec.name] = self._make(spec)
 
@@ -84,7 +86,12 @@ class Service:
             if spec.model not in self._room_models:
                 raise SignallingError(400, f"model {spec.model[:64]!r} is not loaded here")
             model, name = self._room_models[spec.model]
-        return Room(cfg, model, name, self._extra, spec.name)
+        return self._joined(Room(cfg, model, name, self._extra, spec.name))
+
+    def _joined(self, room: Room) -> Room:
+        """A token's session cap counts its sessions in every room of the process."""
+        room.sessions.siblings = lambda: [r.sessions for r in self.rooms.values()]
+        return room
 
     @property
     def room(self) -> Room:

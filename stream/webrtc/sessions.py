@@ -27,7 +27,7 @@ import os
 import secrets
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,9 @@ class Sessions:
         self.by_id: dict[str, Session] = {}
         self._joining = 0  # viewers between their POST's check and their session's entry
         self._joining_by: dict[str, int] = {}  # the same, of every session, per token nonce
+        # every room's sessions of this process (stream/service.py sets it): the per-token
+        # cap counts a token's sessions in all rooms, not per room
+        self.siblings: Callable[[], Iterable[Sessions]] = lambda: (self,)
         self.viewer_dropped_closed = 0  # packets dropped by sessions already gone
         # every peer connection made and not closed by this server yet (aiortc closes one
         # itself when its DTLS ends, but the server must still drop it): a leak shows here
@@ -209,8 +212,12 @@ class Sessions:
         server's callers share one grant, so only max_viewers bounds them."""
         cap = self.server.max_sessions_per_token
         if grant is not OPEN:
-            held = sum(s.owner == grant.nonce for s in self.by_id.values())
-            if held + self._joining_by.get(grant.nonce, 0) >= cap:
+            held = sum(
+                sum(s.owner == grant.nonce for s in room.by_id.values())
+                + room._joining_by.get(grant.nonce, 0)
+                for room in self.siblings()
+            )
+            if held >= cap:
                 raise SignallingError(
                     429, f"this token holds {cap} sessions (server.max_sessions_per_token)"
                 )

@@ -12,12 +12,13 @@ import time
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
 
 from stream import config as config_mod
 from stream.auth import Role, TokenAuthority
 from stream.config import RoomConfig
 
-from .rtc import bearer, recv_frames, small_config, start_server, whep, with_auth
+from .rtc import NO_STUN, bearer, recv_frames, small_config, start_server, whep, with_auth
 
 pytestmark = pytest.mark.slow  # several servers and WebRTC sessions: ~10-30 s on a busy host
 
@@ -258,3 +259,28 @@ def test_serve_with_room_flags_serves_each_room(tmp_path):
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+
+
+async def test_a_tokens_session_cap_counts_every_room(tmp_path):
+    """server.max_sessions_per_token holds across rooms: a token for every room with one
+    session in room a gets 429 in room b (per room, one token could hold the cap in each)."""
+    cfg = small_config(**{"server.max_sessions_per_token": 1}).model_copy(update={"rooms": [A, B]})
+    cfg, auth = with_auth(cfg, tmp_path)
+    srv = await start_server(cfg)
+    token = auth.mint(Role.VIEWER, 60)
+    try:
+        async with aiohttp.ClientSession() as http:
+            va = await whep(http, srv.url + "/rooms/a", token=token)
+            pc = RTCPeerConnection(NO_STUN)
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            hdr = {"Content-Type": "application/sdp"} | bearer(token)
+            offer = pc.localDescription.sdp
+            async with http.post(srv.url + "/rooms/b/whep", data=offer, headers=hdr) as r:
+                assert r.status == 429, (r.status, await r.text())
+            await pc.close()
+            await va.close(http, srv.url)
+            vb = await whep(http, srv.url + "/rooms/b", token=token)  # its place is free again
+            await vb.close(http, srv.url)
+    finally:
+        await srv.close()
