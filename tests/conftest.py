@@ -1,11 +1,82 @@
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 
+LONG_MARKS = ("soak", "train", "interop", "browser", "slow")  # pyproject's markers, > 5 s each
+
+
+# Test files whose tests share a module- or session-scoped fixture of ours (an exported zoo,
+# compiled models, a browser, a server): under `pytest -n N` (pytest-xdist) each group runs on
+# one worker, so the fixture is built once, not once per worker that draws one of its tests.
+# The group is the file itself unless named. A file missing here still passes, only slower;
+# its workers warn (see _shared_fixture).
+SHARED_FIXTURE_FILES = {
+    "tests/infer/test_zoo.py": "zoo_onnx",
+    "tests/infer/test_fuzz.py": "zoo_onnx",
+    "tests/stream/test_zoo_pipeline.py": "zoo_onnx",
+    "tests/infer/test_models.py": "",
+    "tests/infer/test_export_web_browser.py": "",
+    "tests/infer/test_temporal.py": "",
+    "tests/infer/test_spandrel.py": "",
+    "tests/infer/tools/test_bench_plots.py": "",
+    "tests/stream/test_process.py": "",
+}
+# shared, but cheaper to build again than to hold the file's other tests on one worker
+UNGROUPED_FILES = {"tests/infer/test_conv_variants.py"}
+
+
+def _shared_fixture(item: pytest.Item) -> str | None:
+    """The name of a fixture of ours that `item` shares with other tests (module or session
+    scope, not autouse), or None."""
+    info = getattr(item, "_fixtureinfo", None)
+    for name in info.names_closure if info else ():
+        for fd in info.name2fixturedefs.get(name, ()):
+            ours = fd.baseid.startswith("tests") and not getattr(fd, "_autouse", False)
+            if ours and fd.scope in ("module", "session"):
+                return name
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)  # without pytest-xdist it is never called
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` (xdist's default `--dist load`): tests one by one to whichever worker is free,
+    except SHARED_FIXTURE_FILES' groups, each a unit (xdist's `loadgroup` marks do not reach
+    the scheduler with pytest 9.2: it renamed the node id attribute xdist rewrites)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if path in SHARED_FIXTURE_FILES:
+                return SHARED_FIXTURE_FILES[path] or path
+            return nodeid
+
+    return SharedFixtureScheduling(config, log)
+
 
 def pytest_collection_modifyitems(config, items):
-    """GPU tests are skipped cleanly (with the reason) when no adapter exists."""
+    """Under xdist, the long groups first; GPU tests are skipped cleanly (with the reason)
+    when no adapter exists."""
+    if hasattr(config, "workerinput"):
+        # an xdist worker (every worker sorts alike): the long groups are handed out first,
+        # so the run does not end on one worker's soak while the others sit idle
+        items.sort(key=lambda item: not any(m in item.keywords for m in LONG_MARKS))
+        unlisted = {
+            item.nodeid.split("::", 1)[0]
+            for item in items
+            if _shared_fixture(item)
+            and item.nodeid.split("::", 1)[0] not in SHARED_FIXTURE_FILES.keys() | UNGROUPED_FILES
+        }
+        for path in sorted(unlisted):
+            warnings.warn(
+                f"{path} shares a module/session fixture: list it in tests/conftest.py's "
+                "SHARED_FIXTURE_FILES so one xdist worker builds it",
+                stacklevel=1,
+            )
     try:
         import wgpu
 
