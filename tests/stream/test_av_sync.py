@@ -62,6 +62,7 @@ async def test_audio_is_held_by_the_video_latency(monkeypatch) -> None:
     assert offsets[False] < -100, offsets
 
 
+@pytest.mark.slow
 async def test_sound_sent_late_still_plays_with_its_flash(monkeypatch) -> None:
     """A busy loop gets to every sound packet 150 ms after it was due (the video on time):
     the audio's sender reports pair each RTP time with when its packet was due, so the
@@ -91,6 +92,7 @@ async def test_sound_sent_late_still_plays_with_its_flash(monkeypatch) -> None:
     assert abs(result["sync_ms"]["p50"]) <= 60, result
 
 
+@pytest.mark.slow
 async def test_the_video_reports_say_when_a_frame_left_the_encoder(monkeypatch) -> None:
     """The video's RTP time is when a frame left the encoder ([encoder] rtp_clock = "send");
     a loop that is busy every other 1.5 s sends the frames then 150 ms after that. Each
