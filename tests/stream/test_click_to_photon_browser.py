@@ -84,3 +84,32 @@ async def test_click_to_photon_of_a_real_x_client_that_draws_no_counter(tmp_path
     for sample in result["samples"]:  # the stages still partition each press
         if all(k in sample for k in STAGES):
             assert abs(sum(sample[k] for k in STAGES) - sample["total"]) < 1.0, sample
+
+
+@pytest.mark.timeout(300)
+async def test_click_to_photon_in_firefox_of_xcalc(tmp_path):
+    # the same page in Debian's firefox-esr over Marionette (stream/tools/bench/c2p_firefox.py)
+    pytest.importorskip("marionette_driver.marionette")
+    import shutil
+    from pathlib import Path
+
+    from stream.tools.bench.c2p_firefox import FIREFOX
+
+    if not Path(FIREFOX).exists() or shutil.which("xcalc") is None:
+        pytest.skip("no firefox-esr or xcalc (scripts/setup.sh installs them)")
+    args = argparse.Namespace(
+        size="640x360", fps=30.0, grab="change", mode="bypass", model="upscale.onnx",
+        codec="vp8", clicks=4, keys=0, seed=1, workdir=str(tmp_path / "work"), app="xcalc",
+        browser="firefox",
+    )  # fmt: skip
+    result = await run(args)
+    print(lines(result))
+    s = result["summary"]
+    assert result["browser"] == "firefox" and result["app"] == "xcalc"
+    assert s["samples"] >= 3 and result["missed"] <= 1, result["samples"]
+    assert 0 < s["p50_ms"] <= s["p95_ms"] < 3000
+    assert result["server"]["samples"] == s["samples"]  # the page reported them
+    staged = [x for x in result["samples"] if all(k in x for k in STAGES)]
+    assert staged  # Firefox's rVFC gives receiveTime: every stage measured
+    for sample in staged:
+        assert abs(sum(sample[k] for k in STAGES) - sample["total"]) < 1.0, sample

@@ -83,76 +83,97 @@ async def press_and_measure(
     seed: int,
     screenshot: Path | None,
     app: App | None = None,
+    browser: str = "chromium",
+    log_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The viewer page in Chromium: `clicks` clicks and `keys` key presses, each waited for
-    (3 s at most), at random gaps. The page's samples, misses, stats and overlay. With a
-    foreign `app`, its own presses (clicks + keys of them, cycled) and region instead."""
+    """The viewer page in Chromium (or Firefox): `clicks` clicks and `keys` key presses, each
+    waited for (3 s at most), at random gaps. The page's samples, misses, stats and overlay.
+    With a foreign `app`, its own presses (clicks + keys of them, cycled) and region instead."""
+    rng = random.Random(seed)
+    if browser == "firefox":
+        from .c2p_firefox import firefox_page
+
+        async with firefox_page(log_dir or Path(tempfile.gettempdir()), 1400, 900) as ff:
+            return await _measure(ff, url, token, clicks, keys, codec, rng, screenshot, app)
     from playwright.async_api import async_playwright
 
-    rng = random.Random(seed)
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 820})
-            await page.goto(f"{url}/?codec={codec}#token={token}")  # a player's token
-            playing = await wait_js(
-                page,
-                "() => { const v = document.getElementById('main'); return v.videoWidth > 0"
-                " && v.currentTime > 0 && window.framesmith && window.framesmith.control"
-                " && window.framesmith.bestRtt < Infinity; }",
-            )
-            if not playing:
-                raise RuntimeError("the viewer page did not play within 60 s")
-            await asyncio.sleep(2.0)  # keyframe, jitter buffer settled, clock offset found
-            box = await page.locator("#main").bounding_box()
-            if box is None:
-                raise RuntimeError("the viewer page shows no video")
-            missed = 0
-            presses: list[Any] = ["click"] * clicks + ["key"] * keys
-            rng.shuffle(presses)
-            if app is not None:
-                # focus (the stage's keys, X's pointer over the window) before any press is
-                # measured: the page measures nothing while it has no region or counter
-                fx, fy = app.focus
-                await page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-                await asyncio.sleep(0.5)
-                await page.evaluate("r => { window.framesmith.c2p.region = r; }", app.region)
-                presses = [app.presses[k % len(app.presses)] for k in range(clicks + keys)]
-            else:
-                presses.insert(0, "click")  # the first click focuses the stage for the keys
-            for kind in presses:
-                before = await page.evaluate("() => window.framesmith.c2p.samples.length")
-                if isinstance(kind, tuple) and kind[0] == "click":
-                    x, y = box["x"] + box["width"] * kind[1], box["y"] + box["height"] * kind[2]
-                    await page.mouse.click(x, y)
-                elif isinstance(kind, tuple):
-                    await page.keyboard.press(kind[1])
-                elif kind == "click":
-                    x = box["x"] + box["width"] * rng.uniform(0.55, 0.95)
-                    y = box["y"] + box["height"] * rng.uniform(0.05, 0.4)
-                    await page.mouse.click(x, y)
-                else:
-                    await page.keyboard.press(rng.choice(["KeyA", "KeyS", "KeyD", "Space"]))
-                if not await wait_js(
-                    page, "n => window.framesmith.c2p.samples.length > n", before, timeout_s=3.0
-                ):
-                    missed += 1
-                await asyncio.sleep(rng.uniform(0.15, 0.35))
-            await asyncio.sleep(1.5)  # one more overlay refresh
-            got = await page.evaluate(
-                "() => ({samples: window.framesmith.c2p.samples, stats: window.framesmith.stats,"
-                " missed: window.framesmith.c2p.missed,"
-                " size: [document.getElementById('main').videoWidth,"
-                " document.getElementById('main').videoHeight]})"
-            )
-            got["inbound"] = await page.evaluate(INBOUND_JS)
-            got["overlay"] = await page.inner_text("#overlay")
-            got["missed_waits"] = missed
-            if screenshot is not None:
-                await page.screenshot(path=str(screenshot))
-            return got
+            page = await chromium.new_page(viewport={"width": 1400, "height": 820})
+            return await _measure(page, url, token, clicks, keys, codec, rng, screenshot, app)
         finally:
-            await browser.close()
+            await chromium.close()
+
+
+async def _measure(
+    page: Any,
+    url: str,
+    token: str,
+    clicks: int,
+    keys: int,
+    codec: str,
+    rng: random.Random,
+    screenshot: Path | None,
+    app: App | None,
+) -> dict[str, Any]:
+    await page.goto(f"{url}/?codec={codec}#token={token}")  # a player's token
+    playing = await wait_js(
+        page,
+        "() => { const v = document.getElementById('main'); return v.videoWidth > 0"
+        " && v.currentTime > 0 && window.framesmith && window.framesmith.control"
+        " && window.framesmith.bestRtt < Infinity; }",
+    )
+    if not playing:
+        raise RuntimeError("the viewer page did not play within 60 s")
+    await asyncio.sleep(2.0)  # keyframe, jitter buffer settled, clock offset found
+    box = await page.locator("#main").bounding_box()
+    if box is None:
+        raise RuntimeError("the viewer page shows no video")
+    missed = 0
+    presses: list[Any] = ["click"] * clicks + ["key"] * keys
+    rng.shuffle(presses)
+    if app is not None:
+        # focus (the stage's keys, X's pointer over the window) before any press is
+        # measured: the page measures nothing while it has no region or counter
+        fx, fy = app.focus
+        await page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        await asyncio.sleep(0.5)
+        await page.evaluate("r => { window.framesmith.c2p.region = r; }", app.region)
+        presses = [app.presses[k % len(app.presses)] for k in range(clicks + keys)]
+    else:
+        presses.insert(0, "click")  # the first click focuses the stage for the keys
+    for kind in presses:
+        before = await page.evaluate("() => window.framesmith.c2p.samples.length")
+        if isinstance(kind, tuple) and kind[0] == "click":
+            x, y = box["x"] + box["width"] * kind[1], box["y"] + box["height"] * kind[2]
+            await page.mouse.click(x, y)
+        elif isinstance(kind, tuple):
+            await page.keyboard.press(kind[1])
+        elif kind == "click":
+            x = box["x"] + box["width"] * rng.uniform(0.55, 0.95)
+            y = box["y"] + box["height"] * rng.uniform(0.05, 0.4)
+            await page.mouse.click(x, y)
+        else:
+            await page.keyboard.press(rng.choice(["KeyA", "KeyS", "KeyD", "Space"]))
+        if not await wait_js(
+            page, "n => window.framesmith.c2p.samples.length > n", before, timeout_s=3.0
+        ):
+            missed += 1
+        await asyncio.sleep(rng.uniform(0.15, 0.35))
+    await asyncio.sleep(1.5)  # one more overlay refresh
+    got = await page.evaluate(
+        "() => ({samples: window.framesmith.c2p.samples, stats: window.framesmith.stats,"
+        " missed: window.framesmith.c2p.missed,"
+        " size: [document.getElementById('main').videoWidth,"
+        " document.getElementById('main').videoHeight]})"
+    )
+    got["inbound"] = await page.evaluate(INBOUND_JS)
+    got["overlay"] = await page.inner_text("#overlay")
+    got["missed_waits"] = missed
+    if screenshot is not None:
+        await page.screenshot(path=str(screenshot))
+    return got
 
 
 def playout_bounds(text: str) -> list[int]:
@@ -199,6 +220,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 seed=args.seed,
                 screenshot=work / "c2p-page.png",
                 app=foreign,
+                browser=getattr(args, "browser", "chromium"),
+                log_dir=work,
             )
             admin = {"Authorization": f"Bearer {authority.mint(Role.ADMIN, 600)}"}
             async with (
@@ -228,6 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "mode": args.mode,
         "codec": args.codec,
         "app": foreign.name if foreign is not None else "input",
+        "browser": getattr(args, "browser", "chromium"),
         "acts_on": foreign.acts_on if foreign is not None else "press",
         "playout_delay": getattr(args, "playout_delay", "0,100"),
         "clicks": args.clicks,
@@ -266,7 +290,8 @@ def lines(result: dict[str, Any]) -> str:
         if k.endswith("_ms") and v is not None
     )
     return (
-        f"click-to-photon {result.get('app', 'input')} {result['display']}@{result['fps']:g} "
+        f"click-to-photon {result.get('app', 'input')} in {result.get('browser', 'chromium')} "
+        f"{result['display']}@{result['fps']:g} "
         f"({result['grab']}) "
         f"{result['mode']} -> "
         f"{result['output'][0]}x{result['output'][1]} {result['codec']}, playout-delay {pd}: "
@@ -308,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         default="0,100",
         help="the RTP playout-delay bounds serve sends, MIN,MAX in ms (default 0,100, as serve "
         "does), or 'browser': none sent",
+    )
+    p.add_argument(
+        "--browser",
+        choices=("chromium", "firefox"),
+        default="chromium",
+        help="Debian's chromium (playwright) or firefox-esr (Marionette)",
     )
     p.add_argument("--clicks", type=int, default=40)
     p.add_argument("--keys", type=int, default=10)
