@@ -129,6 +129,11 @@ class Device:
                 self._pipelines.popitem(last=False)
         return p
 
+    def has_pipeline(self, source: str, entry_point: str = "main") -> bool:
+        """Whether this WGSL is compiled already (then `pipeline` costs nothing)."""
+        with self._cache_lock:
+            return (source, entry_point) in self._pipelines
+
     @property
     def cached_pipelines(self) -> int:
         return len(self._pipelines)

@@ -229,13 +229,16 @@ class Model:
         measured for their nearest size class, else the rule.
 
         `warm=True` for the same caller compiling in the background: where the driver makes
-        machine code at a kernel's first run, on the queue (lavapipe: 7-20 s for a new size,
+        machine code at a kernel's first run, on the queue (lavapipe: 7-20 s for a new model,
         every frame behind it waiting), the model is first run once on a side device with a
         queue of its own; that fills Mesa's shader cache, and the first run here then loads
         the code from it (0.3 s measured); convs timed for this size are timed there too.
         Where the cache is off (MESA_SHADER_CACHE_DISABLE) the kernels are still timed there
         but not warmed (the serving device would compile them again); where the driver
-        compiles when the pipeline is made, nothing is done aside.
+        compiles when the pipeline is made, nothing is done aside. Nor where every kernel
+        is compiled already: the kernels read the frame's size from uniforms, so a model that
+        ran at one size has the machine code for every other (a kernel variant chosen anew
+        for the new size class is the exception).
 
         `progress`: told how far it is (`Progress`), for a caller showing it.
         """
@@ -249,7 +252,8 @@ class Model:
         exe = self.executable(
             {k: _ShapeOnly(tuple(v)) for k, v in shapes.items()}, measure, aside, progress
         )
-        if aside and not _shader_cache_off():
+        if aside and exe.new_pipelines and not _shader_cache_off():
+            # nothing to warm when every kernel was compiled (and run) at another size
             self._warm(exe.program, progress)
         if progress is not None:
             progress("ready", 1, 1)

@@ -115,9 +115,13 @@ class Executable:
         self.pool = {s: dev.create_buffer(size=n, usage=_TENSOR_USAGE) for s, n in sizes.items()}
         self.pool_bytes = sum(sizes.values())
         self.steps: list[tuple[wgpu.GPUComputePipeline, wgpu.GPUBindGroup, tuple]] = []
+        # kernels this Executable compiled rather than found compiled: none when the model
+        # ran at another size before, as the kernels read the sizes from uniforms
+        self.new_pipelines = 0
         for d in program.dispatches:
             try:
                 source = wgsl.render(d.template, {**d.variables, "S": self.scalar})
+                self.new_pipelines += not device.has_pipeline(source)
                 pipeline = device.pipeline(source, d.label)
             except Exception as e:
                 # an engine bug, but the caller still gets the engine's error, naming the node

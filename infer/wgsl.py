@@ -57,7 +57,9 @@ def _wgsl_value(v: object) -> str:
     raise TypeError(f"no WGSL literal for {type(v).__name__}")
 
 
-def _f32(v: float) -> str:
+def _f32(v: float | str) -> str:
+    if isinstance(v, str):  # a value read at run time (ops.common.Sizes): a u32 expression
+        return f"f32({v})"
     if v == float("inf"):
         return "3.4028234663852886e38"
     if v == float("-inf"):
@@ -79,7 +81,19 @@ def _i32_array(values: Iterable[int]) -> str:
     return f"array<i32, {len(values)}>(" + ", ".join(f"{v}" for v in values) + ")"
 
 
+def _u32(v: int | str) -> str:
+    """A u32 operand: a literal, or a value read at run time (ops.common.Sizes), which lets
+    one template serve both a size baked in and a size passed in."""
+    return v if isinstance(v, str) else f"{int(v)}u"
+
+
+def _i32(v: int | str) -> str:
+    return f"i32({v})" if isinstance(v, str) else f"{int(v)}"
+
+
 _env.filters["f32"] = _f32
+_env.filters["u"] = _u32
+_env.filters["i"] = _i32
 _env.filters["u32s"] = _u32_array
 _env.filters["i32s"] = _i32_array
 

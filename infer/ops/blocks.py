@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Node
-from ..layout import logical_strides
+from .common import Sizes
 from .registry import BuildContext, Dispatch, NotSupported, Value, register
 from .shape import check_not_empty, copy_dispatch, data_binding, require_float
 
@@ -79,14 +79,15 @@ def _block_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
         channels = ctx.shape(node.outputs[0])[1]
     else:
         kind, mode, channels = "s2d", _d2s_mode(node), in_shape[1]
+    sizes = Sizes()  # the frame's size read at run time: one kernel for every size
     variables = {
         "kind": kind,
         "mode": mode,
         "block": b,
         "channels_small": channels,
-        "in_strides": logical_strides(in_shape),
+        "in_strides": sizes.strides(in_shape),
     }
-    return [copy_dispatch(node, ctx, variables, [data_binding(ctx, node, x)])]
+    return [copy_dispatch(node, ctx, variables, [data_binding(ctx, node, x)], sizes=sizes)]
 
 
 register("DepthToSpace", infer=_d2s_infer, evaluate=_d2s_eval, build=_block_build)

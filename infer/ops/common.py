@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..layout import IMAGE, Layout, is_image, logical_strides, pad4, physical_shape, physical_size
-from .registry import Binding, Dispatch, NotSupported
+from .registry import Binding, BuildContext, Dispatch, NotSupported
 
 WORKGROUP = 64
 MAX_GROUPS = 65535
@@ -122,3 +122,57 @@ def row_plan(in_shape: tuple[int, ...], axes: list[int], strides: dict[str, list
         "red": table(axes, rdims),
         "names": list(strides),
     }
+
+
+class Sizes:
+    """Values that change with the input's size, passed to a kernel in a uniform block (`sz`)
+    rather than written into its code: the kernel's WGSL is then the same at every size, so
+    one compiled pipeline serves a stream whose frame size adapts (a new size is otherwise
+    new machine code: seconds per kernel on lavapipe). Each value gets the next slot, so a
+    builder must ask for them in the same order at every size; a template renders a slot
+    with the `u`, `i` and `f32` filters (infer.wgsl), which also take plain numbers."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    def __call__(self, value: int) -> str:
+        """The u32 WGSL expression reading `value`'s slot."""
+        j = len(self.values)
+        self.values.append(int(value))
+        return f"sz[{j // 4}][{j % 4}]"
+
+    def table(self, shape: tuple[int, ...], prefix: str = "", layout: Layout = IMAGE) -> dict:
+        """index_vars with every entry that depends on the spatial size (found by comparing
+        with the shape one larger in each spatial axis) read from a slot."""
+        base = index_vars(shape, prefix, layout)
+        probe = index_vars((*shape[:2], *(d + 1 for d in shape[2:])), prefix, layout)
+        out = dict(base)
+        for key in ("div", "mod", "strides"):
+            k = f"{prefix}{key}"
+            out[k] = self.varying(base[k], probe[k])
+        out[f"{prefix}total"] = self(base[f"{prefix}total"])
+        return out
+
+    def strides(self, shape: tuple[int, ...], layout: Layout = IMAGE) -> list[int | str]:
+        """logical_strides with those that depend on the spatial size read from slots."""
+        probe = (*shape[:2], *(d + 1 for d in shape[2:]))
+        return self.varying(logical_strides(shape, layout), logical_strides(probe, layout))
+
+    def varying(self, base: list[int], probe: list[int]) -> list[int | str]:
+        """`base`'s values, each one that differs from `probe`'s (the same table at another
+        size) read from a slot."""
+        return [self(v) if v != p else v for v, p in zip(base, probe, strict=True)]
+
+    @property
+    def vec4s(self) -> int:
+        """Length of the block in vec4<u32> (0: no sizes)."""
+        return (len(self.values) + 3) // 4
+
+    def binding(self, ctx: BuildContext, key: str) -> list[Binding]:
+        """The block as a uniform binding (none when empty): bind it at the template's
+        `sizes_binding`."""
+        if not self.values:
+            return []
+        arr = np.zeros(self.vec4s * 4, np.uint32)
+        arr[: len(self.values)] = self.values
+        return [Binding("const", ctx.add_const(key, arr), uniform=True)]

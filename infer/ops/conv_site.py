@@ -288,20 +288,25 @@ def grouped_dispatches(
     site: ConvSite, ctx: BuildContext, k: GroupedKernel, variant: str
 ) -> list[Dispatch]:
     """The dispatches of `k`: params = (first channel block, first output row / tile, input
-    and output base of the band) per group and band."""
+    and output base of the band, then the sizes: ih, iw, oh, ow, tiles_y, tiles_x, cols,
+    the band's tile rows) per group and band."""
     node, oc4 = site.node, site.oc4
     slope = slope_binding(node, ctx, site.oc)
     bands = row_bands(ctx, site, tile=k.tile, step=k.tile * k.wg[1])
     variables = k.variables
-    if k.flat:  # an invocation past the band's rows stores nothing
-        variables = variables | {"band_tiles": math.ceil((bands[0][1] - bands[0][0]) / k.tile)}
     vec = 4 * ctx.esize  # bytes of one stored vec4
+    # the frame's sizes travel in params, not in the kernel's code (conv_grouped_io.wgsl), so
+    # one compiled kernel serves every input size
+    sizes = [site.ih, site.iw, site.oh, site.ow]
+    sizes += [variables.get("tiles_y", 0), variables.get("tiles_x", 0), k.gx if k.flat else 0]
     dispatches = []
     for g, c0 in enumerate(range(0, oc4, k.ocb)):
         cn = min(k.ocb, oc4 - c0)
         wbind = Binding("const", k.wkey, g * k.window, k.window, k.weights_uniform)
         for r0, r1, in_off, in_size, out_off, out_size in bands:
-            params = np.array([c0, r0 // k.tile, in_off // vec, out_off // vec], np.uint32)
+            rows = math.ceil((r1 - r0) / k.tile)  # an invocation past them stores nothing
+            base = [c0, r0 // k.tile, in_off // vec, out_off // vec]
+            params = np.array([*base, *sizes, rows], np.uint32)
             pkey = ctx.add_const(f"{node.name}/params/{c0}/{r0}", params)
             bindings = [
                 Binding("in", site.x, in_off, in_size),
@@ -311,7 +316,6 @@ def grouped_dispatches(
                 Binding("out", site.y, out_off, out_size),
                 *slope,
             ]
-            rows = math.ceil((r1 - r0) / k.tile)
             if k.flat:
                 grid = (math.ceil(k.gx * rows / k.wg[0]), 1, site.n)
             else:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..graph import Node
 from ..layout import Layout, is_image, pad4, physical_shape, vec4_count
-from .common import broadcast_shape, broadcast_strides, grid_for, index_vars
+from .common import Sizes, broadcast_shape, broadcast_strides, grid_for, index_vars
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
 from .unary import NO_ACTIVATION
 
@@ -134,6 +134,7 @@ def binary_dispatches(
         grid, pitch = grid_for(count)
         image = is_image(out_shape, layout)
         c = out_shape[1] if image else 0
+        sizes = Sizes()  # the frame's size in a uniform, not the code (one kernel, any size)
         bindings: list[Binding] = []
         for name, k in ((a, ka), (b, kb)):
             if k["kind"] == "tensor":
@@ -141,11 +142,13 @@ def binary_dispatches(
             elif k["kind"] == "vector":
                 key = ctx.add_const(f"{node.name}/{name}/vector", k.pop("vector"))
                 bindings.append(Binding("const", key))
+                if not image:  # the innermost axis of a row-major tensor may be spatial
+                    k["w4"] = sizes(k["w4"])
         variables = {
             "op": op,
             "fmod": int(node.attr("fmod", 0)),
-            "count": count,
-            "pitch": pitch,
+            "count": sizes(count),
+            "pitch": sizes(pitch),
             "act": act,
             "a": ka,
             "b": kb,
@@ -153,6 +156,8 @@ def binary_dispatches(
             "cp4": pad4(c) // 4,
         }
         bindings.append(Binding("out", y))
+        bindings += sizes.binding(ctx, f"{node.name}/sizes")
+        variables["sizes"] = sizes.vec4s
         return [Dispatch("binary_same.wgsl", variables, bindings, grid, node.name, count * 4.0)]
     if act["kind"] != "none":
         raise NotSupported("fused activation on a broadcasting binary op")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import Node
 from ..layout import logical_strides
-from .common import grid_for, index_vars
+from .common import Sizes, grid_for, index_vars
 from .registry import Binding, BuildContext, BuildFn, Dispatch, NotSupported, Value, register
 
 TEMPLATE = "resize.wgsl"
@@ -280,23 +280,40 @@ def _resize_build(node: Node, ctx: BuildContext, opset: int) -> list[Dispatch]:
     )
     rank = len(x_shape)
     xs = logical_strides(x_shape)
+    # the sizes and scales read at run time (one kernel for every frame size), except where
+    # the source coordinate's formula mixes them at build time
+    sizes = Sizes() if p["ctm"] not in ("tf_crop_and_resize", "half_pixel_symmetric") else None
     axes = []
     for a in p["resized"]:
-        axes.append(
-            {
-                "k": a,
-                "n": x_shape[a],
-                "m": p["out"][a],
-                "stride": xs[a],
-                "scale": p["scale"][a],
-                "lo": p["roi"][a],
-                "hi": p["roi"][a + rank],
-                "down": p["scale"][a] < 1,
-            }
-        )
+        ax = {
+            "k": a,
+            "n": x_shape[a],
+            "m": p["out"][a],
+            "nm1": x_shape[a] - 1,
+            "mm1": p["out"][a] - 1,
+            "stride": xs[a],
+            "scale": p["scale"][a],
+            "lo": p["roi"][a],
+            "hi": p["roi"][a + rank],
+            "down": p["scale"][a] < 1,
+        }
+        if sizes is not None:
+            bits = int(np.array(p["scale"][a], np.float32).view(np.uint32))
+            ax |= {k: sizes(ax[k]) for k in ("n", "nm1", "mm1", "stride")}
+            ax["scale"] = f"bitcast<f32>({sizes(bits)})"
+        axes.append(ax)
     out = index_vars(tuple(p["out"]))
-    grid, pitch = grid_for(out["total"])
+    grid, pitch_n = grid_for(out["total"])
+    pitch: int | str = pitch_n
+    copy: list[tuple[int, int | str]] = [(a, xs[a]) for a in range(rank) if a not in p["resized"]]
+    extra: list[Binding] = []
+    if sizes is not None:
+        out = sizes.table(tuple(p["out"]))
+        copy = [(a, sizes(xs[a])) for a, _ in copy]  # the same axes, their strides read
+        pitch = sizes(pitch_n)
+        extra = sizes.binding(ctx, f"{node.name}/sizes")
     variables = {
+        "sizes": 0 if sizes is None else sizes.vec4s,
         "out": out,
         "pitch": pitch,
         "mode": p["mode"],
@@ -306,9 +323,10 @@ def _resize_build(node: Node, ctx: BuildContext, opset: int) -> list[Dispatch]:
         "exclude_outside": p["exclude_outside"],
         "extrapolation": p["extrapolation"],
         "axes": axes,
-        "copy": [(a, xs[a]) for a in range(rank) if a not in p["resized"]],
+        "copy": copy,
     }
-    return [Dispatch(TEMPLATE, variables, [Binding("in", x), Binding("out", y)], grid, node.name)]
+    bindings = [Binding("in", x), Binding("out", y), *extra]
+    return [Dispatch(TEMPLATE, variables, bindings, grid, node.name)]
 
 
 def _register() -> None:

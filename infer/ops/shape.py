@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
-from ..layout import IMAGE, Layout, is_image, pad4
-from .common import grid_for, index_vars, normalize_axis
+from ..layout import IMAGE, Layout, is_image, logical_strides, pad4
+from .common import Sizes, grid_for, index_vars, normalize_axis
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
 
 TEMPLATE = "shape.wgsl"
@@ -67,17 +67,30 @@ def tensor_index(ctx: BuildContext, name: str, prefix: str = "") -> dict:
 
 
 def copy_dispatch(
-    node: Node, ctx: BuildContext, variables: dict, inputs: list[Binding], out_index: int = 0
+    node: Node,
+    ctx: BuildContext,
+    variables: dict,
+    inputs: list[Binding],
+    out_index: int = 0,
+    sizes: Sizes | None = None,
 ) -> Dispatch:
+    """One copy kernel's dispatch. With `sizes` (holding whatever the caller's variables
+    read from it) the output's decode table and the grid's pitch are read at run time too:
+    the kernel's code is then the same at every spatial size."""
     y = node.outputs[out_index]
     out = tensor_index(ctx, y)
     if out["total"] == 0 or any(d == 0 for d in out["shape"]):
         raise NotSupported(f"empty output {list(out['shape'])} on the GPU")
     grid, pitch = grid_for(out["total"])
+    extra: list[Binding] = []
+    if sizes is not None:
+        out = sizes.table(ctx.shape(y), layout=ctx.layout(y))
+        variables = {**variables, "pitch": sizes(pitch), "sizes": sizes.vec4s}
+        extra = sizes.binding(ctx, f"{node.name}/sizes")
     return Dispatch(
         TEMPLATE,
-        {"out": out, "pitch": pitch, **variables},
-        [*inputs, Binding("out", y)],
+        {"out": out, "pitch": pitch, "sizes": 0, **variables},
+        [*inputs, Binding("out", y), *extra],
         grid,
         node.name,
     )
@@ -358,17 +371,24 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     axis = _concat_axis(node, rank)
     layout = ctx.layout(y)
     out = tensor_index(ctx, y)
+    # along the batch or channel axis (a dense block's concat) the frame's size is read at
+    # run time, so one kernel serves every size; along a spatial axis the parts' extents
+    # are baked in
+    dynamic = rank >= 3 and axis < 2
+    probe = (*out_shape[:2], *(d + 1 for d in out_shape[2:]))
     parts: list[dict[str, Any]] = []
     start = 0
     for name in node.inputs:
         shape = ctx.shape(name)
         if shape[axis]:
+            part_probe = (*shape[:2], *(d + 1 for d in shape[2:]))
             parts.append(
                 {
                     "name": name,
                     "start": start,
                     "end": start + shape[axis],
                     "strides": ctx.strides(name),
+                    "probe": logical_strides(part_probe, ctx.layout(name)),
                 }
             )
         start += shape[axis]
@@ -392,10 +412,28 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
             "axis": axis,
             "lo": lo,
             "parts": [{k: p[k] for k in ("start", "end", "strides")} for p in group],
+            "sizes": 0,
         }
-        dispatches.append(
-            Dispatch(TEMPLATE, variables, [*bindings, Binding("out", y)], grid, f"{node.name}/{g}")
-        )
+        extra: list[Binding] = []
+        if dynamic:
+            sizes = Sizes()
+            other = _concat_grid(probe, axis, lo, hi, layout)
+            variables["grid"] = grid_vars | {
+                "div": sizes.varying(grid_vars["div"], other["div"]),
+                "mod": sizes.varying(grid_vars["mod"], other["mod"]),
+                "total": sizes(grid_vars["total"]),
+            }
+            variables["out"] = sizes.table(out_shape, layout=layout)
+            variables["pitch"] = sizes(pitch)
+            variables["parts"] = [
+                {"start": p["start"], "end": p["end"]}
+                | {"strides": sizes.varying(p["strides"], p["probe"])}
+                for p in group
+            ]
+            variables["sizes"] = sizes.vec4s
+            extra = sizes.binding(ctx, f"{node.name}/{g}/sizes")
+        bindings += [Binding("out", y), *extra]
+        dispatches.append(Dispatch(TEMPLATE, variables, bindings, grid, f"{node.name}/{g}"))
     return dispatches
 
 

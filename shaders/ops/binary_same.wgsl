@@ -1,7 +1,8 @@
 {# Binary elementwise op where the GPU operands have the output's shape and layout: 4 values
    per invocation. Each operand `a`, `b` is a tensor (read per vec4), a scalar constant (a
-   literal) or a constant vector along the buffer's innermost axis (read at i % w4). #}
-{$ from "common.wgsl" import linear_index $}
+   literal) or a constant vector along the buffer's innermost axis (read at i % w4). The
+   element count and grid pitch are read from `sz` (ops.common.Sizes): one kernel, any size. #}
+{$ from "common.wgsl" import linear_index, sizes_decl $}
 {$ set ns = namespace(k=0) $}
 {$ for name, o in (("a", a), ("b", b)) $}
 {$ if o.kind == "tensor" $}
@@ -13,14 +14,14 @@
 {$ endif $}
 {$ endfor $}
 @group(0) @binding({{ ns.k }}) var<storage, read_write> y: array<vec4<{{ S }}>>;
-{$ include "activation.wgsl" $}
+{{ sizes_decl(ns.k + 1, sizes) }}{$ include "activation.wgsl" $}
 {$ include "binary_ops.wgsl" $}
 
 {$ macro load(name, o) $}
 {$- if o.kind == "tensor" -$}
 vec4<f32>({{ name }}[i])
 {$- elif o.kind == "vector" -$}
-{{ name }}[i % {{ o.w4 }}u]
+{{ name }}[i % {{ o.w4|u }}]
 {$- else -$}
 vec4<f32>({{ o.value | f32 }})
 {$- endif -$}

@@ -14,7 +14,8 @@
    x = column groups, y = output rows of this band, z = batch; with `sg` (the weights loaded
    once per subgroup and broadcast, conv_winograd.wgsl's scheme; a 1-D workgroup) x = this
    band's COLS column groups a row, one row after another, and y = 1.
-   params = (first channel block, first output row, input base, output base). #}
+   params = (first channel block, first output row, input base, output base, then the sizes:
+   conv_grouped_io.wgsl). #}
 {$ set PX = px $}
 {$ set OCB = ocb $}
 {$ include "conv_grouped_io.wgsl" $}
@@ -25,9 +26,9 @@
   // compile-time constants plus the ic4 loop counter: the same for every invocation.
   let n = wid.z;
   let oc4 = params.oc4_base;
-{{ position(sg, "oy_out", "ox_out", PX, cols if sg else 0, band_tiles if sg else 0) }}
-  let oy = min(oy_out, {{ oh - 1 }}u);
-  let ox0 = min(ox_out, {{ ow - 1 }}u);
+{{ position(sg, "oy_out", "ox_out", PX) }}
+  let oy = min(oy_out, params.oh - 1u);
+  let ox0 = min(ox_out, params.ow - 1u);
 {$ for o in range(OCB) $}
   let b{{ o }} = bias[min(oc4 + {{ o }}u, {{ oc4 - 1 }}u)];
 {$ for p in range(PX) $}
@@ -88,15 +89,15 @@
     }
 {$ endfor $}
   }
-  if ({$ if sg $}!live || {$ endif $}oy_out >= {{ oh }}u) { return; }
-  let obase = ((n * {{ oh }}u + oy_out) * {{ ow }}u + ox_out) * {{ oc4 }}u + oc4 - params.out_base;
+  if ({$ if sg $}!live || {$ endif $}oy_out >= params.oh) { return; }
+  let obase = ((n * params.oh + oy_out) * params.ow + ox_out) * {{ oc4 }}u + oc4 - params.out_base;
 {$ for o in range(OCB) $}
   if (oc4 + {{ o }}u < {{ oc4 }}u) {
 {$ if mask_lanes $}
     let keep = vec4<u32>((oc4 + {{ o }}u) * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>({{ oc }}u);
 {$ endif $}
 {$ for p in range(PX) $}
-    if (ox_out + {{ p }}u < {{ ow }}u) {
+    if (ox_out + {{ p }}u < params.ow) {
 {$ if mask_lanes $}
       y[obase + {{ p * oc4 + o }}u] = vec4<{{ S }}>(select(vec4<f32>(0.0), activate(acc{{ o }}_{{ p }}, oc4 + {{ o }}u), keep));
 {$ else $}

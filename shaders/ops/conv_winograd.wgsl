@@ -9,7 +9,7 @@
    shared through subgroup broadcasts, a 1-D workgroup) x = this band's COLS groups of tiles
    a row, one row after another, and y = 1.
    params = (first channel block, first tile row, input base, output base), the bases in
-   vec4 units. #}
+   vec4 units, then the sizes (conv_grouped_io.wgsl). #}
 {$ set A = m + ksize - 1 $}
 {$ set COLS = tx * m + ksize - 1 $}
 {# sum_k coeffs[k] * <pre><k * mul + off><post>, zero terms left out, +-1 as a sign #}
@@ -86,9 +86,9 @@
   // every lane): invocations past the edge compute the last tile again and store nothing.
   let n = wid.z;
   let oc4 = params.oc4_base;
-{{ position(sg, "ty_out", "tx_out", tx, cols if sg else 0, band_tiles if sg else 0) }}
-  let ty = min(ty_out, {{ tiles_y - 1 }}u);
-  let tx0 = min(tx_out, {{ tiles_x - 1 }}u);
+{{ position(sg, "ty_out", "tx_out", tx) }}
+  let ty = min(ty_out, params.tiles_y - 1u);
+  let tx0 = min(tx_out, params.tiles_x - 1u);
 {$ for o in range(ocb) $}
 {$ for t in range(tx) $}
 {$ for k in range(A * A) $}
@@ -123,8 +123,8 @@
       let ox = (tx_out + {{ t }}u) * {{ m }}u;
 {$ for r in range(m) $}
 {$ for c in range(m) $}
-      if ({$ if sg $}live && {$ endif $}ty_out * {{ m }}u + {{ r }}u < {{ oh }}u && ox + {{ c }}u < {{ ow }}u) {
-        let oi = ((n * {{ oh }}u + ty_out * {{ m }}u + {{ r }}u) * {{ ow }}u + ox + {{ c }}u) * {{ oc4 }}u + oc4 + {{ o }}u - params.out_base;
+      if ({$ if sg $}live && {$ endif $}ty_out * {{ m }}u + {{ r }}u < params.oh && ox + {{ c }}u < params.ow) {
+        let oi = ((n * params.oh + ty_out * {{ m }}u + {{ r }}u) * params.ow + ox + {{ c }}u) * {{ oc4 }}u + oc4 + {{ o }}u - params.out_base;
         let v = {{ lincomb(at[c], "p%d_" % r, 1, 0, "") }};
 {$ if mask_lanes $}
         y[oi] = vec4<{{ S }}>(select(vec4<f32>(0.0), activate(v + b, oc4 + {{ o }}u), keep));

@@ -6,20 +6,25 @@
      d2s, s2d DepthToSpace (DCR, CRD), SpaceToDepth
      concat   Concat: several inputs; a dispatch covers the output's axis range [lo, ..)
      tile     Tile: input coordinate k is o_k % in_shape[k]
-     gather   Gather with an index table: output axes axis .. axis+q-1 index the table #}
-{$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes $}
+     gather   Gather with an index table: output axes axis .. axis+q-1 index the table
+   d2s, s2d and a concat along channels read the sizes that change with the frame from `sz`
+   (ops.common.Sizes; `sizes` vec4s, 0: none), so one kernel serves every frame size. #}
+{$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes, sizes_decl $}
 {$ if kind == "concat" $}
 {$ for part in parts $}
 @group(0) @binding({{ loop.index0 }}) var<storage, read> x{{ loop.index0 }}: array<{{ S }}>;
 {$ endfor $}
 @group(0) @binding({{ parts | length }}) var<storage, read_write> y: array<{{ S }}>;
+{{ sizes_decl(parts | length + 1, sizes) }}
 {$ elif kind == "gather" $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> table: array<i32>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{ S }}>;
+{{ sizes_decl(3, sizes) }}
 {$ else $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
+{{ sizes_decl(2, sizes) }}
 {$ endif $}
 
 @compute @workgroup_size(64)
@@ -41,7 +46,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ else $}
   {
 {$ endif $}
-    y[dst] = x{{ j }}[{$ for s in part.strides $}{$ if loop.index0 == axis $}(o{{ axis }} - {{ part.start }}u) * {{ s }}u + {$ elif s != 0 $}o{{ loop.index0 }} * {{ s }}u + {$ endif $}{$ endfor $}0u];
+    y[dst] = x{{ j }}[{$ for s in part.strides $}{$ if loop.index0 == axis $}(o{{ axis }} - {{ part.start }}u) * {{ s|u }} + {$ elif s != 0 $}o{{ loop.index0 }} * {{ s|u }} + {$ endif $}{$ endfor $}0u];
     return;
   }
 {$ endfor $}
@@ -95,7 +100,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ else $}
   let ic = o1 * {{ block * block }}u + bh * {{ block }}u + bw;
 {$ endif $}
-  y[i] = x[o0 * {{ in_strides[0] }}u + ic * {{ in_strides[1] }}u + h * {{ in_strides[2] }}u + w * {{ in_strides[3] }}u];
+  y[i] = x[o0 * {{ in_strides[0]|u }} + ic * {{ in_strides[1]|u }} + h * {{ in_strides[2]|u }} + w * {{ in_strides[3]|u }}];
 {$ elif kind == "s2d" $}
 {$ if mode == "DCR" $}
   let bh = o1 / {{ block * channels_small }}u;
@@ -108,7 +113,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {$ endif $}
   let h = o2 * {{ block }}u + bh;
   let w = o3 * {{ block }}u + bw;
-  y[i] = x[o0 * {{ in_strides[0] }}u + ic * {{ in_strides[1] }}u + h * {{ in_strides[2] }}u + w * {{ in_strides[3] }}u];
+  y[i] = x[o0 * {{ in_strides[0]|u }} + ic * {{ in_strides[1]|u }} + h * {{ in_strides[2]|u }} + w * {{ in_strides[3]|u }}];
 {$ endif $}
 {$ endif $}
 }
