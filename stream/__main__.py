@@ -1,4 +1,4 @@
-"""`python -m stream serve|process|bench|bench-pipeline|devices|soak|plot|agent`."""
+"""`python -m stream serve|process|bench|bench-pipeline|bench-capacity|devices|soak|plot|agent`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
         "process": "stream.process:main",
         "bench": "stream.tools.bench.service:main",
         "bench-pipeline": "stream.tools.bench.pipeline:main",
+        "bench-capacity": "stream.tools.bench.capacity:main",
         "devices": "stream.tools.devices:main",
         "soak": "stream.tools.soak.cli:main",
         "plot": "stream.tools.plots:main",
