@@ -13,9 +13,6 @@ LONG_MARKS = ("soak", "train", "interop", "browser", "slow")  # pyproject's mark
 # The group is the file itself unless named. A file missing here still passes, only slower;
 # its workers warn (see _shared_fixture).
 SHARED_FIXTURE_FILES = {
-    "tests/infer/test_zoo.py": "zoo_onnx",
-    "tests/infer/test_fuzz.py": "zoo_onnx",
-    "tests/stream/test_zoo_pipeline.py": "zoo_onnx",
     "tests/infer/test_models.py": "",
     "tests/infer/test_export_web_browser.py": "",
     "tests/infer/test_temporal.py": "",
@@ -23,8 +20,14 @@ SHARED_FIXTURE_FILES = {
     "tests/infer/tools/test_bench_plots.py": "",
     "tests/stream/test_process.py": "",
 }
-# shared, but cheaper to build again than to hold the file's other tests on one worker
-UNGROUPED_FILES = {"tests/infer/test_conv_variants.py"}
+# shared, but cheaper to build again than to hold the file's other tests on one worker (the
+# zoo's files: zoo_onnx exports each architecture when a worker's test first asks for it)
+UNGROUPED_FILES = {
+    "tests/infer/test_conv_variants.py",
+    "tests/infer/test_zoo.py",
+    "tests/infer/test_fuzz.py",
+    "tests/stream/test_zoo_pipeline.py",
+}
 
 
 def _shared_fixture(item: pytest.Item) -> str | None:
@@ -113,16 +116,31 @@ def artifacts(tmp_path: Path) -> Path:
     return path
 
 
+class _ZooOnDemand(dict):
+    """(name, opset) -> the exported ONNX file, exported at its first use: under xdist each
+    worker exports only the architectures its tests use, so the zoo's tests need not share
+    one worker (exporting them all took ~5 min of a loaded 2-core machine)."""
+
+    def __init__(self, root: Path, opsets: set[int]) -> None:
+        super().__init__()
+        self.root, self.opsets = root, opsets
+
+    def __missing__(self, key: tuple[str, int]) -> Path:
+        from infer.training.zoo import ARCHS, export
+
+        name, opset = key
+        if name not in ARCHS or opset not in self.opsets:
+            raise KeyError(key)
+        path = self[key] = export(name, self.root / f"{name}_op{opset}.onnx", opset)
+        return path
+
+
 @pytest.fixture(scope="session")
 def zoo_onnx(tmp_path_factory) -> dict[tuple[str, int], Path]:
-    """The users' architectures (infer.training.zoo) exported once per session at opset 17 and
-    at the newest opset the exporter offers: (name, opset) -> path. Skips without torch."""
+    """The users' architectures (infer.training.zoo) exported at opset 17 and at the newest
+    opset the exporter offers, once per session each, when a test first asks:
+    (name, opset) -> path. Skips without torch."""
     pytest.importorskip("torch", reason="the zoo needs torch (the train extra)")
-    from infer.training.zoo import ARCHS, EXPORT_OPSET, export, newest_opset
+    from infer.training.zoo import EXPORT_OPSET, newest_opset
 
-    root = tmp_path_factory.mktemp("user-zoo")
-    return {
-        (name, opset): export(name, root / f"{name}_op{opset}.onnx", opset)
-        for opset in sorted({EXPORT_OPSET, newest_opset()})
-        for name in ARCHS
-    }
+    return _ZooOnDemand(tmp_path_factory.mktemp("user-zoo"), {EXPORT_OPSET, newest_opset()})
