@@ -219,3 +219,48 @@ def test_serve_all_gpus_script_parses_and_serve_takes_an_adapter():
     assert "--adapter" in out.stdout, out.stdout + out.stderr
     cfg = serve_config.load(None, {"server.adapter": 1})
     assert cfg.server.adapter == 1
+
+
+def test_k8s_rooms_route_each_room_to_the_pod_that_serves_it(tmp_path):
+    """docker/k8s/rooms.yaml (issue 31): every room of every pod's config has exactly one
+    Ingress prefix /rooms/NAME, to a Service selecting the StatefulSet pod whose config
+    ($(POD_NAME).toml) holds that room; one config per replica."""
+    docs = _docs(DOCKER / "k8s" / "rooms.yaml")
+    kinds = {}
+    for d in docs:
+        kinds.setdefault(d["kind"], []).append(d)
+    (sts,) = kinds["StatefulSet"]
+    (cm,) = kinds["ConfigMap"]
+    (ingress,) = kinds["Ingress"]
+    name = sts["metadata"]["name"]
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert "/etc/framesmith/$(POD_NAME).toml" in c["args"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c[
+        "env"
+    ]
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == 1
+    pods = [f"{name}-{i}" for i in range(sts["spec"]["replicas"])]
+    assert sorted(cm["data"]) == sorted(f"{p}.toml" for p in pods)
+    rooms_of = {}
+    for pod in pods:
+        path = tmp_path / f"{pod}.toml"
+        path.write_text(cm["data"][f"{pod}.toml"])
+        cfg = serve_config.load(path)
+        assert len(cfg.rooms) >= 2, pod  # N rooms per pod
+        rooms_of[pod] = {r.name for r in cfg.rooms}
+    pod_of_service = {
+        s["metadata"]["name"]: s["spec"]["selector"].get("statefulset.kubernetes.io/pod-name")
+        for s in kinds["Service"]
+    }
+    routed: dict[str, str] = {}
+    for rule in ingress["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            assert p["pathType"] == "Prefix" and p["path"].startswith("/rooms/"), p
+            room = p["path"].removeprefix("/rooms/").strip("/")
+            assert room not in routed, f"room {room} routed twice"
+            routed[room] = pod_of_service[p["backend"]["service"]["name"]]
+    assert routed == {room: pod for pod, rooms in rooms_of.items() for room in rooms}
+    assert any(
+        s["spec"].get("clusterIP") == "None" and s["metadata"]["name"] == sts["spec"]["serviceName"]
+        for s in kinds["Service"]
+    )
