@@ -39,5 +39,7 @@ def open_source(
             display_of(uri), width, height, fps, stamp_marker=marker, on_change=on_change
         )
     if uri == "webrtc":
-        return WebRTCSource(width, height, stamp_marker=marker, max_size=max_size)
+        # a publisher is held to twice the room's rate (RateCap): a 60 fps game into a 30 fps
+        # room keeps its frames' spacing, a flood cannot take the other rooms' GPU time
+        return WebRTCSource(width, height, stamp_marker=marker, max_size=max_size, max_fps=2 * fps)
     return FileSource(uri, loop=loop, stamp_marker=marker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -56,6 +57,29 @@ def frame_refusal(frame: av.VideoFrame, max_size: tuple[int, int]) -> str | None
     return None
 
 
+class RateCap:
+    """A token bucket on a publisher's frame rate: one room's publisher sending far above
+    the room's rate must not take the shared GPU's time from the other rooms (issue 31), and
+    frames above the rate would overrun the room's per-interval budget anyway. The bucket
+    holds `burst` frames so a publisher at the room's rate with network jitter loses none."""
+
+    def __init__(self, fps: float, burst: float = 3.0) -> None:
+        self.fps, self.burst = fps, burst
+        self.tokens = burst
+        self.last: float | None = None
+        self.dropped = 0
+
+    def admit(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.fps)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.dropped += 1
+        return False
+
+
 class WebRTCSource(Source):
     """Frames published over WHIP. With no publisher it shows a "NO SOURCE" slate (a few
     frames a second, so viewers see the state); a new publisher takes over."""
@@ -70,9 +94,12 @@ class WebRTCSource(Source):
         height: int = 360,
         stamp_marker: bool = False,
         max_size: tuple[int, int] = (3840, 2160),
+        max_fps: float | None = None,
     ) -> None:
         super().__init__()
         self.max_size = max_size
+        # frames past this rate are dropped before the pipeline sees them (None: no cap)
+        self.cap = RateCap(max_fps) if max_fps else None
         # called with (publisher, reason) when a publisher's stream is refused (the service
         # ends that session; everyone else keeps watching the slate)
         self.on_reject: Callable[[str, str], None] | None = None
@@ -84,7 +111,10 @@ class WebRTCSource(Source):
         self.state = SourceState.NO_SOURCE
 
     def details(self) -> dict[str, Any]:
-        return {**super().details(), "publisher": self.publisher}
+        out = {**super().details(), "publisher": self.publisher}
+        if self.cap is not None:
+            out["rate_cap_fps"], out["rate_capped"] = self.cap.fps, self.cap.dropped
+        return out
 
     def set_track(self, track: MediaStreamTrack, publisher: str) -> None:
         log.info("webrtc source: publisher %s takes over", publisher)
@@ -138,6 +168,8 @@ class WebRTCSource(Source):
                 self._refuse(reason)
                 continue
             self.state = SourceState.LIVE
+            if self.cap is not None and not self.cap.admit(time.monotonic()):
+                continue
             frame = got
             if frame.format.name == "yuvj420p":  # full range: the same planes, range scaled
                 frame = frame.reformat(format="yuv420p")
