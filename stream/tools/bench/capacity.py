@@ -120,6 +120,7 @@ async def measure_rooms(
     warmup: float,
     workdir: Path,
     serve_config: Path = DEFAULT_SERVE_CONFIG,
+    first_s: float = 180.0,
 ) -> dict[str, Any]:
     """One process with `rooms` rooms, one viewer each: fps per room and CPU ms per frame."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +135,12 @@ async def measure_rooms(
         async with aiohttp.ClientSession() as http:
             for v in viewers:
                 await v.connect(http, server.url, token)
+            # every room's first frame (its pipelines built, on a loaded lavapipe that takes
+            # tens of seconds for N CNN rooms), then the warm-up
+            t_join = time.monotonic()
+            while not all(v.times for v in viewers) and time.monotonic() - t_join < first_s:
+                await asyncio.sleep(0.5)
+            row["first_frame_s"] = round(time.monotonic() - t_join, 1)
             await asyncio.sleep(warmup)
             assert server.pid is not None
             t0, c0 = time.monotonic(), cpu_seconds(server.pid)
@@ -228,6 +235,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     row["loadavg_1m"] = round(loads[-1], 1)
                     print(json.dumps({k: v for k, v in row.items() if k != "api_rooms"}))
                     rows.append(row)
+                    # after every row: a long run cut short still leaves what it measured
+                    Path(args.json).write_text(json.dumps(_result(args, rows, loads), indent=2))
+    return _result(args, rows, loads)
+
+
+def _result(args: argparse.Namespace, rows: list[dict[str, Any]], loads: list[float]) -> dict:
     return {
         "kind": "capacity-bench",
         "source_fps": args.fps,
