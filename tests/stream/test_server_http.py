@@ -159,6 +159,7 @@ async def test_input_floods_are_rate_limited():
             await recv_frames(v.tracks[0], 3, 30)
             while v.channel.readyState != "open":
                 await asyncio.sleep(0.05)
+            t0 = time.monotonic()
             for _ in range(1000):
                 v.channel.send(
                     json.dumps({"type": "input", "kind": "mousemove", "x": 0.1, "y": 0.1})
@@ -170,10 +171,15 @@ async def test_input_floods_are_rate_limited():
             while srv.service.input_events + session.control.input.dropped < 1000:
                 assert time.monotonic() < deadline, "the 1000 messages never all arrived"
                 await asyncio.sleep(0.05)
+            span = time.monotonic() - t0
             dropped = session.control.input.dropped
-            assert dropped > 0
             assert srv.service.input_events + dropped == 1000
-            assert srv.service.input_events < 600
+            # the input bucket (burst 100, 250 a second) lets through its burst plus 250 for
+            # each second the 1000 took to arrive: well under a second here (<= ~350 of them),
+            # several on a busy machine (840 in 3 s were seen with 20 jobs on 2 cores)
+            bucket = session.control.input
+            assert srv.service.input_events <= bucket.burst + bucket.rate * span + 1, span
+            assert srv.service.input_events >= min(1000, bucket.burst)
             await v.close(http, srv.url)
     finally:
         await srv.close()
