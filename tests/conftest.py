@@ -5,6 +5,13 @@ from pathlib import Path
 import pytest
 
 LONG_MARKS = ("soak", "train", "interop", "browser", "slow")  # pyproject's markers, > 5 s each
+# unmarked files whose tests took 30 s to 6 min each in a loaded -n 3 run (mypy over both
+# packages; every zoo architecture mutated; serve's TLS and network-address starts)
+LONG_FILES = (
+    "tests/test_types.py",
+    "tests/infer/test_fuzz.py",
+    "tests/stream/test_serve_security.py",
+)
 
 
 # Test files whose tests share a module- or session-scoped fixture of ours (an exported zoo,
@@ -67,7 +74,14 @@ def pytest_collection_modifyitems(config, items):
     if hasattr(config, "workerinput"):
         # an xdist worker (every worker sorts alike): the long groups are handed out first,
         # so the run does not end on one worker's soak while the others sit idle
-        items.sort(key=lambda item: not any(m in item.keywords for m in LONG_MARKS))
+        items.sort(
+            key=lambda item: (
+                not (
+                    any(m in item.keywords for m in LONG_MARKS)
+                    or item.nodeid.startswith(LONG_FILES)
+                )
+            )
+        )
         unlisted = {
             item.nodeid.split("::", 1)[0]
             for item in items
