@@ -42,7 +42,9 @@ class ModelConfig:
     num_conv: int = 6  # srvgg: body convs after the first; denoise: all convs
     activation: str = "tanh"  # relu | prelu | tanh
     base: str = "bicubic"  # upscalers: nearest | bilinear | bicubic | none (upsampled input)
-    init: str = ""  # espcn: a shallower trained run's checkpoint.pt to start from (Net2Net)
+    # espcn: a trained run's checkpoint.pt or an .onnx to start from: a shallower one is
+    # deepened (Net2Net), a wider one narrowed (its weightiest channels kept)
+    init: str = ""
 
 
 @dataclass

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .config import Config, ConfigError
 from .dataset import Degradation, PatchPool
-from .models import build_model, deepen_from
+from .models import build_model, deepen_from, load_init, narrow_from
 from .pairs import PairPool
 
 CHECKPOINT = "checkpoint.pt"
@@ -127,7 +127,12 @@ def train(
         if not init.is_file():
             raise ConfigError(f"model.init {init} not found: train the model it starts from first")
         try:
-            deepen_from(model, torch.load(init, weights_only=False)["model"])
+            state = load_init(init)
+            first = state.get("body.0.weight")
+            if first is not None and first.shape[0] > cfg.model.features:
+                narrow_from(model, state)  # a wider trained model: prune it
+            else:
+                deepen_from(model, state)
         except ValueError as e:
             raise ConfigError(f"model.init {init}: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)

@@ -70,7 +70,9 @@ def test_bad_values_are_refused_and_named(tmp_path):
         load_config(p)
 
 
-@pytest.mark.parametrize("name", ["train-upscale", "train-upscale-hq", "train-denoise"])
+@pytest.mark.parametrize(
+    "name", ["train-upscale", "train-upscale-hq", "train-upscale-lite", "train-denoise"]
+)
 def test_shipped_configs_load(name):
     cfg = load_config(ROOT / "configs" / f"{name}.toml")
     assert cfg.output.deploy_dir == "infer/models"
