@@ -17,6 +17,7 @@ from .ops import lookup
 from .ops.choice import Choice, Chooser
 from .ops.registry import BuildContext, Dispatch, NotSupported, Value
 from .passes import assign_layouts, fold_and_infer, fold_views, fuse
+from .passes.argreduce import keep_arg_axis
 
 
 @dataclass
@@ -51,6 +52,7 @@ def specialise(
     them on a device: infer.kernel_choice); without one the ops' rules pick."""
     g = graph.copy()
     values = dict(inputs)
+    keep_arg_axis(g)
     fold_and_infer(g, values)
     try:
         fuse(g, values, limits)

@@ -2,6 +2,7 @@
 
 # registration side effects: each module registers its op family
 from . import (  # noqa: F401
+    argreduce,
     blocks,
     conv,
     elementwise,
@@ -12,6 +13,7 @@ from . import (  # noqa: F401
     pool,
     reduce,
     resize,
+    scatter_elements,
     shape,
     slice_pad,
     topk,
