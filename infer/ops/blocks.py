@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Node
-from .common import Sizes
+from ..layout import logical_strides
+from .common import DECODE_AT_RUN_TIME, Sizes
 from .registry import BuildContext, Dispatch, NotSupported, Value, register
 from .shape import check_not_empty, copy_dispatch, data_binding, require_float
 
@@ -79,13 +80,14 @@ def _block_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
         channels = ctx.shape(node.outputs[0])[1]
     else:
         kind, mode, channels = "s2d", _d2s_mode(node), in_shape[1]
-    sizes = Sizes()  # the frame's size read at run time: one kernel for every size
+    # the frame's size read at run time (one kernel for every size) where that pays
+    sizes = Sizes() if DECODE_AT_RUN_TIME else None
     variables = {
         "kind": kind,
         "mode": mode,
         "block": b,
         "channels_small": channels,
-        "in_strides": sizes.strides(in_shape),
+        "in_strides": logical_strides(in_shape) if sizes is None else sizes.strides(in_shape),
     }
     return [copy_dispatch(node, ctx, variables, [data_binding(ctx, node, x)], sizes=sizes)]
 

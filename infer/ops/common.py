@@ -124,6 +124,16 @@ def row_plan(in_shape: tuple[int, ...], axes: list[int], strides: dict[str, list
     }
 
 
+# Kernels that decode an element index into coordinates (the copies: depth-to-space, a
+# concat; resize) divide by the sizes; read from a uniform, those are integer divisions that
+# lavapipe makes lane by lane. Measured against the sizes baked in, alternated in one run
+# (process CPU time per frame, best of 20): the bundled upscaler +9% at 160x90 and +14% at
+# 320x180 (d2s and resize), where a new size costs compiling these two small kernels
+# (about 1.5 s on lavapipe, against ~60 s for the convs that read sizes from uniforms).
+# So they keep the sizes baked in: True reads them at run time (one kernel for every size).
+DECODE_AT_RUN_TIME = False
+
+
 class Sizes:
     """Values that change with the input's size, passed to a kernel in a uniform block (`sz`)
     rather than written into its code: the kernel's WGSL is then the same at every size, so

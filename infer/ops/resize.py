@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import Node
 from ..layout import logical_strides
-from .common import Sizes, grid_for, index_vars
+from .common import DECODE_AT_RUN_TIME, Sizes, grid_for, index_vars
 from .registry import Binding, BuildContext, BuildFn, Dispatch, NotSupported, Value, register
 
 TEMPLATE = "resize.wgsl"
@@ -280,9 +280,10 @@ def _resize_build(node: Node, ctx: BuildContext, opset: int) -> list[Dispatch]:
     )
     rank = len(x_shape)
     xs = logical_strides(x_shape)
-    # the sizes and scales read at run time (one kernel for every frame size), except where
-    # the source coordinate's formula mixes them at build time
-    sizes = Sizes() if p["ctm"] not in ("tf_crop_and_resize", "half_pixel_symmetric") else None
+    # the sizes and scales read at run time where that pays (ops.common.DECODE_AT_RUN_TIME),
+    # never where the source coordinate's formula mixes them at build time
+    runtime = DECODE_AT_RUN_TIME and p["ctm"] not in ("tf_crop_and_resize", "half_pixel_symmetric")
+    sizes = Sizes() if runtime else None
     axes = []
     for a in p["resized"]:
         ax = {

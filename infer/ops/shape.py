@@ -17,7 +17,7 @@ import numpy as np
 
 from ..graph import Node
 from ..layout import IMAGE, Layout, is_image, logical_strides, pad4
-from .common import Sizes, grid_for, index_vars, normalize_axis
+from .common import DECODE_AT_RUN_TIME, Sizes, grid_for, index_vars, normalize_axis
 from .registry import Binding, BuildContext, Dispatch, NotSupported, Value, register
 
 TEMPLATE = "shape.wgsl"
@@ -371,10 +371,10 @@ def _concat_build(node: Node, ctx: BuildContext) -> list[Dispatch]:
     axis = _concat_axis(node, rank)
     layout = ctx.layout(y)
     out = tensor_index(ctx, y)
-    # along the batch or channel axis (a dense block's concat) the frame's size is read at
-    # run time, so one kernel serves every size; along a spatial axis the parts' extents
+    # along the batch or channel axis (a dense block's concat) the frame's size can be read
+    # at run time (ops.common.DECODE_AT_RUN_TIME); along a spatial axis the parts' extents
     # are baked in
-    dynamic = rank >= 3 and axis < 2
+    dynamic = DECODE_AT_RUN_TIME and rank >= 3 and axis < 2
     probe = (*out_shape[:2], *(d + 1 for d in out_shape[2:]))
     parts: list[dict[str, Any]] = []
     start = 0

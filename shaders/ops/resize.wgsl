@@ -7,7 +7,9 @@
 {$ from "common.wgsl" import linear_index, decode, zero_pad_lanes, sizes_decl $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
+{$ if sizes $}
 {{ sizes_decl(2, sizes) }}
+{$ endif $}
 
 {$ if mode == "cubic" $}
 fn cubic_weights(t: f32) -> vec4<f32> {

@@ -15,16 +15,22 @@
 @group(0) @binding({{ loop.index0 }}) var<storage, read> x{{ loop.index0 }}: array<{{ S }}>;
 {$ endfor $}
 @group(0) @binding({{ parts | length }}) var<storage, read_write> y: array<{{ S }}>;
+{$ if sizes $}
 {{ sizes_decl(parts | length + 1, sizes) }}
+{$ endif $}
 {$ elif kind == "gather" $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> table: array<i32>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{ S }}>;
+{$ if sizes $}
 {{ sizes_decl(3, sizes) }}
+{$ endif $}
 {$ else $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read_write> y: array<{{ S }}>;
+{$ if sizes $}
 {{ sizes_decl(2, sizes) }}
+{$ endif $}
 {$ endif $}
 
 @compute @workgroup_size(64)

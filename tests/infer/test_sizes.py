@@ -1,7 +1,8 @@
 """One compile per model, not per size: a model compiled at one input size and run at
-another makes no new shader module or pipeline (the sizes are read from uniforms), and both
-sizes match onnxruntime. Issue 27: each new size was new WGSL, so new machine code (7-20 s
-per model on lavapipe) whenever a stream's scale adapted or a window was resized."""
+another makes no new conv or add pipeline (the sizes are read from uniforms; only the small
+copies that pay for baked sizes are compiled again), and both sizes match onnxruntime.
+Issue 27: each new size was new WGSL, so new machine code (7-20 s per model on lavapipe)
+whenever a stream's scale adapted or a window was resized."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from onnx import helper, numpy_helper
 
 import infer
 from tests.infer.onnx_helpers import reference
+
+# kernels whose code is the same at every frame size (the convs, the same-shape binary ops)
+SIZE_FREE = {"conv2d.wgsl", "conv_winograd.wgsl", "binary_same.wgsl"}
 
 pytestmark = pytest.mark.slow  # compiles a small net's kernels on lavapipe (~10 s)
 
@@ -79,11 +83,15 @@ def test_second_size_compiles_nothing(kernels: str) -> None:
         err = float(np.abs(got - ref).max()) / float(np.abs(ref).max())
         assert err <= 1e-3, f"{h}x{w}: max relative error {err:.2e}"
         exe = model.executable({"x": x})
-        pipelines.append({id(p) for p, _, _ in exe.steps})
+        steps = list(zip(exe.program.dispatches, exe.steps, strict=True))
+        pipelines.append({id(p) for d, (p, _, _) in steps if d.template in SIZE_FREE})
+        baked = {id(p) for d, (p, _, _) in steps if d.template not in SIZE_FREE}
         if k:
-            # the second size reuses every pipeline of the first and compiles none
-            assert device.cached_pipelines == before
+            # the second size reuses every conv and add pipeline of the first and compiles
+            # only the index-decoding copies that keep their sizes baked in (they pay:
+            # infer.ops.common.DECODE_AT_RUN_TIME)
             assert pipelines[1] == pipelines[0]
+            assert device.cached_pipelines - before <= len(baked) <= 3
     if kernels == "winograd2-sg" and device.limits.get("subgroup-size", 0) >= 8:
         variants = {d.variant for d in exe.program.dispatches}
         assert "winograd2-sg" in variants
