@@ -1,7 +1,10 @@
 """Every architecture spandrel can build, tried as a user would: small widths, random weights,
-exported with the TorchScript exporter (opset 17, dynamic height and width), loaded by the
-engine and compared with onnxruntime. `tests/infer/test_spandrel.py` runs it and keeps the
-table in docs/models.md.
+exported with the TorchScript exporter (opset 17, dynamic height and width) and, with
+`--dynamo`, with torch.export (opset 18), loaded by the engine and compared with onnxruntime.
+
+`python -m infer.training.zoo.spandrel_walk [--dynamo]` walks the whole registry and rewrites
+the table in docs/models.md and the op types per class (spandrel_walk.json);
+`tests/infer/test_spandrel.py` checks a subset that covers every op type (spandrel_table).
 
 spandrel (the loader chaiNNer and ComfyUI use) is the dev extra's; it imports torchvision for
 three architectures (LaMa, RestoreFormer and spandrel_extra_arches' helpers). PyPI's
@@ -14,11 +17,14 @@ that reason in the table, and nothing is downloaded.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import enum
 import importlib
+import importlib.machinery
 import inspect
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +32,7 @@ import tempfile
 import time
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,30 +42,28 @@ import torch
 from torch import nn
 
 from .spandrel_configs import FIXED_SIZE, SMALL, TORCHVISION_STAND_IN
+from .spandrel_table import (  # noqa: F401 - the walk's public names
+    BASE_SIZE,
+    NOT_TRIED,
+    OPS_FILE,
+    RTOL,
+    TABLE_END,
+    TABLE_START,
+    Row,
+    classes_in,
+    default_subset,
+    passing_in,
+    read_rows,
+    render_table,
+    write_ops,
+    write_table,
+)
 
 STAGE, ROW = "spandrel-walk stage: ", "spandrel-walk row: "
-OPSET = 17
-RTOL = 1e-4
-BASE_SIZE = (24, 28)  # (H, W), raised to what the architecture asks for
+OPSET, DYNAMO_OPSET = 17, 18
 UNKNOWN_MULTIPLE = 16  # when spandrel does not recognise the small config: UNets, windows
-
-
-@dataclasses.dataclass
-class Row:
-    """One architecture class: how far it got and why it stopped."""
-
-    arch: str
-    cls: str
-    exports: bool = False
-    loads: bool = False
-    error: float | None = None  # max relative error against onnxruntime
-    size: tuple[int, int] = BASE_SIZE
-    reason: str = ""
-    seconds: float = 0.0
-
-    @property
-    def passes(self) -> bool:
-        return self.error is not None and self.error <= RTOL
+_MODULE = "infer.training.zoo.spandrel_walk"  # not __name__: "__main__" under -m
+DOC = Path(__file__).resolve().parents[3] / "docs" / "models.md"
 
 
 def _stand_in_torchvision() -> None:
@@ -80,6 +84,8 @@ def _stand_in_torchvision() -> None:
     transforms.functional = functional  # type: ignore[attr-defined]
     root.transforms = transforms  # type: ignore[attr-defined]
     root.__version__ = "stand-in"  # type: ignore[attr-defined]
+    for module in (root, transforms, functional):  # torch.onnx's dynamo exporter asks find_spec
+        module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
     sys.modules.update(
         {
             "torchvision": root,
@@ -191,17 +197,29 @@ def _inputs(n: int, channels: int, size: tuple[int, int], seed: int) -> list[np.
     return [image, mask]
 
 
-def try_one(arch: str, cls: type[nn.Module], registry: Any, timeout: int = 240) -> Row:
+def try_one(
+    arch: str, cls: type[nn.Module], registry: Any, timeout: int = 240, dynamo: bool = False
+) -> Row:
     """Instantiate, describe with spandrel, export, load, compare: the first failure is the
-    row's reason."""
+    row's reason. With `dynamo`, the same network is also exported by torch.export and that
+    file checked the same way (its own deadline: it takes longer than the rest together)."""
     row = Row(arch, cls.__name__)
     start = time.monotonic()
+    built = None
     try:
         with _deadline(timeout):
-            _try(row, cls, registry)
+            built = _build(row, cls, registry)
+            if built is not None:
+                _torchscript(row, built)
     except _Timeout as e:
         row.reason = f"timed out ({e}) at: {row.reason or 'instantiate'}"
     row.seconds = time.monotonic() - start
+    if dynamo and built is not None and row.exports:
+        try:
+            with _deadline(timeout * 2):
+                _dynamo(row, built)
+        except _Timeout as e:
+            row.dynamo = f"timed out ({e}) at: {row.dynamo}"
     return row
 
 
@@ -212,12 +230,16 @@ def _stage(row: Row, what: str) -> None:
     print(f"{STAGE}{what}", file=sys.stderr, flush=True)
 
 
-def _try(row: Row, cls: type[nn.Module], registry: Any) -> None:
-    import onnx
-    import onnxruntime as ort
+@dataclasses.dataclass
+class _Built:
+    model: nn.Module
+    names: list[str]
+    feeds: list[np.ndarray]  # at the test size
+    example: tuple[torch.Tensor, ...]  # at the trace size
+    trace: tuple[int, int]
 
-    import infer
 
+def _build(row: Row, cls: type[nn.Module], registry: Any) -> _Built | None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     _stage(row, "instantiate")
@@ -225,7 +247,7 @@ def _try(row: Row, cls: type[nn.Module], registry: Any) -> None:
         model = cls(**SMALL.get(cls.__name__, {}))
     except Exception as e:  # noqa: BLE001 - whatever the architecture raises is the reason
         row.reason = f"cannot build at small widths: {_first_line(e)}"
-        return
+        return None
     channels, n_inputs = 3, 1
     req: Any = types.SimpleNamespace(multiple_of=UNKNOWN_MULTIPLE, minimum=0, square=False)
     try:
@@ -237,86 +259,185 @@ def _try(row: Row, cls: type[nn.Module], registry: Any) -> None:
         first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         channels = first.in_channels if first is not None else channels
     _randomise(model, 0)
-    model = _Call(model.eval())
     row.size = _size(req)
     trace = _size(req, (row.size[0] + 8, row.size[1] + 8))
     if cls.__name__ in FIXED_SIZE:  # built for one input size: traced and tested at it
         row.size = trace = (FIXED_SIZE[cls.__name__],) * 2
-    feeds = _inputs(n_inputs, channels, row.size, 1)
-    names = ["input", "mask"][:n_inputs]
+    example = tuple(torch.from_numpy(a) for a in _inputs(n_inputs, channels, trace, 2))
+    return _Built(
+        model.eval(), ["input", "mask"][:n_inputs], _inputs(n_inputs, channels, row.size, 1),
+        example, trace,
+    )  # fmt: skip
+
+
+def _torchscript(row: Row, b: _Built) -> None:
+    import onnx
+
     _stage(row, "export")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        dyn = {name: {2: "height", 3: "width"} for name in names}
+        dyn = {name: {2: "height", 3: "width"} for name in b.names}
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                example = tuple(torch.from_numpy(a) for a in _inputs(n_inputs, channels, trace, 2))
                 torch.onnx.export(
-                    model, example, str(path), input_names=names, opset_version=OPSET,
-                    dynamic_axes=dyn, dynamo=False,
+                    _Call(b.model).eval(), b.example, str(path), input_names=b.names,
+                    opset_version=OPSET, dynamic_axes=dyn, dynamo=False,
                 )  # fmt: skip
         except Exception as e:  # noqa: BLE001 - the exporter's reason is the row's
             row.reason = f"export fails in torch: {_first_line(e)}"
             return
         row.exports = True
-        proto = onnx.load(str(path))
-        feed = dict(zip(names, feeds, strict=True))
-        _stage(row, "onnxruntime")
-        try:
-            ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-                None, feed
-            )
-        except Exception as e:  # noqa: BLE001
-            row.reason = (
-                f"onnxruntime cannot run the export at {row.size[0]}x{row.size[1]} "
-                f"(traced at {trace[0]}x{trace[1]}): {_first_line(e)}"
-            )
-            return
-        _stage(row, "load and run in the engine")
-        try:
-            got = infer.load(proto).run(feed if n_inputs > 1 else feeds[0])
-        except infer.UnsupportedModelError as e:
-            row.reason = "declined: " + "; ".join(str(e).splitlines()[1:4]).strip()[:200]
-            return
-        except infer.ModelError as e:
-            row.reason = f"engine refuses: {str(e).splitlines()[0][:160]}"
-            return
-        except Exception as e:  # noqa: BLE001 - a bare exception is a bug; say so
-            row.reason = f"engine error (a bug): {_first_line(e)}"
-            return
-        row.loads = True
-        outs = list(got.values()) if isinstance(got, dict) else [got]
-        errors = []
-        for g, r in zip(outs, ref, strict=False):
-            if g.shape != r.shape:
-                row.reason = f"output shape {list(g.shape)} != onnxruntime's {list(r.shape)}"
-                return
-            scale = max(float(np.abs(r).max()), 1e-6)
-            errors.append(float(np.abs(g - r).max()) / scale)
-        row.error = max(errors) if errors else 0.0
-        row.reason = "" if row.passes else f"max relative error {row.error:.1e}"
+        row.ops = sorted({n.op_type for n in onnx.load(str(path)).graph.node})
+        reason, loads, error = _check(path, b, lambda what: _stage(row, what))
+    row.loads, row.error, row.reason = loads, error, reason
 
 
-def run_isolated(arch: str, cls: str, timeout: int = 240) -> Row:
-    """try_one in a child process: torch's tracer segfaults on some architectures (GRL), and
-    a hung export must not hold the walk. The child's last stage names where it stopped."""
-    cmd = [sys.executable, "-m", __name__, arch, cls, str(timeout)]
+class _One(nn.Module):
+    """torch.export names its dynamic dimensions by forward's parameters: one per input."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, input: torch.Tensor) -> Any:
+        return self.net(input)
+
+
+class _Two(_One):
+    def forward(self, input: torch.Tensor, mask: torch.Tensor) -> Any:  # type: ignore[override]
+        return self.net(input, mask)
+
+
+def _dynamo(row: Row, b: _Built) -> None:
+    """torch.export at opset 18, height and width left to torch (Dim.AUTO): a size the
+    export specialises shows as onnxruntime or the engine failing at the test size."""
+
+    def stage(what: str) -> None:
+        row.dynamo = what
+        print(f"{STAGE}dynamo {what}", file=sys.stderr, flush=True)
+
+    stage("export")
+    auto = torch.export.Dim.AUTO
+    shapes = {name: {2: auto, 3: auto} for name in b.names}
+    # eval again: the TorchScript export restores its wrapper's (training) mode, and a
+    # network in training mode exports its dropout as RandomUniformLike
+    wrapper = (_One if len(b.names) == 1 else _Two)(b.model).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            with torch.no_grad(), warnings.catch_warnings(), _quiet_exporter():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    wrapper, b.example, str(path), opset_version=DYNAMO_OPSET, dynamo=True,
+                    dynamic_shapes=shapes, verbose=False,
+                )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - the exporter's reason is the row's
+            cause = e.__cause__ if e.__cause__ is not None else e
+            row.dynamo = f"export fails in torch: {_first_line(cause)}"
+            return
+        reason, _, error = _check(path, b, stage)
+    row.dynamo_error = error
+    row.dynamo = f"ok {error:.1e}" if row.dynamo_passes else reason
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch.export logs every torchvision op it cannot register (the stand-in) at ERROR."""
+    import logging
+
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60)
-    except subprocess.TimeoutExpired as e:
-        err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return Row(arch, cls, reason=f"timed out at: {_last_stage(err)}")
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(ROW):
-            data = json.loads(line[len(ROW) :])
-            data["size"] = tuple(data["size"])
-            return Row(**data)
-    stage = _last_stage(done.stderr)
-    how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-    where = "torch's exporter" if stage == "export" else stage
-    return Row(arch, cls, exports=stage not in ("instantiate", "export"),
-               reason=f"crashes ({how}) in {where}")  # fmt: skip
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _check(path: Path, b: _Built, stage: Any) -> tuple[str, bool, float | None]:
+    """(reason, loads, max relative error) of the file at `path` against onnxruntime."""
+    import onnx
+    import onnxruntime as ort
+
+    import infer
+
+    proto = onnx.load(str(path))
+    names = [i.name for i in proto.graph.input][: len(b.feeds)]
+    feed = dict(zip(names, b.feeds, strict=True))
+    size = f"{b.feeds[0].shape[2]}x{b.feeds[0].shape[3]}"
+    stage("onnxruntime")
+    try:
+        ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    except Exception as e:  # noqa: BLE001
+        trace = f"{b.trace[0]}x{b.trace[1]}"
+        return (
+            f"onnxruntime cannot run the export at {size} (traced at {trace}): " + (_first_line(e)),
+            False,
+            None,
+        )
+    stage("load and run in the engine")
+    try:
+        got = infer.load(proto).run(feed if len(feed) > 1 else b.feeds[0])
+    except infer.UnsupportedModelError as e:
+        return "declined: " + "; ".join(str(e).splitlines()[1:4]).strip()[:200], False, None
+    except infer.ModelError as e:
+        return f"engine refuses: {str(e).splitlines()[0][:160]}", False, None
+    except Exception as e:  # noqa: BLE001 - a bare exception is a bug; say so
+        return f"engine error (a bug): {_first_line(e)}", False, None
+    outs = list(got.values()) if isinstance(got, dict) else [got]
+    errors = []
+    for g, r in zip(outs, ref, strict=False):
+        if g.shape != r.shape:
+            return f"output shape {list(g.shape)} != onnxruntime's {list(r.shape)}", True, None
+        scale = max(float(np.abs(r).max()), 1e-6)
+        errors.append(float(np.abs(g - r).max()) / scale)
+    error = max(errors) if errors else 0.0
+    return ("" if error <= RTOL else f"max relative error {error:.1e}"), True, error
+
+
+def run_group(
+    pairs: list[tuple[str, str]],
+    timeout: int = 150,
+    dynamo: bool | Collection[tuple[str, str]] = False,
+) -> list[Row]:
+    """try_one for each (architecture, class) in child processes, several to a child so that
+    torch, spandrel and the device start once: torch's tracer segfaults on some
+    architectures (GRL) and a hung export must not hold the walk, so a child that dies names
+    the class and stage it died in and the rest go on in a new child."""
+    rows: dict[tuple[str, str], Row] = {}
+    todo = list(pairs)
+    code: int | None
+    both = set(pairs) if dynamo is True else set(dynamo or ())  # torch.export's too
+    per = timeout * (3 if both else 1) + 30
+    while todo:
+        cmd = [sys.executable, "-m", _MODULE, "--child", str(timeout)]
+        cmd += [f"{a}:{c}" + (":dynamo" if (a, c) in both else "") for a, c in todo]
+        out, err, code = "", "", None  # None: timed out
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=per * len(todo) + 60)
+            out, err, code = done.stdout, done.stderr, done.returncode
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            code = None
+        for line in out.splitlines():
+            if line.startswith(ROW):
+                row = Row.from_json(json.loads(line[len(ROW) :]))
+                rows[(row.arch, row.cls)] = row
+        todo = [p for p in todo if p not in rows]
+        if todo:  # the child stopped in todo[0]: name where, go on with the rest
+            arch, cls = todo.pop(0)
+            stage = _last_stage(err)
+            how = "timed out" if code is None else (
+                f"crashes (signal {-code})" if code < 0 else f"crashes (exit {code})"
+            )  # fmt: skip
+            where = "torch's exporter" if stage == "export" else stage
+            rows[(arch, cls)] = Row(
+                arch, cls, exports=not stage.startswith(("instantiate", "export", "start")),
+                reason=f"{how} in {where}",
+            )  # fmt: skip
+    return [rows[p] for p in pairs]
 
 
 def _last_stage(stderr: str) -> str:
@@ -324,79 +445,103 @@ def _last_stage(stderr: str) -> str:
     return stages[-1] if stages else "start-up"
 
 
-NOT_TRIED = "not tried: the walk's time budget was spent"
-
-
 def walk(
-    timeout: int = 240, only: set[str] | None = None, budget_s: float | None = None
+    timeout: int = 150,
+    only: set[str] | None = None,
+    budget_s: float | None = None,
+    dynamo: bool = False,
+    group: int = 8,
+    progress: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
-    """Every network class of the registry, each in its own process; after `budget_s` the
-    rest are listed as not tried (the whole walk takes about 20 minutes on 2 cores)."""
+    """Every network class of the registry, `group` to a child process; after `budget_s`
+    the rest are listed as not tried."""
     registry = import_spandrel()
+    pairs = [(a, c.__name__) for a, c in classes(registry) if only is None or a in only]
     start = time.monotonic()
-    rows = []
-    for arch, cls in classes(registry):
-        if only is not None and arch not in only:
-            continue
+    rows: list[Row] = []
+    for i in range(0, len(pairs), group):
+        chunk = pairs[i : i + group]
         if budget_s is not None and time.monotonic() - start > budget_s:
-            rows.append(Row(arch, cls.__name__, reason=NOT_TRIED))
+            rows += [Row(a, c, reason=NOT_TRIED) for a, c in chunk]
             continue
-        rows.append(run_isolated(arch, cls.__name__, timeout))
+        rows += run_group(chunk, timeout, dynamo)
+        for r in rows[-len(chunk) :]:
+            print(f"{r.arch}/{r.cls}: {'ok' if r.passes else r.reason} "
+                  f"{r.dynamo} ({r.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+        if progress is not None:
+            progress(rows)
     return rows
 
 
-def _main(arch: str, cls_name: str, timeout: str) -> None:
+def _child(timeout: int, names: list[str]) -> None:
+    # the ops' rules pick conv kernels: timing each variant of each new conv (the engine's
+    # default, seconds to a minute each on lavapipe) measures the device, not the walk
+    os.environ.setdefault("FRAMESMITH_KERNELS", "rules")
     registry = import_spandrel()
-    (cls,) = [c for a, c in classes(registry) if a == arch and c.__name__ == cls_name]
-    row = try_one(arch, cls, registry, int(timeout))
-    print(ROW + json.dumps(dataclasses.asdict(row)), flush=True)
+    found = {(a, c.__name__): c for a, c in classes(registry)}
+    for name in names:
+        arch, cls, *dynamo = name.split(":")
+        row = try_one(arch, found[(arch, cls)], registry, timeout, bool(dynamo))
+        print(ROW + json.dumps(dataclasses.asdict(row)), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The full walk: rewrites the table in docs/models.md and spandrel_walk.json."""
+    parser = argparse.ArgumentParser(prog="python -m infer.training.zoo.spandrel_walk")
+    parser.add_argument("--dynamo", action="store_true", help="also export with torch.export")
+    parser.add_argument("--timeout", type=int, default=150, help="seconds per class")
+    parser.add_argument("--only", nargs="*", help="architecture ids (default: all)")
+    parser.add_argument("--no-write", action="store_true", help="print, rewrite nothing")
+    parser.add_argument("--record", type=Path, help="write the rows here, not the docs")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("names", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        _child(args.child, args.names)
+        return
+    only = set(args.only) if args.only else None
+    write = None if args.no_write else _writer(args.record)
+    rows = walk(args.timeout, only, dynamo=args.dynamo, progress=write)
+    print(render_table(rows) if args.no_write else summary(rows))
+
+
+def _writer(record: Path | None = None) -> Callable[[list[Row]], None]:
+    """Rewrites the table and the record after every group (a long --dynamo walk that is
+    stopped keeps what it found); a class not walked yet keeps its recorded row."""
+    old = {(r.arch, r.cls): r for r in (read_rows() if OPS_FILE.is_file() else [])}
+    order = [(a, c.__name__) for a, c in classes(import_spandrel())]
+
+    def write(rows: list[Row]) -> None:
+        done = {(r.arch, r.cls): r for r in rows}
+        merged = [done.get(p) or old.get(p) or Row(*p, reason=NOT_TRIED) for p in order]
+        if record is not None:
+            write_ops(merged, record)
+            return
+        write_table(DOC, merged)
+        write_ops(merged)
+
+    return write
+
+
+def summary(rows: list[Row]) -> str:
+    exports = [r for r in rows if r.exports]
+    runs = [r for r in exports if "onnxruntime" not in r.reason]
+    text = (
+        f"{len(rows)} classes: torch exports {len(exports)}, onnxruntime runs {len(runs)}, "
+        f"the engine matches {sum(r.passes for r in rows)}"
+    )
+    dyn = [r for r in rows if r.dynamo and not r.dynamo.startswith("not tried")]
+    if dyn:
+        d_exp = [
+            r for r in dyn if not r.dynamo.startswith(("export fails", "timed out at: export"))
+        ]
+        d_run = [r for r in d_exp if "onnxruntime" not in r.dynamo]
+        text += (
+            f"; torch.export: exports {len(d_exp)}, onnxruntime runs {len(d_run)}, "
+            f"the engine matches {sum(r.dynamo_passes for r in dyn)}"
+        )
+    return text
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:4])
-
-
-TABLE_START = "<!-- spandrel table: generated by tests/infer/test_spandrel.py -->"
-TABLE_END = "<!-- end of the spandrel table -->"
-
-
-def render_table(rows: list[Row]) -> str:
-    """Markdown: one line per network class, what it got to and why it stopped there."""
-    lines = [
-        "| architecture | class | exports? | loads? | parity (max rel. error) | test size | "
-        "reason |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        parity = "-" if r.error is None else f"{'ok' if r.passes else 'NO'} {r.error:.1e}"
-        reason = r.reason.replace("|", "\\|").replace("\n", " ")
-        lines.append(
-            f"| {r.arch} | {r.cls} | {'yes' if r.exports else 'no'} | "
-            f"{'yes' if r.loads else 'no'} | {parity} | {r.size[0]}x{r.size[1]} | {reason} |"
-        )
-    return "\n".join(lines)
-
-
-def passing_in(doc: str) -> set[tuple[str, str]]:
-    """(architecture, class) of the rows the table in `doc` says pass."""
-    if TABLE_START not in doc:
-        return set()
-    body = doc.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
-    out = set()
-    for line in body.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 5 and cells[4].startswith("ok "):
-            out.add((cells[0], cells[1]))
-    return out
-
-
-def write_table(doc_path: Path, rows: list[Row]) -> None:
-    """Replace the table between the markers (or append it with them)."""
-    doc = doc_path.read_text(encoding="utf-8")
-    table = f"{TABLE_START}\n{render_table(rows)}\n{TABLE_END}"
-    if TABLE_START in doc and TABLE_END in doc:
-        head, rest = doc.split(TABLE_START, 1)
-        doc = head + table + rest.split(TABLE_END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + table + "\n"
-    doc_path.write_text(doc, encoding="utf-8")
+    main()
