@@ -60,12 +60,35 @@ def _shader_cache_off() -> bool:
     return value in ("1", "true", "yes", "y")
 
 
+def _arity_problem(op_type: str, domain: str, opset: int, ins: int, outs: int) -> str:
+    """Why a node's input or output count breaks its ONNX schema ("" when it does not): a
+    kernel binds what the node names, so an extra input or output would reach the GPU as a
+    binding its shader never declared."""
+    if domain not in ("", "ai.onnx"):
+        return ""
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return ""
+    if not schema.min_input <= ins <= schema.max_input:
+        return f"takes {schema.min_input}..{schema.max_input} inputs, has {ins}"
+    if not schema.min_output <= outs <= schema.max_output:
+        return f"makes {schema.min_output}..{schema.max_output} outputs, has {outs}"
+    return ""
+
+
 def static_check(graph: Graph) -> None:
-    """Refuse op types the engine does not know before any device is asked for."""
+    """Refuse op types the engine does not know, and nodes whose input or output count their
+    op does not allow, before any device is asked for."""
     problems = [
         (n.op_type, n.name, "")
         for n in graph.nodes
         if lookup(n.op_type, graph.opset, n.domain) is None
+    ]
+    problems += [
+        (n.op_type, n.name, why)
+        for n in graph.nodes
+        if (why := _arity_problem(n.op_type, n.domain, graph.opset, len(n.inputs), len(n.outputs)))
     ]
     if problems:
         raise UnsupportedModelError(problems, graph.opset)

@@ -118,3 +118,22 @@ def test_wrong_input_rank_names_the_input():
     assert "[3, 8, 8]" in str(info.value)
     with pytest.raises(infer.ModelError, match=r"input 'image' dimension 1 must be 3"):
         m.run(np.zeros((1, 4, 8, 8), np.float32))
+
+
+def test_a_node_with_more_inputs_or_outputs_than_its_op_takes_is_named(no_gpu):
+    """A LogSoftmax given two inputs and three outputs (the random-graph fuzz found one) is
+    refused by name before any device is asked for; its kernel would otherwise bind four
+    buffers to a shader that declares two (a wgpu validation error, not a model error)."""
+    nodes = [helper.make_node("LogSoftmax", ["c", "x"], ["a", "b", "y"], name="lsm")]
+    graph = helper.make_graph(
+        nodes,
+        "arity",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 9, 7])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.ones(1, np.float32), "c")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(infer.UnsupportedModelError) as e:
+        infer.load(model)
+    text = str(e.value)
+    assert "lsm" in text and "inputs, has 2" in text
