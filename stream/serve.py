@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 import infer
-from infer.bundled import DEFAULT_UPSCALER, default_upscaler, resolve_model
+from infer.bundled import resolve_model
 
 from . import config as config_mod
 from . import secretfiles, tls
@@ -29,11 +29,8 @@ def load_model(cfg: config_mod.Config, explicit: bool) -> tuple[infer.Model | No
     (then the service runs the bilinear baseline and says so)."""
     if cfg.model.mode != "model":
         return None, ""
-    name = cfg.model.path
-    if not explicit and name == DEFAULT_UPSCALER:  # none named: the device's default
-        name = default_upscaler(infer.get_device(cfg.server.adapter_index).is_cpu)
     try:
-        path = resolve_model(name)
+        path = resolve_model(cfg.model.path)
     except FileNotFoundError as e:
         if explicit:
             raise

@@ -1,7 +1,7 @@
-"""The default upscaler by device (issue 27): a CPU adapter (lavapipe here) gets a bundled model
-whose 160x90 pass (the adaptation's floor for a 640x360 source) costs a fraction of the GPU
-default's in the engine's own FLOPs and dispatches, so the default serve runs the CNN there
-instead of falling back to planar scaling. Costs come from the compiled programs (nothing is
+"""The light upscaler for CPU devices (issue 27): a bundled model whose 160x90 pass (the
+adaptation's floor for a 640x360 source) costs a fraction of the default's in the engine's own
+FLOPs and dispatches. It becomes the CPU default only once it keeps the quality floor (the
+strict xfail below turns red when it does). Costs come from the compiled programs (nothing is
 timed: no wall-clock bounds on a shared host); the quality floor is measured on the held-out
 images by the training pipeline's evaluation (train marker)."""
 
@@ -13,7 +13,7 @@ import json
 import pytest
 
 import infer
-from infer.bundled import CPU_UPSCALER, DEFAULT_UPSCALER, default_upscaler, resolve_model
+from infer.bundled import CPU_UPSCALER, DEFAULT_UPSCALER, resolve_model
 from infer.compile import Program
 
 FLOOR_SHAPE = (1, 3, 90, 160)  # 25 % of the default 640x360 test source
@@ -34,22 +34,6 @@ def test_the_cpu_default_costs_a_fraction_of_the_gpu_default_per_floor_pass():
         [d.label for d in cpu.dispatches],
         [d.label for d in gpu.dispatches],
     )
-
-
-def test_the_device_picks_the_default():
-    assert default_upscaler(is_cpu=True) == CPU_UPSCALER
-    assert default_upscaler(is_cpu=False) == DEFAULT_UPSCALER
-    from stream import config as config_mod
-    from stream.serve import load_model
-
-    cfg = config_mod.load(None, {})
-    device = infer.get_device(cfg.server.adapter_index)
-    model, name = load_model(cfg, explicit=False)
-    assert model is not None
-    assert name == (CPU_UPSCALER if device.is_cpu else DEFAULT_UPSCALER)
-    # a model named by the user is run as named, whatever the device
-    _, named = load_model(cfg, explicit=True)
-    assert named == DEFAULT_UPSCALER
 
 
 @pytest.mark.train

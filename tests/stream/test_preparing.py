@@ -23,7 +23,6 @@ import aiohttp
 import pytest
 
 import infer
-from infer.bundled import default_upscaler
 from stream.tools.soak.server import free_port
 
 from .rtc import whep
@@ -120,8 +119,7 @@ async def test_frames_flow_while_the_model_is_prepared_then_the_model_serves(tmp
     busy = [(p, a) for _, p, a in snapshots if p and p["phase"] != "ready"]
     assert busy and all(a["running_mode"] in CHEAP for _, a in busy), busy
     # the viewer was told what and how far: the hello, then each step, ending at ready
-    # the device's default (issue 27: a CPU adapter runs the light one)
-    assert hello["preparing"]["model"] == default_upscaler(infer.get_device().is_cpu), hello
+    assert hello["preparing"]["model"] == "upscale.onnx", hello
     assert hello["preparing"]["serving"] in CHEAP
     phases = [s["phase"] for s in steps]
     assert "choosing kernels" in phases and phases[-1] == "ready", phases
