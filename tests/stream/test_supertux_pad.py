@@ -132,6 +132,8 @@ async def test_a_pad_walks_and_jumps_tux(tmp_path):
     walked = [f for f in frames if f == {"right"}]
     jumped = [f for f in frames if "jump" in f]
     print(f"SuperTux read {len(frames)} frames: right {len(walked)}, right+jump {len(jumped)}")
-    assert len(walked) >= 5 and jumped and all("right" in f for f in jumped)
+    # letting go releases the mapped keys one XTEST event apart: a loaded X server can let the
+    # game read one tick between them (jump without right, once)
+    assert len(walked) >= 5 and jumped and sum("right" not in f for f in jumped) <= 1, jumped
     assert not any(f & {"left", "up", "down", "action"} for f in frames)
     assert frames[-1] == set()  # let go at the end
