@@ -28,3 +28,9 @@
 @group(0) @binding({{ b }}) var<uniform> sz: array<vec4<u32>, {{ n }}>;
 {$ endif $}
 {$ endmacro $}
+
+{# folds an update u into the value v by a scatter's reduction (ScatterND, ScatterElements):
+   `none` keeps the last update #}
+{$ macro fold(reduction) $}
+{$ if reduction == "add" $}v = v + u;{$ elif reduction == "mul" $}v = v * u;{$ elif reduction == "max" $}v = max(v, u);{$ elif reduction == "min" $}v = min(v, u);{$ else $}v = u;{$ endif $}
+{$ endmacro $}

@@ -3,7 +3,7 @@
    (table[slot] .. table[slot + 1]) and, from `rows_at`, each row's base offset in `upd`. The
    element starts as data and folds in the slot's rows in order: the last one wins for
    `none`, the others combine every row (duplicate indices included). #}
-{$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes $}
+{$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes, fold $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> upd: array<{{ S }}>;
 @group(0) @binding(2) var<storage, read> table: array<i32>;
@@ -19,17 +19,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let inner = {$ for s in inner_strides $}{$ if s != 0 $}o{{ q + loop.index0 }} * {{ s }}u + {$ endif $}{$ endfor $}0u;
   for (var t = table[slot]; t < table[slot + 1u]; t++) {
     let u = f32(upd[u32(table[{{ rows_at }} + t]) + inner]);
-{$ if reduction == "add" $}
-    v = v + u;
-{$ elif reduction == "mul" $}
-    v = v * u;
-{$ elif reduction == "max" $}
-    v = max(v, u);
-{$ elif reduction == "min" $}
-    v = min(v, u);
-{$ else $}
-    v = u;
-{$ endif $}
+    {{ fold(reduction) }}
   }
   y[i] = {{ S }}(v);
 }

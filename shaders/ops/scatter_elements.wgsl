@@ -3,7 +3,7 @@
    order, folding in the update of every entry that names its coordinate (negative indices
    count from the end): the last one wins for `none`, the others combine them all. Indices
    are stored as floats. #}
-{$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes $}
+{$ from "common.wgsl" import linear_index, decode, offset, zero_pad_lanes, fold $}
 @group(0) @binding(0) var<storage, read> x: array<{{ S }}>;
 @group(0) @binding(1) var<storage, read> ind: array<{{ S }}>;
 @group(0) @binding(2) var<storage, read> upd: array<{{ S }}>;
@@ -24,17 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       if (t < 0) { t = t + {{ n }}; }
       if (t != here) { continue; }
       let u = f32(upd[ub + j * {{ u_step }}u]);
-{$ if reduction == "add" $}
-      v = v + u;
-{$ elif reduction == "mul" $}
-      v = v * u;
-{$ elif reduction == "max" $}
-      v = max(v, u);
-{$ elif reduction == "min" $}
-      v = min(v, u);
-{$ else $}
-      v = u;
-{$ endif $}
+      {{ fold(reduction) }}
     }
   }
   y[i] = {{ S }}(v);
